@@ -1,0 +1,187 @@
+"""Fixtures for performance tests; override any of them in your own conftest.py.
+
+- ``llmperf_target``: the (backend, model) cell of the matrix this test runs for.
+- ``llmperf_server``: that model being served; one per target, started once per session.
+- ``llmperf_load(users=..., requests=...)``: run a measured closed-loop window, get a result.
+- ``llmperf_slo.check(result)``: hold the result to thresholds.toml; fails the test if missed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pytest
+
+from pytest_llmperf.session import RESULTS_KEY, SETTINGS_KEY, THRESHOLDS_KEY, Target
+
+if TYPE_CHECKING:
+    from pytest_llmperf.backends import ServedModel
+    from pytest_llmperf.config import Settings
+    from pytest_llmperf.prompts import PromptSource
+    from pytest_llmperf.runner import PerfResult
+    from pytest_llmperf.slo import Verdict
+
+
+class LoadFunction(Protocol):
+    def __call__(
+        self,
+        *,
+        users: int = 1,
+        requests: int | None = None,
+        duration_s: float | None = None,
+        warmup: int | None = None,
+        max_tokens: int | None = None,
+    ) -> PerfResult: ...
+
+
+@pytest.fixture(scope="session")
+def llmperf_settings(pytestconfig: pytest.Config) -> Settings:
+    return pytestconfig.stash[SETTINGS_KEY]
+
+
+@pytest.fixture(scope="session")
+def llmperf_target(request: pytest.FixtureRequest) -> Target:
+    """Parametrized by the plugin over the backend x model matrix."""
+    param: Target = request.param
+    return param
+
+
+@pytest.fixture(scope="session")
+def llmperf_server(llmperf_target: Target, llmperf_settings: Settings) -> Iterator[ServedModel]:
+    from pytest_llmperf.backends import get_backend
+    from pytest_llmperf.modelfetch import ModelFetchError
+    from pytest_llmperf.server import ServerStartError
+
+    backend = get_backend(llmperf_target.backend)
+    try:
+        context = backend.serve(llmperf_settings, llmperf_target.model,
+                                llmperf_settings.output_dir)
+        served = context.__enter__()
+    except (ServerStartError, ModelFetchError, ConnectionError) as exc:
+        pytest.fail(f"{llmperf_target.id}: {exc}", pytrace=False)
+    try:
+        yield served
+    finally:
+        context.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def llmperf_prompts(llmperf_server: ServedModel) -> PromptSource:
+    """Never-repeating prompts, one source per served model (no cache hits across tests)."""
+    from pytest_llmperf.prompts import PromptSource
+
+    return PromptSource(seed=0)
+
+
+class ResultRecorder:
+    """Keeps a test's results for the reports and junit, and finds them again for SLO checks."""
+
+    def __init__(self, item: pytest.Item) -> None:
+        self.item = item
+        self._entries: dict[int, dict[str, Any]] = {}
+
+    def add(self, result: PerfResult) -> None:
+        from pytest_llmperf.report import result_entry, result_properties
+
+        entries = self.item.stash.setdefault(RESULTS_KEY, [])
+        entry = result_entry(result)
+        entries.append(entry)
+        self._entries[id(result)] = entry
+        prefix = "llmperf." if len(entries) == 1 else f"llmperf.{len(entries)}."
+        for name, value in result_properties(result):
+            self._property(prefix + name, value)
+
+    def add_verdicts(self, result: PerfResult, verdicts: tuple[Verdict, ...]) -> None:
+        from pytest_llmperf.report import verdict_entry
+
+        if id(result) not in self._entries:
+            self.add(result)
+        entry = self._entries[id(result)]
+        entry["verdicts"] = [verdict_entry(v) for v in verdicts]
+        for verdict in verdicts:
+            state = "pass" if verdict.passed else "fail"
+            self._property(f"llmperf.slo[{verdict.check.text}]", f"{state}: {verdict.describe()}")
+
+    def _property(self, name: str, value: object) -> None:
+        # What the record_property fixture does, minus its warning under the default
+        # junit_family (xunit2): junitxml writes user_properties for every family.
+        self.item.user_properties.append((name, value))
+
+
+@pytest.fixture
+def llmperf_recorder(request: pytest.FixtureRequest) -> ResultRecorder:
+    return ResultRecorder(request.node)
+
+
+@pytest.fixture
+def llmperf_load(
+    llmperf_server: ServedModel,
+    llmperf_prompts: PromptSource,
+    llmperf_settings: Settings,
+    llmperf_recorder: ResultRecorder,
+) -> LoadFunction:
+    from pytest_llmperf.runner import run_load
+
+    def load(
+        *,
+        users: int = 1,
+        requests: int | None = None,
+        duration_s: float | None = None,
+        warmup: int | None = None,
+        max_tokens: int | None = None,
+    ) -> PerfResult:
+        if requests is None and duration_s is None:
+            requests = llmperf_settings.requests
+        result = run_load(
+            llmperf_server,
+            llmperf_prompts,
+            users=users,
+            requests=requests,
+            duration_s=duration_s,
+            warmup=llmperf_settings.warmup if warmup is None else warmup,
+            max_tokens=max_tokens or llmperf_settings.max_tokens,
+        )
+        llmperf_recorder.add(result)
+        return result
+
+    return load
+
+
+class SLOChecker:
+    """``check(result)``: hold a result to the thresholds that apply to this test."""
+
+    def __init__(self, request: pytest.FixtureRequest, recorder: ResultRecorder) -> None:
+        self._request = request
+        self._recorder = recorder
+
+    def check(self, result: PerfResult) -> tuple[Verdict, ...]:
+        from pytest_llmperf.slo import evaluate, failure_message
+
+        config = self._request.config
+        settings = config.stash[SETTINGS_KEY]
+        thresholds = config.stash[THRESHOLDS_KEY]
+        if thresholds is None:
+            pytest.fail(f"no thresholds file: {settings.thresholds} does not exist; create it "
+                        "or pass --thresholds PATH", pytrace=False)
+        test_name = getattr(self._request.node, "originalname", self._request.node.name)
+        checks = thresholds.for_test(backend=result.served.backend, model=result.served.model,
+                                     test=test_name)
+        if not checks:
+            pytest.fail(f"no SLO in {thresholds.path} applies to {test_name} "
+                        f"({result.served.description})", pytrace=False)
+        verdicts = evaluate(result.metrics, checks)
+        self._recorder.add_verdicts(result, verdicts)
+        where = f"full results: {settings.report}" if settings.report else None
+        message = failure_message(verdicts, result.context, where)
+        if message:
+            errors = [r.error for r in result.run.records if r.error]
+            if errors:
+                message += f"\n{len(errors)} request(s) failed; first error: {errors[0]}"
+            pytest.fail(message, pytrace=False)
+        return verdicts
+
+
+@pytest.fixture
+def llmperf_slo(request: pytest.FixtureRequest, llmperf_recorder: ResultRecorder) -> SLOChecker:
+    return SLOChecker(request, llmperf_recorder)
