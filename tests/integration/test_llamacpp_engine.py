@@ -1,0 +1,134 @@
+"""The measuring path against the real embedded engine (xllamacpp serving SmolLM2 on CPU).
+
+These tests check our numbers against the engine's own: llama.cpp reports per-request
+``timings.predicted_per_token_ms`` and ``usage.completion_tokens`` in the last stream chunk.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from pytest_llmperf.backends import ServedModel, get_backend
+from pytest_llmperf.config import Settings, resolve_settings
+from pytest_llmperf.metrics import tpot_ms
+from pytest_llmperf.prompts import PromptSource
+from pytest_llmperf.records import TokenSource
+from pytest_llmperf.runner import run_load
+
+pytestmark = pytest.mark.integration
+
+MAX_TOKENS = 64
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    root = tmp_path_factory.mktemp("engine")
+    return resolve_settings({"max_tokens": str(MAX_TOKENS)}, {}, {}, root)
+
+
+@pytest.fixture(scope="module")
+def served(settings: Settings) -> Iterator[ServedModel]:
+    with get_backend("llamacpp").serve(settings, "smollm2-135m", settings.output_dir) as model:
+        yield model
+    assert model.server_pid is not None
+    assert not _alive(model.server_pid), "the engine outlived its with-block"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_client_tpot_agrees_with_llamacpp_timings(served: ServedModel) -> None:
+    result = run_load(served, PromptSource(seed=1), users=1, requests=8, warmup=2,
+                      max_tokens=MAX_TOKENS)
+    records = result.run.records
+    assert all(r.ok for r in records), [r.error for r in records]
+    client = [tpot_ms(r) for r in records]
+    server = [r.server_timings["predicted_per_token_ms"] for r in records]
+    client_mean = sum(c for c in client if c is not None) / len(records)
+    server_mean = sum(server) / len(server)
+    ratio = client_mean / server_mean
+    print(f"client TPOT {client_mean:.2f} ms, llama.cpp TPOT {server_mean:.2f} ms, "
+          f"ratio {ratio:.3f}")
+    assert abs(ratio - 1) < 0.10
+
+
+def test_output_tokens_are_the_servers_usage_counts(served: ServedModel) -> None:
+    result = run_load(served, PromptSource(seed=2), users=2, requests=4, warmup=0,
+                      max_tokens=MAX_TOKENS)
+    for record in result.run.records:
+        assert record.output_token_source is TokenSource.USAGE
+        assert record.output_tokens == record.server_timings["predicted_n"]
+        # ignore_eos: the answer is exactly as long as asked, so a short reply cannot
+        # flatter tokens/s.
+        assert record.output_tokens == MAX_TOKENS
+        assert record.input_tokens == record.server_timings["prompt_n"] + \
+            record.server_timings.get("cache_n", 0)
+
+
+def test_prompts_are_not_served_from_the_prompt_cache(served: ServedModel) -> None:
+    result = run_load(served, PromptSource(seed=3), users=1, requests=3, warmup=0,
+                      max_tokens=8)
+    for record in result.run.records:
+        assert record.server_timings.get("cache_n", 0) == 0, record.server_timings
+
+
+def test_tokenizer_counts_tokens_not_characters(served: ServedModel) -> None:
+    import asyncio
+
+    import aiohttp
+
+    assert served.token_counter is not None
+    counter = served.token_counter
+
+    async def count(text: str) -> int:
+        async with aiohttp.ClientSession() as session:
+            return await counter.count(session, text)
+
+    text = "The quick brown fox jumps over the lazy dog."
+    tokens = asyncio.run(count(text))
+    assert 5 <= tokens < len(text) / 2, tokens
+
+
+_ORPHAN_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+    from pytest_llmperf.backends import get_backend
+    from pytest_llmperf.config import resolve_settings
+
+    root = Path(sys.argv[1])
+    settings = resolve_settings({}, {}, {}, root)
+    with get_backend("llamacpp").serve(settings, "smollm2-135m", root) as served:
+        (root / "pid").write_text(str(served.server_pid))
+        os.kill(os.getpid(), 9)  # die without any chance to clean up
+    """
+)
+
+
+def test_engine_exits_when_the_test_process_is_killed(tmp_path: Path) -> None:
+    script = tmp_path / "orphan.py"
+    script.write_text(_ORPHAN_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], timeout=120,
+                          check=False)
+    assert done.returncode == -signal.SIGKILL
+    pid = int((tmp_path / "pid").read_text())
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail(f"engine {pid} outlived the killed test process")

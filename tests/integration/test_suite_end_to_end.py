@@ -1,0 +1,84 @@
+"""The shipped perf suite, run as a user runs it, against the real embedded engine."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+FAST = ["--llmperf-requests=4", "--llmperf-warmup=1", "-p", "no:cacheprovider"]
+
+
+@pytest.fixture
+def suite_copy(tmp_path: Path) -> Path:
+    shutil.copytree(REPO / "tests" / "perf", tmp_path / "perf")
+    shutil.copy(REPO / "thresholds.toml", tmp_path / "thresholds.toml")
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    return tmp_path
+
+
+def _engines_under(pid: int) -> list[psutil.Process]:
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [c for c in children if "xllamacpp_server" in " ".join(c.cmdline())]
+
+
+def test_one_impossible_threshold_fails_exactly_that_test(suite_copy: Path) -> None:
+    with (suite_copy / "thresholds.toml").open("a") as thresholds:
+        thresholds.write('\n[tests.test_single_user_latency]\nslo = ["tpot_ms.p95 < 1"]\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "perf", *FAST, "--llmperf-report=report.md",
+         "--junitxml=junit.xml"],
+        cwd=suite_copy, capture_output=True, text=True, timeout=300, check=False,
+    )
+    out = done.stdout
+    assert done.returncode == 1, out + done.stderr
+    assert "1 failed, 1 passed" in out
+    assert re.search(
+        r"FAILED perf/test_latency.py::test_single_user_latency\[llamacpp-smollm2-135m\]", out)
+    assert re.search(
+        r"tpot_ms\.p95 = \d+\.\d ms, required < 1 ms \(missed by \d+\.\d ms\) -- 4 requests, "
+        r"smollm2-135m on llamacpp \(xllamacpp [\w.]+\)", out), out
+    report = (suite_copy / "report.md").read_text()
+    assert re.search(r"\| tpot_ms\.p95 +\| \d+\.\d ms +\| < 1 ms +\| \*\*FAIL\*\*", report)
+    assert "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53" in report
+    props = {p.get("name"): p.get("value")
+             for p in ET.parse(suite_copy / "junit.xml").iter("property")}
+    assert float(props["llmperf.output_token_throughput"]) > 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_session_leaves_no_engine(suite_copy: Path, sig: signal.Signals) -> None:
+    session = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "perf", "--llmperf-requests=500", "-p",
+         "no:cacheprovider"],
+        cwd=suite_copy, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        engines: list[psutil.Process] = []
+        while not engines and time.monotonic() < deadline:
+            time.sleep(0.5)
+            engines = _engines_under(session.pid)
+        assert engines, "the engine never started"
+        time.sleep(3)  # let load run
+        session.send_signal(sig)
+        session.wait(timeout=60)
+        gone, alive = psutil.wait_procs(engines, timeout=15)
+        assert not alive, f"engine processes outlived the session: {alive}"
+    finally:
+        if session.poll() is None:
+            session.kill()

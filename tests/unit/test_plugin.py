@@ -1,0 +1,194 @@
+"""The plugin as pytest sees it: options, precedence, SLO failures, junit and markdown output.
+
+The inner test runs measure nothing: their conftest replaces ``llmperf_load`` with hand-made
+results of known value, so what is checked here is the plugin's handling of them.  The same
+path against the real engine is in tests/integration/test_suite_end_to_end.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+KNOWN_RESULTS_CONFTEST = '''
+import pytest
+from pytest_llmperf.backends import ServedModel
+from pytest_llmperf.client import Endpoint
+from pytest_llmperf.metrics import summarize
+from pytest_llmperf.records import LoadRun, RequestRecord, TokenSource
+from pytest_llmperf.runner import PerfResult
+
+MS = 1_000_000
+
+
+def record(i, tpot_ms):
+    """TTFT 200 ms, then 9 more tokens tpot_ms apart: 10 tokens in all."""
+    send = i * 10_000 * MS
+    chunks = tuple(send + 200 * MS + int(k * tpot_ms * MS) for k in range(10))
+    return RequestRecord(i, send, chunks, chunks[-1], 10, TokenSource.USAGE, 20,
+                         TokenSource.USAGE, "length")
+
+
+@pytest.fixture
+def llmperf_load(llmperf_recorder, llmperf_target):
+    served = ServedModel(llmperf_target.backend, llmperf_target.model,
+                         Endpoint("http://127.0.0.1:9/v1", "m"), engine="xllamacpp 2026.10.1")
+
+    def load(*, users=1, tpot_ms=20.0, **_):
+        records = tuple(record(i, tpot_ms) for i in range(64))
+        run = LoadRun(records, 0, records[-1].end_ns, users, 0)
+        result = PerfResult(served, run, summarize(run), users, 10)
+        llmperf_recorder.add(result)
+        return result
+
+    return load
+'''
+
+THRESHOLDS = """
+[defaults]
+slo = [
+    "tpot_ms.p95 < 100",
+    "decode_tokens_per_s.mean >= 10",
+    "error_rate <= 0.01",
+]
+"""
+
+TESTS = """
+def test_fast(llmperf_target, llmperf_load, llmperf_slo):
+    llmperf_slo.check(llmperf_load(tpot_ms=20.0))
+
+def test_slow(llmperf_target, llmperf_load, llmperf_slo):
+    llmperf_slo.check(llmperf_load(tpot_ms=142.3))
+"""
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    for name in ("LLMPERF_BACKEND", "LLMPERF_MODEL", "LLMPERF_REQUESTS", "GITHUB_STEP_SUMMARY"):
+        monkeypatch.delenv(name, raising=False)
+    pytester.makeconftest(KNOWN_RESULTS_CONFTEST)
+    pytester.makefile(".toml", thresholds=THRESHOLDS)
+    pytester.makepyfile(test_suite=TESTS)
+    return pytester
+
+
+def test_missed_slo_fails_only_that_test_with_the_documented_message(
+    suite: pytest.Pytester,
+) -> None:
+    result = suite.runpytest()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "*test_slow*",
+        "tpot_ms.p95 = 142.3 ms, required < 100 ms (missed by 42.3 ms) -- 64 requests, "
+        "smollm2-135m on llamacpp (xllamacpp 2026.10.1)",
+    ])
+    # decode speed 1000/142.3 = 7.03 tok/s misses ">= 10" too, and says by how much
+    result.stdout.fnmatch_lines([
+        "decode_tokens_per_s.mean = 7.03 tok/s, required >= 10 tok/s (missed by 2.97 tok/s)*",
+    ])
+    assert "error_rate =" not in result.stdout.str()  # passing checks stay quiet
+
+
+def test_test_ids_name_backend_and_model(suite: pytest.Pytester) -> None:
+    result = suite.runpytest("-v")
+    result.stdout.fnmatch_lines(["*test_fast?llamacpp-smollm2-135m? PASSED*"])
+
+
+def test_junit_has_metrics_and_verdicts_as_properties(suite: pytest.Pytester) -> None:
+    suite.runpytest("--junitxml=junit.xml")
+    tree = ET.parse(suite.path / "junit.xml")
+    cases = {case.get("name"): case for case in tree.iter("testcase")}
+    slow = cases["test_slow[llamacpp-smollm2-135m]"]
+    props = {p.get("name"): p.get("value") for p in slow.iter("property")}
+    assert float(props["llmperf.tpot_ms.p95"]) == pytest.approx(142.3, abs=0.01)
+    assert float(props["llmperf.ttft_ms.mean"]) == pytest.approx(200.0, abs=0.01)
+    assert props["llmperf.token_source"] == "usage"
+    assert props["llmperf.slo[tpot_ms.p95 < 100]"].startswith("fail: tpot_ms.p95 = 142.3 ms")
+    assert props["llmperf.slo[error_rate <= 0.01]"].startswith("pass")
+
+
+def test_markdown_report_and_github_summary(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    summary = suite.path / "step-summary.md"
+    summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    result = suite.runpytest("--llmperf-report=out/report.md")
+    report = (suite.path / "out" / "report.md").read_text()
+    assert "## Environment" in report
+    assert "xllamacpp 2026.10.1" in report
+    assert "| tpot_ms.p95 " in report and "142.3 ms" in report and "**FAIL**" in report
+    assert "thresholds.toml:4" in report  # where the missed SLO was defined
+    assert summary.read_text() == "earlier step\n" + report
+    result.stdout.fnmatch_lines(["*llmperf results*", "*test_slow*1/3 pass*"])
+
+
+def test_cli_beats_env_beats_ini(suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    suite.makeini("[pytest]\nllmperf_requests = 7\nllmperf_warmup = 3\nllmperf_max_tokens = 9\n")
+    suite.makepyfile(test_settings="""
+        def test_settings(llmperf_settings):
+            s = llmperf_settings
+            assert (s.requests, s.warmup, s.max_tokens) == (5, 2, 9), s
+            assert s.sources["requests"] == "--llmperf-requests (command line)"
+            assert s.sources["warmup"] == "LLMPERF_WARMUP (environment)"
+            assert s.sources["max_tokens"] == "llmperf_max_tokens (ini/pyproject)"
+    """)
+    monkeypatch.setenv("LLMPERF_REQUESTS", "6")
+    monkeypatch.setenv("LLMPERF_WARMUP", "2")
+    result = suite.runpytest("--llmperf-requests=5", "test_settings.py")
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["--llmperf-requests=abc"], {}, "--llmperf-requests (command line): invalid value 'abc'"),
+        ([], {"LLMPERF_WARMUP": "-1"}, "LLMPERF_WARMUP (environment): invalid value '-1'"),
+        (["--backend=tgi"], {}, "--backend (command line): invalid value 'tgi'"),
+        (["--backend=openai"], {}, "give its URL with --base-url"),
+        (["--model=nope.gguf"], {}, "--model (command line): model 'nope.gguf' is neither"),
+        (["--thresholds=missing.toml"], {}, "thresholds file"),
+    ],
+)
+def test_bad_values_are_usage_errors_naming_their_source(
+    suite: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    env: dict[str, str],
+    expected: str,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = suite.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert expected in result.stderr.str()
+
+
+def test_bad_thresholds_fail_before_any_test_with_file_and_line(suite: pytest.Pytester) -> None:
+    suite.makefile(".toml", thresholds='[defaults]\nslo = [\n  "tpot_ms.p95 < 100",\n'
+                                       '  "tpot_ms.p42x < 1",\n]\n')
+    result = suite.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "thresholds.toml:4" in result.stderr.str()
+    assert "unknown statistic 'p42x'" in result.stderr.str()
+
+
+def test_missing_thresholds_file_fails_the_check_not_the_session(suite: pytest.Pytester) -> None:
+    (suite.path / "thresholds.toml").unlink()
+    result = suite.runpytest()
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*no thresholds file*thresholds.toml does not exist*"])
+
+
+def test_entry_module_imports_nothing_heavy() -> None:
+    code = (
+        "import sys, pytest_llmperf.plugin, pytest_llmperf.fixtures\n"
+        "heavy = {'aiohttp', 'pynvml', 'xllamacpp', 'requests', 'tabulate', 'psutil'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
