@@ -55,15 +55,12 @@ def llmperf_server(llmperf_target: Target, llmperf_settings: Settings) -> Iterat
 
     backend = get_backend(llmperf_target.backend)
     try:
-        context = backend.serve(llmperf_settings, llmperf_target.model,
-                                llmperf_settings.output_dir)
-        served = context.__enter__()
+        with backend.serve(llmperf_settings, llmperf_target.model,
+                           llmperf_settings.output_dir) as served:
+            yield served
     except (ServerStartError, ModelFetchError, ConnectionError) as exc:
+        # Session-scoped: pytest reports this once for every test that needed the server.
         pytest.fail(f"{llmperf_target.id}: {exc}", pytrace=False)
-    try:
-        yield served
-    finally:
-        context.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session")

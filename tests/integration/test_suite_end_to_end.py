@@ -77,7 +77,7 @@ def test_interrupted_session_leaves_no_engine(suite_copy: Path, sig: signal.Sign
         time.sleep(3)  # let load run
         session.send_signal(sig)
         session.wait(timeout=60)
-        gone, alive = psutil.wait_procs(engines, timeout=15)
+        _gone, alive = psutil.wait_procs(engines, timeout=15)
         assert not alive, f"engine processes outlived the session: {alive}"
     finally:
         if session.poll() is None:

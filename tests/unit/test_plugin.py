@@ -192,3 +192,13 @@ def test_entry_module_imports_nothing_heavy() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_public_api_is_what_all_says() -> None:
+    import pytest_llmperf
+
+    public = {name for name in vars(pytest_llmperf) if not name.startswith("_")}
+    modules = {name for name in public if type(getattr(pytest_llmperf, name)).__name__ == "module"}
+    assert public - modules - {"annotations"} == set(pytest_llmperf.__all__)
+    for name in pytest_llmperf.__all__:
+        assert getattr(pytest_llmperf, name).__module__.startswith("pytest_llmperf.")

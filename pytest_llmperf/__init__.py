@@ -1,0 +1,26 @@
+"""pytest-llmperf: performance tests for LLM inference servers, as a pytest plugin.
+
+The names below are the library's public API, usable without pytest.  This package imports
+only light, pure-Python modules; the engine, client and NVML code load when used.
+"""
+
+from __future__ import annotations
+
+from pytest_llmperf.metrics import RunMetrics, summarize
+from pytest_llmperf.records import LoadRun, RequestRecord, TokenSource
+from pytest_llmperf.slo import Verdict, evaluate
+from pytest_llmperf.thresholds import Check, ThresholdError, Thresholds, load_thresholds
+
+__all__ = [
+    "Check",
+    "LoadRun",
+    "RequestRecord",
+    "RunMetrics",
+    "ThresholdError",
+    "Thresholds",
+    "TokenSource",
+    "Verdict",
+    "evaluate",
+    "load_thresholds",
+    "summarize",
+]
