@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -13,6 +14,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+
+from pytest_llmperf.backends import get_backend
+from pytest_llmperf.config import resolve_settings
 
 pytestmark = pytest.mark.integration
 
@@ -82,3 +86,28 @@ def test_interrupted_session_leaves_no_engine(suite_copy: Path, sig: signal.Sign
     finally:
         if session.poll() is None:
             session.kill()
+
+
+SECRET = "sk-llmperf-test-secret-0451"
+
+
+def test_attach_to_a_running_openai_compatible_server(suite_copy: Path) -> None:
+    """The llama.cpp server speaks the OpenAI API: attach to it as to any such server."""
+    settings = resolve_settings({}, {}, {}, suite_copy)
+    with get_backend("llamacpp").serve(settings, "smollm2-135m", suite_copy / "engine") as served:
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "perf", *FAST, "--backend", "openai",
+             "--base-url", served.endpoint.base_url, "--model", served.endpoint.model,
+             "--api-key-env", "LLMPERF_TEST_KEY", "--llmperf-report=report.md",
+             "--junitxml=junit.xml"],
+            cwd=suite_copy, capture_output=True, text=True, timeout=300, check=False,
+            env={**os.environ, "LLMPERF_TEST_KEY": SECRET},
+        )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "test_single_user_latency[openai-" in done.stdout
+    report = (suite_copy / "report.md").read_text()
+    assert "OpenAI-compatible server (llamacpp)" in report
+    everything = done.stdout + done.stderr + "".join(
+        path.read_text(errors="replace") for path in suite_copy.rglob("*") if path.is_file()
+    )
+    assert SECRET not in everything
