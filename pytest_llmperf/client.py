@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol
 import aiohttp
 
 from pytest_llmperf.records import RequestRecord, TokenSource
-from pytest_llmperf.sse import SSEParser
+from pytest_llmperf.sse import SSEEvent, SSEParser
 
 __all__ = ["Endpoint", "StreamingClient", "TokenCounter", "build_payload"]
 
@@ -81,7 +81,7 @@ class _Stream:
         self.done = False
         self.end_ns = 0
 
-    def take(self, data: str, now_ns: int) -> bool:
+    def take(self, data: str) -> bool:
         """Apply one SSE data payload; True when it carried generated text."""
         if data == "[DONE]":
             self.done = True
@@ -109,9 +109,13 @@ class _Stream:
                 carried = True
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
-        if carried:
-            self.chunk_ns.append(now_ns)
         return carried
+
+    def read(self, events: list[SSEEvent], now_ns: int) -> None:
+        """Apply the events of one network read: one reading if any of them carried text."""
+        carried = [self.take(event.data) for event in events]  # all of them, in order
+        if any(carried):
+            self.chunk_ns.append(now_ns)
 
 
 def _generated_text(choice: Mapping[str, Any]) -> str:
@@ -181,11 +185,16 @@ class StreamingClient:
         payload = build_payload(self.endpoint, prompt, self.max_tokens)
         body = json.dumps(payload).encode()
         try:
-            send_ns, stream = await self._stream(body)
-        except _StaleConnection:
-            # A pooled connection the server had closed: nothing reached the server, so
-            # sending again once is the same request, not a retry of a failed one.
-            send_ns, stream = await self._stream(body)
+            try:
+                send_ns, stream = await self._stream(body)
+            except _StaleConnection:
+                # A pooled connection the server had closed: nothing reached the server, so
+                # sending again once is the same request, not a retry of a failed one.
+                send_ns, stream = await self._stream(body)
+        except _StaleConnection as stale:  # the second attempt failed too
+            exc = stale.__cause__
+            now = time.perf_counter_ns()
+            return RequestRecord(request_id, now, end_ns=now, error=f"{type(exc).__name__}: {exc}")
         except asyncio.TimeoutError:
             return RequestRecord(request_id, time.perf_counter_ns(),
                                  end_ns=time.perf_counter_ns(),
@@ -213,10 +222,8 @@ class StreamingClient:
                 return send_ns, stream
             async for raw in response.content.iter_any():
                 now_ns = time.perf_counter_ns()
-                for event in parser.feed(raw):
-                    stream.take(event.data, now_ns)
-            for event in parser.close():
-                stream.take(event.data, time.perf_counter_ns())
+                stream.read(parser.feed(raw), now_ns)
+            stream.read(parser.close(), time.perf_counter_ns())
         stream.end_ns = time.perf_counter_ns()
         return send_ns, stream
 

@@ -168,7 +168,7 @@ def resolve_settings(
             raise SettingError(f"{source}: invalid value {raw!r}: {exc}") from None
         sources[option.name] = source
     _check_combination(values, sources, env)
-    thresholds = values["thresholds"] or rootdir / "thresholds.toml"
+    thresholds = _under(rootdir, values["thresholds"] or Path("thresholds.toml"))
     if sources["thresholds"] != "default" and not thresholds.is_file():
         raise SettingError(f"{sources['thresholds']}: thresholds file {thresholds} not found")
     return Settings(
@@ -176,7 +176,7 @@ def resolve_settings(
         model=values["model"],
         base_url=values["base_url"],
         api_key_env=values["api_key_env"],
-        thresholds=_under(rootdir, thresholds),
+        thresholds=thresholds,
         report=values["report"],
         requests=values["requests"],
         warmup=values["warmup"],

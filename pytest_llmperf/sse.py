@@ -43,7 +43,8 @@ class SSEParser:
         """Events left when the stream ends (a last event with no blank line after it)."""
         events: list[SSEEvent] = []
         if self._buffer:
-            event = self._take_line(self._buffer.decode("utf-8"))
+            # A trailing lone \r was held back in case \n followed; at the end it ends the line.
+            event = self._take_line(self._buffer.removesuffix(b"\r").decode("utf-8"))
             self._buffer = b""
             if event is not None:
                 events.append(event)

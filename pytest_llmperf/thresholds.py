@@ -199,16 +199,25 @@ class _Locator:
                 return index
         return None
 
-    def _table_index(self, dotted: str) -> int | None:
+    def _table_index(self, dotted: str, *, or_subtable: bool = False) -> int | None:
         parts = dotted.split(".", 1)
         for index, line in enumerate(self._lines):
             stripped = line.strip().replace('"', "").replace("'", "").replace(" ", "")
-            if stripped.startswith("[") and stripped.split("]")[0][1:] == ".".join(parts):
+            name = stripped.split("]")[0][1:]
+            if stripped.startswith("[") and (
+                name == ".".join(parts) or (or_subtable and name.startswith(dotted + "."))
+            ):
                 return index
         return None
 
     def table(self, dotted: str) -> str:
-        return self._at(self._table_index(dotted))
+        index = self._table_index(dotted)
+        if index is None:  # only made by a [sub.table], or a key (`slo = ...` in [backends])
+            index = self._table_index(dotted, or_subtable=True)
+            if index is None:
+                parent, _, name = dotted.rpartition(".")
+                return self.key(name, after=parent or None)
+        return self._at(index)
 
     def key(self, key: str, after: str | None = None) -> str:
         start = (self._table_index(after) or 0) if after else 0
