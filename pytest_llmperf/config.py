@@ -165,7 +165,9 @@ def resolve_settings(
         try:
             values[option.name] = option.parse(raw)
         except ValueError as exc:
-            raise SettingError(f"{source}: invalid value {raw!r}: {exc}") from None
+            # A key pasted where its variable's name belongs must not reach a CI log.
+            shown = "(value hidden)" if option.name == "api_key_env" else repr(raw)
+            raise SettingError(f"{source}: invalid value {shown}: {exc}") from None
         sources[option.name] = source
     _check_combination(values, sources, env)
     thresholds = _under(rootdir, values["thresholds"] or Path("thresholds.toml"))

@@ -306,6 +306,7 @@ def test_api_key_env_must_be_a_variable_name(tmp_path: Path, source: str, value:
     assert message.endswith(
         "expected the NAME of an environment variable (not the key itself)"
     )
+    assert value not in message  # a pasted key never reaches a log
 
 
 @pytest.mark.parametrize("source", ["cli", "env", "ini"])
