@@ -185,24 +185,32 @@ class StreamingClient:
         payload = build_payload(self.endpoint, prompt, self.max_tokens)
         body = json.dumps(payload).encode()
         try:
-            try:
-                send_ns, stream = await self._stream(body)
-            except _StaleConnection:
-                # A pooled connection the server had closed: nothing reached the server, so
-                # sending again once is the same request, not a retry of a failed one.
-                send_ns, stream = await self._stream(body)
-        except _StaleConnection as stale:  # the second attempt failed too
-            exc = stale.__cause__
-            now = time.perf_counter_ns()
-            return RequestRecord(request_id, now, end_ns=now, error=f"{type(exc).__name__}: {exc}")
+            send_ns, stream = await self._send_once_more_if_stale(body)
         except asyncio.TimeoutError:
-            return RequestRecord(request_id, time.perf_counter_ns(),
-                                 end_ns=time.perf_counter_ns(),
-                                 error=f"no complete answer within {self.timeout_s:g} s")
+            return self._failed(request_id, f"no complete answer within {self.timeout_s:g} s")
         except aiohttp.ClientError as exc:
-            now = time.perf_counter_ns()
-            return RequestRecord(request_id, now, end_ns=now, error=f"{type(exc).__name__}: {exc}")
+            return self._failed(request_id, f"{type(exc).__name__}: {exc}")
+        except UnicodeDecodeError:  # the stream ended inside a multi-byte character
+            return self._failed(request_id, "stream ended inside a UTF-8 character")
         return await self._record(request_id, prompt, send_ns, stream)
+
+    async def _send_once_more_if_stale(self, body: bytes) -> tuple[int, _Stream]:
+        try:
+            return await self._stream(body)
+        except _StaleConnection:
+            pass
+        # A pooled connection the server had closed: nothing reached the server, so sending
+        # again once is the same request, not a retry of a failed one.
+        try:
+            return await self._stream(body)
+        except _StaleConnection as stale:
+            assert isinstance(stale.__cause__, aiohttp.ClientError)
+            raise stale.__cause__ from None
+
+    @staticmethod
+    def _failed(request_id: int, error: str) -> RequestRecord:
+        now = time.perf_counter_ns()
+        return RequestRecord(request_id, now, end_ns=now, error=error)
 
     async def _stream(self, body: bytes) -> tuple[int, _Stream]:
         stream = _Stream()

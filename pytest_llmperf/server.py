@@ -122,6 +122,9 @@ class ManagedServer:
             _signal_group(process.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=self.stop_grace_s)
+            # Return only once every member is gone: a dying worker may still hold the GPU
+            # memory the next server needs.
+            _wait_group_gone(process.pid, self.stop_grace_s)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -139,6 +142,18 @@ class ManagedServer:
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
+
+
+def _wait_group_gone(pgid: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            return  # a member we may not signal is not ours to wait for
+        time.sleep(0.05)
 
 
 def stop_all_servers() -> None:

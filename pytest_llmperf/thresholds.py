@@ -200,12 +200,11 @@ class _Locator:
         return None
 
     def _table_index(self, dotted: str, *, or_subtable: bool = False) -> int | None:
-        parts = dotted.split(".", 1)
         for index, line in enumerate(self._lines):
             stripped = line.strip().replace('"', "").replace("'", "").replace(" ", "")
             name = stripped.split("]")[0][1:]
             if stripped.startswith("[") and (
-                name == ".".join(parts) or (or_subtable and name.startswith(dotted + "."))
+                name == dotted or (or_subtable and name.startswith(dotted + "."))
             ):
                 return index
         return None

@@ -466,6 +466,14 @@ def test_malformed_json_line_is_an_error_not_an_exception() -> None:
     assert_failed(record, "malformed stream chunk")
 
 
+def test_stream_ending_inside_a_utf8_character_is_an_error_not_an_exception() -> None:
+    # "你" is three bytes; the server closes the stream after the first of them.
+    cut = 'data: {"choices":[{"delta":{"content":"你"}}]}'.encode()[:-7]
+    record = send_one(Replay(writes=(ROLE, content("The"), cut)))
+
+    assert_failed(record, "stream ended inside a UTF-8 character")
+
+
 def test_stream_without_done_or_finish_reason() -> None:
     record = send_one(Replay(writes=(ROLE, content("The"), content(" capital"))))
 
