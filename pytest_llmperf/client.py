@@ -22,7 +22,7 @@ import aiohttp
 from pytest_llmperf.records import RequestRecord, TokenSource
 from pytest_llmperf.sse import SSEEvent, SSEParser
 
-__all__ = ["Endpoint", "StreamingClient", "TokenCounter", "build_payload"]
+__all__ = ["Endpoint", "RequestSender", "StreamingClient", "TokenCounter", "build_payload"]
 
 Api = Literal["chat", "completions"]
 _ERROR_TEXT_LIMIT = 300
@@ -45,6 +45,16 @@ class Endpoint:
     def url(self) -> str:
         path = "chat/completions" if self.api == "chat" else "completions"
         return f"{self.base_url.rstrip('/')}/{path}"
+
+
+class RequestSender(Protocol):
+    """Sends one request and returns its record; errors become the record's, never raised.
+
+    :class:`StreamingClient` is the one for OpenAI-compatible servers; engines with another
+    API (Ollama) or none (in-process transformers) bring their own.
+    """
+
+    async def send(self, request_id: int, prompt: str) -> RequestRecord: ...
 
 
 class TokenCounter(Protocol):

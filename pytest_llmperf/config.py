@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,9 @@ from typing import Any, Generic, TypeVar
 
 __all__ = ["BACKENDS", "OPTIONS", "Option", "SettingError", "Settings", "resolve_settings"]
 
-BACKENDS: tuple[str, ...] = ("llamacpp", "openai")
+BACKENDS: tuple[str, ...] = (
+    "llamacpp", "transformers", "vllm", "sglang", "lmdeploy", "tgi", "ollama", "openai",
+)
 T = TypeVar("T")
 
 
@@ -69,6 +72,95 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _list_of(parse: Callable[[str], T]) -> Callable[[str], tuple[T, ...]]:
+    """A comma list, each item parsed by ``parse``; duplicates are dropped, order kept."""
+
+    def parse_list(value: str) -> tuple[T, ...]:
+        items = [item.strip() for item in value.split(",")]
+        if not all(items):
+            raise ValueError("expected a comma-separated list with no empty items")
+        parsed: list[T] = []
+        for item in items:
+            try:
+                one = parse(item)
+            except ValueError as exc:
+                raise ValueError(f"{item!r}: {exc}") from None
+            if one not in parsed:
+                parsed.append(one)
+        return tuple(parsed)
+
+    return parse_list
+
+
+def _gpu_sets(value: str) -> tuple[tuple[int, ...], ...]:
+    """``0,1`` or, one set per pytest-xdist worker, ``0,1|2,3``."""
+    sets: list[tuple[int, ...]] = []
+    for part in value.split("|"):
+        try:
+            ids = tuple(int(item) for item in part.split(","))
+        except ValueError:
+            raise ValueError("expected GPU indices such as 0,1 (or 0,1|2,3: one set per "
+                             "pytest-xdist worker)") from None
+        if any(i < 0 for i in ids) or len(set(ids)) != len(ids):
+            raise ValueError(f"GPU set {part!r} has a negative or repeated index")
+        sets.append(ids)
+    seen = [i for ids in sets for i in ids]
+    if len(set(seen)) != len(seen):
+        raise ValueError("the GPU sets of different workers must not share a GPU")
+    return tuple(sets)
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("expected a number of seconds") from None
+    if not 0 < number < 3600:
+        raise ValueError("expected a number of seconds greater than 0")
+    return number
+
+
+def _fraction(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("expected a number between 0 and 1") from None
+    if not 0 < number <= 1:
+        raise ValueError("expected a number greater than 0 and at most 1")
+    return number
+
+
+def _engine_args(value: str) -> Mapping[str, tuple[str, ...]]:
+    """``vllm: --swap-space 4; sglang: --mem-fraction-static 0.8`` -> per-backend argv."""
+    import shlex
+
+    args: dict[str, tuple[str, ...]] = {}
+    for part in value.split(";"):
+        if not part.strip():
+            continue
+        backend, sep, rest = part.partition(":")
+        backend = backend.strip()
+        if not sep or backend not in BACKENDS:
+            raise ValueError(
+                f"{part.strip()!r}: expected BACKEND: ARGS with BACKEND one of "
+                f"{', '.join(BACKENDS)}, several separated by ';'"
+            )
+        args[backend] = args.get(backend, ()) + tuple(shlex.split(rest))
+    return args
+
+
+def _per_backend_path(value: str) -> Mapping[str, Path]:
+    """``/venv/bin/python`` (every backend, key ``*``) or ``vllm: PATH; sglang: PATH``."""
+    if ":" not in value.split("/")[0]:
+        return {"*": Path(value.strip()).expanduser()}
+    paths: dict[str, Path] = {}
+    for backend, args in _engine_args(value).items():
+        if len(args) != 1:
+            raise ValueError(f"{backend}: expected one path, got {len(args)} words")
+        paths[backend] = Path(args[0]).expanduser()
+    return paths
+
+
 def _text(value: str) -> str:
     if not value.strip():
         raise ValueError("expected a non-empty value")
@@ -101,13 +193,16 @@ def _path(value: str) -> Path:
 
 
 OPTIONS: tuple[Option[Any], ...] = (
-    Option("backend", "--backend", f"inference engine: {', '.join(BACKENDS)}",
-           _choice(*BACKENDS), "llamacpp"),
+    Option("backend", "--backend",
+           f"inference engine(s), comma-separated: {', '.join(BACKENDS)}",
+           _list_of(_choice(*BACKENDS)), "llamacpp"),
     Option("model", "--model",
-           "model alias (smollm2-135m) or a local .gguf file; with --backend openai, the "
-           "model name the server knows", _text, "smollm2-135m"),
+           "model alias(es) from the catalogue, comma-separated (smollm2-135m, qwen72b-gptq, "
+           "...), or an engine's own id: a .gguf file, a model directory, an org/name Hugging "
+           "Face id or an Ollama name:tag", _list_of(_text), "smollm2-135m"),
     Option("base_url", "--base-url",
-           "attach to a running OpenAI-compatible server at this URL (ends in /v1)", _url, None),
+           "attach to a running server at this URL instead of launching one (OpenAI-"
+           "compatible servers: the URL ends in /v1)", _url, None),
     Option("api_key_env", "--api-key-env",
            "name of the environment variable that holds the API key", _env_name, None),
     Option("thresholds", "--thresholds", "SLO file (default: thresholds.toml in rootdir)",
@@ -124,13 +219,52 @@ OPTIONS: tuple[Option[Any], ...] = (
            "short answer cannot flatter tokens/s", _yes_no, "yes"),
     Option("output_dir", "--llmperf-output-dir",
            "directory for server logs (default: llmperf-output in rootdir)", _path, None),
+    Option("gpus", "--gpus",
+           "GPU indices a launched engine may use (sets CUDA_VISIBLE_DEVICES), e.g. 0,1; under "
+           "pytest-xdist one set per worker: 0,1|2,3", _gpu_sets, None),
+    Option("tp", "--llmperf-tp",
+           "tensor-parallel size (default: the catalogue's tp, at most the GPUs given)",
+           _int_at_least(1), None),
+    Option("max_model_len", "--llmperf-max-model-len",
+           "context length a launched engine reserves KV cache for", _int_at_least(256), "4096"),
+    Option("max_num_seqs", "--llmperf-max-num-seqs",
+           "most requests an engine runs at once (the suite's largest user count fits)",
+           _int_at_least(1), "8"),
+    Option("gpu_memory_utilization", "--llmperf-gpu-memory-utilization",
+           "share of each GPU's memory vLLM/SGLang/LMDeploy may take", _fraction, "0.9"),
+    Option("prefix_caching", "--llmperf-prefix-caching",
+           "yes: let the engine reuse cached prompt prefixes (off by default: it flatters TTFT)",
+           _yes_no, "no"),
+    Option("chunked_prefill", "--llmperf-chunked-prefill",
+           "yes/no: force vLLM chunked prefill on or off (default: the engine's own choice)",
+           _yes_no, None),
+    Option("engine_args", "--llmperf-engine-args",
+           "extra launch arguments per engine: 'vllm: --swap-space 4; sglang: --foo 1'",
+           _engine_args, None),
+    Option("llamacpp_bin", "--llamacpp-bin",
+           "run this llama-server binary instead of the embedded xllamacpp engine", _path, None),
+    Option("engine_python", "--llmperf-engine-python",
+           "Python that runs Python engines (vLLM, SGLang, LMDeploy): PATH for all, or "
+           "'vllm: PATH; sglang: PATH' (default: this interpreter)", _per_backend_path, None),
+    Option("ngl", "--llmperf-ngl",
+           "llama.cpp layers offloaded to the GPU (default: all when --gpus is given, else 0)",
+           _int_at_least(0), None),
+    Option("telemetry_interval", "--llmperf-telemetry-interval",
+           "seconds between GPU/CPU telemetry samples during a measured window",
+           _positive_float, "0.5"),
+    Option("require_gpu", "--llmperf-require-gpu",
+           "yes: SLOs on GPU metrics fail when no NVIDIA GPU can be read (default: skipped)",
+           _yes_no, "no"),
+    Option("ready_timeout", "--llmperf-ready-timeout",
+           "seconds a launched engine may take to become ready (loading a 72B model takes "
+           "minutes)", _int_at_least(1), "900"),
 )
 
 
 @dataclass(frozen=True)
 class Settings:
-    backend: str
-    model: str
+    backends: tuple[str, ...]
+    models: tuple[str, ...]
     base_url: str | None
     api_key_env: str | None
     thresholds: Path
@@ -140,12 +274,44 @@ class Settings:
     max_tokens: int
     ignore_eos: bool
     output_dir: Path
+    gpus: tuple[tuple[int, ...], ...] | None = None
+    tp: int | None = None
+    max_model_len: int = 4096
+    max_num_seqs: int = 8
+    gpu_memory_utilization: float = 0.9
+    prefix_caching: bool = False
+    chunked_prefill: bool | None = None
+    engine_args: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    llamacpp_bin: Path | None = None
+    engine_python: Mapping[str, Path] = field(default_factory=dict)
+    ngl: int | None = None
+    ready_timeout: int = 900
+    telemetry_interval: float = 0.5
+    require_gpu: bool = False
     # setting name -> where its value came from, e.g. "--backend (command line)"
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def api_key(self) -> str | None:
         """The key itself, read when needed so that it lives in no record or report."""
         return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+    def python_for(self, backend: str) -> str:
+        """The interpreter that runs a Python engine (its own virtualenv, often)."""
+        chosen = self.engine_python.get(backend) or self.engine_python.get("*")
+        return str(chosen) if chosen else sys.executable
+
+    def gpu_ids(self, env: Mapping[str, str] = os.environ) -> tuple[int, ...] | None:
+        """This process's GPUs: the set for this pytest-xdist worker (gw0 takes the first)."""
+        if self.gpus is None:
+            return None
+        worker = env.get("PYTEST_XDIST_WORKER", "gw0")
+        index = int(worker[2:]) if worker[2:].isdigit() else 0
+        if len(self.gpus) > 1 and index >= len(self.gpus):
+            raise SettingError(
+                f"{self.sources.get('gpus', '--gpus')}: {len(self.gpus)} GPU sets for "
+                f"pytest-xdist worker {worker}: give one set per worker (-n {len(self.gpus)})"
+            )
+        return self.gpus[min(index, len(self.gpus) - 1)]
 
 
 def resolve_settings(
@@ -173,9 +339,10 @@ def resolve_settings(
     thresholds = _under(rootdir, values["thresholds"] or Path("thresholds.toml"))
     if sources["thresholds"] != "default" and not thresholds.is_file():
         raise SettingError(f"{sources['thresholds']}: thresholds file {thresholds} not found")
+    optional = {name: values[name] for name in _OPTIONAL if values[name] is not None}
     return Settings(
-        backend=values["backend"],
-        model=values["model"],
+        backends=values["backend"],
+        models=values["model"],
         base_url=values["base_url"],
         api_key_env=values["api_key_env"],
         thresholds=thresholds,
@@ -186,7 +353,14 @@ def resolve_settings(
         ignore_eos=values["ignore_eos"],
         output_dir=_under(rootdir, values["output_dir"] or Path("llmperf-output")),
         sources=sources,
+        **optional,
     )
+
+
+# Settings whose field keeps its own default when the option is not given.
+_OPTIONAL = ("gpus", "tp", "max_model_len", "max_num_seqs", "gpu_memory_utilization",
+             "prefix_caching", "chunked_prefill", "engine_args", "llamacpp_bin", "engine_python",
+             "ngl", "ready_timeout", "telemetry_interval", "require_gpu")
 
 
 def _lookup(
@@ -207,10 +381,16 @@ def _lookup(
 def _check_combination(
     values: Mapping[str, Any], sources: Mapping[str, str], env: Mapping[str, str]
 ) -> None:
-    if values["backend"] == "openai" and not values["base_url"]:
+    backends = values["backend"]
+    if "openai" in backends and not values["base_url"]:
         raise SettingError(
             f"{sources['backend']}: backend 'openai' attaches to a running server: "
             "give its URL with --base-url (or LLMPERF_BASE_URL)"
+        )
+    if values["base_url"] and (len(backends) > 1 or len(values["model"]) > 1):
+        raise SettingError(
+            f"{sources['base_url']}: --base-url attaches to one running server, so it takes "
+            "one --backend and one --model"
         )
     name = values["api_key_env"]
     if name and not env.get(name):

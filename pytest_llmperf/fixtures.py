@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from pytest_llmperf.prompts import PromptSource
     from pytest_llmperf.runner import PerfResult
     from pytest_llmperf.slo import Verdict
+    from pytest_llmperf.telemetry import Telemetry
 
 
 class LoadFunction(Protocol):
@@ -47,20 +50,52 @@ def llmperf_target(request: pytest.FixtureRequest) -> Target:
     return param
 
 
-@pytest.fixture(scope="session")
-def llmperf_server(llmperf_target: Target, llmperf_settings: Settings) -> Iterator[ServedModel]:
-    from pytest_llmperf.backends import get_backend
-    from pytest_llmperf.modelfetch import ModelFetchError
-    from pytest_llmperf.server import ServerStartError
+def _terminal_progress(config: pytest.Config) -> Callable[[str], None]:
+    """Progress lines ("waiting for vllm on :41234 - 43 s ...") shown past output capture."""
 
+    def report(line: str) -> None:
+        terminal = config.pluginmanager.get_plugin("terminalreporter")
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        if terminal is None:
+            return
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            terminal.write_line(f"llmperf: {line}")
+
+    return report
+
+
+@pytest.fixture(scope="session")
+def llmperf_server(
+    llmperf_target: Target, llmperf_settings: Settings, pytestconfig: pytest.Config
+) -> Iterator[ServedModel]:
+    from pytest_llmperf.backends import ModelDoesNotFit, get_backend
+    from pytest_llmperf.modelfetch import ModelFetchError
+    from pytest_llmperf.server import ServerStartError, set_progress_reporter
+
+    set_progress_reporter(_terminal_progress(pytestconfig))
     backend = get_backend(llmperf_target.backend)
     try:
-        with backend.serve(llmperf_settings, llmperf_target.model,
+        with backend.serve(llmperf_settings, llmperf_target.entry,
                            llmperf_settings.output_dir) as served:
             yield served
+    except ModelDoesNotFit as exc:
+        pytest.skip(f"{llmperf_target.id}: {exc}")
     except (ServerStartError, ModelFetchError, ConnectionError) as exc:
         # Session-scoped: pytest reports this once for every test that needed the server.
         pytest.fail(f"{llmperf_target.id}: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def llmperf_telemetry(
+    llmperf_server: ServedModel, llmperf_settings: Settings
+) -> Iterator[Telemetry]:
+    """GPU (NVML) and server CPU/RAM samplers for this server's measured windows."""
+    from pytest_llmperf.telemetry import Telemetry
+
+    with Telemetry.for_served(llmperf_server,
+                              interval_s=llmperf_settings.telemetry_interval) as telemetry:
+        telemetry.baseline()  # idle readings before the first load
+        yield telemetry
 
 
 @pytest.fixture(scope="session")
@@ -78,11 +113,11 @@ class ResultRecorder:
         self.item = item
         self._entries: dict[int, dict[str, Any]] = {}
 
-    def add(self, result: PerfResult) -> None:
+    def add(self, result: PerfResult, timeline_png: Path | None = None) -> None:
         from pytest_llmperf.report import result_entry, result_properties
 
         entries = self.item.stash.setdefault(RESULTS_KEY, [])
-        entry = result_entry(result)
+        entry = result_entry(result, timeline_png)
         entries.append(entry)
         self._entries[id(result)] = entry
         prefix = "llmperf." if len(entries) == 1 else f"llmperf.{len(entries)}."
@@ -97,8 +132,8 @@ class ResultRecorder:
         entry = self._entries[id(result)]
         entry["verdicts"] = [verdict_entry(v) for v in verdicts]
         for verdict in verdicts:
-            state = "pass" if verdict.passed else "fail"
-            self._property(f"llmperf.slo[{verdict.check.text}]", f"{state}: {verdict.describe()}")
+            self._property(f"llmperf.slo[{verdict.check.text}]",
+                           f"{verdict.state}: {verdict.describe()}")
 
     def _property(self, name: str, value: object) -> None:
         # What the record_property fixture does, minus its warning under the default
@@ -117,8 +152,10 @@ def llmperf_load(
     llmperf_prompts: PromptSource,
     llmperf_settings: Settings,
     llmperf_recorder: ResultRecorder,
+    llmperf_telemetry: Telemetry,
 ) -> LoadFunction:
     from pytest_llmperf.runner import run_load
+    from pytest_llmperf.telemetry import write_timeline_png
 
     def load(
         *,
@@ -138,11 +175,23 @@ def llmperf_load(
             duration_s=duration_s,
             warmup=llmperf_settings.warmup if warmup is None else warmup,
             max_tokens=max_tokens or llmperf_settings.max_tokens,
+            telemetry=llmperf_telemetry,
         )
-        llmperf_recorder.add(result)
+        png = None
+        if result.telemetry is not None:
+            png = write_timeline_png(dict(result.telemetry),
+                                     llmperf_settings.output_dir / _png_name(llmperf_recorder))
+        llmperf_recorder.add(result, png)
         return result
 
     return load
+
+
+def _png_name(recorder: ResultRecorder) -> str:
+    """``test_x[llamacpp-smollm2-135m]-1-timeline.png``, safe as a file name."""
+    count = len(recorder.item.stash.get(RESULTS_KEY, [])) + 1
+    name = "".join(c if c.isalnum() or c in "-_.[]" else "_" for c in recorder.item.name)
+    return f"{name}-{count}-timeline.png"
 
 
 class SLOChecker:
@@ -154,6 +203,7 @@ class SLOChecker:
 
     def check(self, result: PerfResult) -> tuple[Verdict, ...]:
         from pytest_llmperf.slo import evaluate, failure_message
+        from pytest_llmperf.telemetry import GPU_METRICS
 
         config = self._request.config
         settings = config.stash[SETTINGS_KEY]
@@ -167,7 +217,8 @@ class SLOChecker:
         if not checks:
             pytest.fail(f"no SLO in {thresholds.path} applies to {test_name} "
                         f"({result.served.description})", pytrace=False)
-        verdicts = evaluate(result.metrics, checks)
+        verdicts = evaluate(result.metrics, checks, unmeasured=_unmeasured(result),
+                            required=GPU_METRICS if settings.require_gpu else ())
         self._recorder.add_verdicts(result, verdicts)
         where = f"full results: {settings.report}" if settings.report else None
         message = failure_message(verdicts, result.context, where)
@@ -177,6 +228,15 @@ class SLOChecker:
                 message += f"\n{len(errors)} request(s) failed; first error: {errors[0]}"
             pytest.fail(message, pytrace=False)
         return verdicts
+
+
+def _unmeasured(result: PerfResult) -> dict[str, str]:
+    from pytest_llmperf.metrics import RESOURCES
+    from pytest_llmperf.telemetry import unmeasured_reasons
+
+    if result.telemetry is None:
+        return {name: "no telemetry was taken for this result" for name in RESOURCES}
+    return unmeasured_reasons(dict(result.telemetry))
 
 
 @pytest.fixture

@@ -10,22 +10,35 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Sequence
+from typing import Protocol
 
-from pytest_llmperf.client import StreamingClient
+from pytest_llmperf.client import RequestSender
 from pytest_llmperf.prompts import PromptSource
 from pytest_llmperf.records import LoadRun, RequestRecord
 
-__all__ = ["run_closed_loop"]
+__all__ = ["WindowObserver", "run_closed_loop"]
+
+
+class WindowObserver(Protocol):
+    """Told when the measured window starts and ends (after warm-up, before the first measured
+    request; after the last measured answer).  Calls must return quickly: samplers that watch
+    the window run in their own threads."""
+
+    def window_started(self) -> None: ...
+
+    def window_ended(self) -> None: ...
 
 
 async def run_closed_loop(
-    client: StreamingClient,
+    client: RequestSender,
     prompts: PromptSource,
     *,
     users: int,
     requests: int | None = None,
     duration_s: float | None = None,
     warmup: int = 0,
+    observers: Sequence[WindowObserver] = (),
 ) -> LoadRun:
     """Measure ``users`` concurrent users for ``requests`` requests or ``duration_s`` seconds.
 
@@ -38,9 +51,16 @@ async def run_closed_loop(
         raise ValueError("give exactly one of requests or duration_s")
     if warmup:
         await _phase(client, prompts, users, requests=warmup, deadline_ns=None)
+    for observer in observers:
+        observer.window_started()
     start_ns = time.perf_counter_ns()
     deadline_ns = None if duration_s is None else start_ns + int(duration_s * 1e9)
-    records = await _phase(client, prompts, users, requests=requests, deadline_ns=deadline_ns)
+    try:
+        records = await _phase(client, prompts, users, requests=requests,
+                               deadline_ns=deadline_ns)
+    finally:
+        for observer in reversed(observers):
+            observer.window_ended()
     end_ns = max((r.end_ns for r in records), default=start_ns)
     return LoadRun(
         records=tuple(sorted(records, key=lambda r: r.request_id)),
@@ -52,7 +72,7 @@ async def run_closed_loop(
 
 
 async def _phase(
-    client: StreamingClient,
+    client: RequestSender,
     prompts: PromptSource,
     users: int,
     *,

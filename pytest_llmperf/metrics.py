@@ -32,6 +32,7 @@ from pytest_llmperf.records import LoadRun, RequestRecord
 __all__ = [
     "DISTRIBUTIONS",
     "REPORTED_STATISTICS",
+    "RESOURCES",
     "SCALARS",
     "MetricInfo",
     "RunMetrics",
@@ -73,6 +74,30 @@ SCALARS: Mapping[str, MetricInfo] = MappingProxyType(
         "completed": MetricInfo("req", True, "completed requests"),
         "failed": MetricInfo("req", False, "failed requests"),
         "duration_s": MetricInfo("s", False, "length of the measured window"),
+    }
+)
+
+# Resource use over the measured window (pytest_llmperf.telemetry), referenced by bare name
+# like SCALARS.  Absent, never zero, when not measured (no GPU, an attached server).
+RESOURCES: Mapping[str, MetricInfo] = MappingProxyType(
+    {
+        "gpu_memory_peak_mib": MetricInfo("MiB", False,
+                                          "sum over GPUs of each GPU's peak memory used"),
+        "gpu_process_memory_peak_mib": MetricInfo(
+            "MiB", False, "sum over GPUs of the server process tree's peak GPU memory"),
+        "gpu_util_mean": MetricInfo("%", True, "mean over GPUs of each GPU's mean utilisation"),
+        "gpu_power_mean_w": MetricInfo("W", False, "sum over GPUs of each GPU's mean power"),
+        "energy_j": MetricInfo("J", False, "energy all GPUs used in the window"),
+        "energy_j_per_token": MetricInfo("J/tok", False, "energy_j / output tokens"),
+        "server_cpu_mean_pct": MetricInfo("%", False,
+                                          "server process tree CPU, 100 = one core busy"),
+        "server_cpu_peak_pct": MetricInfo("%", False, "peak of the same"),
+        "server_rss_mean_mib": MetricInfo("MiB", False,
+                                          "server process tree resident memory, summed"),
+        "server_rss_peak_mib": MetricInfo("MiB", False, "peak of the same"),
+        "system_cpu_mean_pct": MetricInfo("%", False, "whole machine CPU, 100 = every core"),
+        "system_memory_peak_mib": MetricInfo("MiB", False,
+                                             "whole machine memory used (total - available)"),
     }
 )
 
@@ -171,10 +196,16 @@ class RunMetrics:
     scalars: Mapping[str, float]
     output_token_sources: tuple[str, ...]
 
+    def with_resources(self, resources: Mapping[str, float]) -> RunMetrics:
+        """These metrics plus the window's resource figures (telemetry)."""
+        known = {name: value for name, value in resources.items() if name in RESOURCES}
+        return RunMetrics(self.distributions, MappingProxyType({**self.scalars, **known}),
+                          self.output_token_sources)
+
     def value(self, metric: str, stat: str | None = None) -> float | None:
-        """``metric`` (with ``stat`` for a distribution); None when no request measured it."""
-        if metric in SCALARS:
-            return self.scalars[metric]
+        """``metric`` (with ``stat`` for a distribution); None when nothing measured it."""
+        if metric in SCALARS or metric in RESOURCES:
+            return self.scalars.get(metric)
         values = self.distributions[metric]
         if not values:
             return None

@@ -16,6 +16,7 @@ from pytest_llmperf.config import OPTIONS, SettingError, Settings, resolve_setti
 from pytest_llmperf.session import (
     RESULTS_KEY,
     SETTINGS_KEY,
+    TARGETS_KEY,
     THRESHOLDS_KEY,
     LLMPerfReporter,
     targets,
@@ -43,9 +44,13 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = resolve_settings(cli, os.environ, ini, Path(config.rootpath))
     except SettingError as exc:
         raise pytest.UsageError(str(exc)) from None
+    if not _is_registered(config, "xdist_group"):
+        # What pytest-xdist's --dist loadgroup reads; declared so that it is known without xdist.
+        config.addinivalue_line("markers", "xdist_group(name): run on one pytest-xdist worker")
     config.stash[SETTINGS_KEY] = settings
-    config.stash[THRESHOLDS_KEY] = _load_thresholds(settings)
-    _check_backend(settings)
+    thresholds = _load_thresholds(settings)
+    config.stash[THRESHOLDS_KEY] = thresholds
+    config.stash[TARGETS_KEY] = _matrix(settings, thresholds)
     config.pluginmanager.register(LLMPerfReporter(config, settings), "llmperf-reporter")
     config.pluginmanager.import_plugin("pytest_llmperf.fixtures")
 
@@ -66,21 +71,37 @@ def _load_thresholds(settings: Settings) -> Any:
         raise pytest.UsageError(str(exc)) from None
 
 
-def _check_backend(settings: Settings) -> None:
-    from pytest_llmperf.backends import get_backend
+def _is_registered(config: pytest.Config, marker: str) -> bool:
+    return any(line.split("(")[0].split(":")[0].strip() == marker
+               for line in config.getini("markers"))
 
-    backend = get_backend(settings.backend)
+
+def _matrix(settings: Settings, thresholds: Any) -> list[Any]:
+    """The backend x model cells, checked before any server starts."""
+    from pytest_llmperf.catalog import builtin_catalog
+
+    catalog = builtin_catalog()
+    if thresholds is not None:
+        catalog = catalog.merged(thresholds.models)
     try:
-        backend.check(settings, settings.model)
+        return targets(settings, catalog)
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "llmperf_target" in metafunc.fixturenames:
-        matrix = targets(metafunc.config.stash[SETTINGS_KEY])
-        metafunc.parametrize("llmperf_target", matrix, ids=[t.id for t in matrix],
-                             scope="session", indirect=True)
+        params = []
+        for target in metafunc.config.stash[TARGETS_KEY]:
+            # One xdist group per target: under --dist loadgroup its tests share one worker,
+            # so each server starts once, on that worker's GPUs.
+            marks = [pytest.mark.xdist_group(target.id)]
+            if target.skip:
+                marks.append(pytest.mark.skip(reason=target.skip))
+            params.append(pytest.param(target, id=target.id, marks=marks))
+        # Session scope: pytest orders the tests by target, so each server starts once and
+        # is stopped before the next one starts.
+        metafunc.parametrize("llmperf_target", params, scope="session", indirect=True)
 
 
 @pytest.hookimpl(wrapper=True)

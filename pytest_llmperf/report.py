@@ -34,13 +34,33 @@ __all__ = [
 
 # Distributions shown in the per-test table (input/output token counts are in the header).
 _TABLE_METRICS = ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms", "decode_tokens_per_s")
+# Client metric beside the engine's own: (row, client distribution, server fields, first
+# offered wins).  llama.cpp has no TPOT histogram; its decode time per token stands in.
+_SIDE_BY_SIDE = (
+    ("TTFT (ms)", "ttft_ms", ("server_ttft_ms_mean",)),
+    ("TPOT (ms)", "tpot_ms", ("server_tpot_ms_mean", "server_decode_ms_per_token")),
+    ("E2E latency (ms)", "e2el_ms", ("server_e2e_ms_mean",)),
+)
+# The other server numbers, in this order, with their row labels.
+_SERVER_ROWS = {
+    "prompt_tokens": "prompt tokens",
+    "generation_tokens": "generated tokens",
+    "server_queue_ms_mean": "queue time mean (ms)",
+    "server_prefill_ms_per_token": "prefill time per prompt token (ms)",
+    "preemptions": "preemptions",
+    "prefix_cache_hit_rate": "prefix cache hit rate",
+    "kv_cache_usage_peak": "KV cache usage peak",
+    "kv_cache_usage_mean": "KV cache usage mean",
+    "requests_running_peak": "requests running peak",
+    "requests_waiting_peak": "requests waiting peak",
+}
 
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-def result_entry(result: PerfResult) -> dict[str, Any]:
+def result_entry(result: PerfResult, timeline_png: Path | None = None) -> dict[str, Any]:
     """Everything the reports need from one measured window, as plain JSON."""
     served = result.served
     summary = result.metrics.summary()
@@ -59,9 +79,31 @@ def result_entry(result: PerfResult) -> dict[str, Any]:
             name: {stat: _rounded(value) for stat, value in stats.items()}
             for name, stats in summary.items()
         },
-        "scalars": {name: _rounded(value) for name, value in result.metrics.scalars.items()},
+        "scalars": {name: _rounded(value) for name, value in result.metrics.scalars.items()
+                    if name in SCALARS},
+        "resources": _resources_entry(result.telemetry, timeline_png),
+        # What the client counted, beside the engine's token counters.
+        "client_tokens": {
+            "input": sum(r.input_tokens or 0 for r in result.run.records if r.ok),
+            "output": sum(r.output_tokens for r in result.run.records if r.ok),
+        },
+        "server_metrics": None if result.server_metrics is None else {
+            name: _rounded(value) for name, value in result.server_metrics.items()
+        },
+        "server_notes": list(result.server_notes),
         "verdicts": [],
     }
+
+
+def _resources_entry(
+    telemetry: Mapping[str, Any] | None, timeline_png: Path | None
+) -> dict[str, Any] | None:
+    """The telemetry figures minus the per-sample timeline (that goes to the PNG)."""
+    if telemetry is None:
+        return None
+    entry = {key: value for key, value in telemetry.items() if key != "timeline"}
+    entry["timeline_png"] = str(timeline_png) if timeline_png else None
+    return entry
 
 
 def result_properties(result: PerfResult) -> list[tuple[str, object]]:
@@ -76,6 +118,13 @@ def result_properties(result: PerfResult) -> list[tuple[str, object]]:
     for name, stats in entry["distributions"].items():
         props.extend((f"{name}.{stat}", value) for stat, value in stats.items())
     props.extend(entry["scalars"].items())
+    props.extend((f"server.{name}", value)
+                 for name, value in (entry["server_metrics"] or {}).items())
+    resources = entry["resources"] or {}
+    props.extend((f"resources.{name}", value)
+                 for name, value in resources.get("metrics", {}).items())
+    if resources.get("gpu_unavailable_reason"):
+        props.append(("resources.gpu_unavailable_reason", resources["gpu_unavailable_reason"]))
     return props
 
 
@@ -89,6 +138,8 @@ def verdict_entry(verdict: Verdict) -> dict[str, Any]:
         "measured": _rounded(verdict.measured),
         "unit": verdict.unit,
         "passed": verdict.passed,
+        "state": verdict.state,
+        "note": verdict.describe() if verdict.measured is None else None,
     }
 
 
@@ -96,12 +147,21 @@ def _cell(value: float | None) -> str:
     return "-" if value is None else format_number(value)
 
 
+def _count_cell(value: float | None) -> str:
+    """Whole numbers (token counts, peaks of request gauges) without a decimal point."""
+    if value is not None and float(value).is_integer() and abs(value) >= 1:
+        return str(int(value))
+    return _cell(value)
+
+
 def _verdict_summary(entry: Mapping[str, Any]) -> str:
     verdicts = entry["verdicts"]
     if not verdicts:
         return "not checked"
     failed = sum(not v["passed"] for v in verdicts)
-    return f"{len(verdicts) - failed}/{len(verdicts)} pass"
+    skipped = sum(v.get("state") == "skip" for v in verdicts)
+    text = f"{len(verdicts) - failed - skipped}/{len(verdicts)} pass"
+    return text + (f", {skipped} skipped" if skipped else "")
 
 
 def render_terminal_table(entries: Sequence[Mapping[str, Any]]) -> str:
@@ -123,7 +183,7 @@ def render_markdown(entries: Sequence[Mapping[str, Any]], rootdir: Path) -> str:
     lines = ["# LLM serving performance", "", *_environment_section(entries, rootdir), ""]
     for entry in entries:
         lines.extend(_test_section(entry))
-    lines.extend(_definitions())
+    lines.extend(_definitions(entries))
     return "\n".join(lines) + "\n"
 
 
@@ -142,6 +202,13 @@ def _environment_section(entries: Sequence[Mapping[str, Any]], rootdir: Path) ->
     return ["## Environment", "", tabulate(rows, headers=["", ""], tablefmt="github")]
 
 
+def _verdict_cell(verdict: Mapping[str, Any]) -> str:
+    state = verdict.get("state") or ("pass" if verdict["passed"] else "fail")
+    if state == "skip":
+        return f"skipped ({verdict['note'].split(': ', 1)[-1].split(';')[0]})"
+    return "pass" if state == "pass" else "**FAIL**"
+
+
 def _test_section(entry: Mapping[str, Any]) -> list[str]:
     outcome = entry.get("outcome", "")
     title = f"## `{entry['nodeid']}`" + (f" - {outcome.upper()}" if outcome else "")
@@ -154,8 +221,9 @@ def _test_section(entry: Mapping[str, Any]) -> list[str]:
     lines = [title, "", header, ""]
     if entry["verdicts"]:
         rows = [
-            [v["key"], _cell(v["measured"]) + (f" {v['unit']}" if v["unit"] else ""),
-             v["requirement"], "pass" if v["passed"] else "**FAIL**", v["origin"]]
+            [v["key"], _cell(v["measured"]) + (f" {v['unit']}" if v["unit"] and
+                                               v["measured"] is not None else ""),
+             v["requirement"], _verdict_cell(v), v["origin"]]
             for v in entry["verdicts"]
         ]
         lines += [tabulate(rows, headers=["metric", "measured", "SLO", "verdict", "defined at"],
@@ -167,11 +235,105 @@ def _test_section(entry: Mapping[str, Any]) -> list[str]:
     scalar_rows = [[f"{name} ({SCALARS[name].unit})" if SCALARS[name].unit else name,
                     _cell(value)] for name, value in entry["scalars"].items()]
     lines += [tabulate(scalar_rows, headers=["run", "value"], tablefmt="github"), ""]
+    lines += _server_section(entry)
+    lines += _resources_section(entry.get("resources"))
     return lines
 
 
-def _definitions() -> list[str]:
-    return [
+def _resources_section(resources: Mapping[str, Any] | None) -> list[str]:
+    """Server CPU/RAM, the machine, and each GPU, over the measured window."""
+    if not resources:
+        return []
+    server, system = resources.get("server", {}), resources.get("system", {})
+    rows = []
+    for label, figure, unit in (("server CPU", server.get("cpu_pct"), "% of one core"),
+                                ("server RSS", server.get("rss_mib"), "MiB"),
+                                ("system CPU", system.get("cpu_pct"), "% of all cores"),
+                                ("system memory used", system.get("memory_used_mib"), "MiB")):
+        if figure:
+            rows.append([f"{label} ({unit})", _cell(figure.get("mean")), _cell(figure.get("peak"))])
+    lines = [f"Resources over the window ({server.get('scope', 'no server process')}"
+             + (f", pid {server['pid']}" if server.get("pid") else "") + "):", ""]
+    if rows:
+        lines += [tabulate(rows, headers=["", "mean", "peak"], tablefmt="github"), ""]
+    if system.get("memory_limit_mib"):
+        lines += [f"Memory limit (RAM or cgroup): {_cell(system['memory_limit_mib'])} MiB.", ""]
+    if resources.get("gpus"):
+        gpu_rows = [[f"{g['index']}: {g['name']}", *(_gpu_cell(g, key) for key in _GPU_COLUMNS),
+                     _cell(g.get("energy_j"))] for g in resources["gpus"]]
+        headers = [*("GPU", *(f"{label}" for _, label in _GPU_COLUMNS.items())), "energy J"]
+        lines += [tabulate(gpu_rows, headers=headers, tablefmt="github"), ""]
+        metrics = resources.get("metrics", {})
+        if "energy_j_per_token" in metrics:
+            lines += [f"Energy per output token: {_cell(metrics['energy_j_per_token'])} J.", ""]
+    elif resources.get("gpu_unavailable_reason"):
+        lines += [f"GPU: {resources['gpu_unavailable_reason']} (GPU metrics absent).", ""]
+    if resources.get("timeline_png"):
+        lines += [f"Timeline: ![timeline]({resources['timeline_png']})", ""]
+    if resources.get("error"):
+        lines += [f"Telemetry error: {resources['error']}", ""]
+    return lines
+
+
+# Per-GPU figure -> column label (mean/peak where both exist).
+_GPU_COLUMNS = {
+    "util_pct": "util % mean/peak",
+    "memory_used_mib": "memory MiB mean/peak",
+    "process_memory_mib": "server GPU memory MiB peak",
+    "power_w": "power W mean/peak",
+    "temperature_c": "temp C peak",
+    "sm_clock_mhz": "SM clock MHz mean",
+}
+
+
+def _gpu_cell(gpu: Mapping[str, Any], key: str) -> str:
+    figure = gpu.get(key)
+    if not isinstance(figure, Mapping):
+        return "-"
+    if key in ("process_memory_mib", "temperature_c"):
+        return _cell(figure.get("peak"))
+    if key == "sm_clock_mhz":
+        return _cell(figure.get("mean"))
+    return f"{_cell(figure.get('mean'))} / {_cell(figure.get('peak'))}"
+
+
+def _server_section(entry: Mapping[str, Any]) -> list[str]:
+    """Client and engine numbers side by side, then the engine's other deltas."""
+    server: Mapping[str, float | None] = entry.get("server_metrics") or {}
+    notes: Sequence[str] = entry.get("server_notes") or ()
+    lines: list[str] = []
+    if server:
+        rows = []
+        for label, name, fields in _SIDE_BY_SIDE:
+            client = entry["distributions"][name]
+            offered = next((f for f in fields if server.get(f) is not None), None)
+            server_cell = "-" if offered is None else _cell(server[offered])
+            if offered == "server_decode_ms_per_token":
+                server_cell += " (decode time / generated tokens)"
+            rows.append([label, f"{_cell(client['mean'])}, {_cell(client['p95'])}",
+                         server_cell])
+        # disable_numparse: keep format_number's digits ("371.0", not "371").
+        lines += [tabulate(rows, headers=["metric", "client (mean, p95)", "server (mean)"],
+                           tablefmt="github", disable_numparse=True), ""]
+        client_tokens = entry.get("client_tokens") or {}
+        counted = {"prompt_tokens": client_tokens.get("input"),
+                   "generation_tokens": client_tokens.get("output")}
+        shown = set(_SERVER_ROWS) | {f for _, _, fields in _SIDE_BY_SIDE for f in fields}
+        other = [[label, _count_cell(server[name]) + (f" (client: {counted[name]})"
+                                                 if counted.get(name) is not None else "")]
+                 for name, label in _SERVER_ROWS.items() if server.get(name) is not None]
+        other += [[name, _count_cell(value)] for name, value in server.items()
+                  if name not in shown and value is not None]
+        if other:
+            lines += [tabulate(other, headers=["server, over the window", "value"],
+                               tablefmt="github", disable_numparse=True), ""]
+    if notes:
+        lines += [*(f"- server metrics: {note}" for note in notes), ""]
+    return lines
+
+
+def _definitions(entries: Sequence[Mapping[str, Any]] = ()) -> list[str]:
+    lines = [
         "## Definitions",
         "",
         "TTFT = first streamed token - request sent; E2EL = last token - request sent; "
@@ -180,6 +342,20 @@ def _definitions() -> list[str]:
         "(warm-up excluded). Percentiles interpolate linearly; stdev is the population stdev.",
         "",
     ]
+    if any(entry.get("server_metrics") for entry in entries):
+        lines += [
+            "Server numbers are the engine's own Prometheus metrics over the same window, "
+            "scraped just before and just after it (summed over its label sets, the KV cache "
+            "usage ratio averaged): a server "
+            "mean is the change of a histogram's sum / the change of its count; token counts "
+            "are counter changes; decode time / generated tokens and prefill time per prompt "
+            "token divide llama.cpp's time counters by its token counters; KV cache and "
+            "request peaks come from polling the engine's gauges every 0.5 s during the "
+            "window. The engine measures from when it receives a request to when it emits a "
+            "token, so its times leave out the network and the client.",
+            "",
+        ]
+    return lines
 
 
 def write_atomic(path: Path, text: str) -> None:

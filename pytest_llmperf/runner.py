@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from pytest_llmperf.backends import ServedModel
-from pytest_llmperf.client import StreamingClient
-from pytest_llmperf.loadgen import run_closed_loop
+from pytest_llmperf.loadgen import WindowObserver, run_closed_loop
 from pytest_llmperf.metrics import RunMetrics, summarize
 from pytest_llmperf.prompts import PromptSource
+from pytest_llmperf.promscrape import ServerMetricsProbe
 from pytest_llmperf.records import LoadRun
+
+if TYPE_CHECKING:
+    from pytest_llmperf.telemetry import Telemetry
 
 __all__ = ["PerfResult", "run_load"]
 
@@ -24,6 +29,11 @@ class PerfResult:
     metrics: RunMetrics
     users: int
     max_tokens: int
+    # The engine's own numbers over the same window (promscrape); None: it offers none.
+    server_metrics: Mapping[str, float] | None = None
+    server_notes: tuple[str, ...] = ()  # why some server numbers are missing
+    # GPU and server CPU/RAM over the same window (telemetry.Telemetry.result); None: not run.
+    telemetry: Mapping[str, Any] | None = None
 
     @property
     def context(self) -> str:
@@ -41,16 +51,37 @@ def run_load(
     warmup: int = 0,
     max_tokens: int = 64,
     timeout_s: float = 600.0,
+    observers: Sequence[WindowObserver] = (),
+    telemetry: Telemetry | None = None,
 ) -> PerfResult:
-    """Closed-loop load with ``users`` users; see ``loadgen.run_closed_loop``."""
+    """Closed-loop load with ``users`` users; see ``loadgen.run_closed_loop``.
+
+    ``observers`` are told when the measured window starts and ends (telemetry samplers).
+    When the engine has a Prometheus endpoint its metrics are scraped around the window too.
+    """
+    probe = None
+    if served.metrics_url and served.metric_names:
+        probe = ServerMetricsProbe(served.metrics_url, served.metric_names)
+    # The probe goes last: its first scrape is then the closest to the window's start (and,
+    # observers ending in reverse order, its last scrape the closest to the window's end).
+    watching = [*observers, *([telemetry] if telemetry else []), *([probe] if probe else [])]
 
     async def measure() -> LoadRun:
-        async with StreamingClient(served.endpoint, max_tokens=max_tokens,
-                                   token_counter=served.token_counter,
-                                   timeout_s=timeout_s) as client:
+        async with served.client(max_tokens, timeout_s) as client:
             return await run_closed_loop(client, prompts, users=users, requests=requests,
-                                         duration_s=duration_s, warmup=warmup)
+                                         duration_s=duration_s, warmup=warmup,
+                                         observers=watching)
 
     run = asyncio.run(measure())
-    return PerfResult(served=served, run=run, metrics=summarize(run), users=users,
-                      max_tokens=max_tokens)
+    metrics = summarize(run)
+    figures = None
+    if telemetry is not None:
+        figures = telemetry.result(output_tokens=sum(r.output_tokens for r in run.records
+                                                     if r.ok))
+        metrics = metrics.with_resources(figures["metrics"])
+    return PerfResult(
+        served=served, run=run, metrics=metrics, users=users, max_tokens=max_tokens,
+        server_metrics=probe.result() if probe else None,
+        server_notes=tuple(probe.notes) if probe else (),
+        telemetry=figures,
+    )

@@ -4,36 +4,60 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_llmperf.config import Settings
 
-__all__ = ["RESULTS_KEY", "SETTINGS_KEY", "THRESHOLDS_KEY", "LLMPerfReporter", "Target",
-           "targets"]
+if TYPE_CHECKING:
+    from pytest_llmperf.catalog import Catalog, ModelEntry
+
+__all__ = ["RESULTS_KEY", "SETTINGS_KEY", "TARGETS_KEY", "THRESHOLDS_KEY", "LLMPerfReporter",
+           "Target", "targets"]
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 THRESHOLDS_KEY = pytest.StashKey[Any]()  # Thresholds | None (imported lazily)
 # Per test: one JSON-ready dict per measured window, in the order the test ran them.
 RESULTS_KEY = pytest.StashKey[list[dict[str, Any]]]()
+TARGETS_KEY = pytest.StashKey["list[Target]"]()
 
 
 @dataclass(frozen=True)
 class Target:
-    """One cell of the backend x model matrix."""
+    """One cell of the backend x model matrix; ``skip`` says why it cannot run, if so."""
 
     backend: str
-    model: str
+    entry: ModelEntry
+    skip: str | None = None
+
+    @property
+    def model(self) -> str:
+        return self.entry.alias
 
     @property
     def id(self) -> str:
-        name = os.path.basename(self.model) if self.model.endswith(".gguf") else self.model
-        return f"{self.backend}-{name}"
+        return f"{self.backend}-{self.entry.name}"
 
 
-def targets(settings: Settings) -> list[Target]:
-    return [Target(settings.backend, settings.model)]
+def targets(settings: Settings, catalog: Catalog) -> list[Target]:
+    """Every backend x model cell, backend-major; raises ValueError for a usage error.
+
+    Each engine is checked (installed? model file there?) before any server starts.
+    """
+    from pytest_llmperf.backends import get_backend
+
+    cells: list[Target] = []
+    for backend_name in settings.backends:
+        backend = get_backend(backend_name)
+        for model in settings.models:
+            entry = catalog.resolve(model, settings.sources.get("model", "--model"),
+                                    any_name=backend_name == "openai")
+            reason = backend.unsupported(settings, entry)
+            if reason is None:
+                backend.check(settings, entry)
+            cells.append(Target(backend_name, entry, reason))
+    return cells
 
 
 class LLMPerfReporter:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from pytest_llmperf.metrics import DISTRIBUTIONS, SCALARS, RunMetrics
+from pytest_llmperf.metrics import DISTRIBUTIONS, RESOURCES, SCALARS, RunMetrics
 from pytest_llmperf.thresholds import Check
 
 __all__ = ["Verdict", "evaluate", "failure_message", "format_number"]
@@ -14,23 +14,35 @@ __all__ = ["Verdict", "evaluate", "failure_message", "format_number"]
 @dataclass(frozen=True)
 class Verdict:
     check: Check
-    measured: float | None  # None: nothing measured it (every request failed)
+    measured: float | None  # None: nothing measured it (every request failed, no GPU, ...)
+    unmeasured_reason: str | None = None  # why measured is None, when known
+    skipped: bool = False  # could not be measured here and not required: neither pass nor fail
 
     @property
     def passed(self) -> bool:
+        if self.skipped:
+            return True
         return self.measured is not None and self.check.holds(self.measured)
 
     @property
+    def state(self) -> str:
+        return "skip" if self.skipped else "pass" if self.passed else "fail"
+
+    @property
     def unit(self) -> str:
-        info = DISTRIBUTIONS.get(self.check.metric) or SCALARS[self.check.metric]
+        metric = self.check.metric
+        info = DISTRIBUTIONS.get(metric) or SCALARS.get(metric) or RESOURCES[metric]
         return info.unit
 
     def describe(self) -> str:
         """``tpot_ms.p95 = 142.3 ms, required < 100 ms (missed by 42.3 ms)``."""
         unit = f" {self.unit}" if self.unit else ""
         required = f"required {self.check.operator} {self.check.limit_text}{unit}"
+        if self.skipped:
+            return f"{self.check.key} skipped: {self.unmeasured_reason}; {required}"
         if self.measured is None:
-            return f"{self.check.key} not measured: no request completed, {required}"
+            reason = self.unmeasured_reason or "no request completed"
+            return f"{self.check.key} not measured: {reason}, {required}"
         text = f"{self.check.key} = {format_number(self.measured)}{unit}, {required}"
         if not self.passed:
             miss = abs(self.measured - self.check.limit)
@@ -45,8 +57,25 @@ def format_number(value: float) -> str:
     return f"{value:.3g}"
 
 
-def evaluate(metrics: RunMetrics, checks: Iterable[Check]) -> tuple[Verdict, ...]:
-    return tuple(Verdict(check, metrics.value(check.metric, check.statistic)) for check in checks)
+def evaluate(
+    metrics: RunMetrics,
+    checks: Iterable[Check],
+    *,
+    unmeasured: Mapping[str, str] | None = None,
+    required: Iterable[str] = (),
+) -> tuple[Verdict, ...]:
+    """A verdict per check.  A resource metric that could not be measured here (``unmeasured``
+    maps it to the reason, e.g. "no NVIDIA GPU: ...") is skipped, unless it is in
+    ``required`` (``--llmperf-require-gpu``): then it fails with that reason."""
+    reasons = unmeasured or {}
+    must = set(required)
+    verdicts = []
+    for check in checks:
+        value = metrics.value(check.metric, check.statistic)
+        reason = reasons.get(check.metric) if value is None else None
+        skipped = reason is not None and check.metric in RESOURCES and check.metric not in must
+        verdicts.append(Verdict(check, value, reason, skipped))
+    return tuple(verdicts)
 
 
 def failure_message(verdicts: Iterable[Verdict], context: str, where: str | None = None) -> str:

@@ -19,11 +19,12 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_llmperf.metrics import DISTRIBUTIONS, SCALARS, parse_statistic
+from pytest_llmperf.catalog import ENTRY_KEYS, CatalogError, ModelEntry, parse_entry
+from pytest_llmperf.metrics import DISTRIBUTIONS, RESOURCES, SCALARS, parse_statistic
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -91,7 +92,7 @@ def parse_check(text: str, origin: str) -> Check:
                 "valid: mean, median, min, max, stdev, or a percentile p0..p100 such as p95 or "
                 "p99.9"
             )
-    elif metric in SCALARS:
+    elif metric in SCALARS or metric in RESOURCES:
         if stat is not None:
             raise ThresholdError(
                 f"{origin}: {text!r}: {metric} is a whole-run number and takes no statistic"
@@ -100,7 +101,7 @@ def parse_check(text: str, origin: str) -> Check:
         raise ThresholdError(
             f"{origin}: {text!r}: unknown metric {metric!r}; per-request metrics (use "
             f"metric.statistic): {', '.join(DISTRIBUTIONS)}; whole-run metrics: "
-            f"{', '.join(SCALARS)}"
+            f"{', '.join(SCALARS)}; resource metrics: {', '.join(RESOURCES)}"
         )
     return Check(metric, stat, match["op"], float(match["limit"]), text.strip(), origin)
 
@@ -112,6 +113,9 @@ class Thresholds:
     path: Path | None
     defaults: tuple[Check, ...]
     scoped: Mapping[str, Mapping[str, tuple[Check, ...]]]  # scope -> name -> checks
+    # Model catalogue entries written here ([models.ALIAS] with hf/ollama/gguf keys), and
+    # those of the file named by a top-level `catalog = "models.toml"`.
+    models: Mapping[str, ModelEntry] = field(default_factory=dict)
 
     def for_test(self, *, backend: str, model: str, test: str) -> tuple[Check, ...]:
         """The checks that apply to ``test`` of ``model`` on ``backend``, most specific last."""
@@ -139,11 +143,12 @@ def parse_thresholds(text: str, path: Path) -> Thresholds:
         where = f"{path}:{line}" if line else str(path)
         raise ThresholdError(f"{where}: malformed TOML: {exc}") from None
     locator = _Locator(text.splitlines(), path)
-    unknown = sorted(set(data) - {"defaults", *SCOPES})
+    unknown = sorted(set(data) - {"defaults", "catalog", *SCOPES})
     if unknown:
         raise ThresholdError(
             f"{locator.table(unknown[0])}: unknown table [{unknown[0]}]; "
-            f"valid: [defaults], {', '.join(f'[{s}.NAME]' for s in SCOPES)}"
+            f"valid: [defaults], {', '.join(f'[{s}.NAME]' for s in SCOPES)}, and a top-level "
+            "catalog = \"FILE\""
         )
     defaults = _checks(data.get("defaults", {}), "defaults", locator)
     scoped: dict[str, dict[str, tuple[Check, ...]]] = {}
@@ -154,17 +159,72 @@ def parse_thresholds(text: str, path: Path) -> Thresholds:
         scoped[scope] = {
             name: _checks(table, f"{scope}.{name}", locator) for name, table in tables.items()
         }
-    return Thresholds(path=path, defaults=defaults, scoped=scoped)
+    models = _catalog_file(data.get("catalog"), path, locator)
+    models.update(_models(data.get("models", {}), locator))
+    return Thresholds(path=path, defaults=defaults, scoped=scoped, models=models)
+
+
+def _catalog_file(value: Any, path: Path, locator: _Locator) -> dict[str, ModelEntry]:
+    """Entries of the file named by ``catalog = "models.toml"`` (relative to this file)."""
+    if value is None:
+        return {}
+    if not isinstance(value, str) or not value.strip():
+        raise ThresholdError(f"{locator.key('catalog')}: catalog must name a TOML file")
+    file = (path.parent / value).expanduser()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ThresholdError(
+            f"{locator.key('catalog')}: cannot read catalogue file {file}: {exc.strerror}"
+        ) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = _toml_error_line(exc)
+        raise ThresholdError(f"{file}{f':{line}' if line else ''}: malformed TOML: {exc}") \
+            from None
+    inner = _Locator(text.splitlines(), file)
+    unknown = sorted(set(data) - {"models"})
+    if unknown:
+        raise ThresholdError(f"{inner.table(unknown[0])}: unknown table [{unknown[0]}] in a "
+                             "catalogue file; valid: [models.ALIAS]")
+    for alias, table in data.get("models", {}).items():
+        if isinstance(table, dict) and "slo" in table:
+            raise ThresholdError(f"{inner.key('slo', after=f'models.{alias}')}: SLOs belong in "
+                                 "thresholds.toml, not in a catalogue file")
+    return _models(data.get("models", {}), inner)
+
+
+def _models(tables: Any, locator: _Locator) -> dict[str, ModelEntry]:
+    """Catalogue entries among the [models.ALIAS] tables (those with more than ``slo``)."""
+    entries: dict[str, ModelEntry] = {}
+    if not isinstance(tables, dict):
+        return entries
+    for alias, table in tables.items():
+        where = f"models.{alias}"
+        if not isinstance(table, dict):
+            raise ThresholdError(f"{locator.table(where)}: [{where}] must be a table")
+        keys = {key: value for key, value in table.items() if key in ENTRY_KEYS}
+        if not keys:
+            continue
+        try:
+            entries[alias] = parse_entry(alias, keys, locator.table(where))
+        except CatalogError as exc:
+            key = str(exc).split(":", 1)[0]
+            place = locator.key(key, after=where) if key in ENTRY_KEYS else locator.table(where)
+            raise ThresholdError(f"{place}: [{where}] {exc}") from None
+    return entries
 
 
 def _checks(table: Any, where: str, locator: _Locator) -> tuple[Check, ...]:
     if not isinstance(table, dict):
         raise ThresholdError(f"{locator.table(where)}: [{where}] must be a table")
-    unknown = sorted(set(table) - {"slo"})
+    allowed = {"slo", *ENTRY_KEYS} if where.startswith("models.") else {"slo"}
+    unknown = sorted(set(table) - allowed)
     if unknown:
         raise ThresholdError(
             f"{locator.key(unknown[0], after=where)}: unknown key {unknown[0]!r} in [{where}]; "
-            "valid: slo"
+            f"valid: {', '.join(sorted(allowed))}"
         )
     entries = table.get("slo", [])
     if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):

@@ -13,6 +13,7 @@ from pathlib import Path
 import requests
 
 from pytest_llmperf.backends import ServedModel
+from pytest_llmperf.catalog import ModelEntry
 from pytest_llmperf.client import Endpoint
 from pytest_llmperf.config import Settings
 
@@ -22,13 +23,20 @@ __all__ = ["OpenAIBackend"]
 class OpenAIBackend:
     name = "openai"
 
-    def check(self, settings: Settings, model: str) -> None:
+    def check(self, settings: Settings, model: ModelEntry) -> None:
         if not settings.base_url:
             raise ValueError(f"{settings.sources['backend']}: backend 'openai' needs --base-url")
 
+    def unsupported(self, settings: Settings, model: ModelEntry) -> str | None:
+        return None  # the server decides which names it serves
+
     @contextlib.contextmanager
-    def serve(self, settings: Settings, model: str, workdir: Path) -> Iterator[ServedModel]:
+    def serve(
+        self, settings: Settings, entry: ModelEntry, workdir: Path
+    ) -> Iterator[ServedModel]:
         assert settings.base_url is not None
+        source = entry.source(("hf",))
+        model = source.id if source else entry.alias
         key = settings.api_key()
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         url = f"{settings.base_url}/models"
@@ -50,7 +58,7 @@ class OpenAIBackend:
             extra = {"ignore_eos": True, "min_tokens": settings.max_tokens}
         endpoint = Endpoint(base_url=settings.base_url, model=model, api_key=key,
                             extra_body=extra, reuse_connections=True)
-        yield ServedModel(self.name, model, endpoint,
+        yield ServedModel(self.name, entry.alias, endpoint,
                           engine=_server_name(response, settings.base_url))
 
 

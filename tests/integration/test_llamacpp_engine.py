@@ -19,11 +19,14 @@ import psutil
 import pytest
 
 from pytest_llmperf.backends import ServedModel, get_backend
+from pytest_llmperf.catalog import builtin_catalog
 from pytest_llmperf.config import Settings, resolve_settings
 from pytest_llmperf.metrics import tpot_ms
 from pytest_llmperf.prompts import PromptSource
 from pytest_llmperf.records import TokenSource
 from pytest_llmperf.runner import run_load
+
+SMOLLM2 = builtin_catalog().entries["smollm2-135m"]
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +41,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest.fixture(scope="module")
 def served(settings: Settings) -> Iterator[ServedModel]:
-    with get_backend("llamacpp").serve(settings, "smollm2-135m", settings.output_dir) as model:
+    with get_backend("llamacpp").serve(settings, SMOLLM2, settings.output_dir) as model:
         yield model
     assert model.server_pid is not None
     assert not _alive(model.server_pid), "the engine outlived its with-block"
@@ -108,11 +111,13 @@ _ORPHAN_SCRIPT = textwrap.dedent(
     import os, sys
     from pathlib import Path
     from pytest_llmperf.backends import get_backend
+    from pytest_llmperf.catalog import builtin_catalog
     from pytest_llmperf.config import resolve_settings
 
     root = Path(sys.argv[1])
     settings = resolve_settings({}, {}, {}, root)
-    with get_backend("llamacpp").serve(settings, "smollm2-135m", root) as served:
+    smollm2 = builtin_catalog().entries["smollm2-135m"]
+    with get_backend("llamacpp").serve(settings, smollm2, root) as served:
         (root / "pid").write_text(str(served.server_pid))
         os.kill(os.getpid(), 9)  # die without any chance to clean up
     """

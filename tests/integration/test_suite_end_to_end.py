@@ -16,7 +16,10 @@ import psutil
 import pytest
 
 from pytest_llmperf.backends import get_backend
+from pytest_llmperf.catalog import builtin_catalog
 from pytest_llmperf.config import resolve_settings
+
+SMOLLM2 = builtin_catalog().entries["smollm2-135m"]
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +97,7 @@ SECRET = "sk-llmperf-test-secret-0451"
 def test_attach_to_a_running_openai_compatible_server(suite_copy: Path) -> None:
     """The llama.cpp server speaks the OpenAI API: attach to it as to any such server."""
     settings = resolve_settings({}, {}, {}, suite_copy)
-    with get_backend("llamacpp").serve(settings, "smollm2-135m", suite_copy / "engine") as served:
+    with get_backend("llamacpp").serve(settings, SMOLLM2, suite_copy / "engine") as served:
         done = subprocess.run(
             [sys.executable, "-m", "pytest", "perf", *FAST, "--backend", "openai",
              "--base-url", served.endpoint.base_url, "--model", served.endpoint.model,

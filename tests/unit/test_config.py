@@ -18,6 +18,12 @@ from pytest_llmperf.config import (
 )
 
 OPTION = {option.name: option for option in OPTIONS}
+# Options whose Settings field has another name (comma lists).
+FIELD = {"backend": "backends", "model": "models"}
+# Options about how engines are launched, left at their defaults by most tests here.
+ENGINE_OPTIONS = ("gpus", "tp", "max_model_len", "max_num_seqs", "gpu_memory_utilization",
+                  "prefix_caching", "chunked_prefill", "engine_args", "engine_python",
+                  "llamacpp_bin", "ngl", "ready_timeout", "telemetry_interval", "require_gpu")
 
 
 def resolve(
@@ -63,8 +69,8 @@ def spelling(source: str, name: str) -> str:
 
 def test_defaults(tmp_path: Path) -> None:
     settings = resolve(tmp_path)
-    assert settings.backend == "llamacpp"
-    assert settings.model == "smollm2-135m"
+    assert settings.backends == ("llamacpp",)
+    assert settings.models == ("smollm2-135m",)
     assert settings.base_url is None
     assert settings.api_key_env is None
     assert settings.report is None
@@ -100,7 +106,7 @@ def test_unset_values_fall_through(tmp_path: Path) -> None:
 def test_unrelated_environment_is_ignored(tmp_path: Path) -> None:
     settings = resolve(tmp_path, env={"REQUESTS": "7", "llmperf_requests": "7", "BACKEND": "x"})
     assert settings.requests == 32
-    assert settings.backend == "llamacpp"
+    assert settings.backends == ("llamacpp",)
 
 
 # --- precedence ----------------------------------------------------------------------------
@@ -112,9 +118,10 @@ def test_unrelated_environment_is_ignored(tmp_path: Path) -> None:
         ("requests", "8", "16", "24", (8, 16, 24)),
         ("warmup", "0", "1", "2", (0, 1, 2)),
         ("max_tokens", "128", "256", "512", (128, 256, 512)),
-        ("model", "from-cli", "from-env", "from-ini", ("from-cli", "from-env", "from-ini")),
+        ("model", "from-cli", "from-env", "from-ini", (("from-cli",), ("from-env",),
+                                                        ("from-ini",))),
         ("ignore_eos", "no", "yes", "off", (False, True, False)),
-        ("backend", "openai", "llamacpp", "openai", ("openai", "llamacpp", "openai")),
+        ("backend", "openai", "llamacpp", "openai", (("openai",), ("llamacpp",), ("openai",))),
     ],
 )
 def test_cli_beats_env_beats_ini_beats_default(
@@ -122,16 +129,17 @@ def test_cli_beats_env_beats_ini_beats_default(
 ) -> None:
     base = {"base_url": "http://127.0.0.1:8000/v1"}  # so that backend openai is complete
     env_name = OPTION[name].env
+    field = FIELD.get(name, name)
     all_three = resolve(tmp_path, cli={name: cli, **base}, env={env_name: env}, ini={name: ini})
-    assert getattr(all_three, name) == expected[0]
+    assert getattr(all_three, field) == expected[0]
     assert all_three.sources[name] == f"{OPTION[name].flag} (command line)"
 
     env_and_ini = resolve(tmp_path, cli=base, env={env_name: env}, ini={name: ini})
-    assert getattr(env_and_ini, name) == expected[1]
+    assert getattr(env_and_ini, field) == expected[1]
     assert env_and_ini.sources[name] == f"{env_name} (environment)"
 
     ini_only = resolve(tmp_path, cli=base, ini={name: ini})
-    assert getattr(ini_only, name) == expected[2]
+    assert getattr(ini_only, field) == expected[2]
     assert ini_only.sources[name] == f"{OPTION[name].ini} (ini/pyproject)"
 
     default = resolve(tmp_path, cli=base)
@@ -145,8 +153,8 @@ def test_sources_name_each_setting_separately(tmp_path: Path) -> None:
         env={"LLMPERF_BASE_URL": "http://127.0.0.1:8000/v1", "LLMPERF_MODEL": "qwen"},
         ini={"model": "ignored", "requests": "5"},
     )
-    assert (settings.backend, settings.base_url, settings.model, settings.requests) == (
-        "openai", "http://127.0.0.1:8000/v1", "qwen", 5
+    assert (settings.backends, settings.base_url, settings.models, settings.requests) == (
+        ("openai",), "http://127.0.0.1:8000/v1", ("qwen",), 5
     )
     assert dict(settings.sources) == {
         "backend": "--backend (command line)",
@@ -160,6 +168,7 @@ def test_sources_name_each_setting_separately(tmp_path: Path) -> None:
         "max_tokens": "default",
         "ignore_eos": "default",
         "output_dir": "default",
+        **{name: "default" for name in ENGINE_OPTIONS},
     }
 
 
@@ -229,9 +238,10 @@ def test_whole_numbers_allow_surrounding_spaces(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("source", ["cli", "env", "ini"])
 def test_unknown_backend_lists_the_valid_ones(tmp_path: Path, source: str) -> None:
-    message = resolve_error(tmp_path, **given(source, "backend", "tgi"))
+    message = resolve_error(tmp_path, **given(source, "backend", "trt"))
     assert message == (
-        f"{spelling(source, 'backend')}: invalid value 'tgi': expected one of llamacpp, openai"
+        f"{spelling(source, 'backend')}: invalid value 'trt': 'trt': expected one of "
+        f"{', '.join(BACKENDS)}"
     )
     for backend in BACKENDS:
         assert backend in message
@@ -245,11 +255,14 @@ def test_backend_is_case_sensitive(tmp_path: Path) -> None:
 @pytest.mark.parametrize("value", ["", "   "])
 def test_empty_model_is_refused(tmp_path: Path, value: str) -> None:
     message = resolve_error(tmp_path, cli={"model": value})
-    assert message == f"--model (command line): invalid value {value!r}: expected a non-empty value"
+    assert message == (
+        f"--model (command line): invalid value {value!r}: expected a comma-separated list "
+        "with no empty items"
+    )
 
 
 def test_model_is_stripped(tmp_path: Path) -> None:
-    assert resolve(tmp_path, ini={"model": "  qwen2.5-0.5b  "}).model == "qwen2.5-0.5b"
+    assert resolve(tmp_path, ini={"model": "  qwen2.5-0.5b  "}).models == ("qwen2.5-0.5b",)
 
 
 @pytest.mark.parametrize(
@@ -290,7 +303,7 @@ def test_openai_backend_needs_a_base_url(tmp_path: Path, source: str) -> None:
 def test_openai_backend_with_base_url_from_another_source(tmp_path: Path) -> None:
     settings = resolve(tmp_path, cli={"backend": "openai"},
                        ini={"base_url": "http://10.0.0.2:8000/v1"})
-    assert settings.backend == "openai"
+    assert settings.backends == ("openai",)
     assert settings.base_url == "http://10.0.0.2:8000/v1"
     assert settings.sources["base_url"] == "llmperf_base_url (ini/pyproject)"
 
@@ -464,7 +477,7 @@ def test_empty_path_is_refused(tmp_path: Path) -> None:
 
 def test_every_settings_field_has_one_option() -> None:
     fields = [f.name for f in dataclasses.fields(Settings) if f.name != "sources"]
-    assert sorted(fields) == sorted(option.name for option in OPTIONS)
+    assert sorted(fields) == sorted(FIELD.get(option.name, option.name) for option in OPTIONS)
 
 
 @pytest.mark.parametrize("attribute", ["name", "flag", "env", "ini", "dest"])

@@ -147,9 +147,10 @@ def test_cli_beats_env_beats_ini(suite: pytest.Pytester, monkeypatch: pytest.Mon
     [
         (["--llmperf-requests=abc"], {}, "--llmperf-requests (command line): invalid value 'abc'"),
         ([], {"LLMPERF_WARMUP": "-1"}, "LLMPERF_WARMUP (environment): invalid value '-1'"),
-        (["--backend=tgi"], {}, "--backend (command line): invalid value 'tgi'"),
+        (["--backend=trt"], {}, "--backend (command line): invalid value 'trt'"),
         (["--backend=openai"], {}, "give its URL with --base-url"),
-        (["--model=nope.gguf"], {}, "--model (command line): model 'nope.gguf' is neither"),
+        (["--model=nope.gguf"], {},
+         "--model (command line): GGUF file nope.gguf of model 'nope.gguf' does not exist"),
         (["--thresholds=missing.toml"], {}, "thresholds file"),
     ],
 )

@@ -1,13 +1,14 @@
-"""ManagedServer with real child processes: start, readiness, the log, and teardown for sure.
+"""ManagedServer with real child processes: start, readiness, progress, the log, OOM lines.
 
-Every program here is a few lines of Python written to tmp_path and run with sys.executable.
-The ``leftovers`` fixture fails a test that leaves any process behind (and kills it).
+Every program here is a few lines of Python written to tmp_path and run with sys.executable
+(faults, with their proof that no process is left, are in test_server_faults.py).  The
+``leftovers`` fixture fails a test that leaves any process behind (and kills it).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
+import re
 import socket
 import sys
 import textwrap
@@ -19,7 +20,14 @@ import psutil
 import pytest
 import requests
 
-from pytest_llmperf.server import ManagedServer, ServerStartError, free_port, stop_all_servers
+from pytest_llmperf.server import (
+    DEFAULT_OOM_PATTERNS,
+    ManagedServer,
+    ServerStartError,
+    free_port,
+    set_progress_reporter,
+    stop_all_servers,
+)
 
 # A /health endpoint on the port given as argv[1], answering with the status in argv[2].
 HEALTH_SERVER = """
@@ -43,28 +51,6 @@ server = http.server.HTTPServer(("127.0.0.1", PORT), Health)
 print(f"main: server is listening on http://127.0.0.1:{PORT}", flush=True)
 server.serve_forever()
 """
-
-# Ignores SIGTERM and forks a worker (same process group) that sleeps forever; the worker's
-# pid goes to argv[3] before the health server starts.
-STUBBORN_SERVER = (
-    """
-import os
-import signal
-import sys
-import time
-
-signal.signal(signal.SIGTERM, signal.SIG_IGN)
-worker = os.fork()
-if worker == 0:
-    while True:
-        time.sleep(60)
-with open(sys.argv[3] + ".tmp", "w") as out:
-    out.write(str(worker))
-os.replace(sys.argv[3] + ".tmp", sys.argv[3])
-"""
-    + HEALTH_SERVER
-)
-
 
 def alive(pid: int) -> bool:
     """A process that exists and is not a zombie (a zombie has exited; it only awaits reaping)."""
@@ -103,6 +89,8 @@ def managed(
     port: int | None = None,
     ready_timeout_s: float = 10.0,
     stop_grace_s: float = 2.0,
+    progress_interval_s: float = 10.0,
+    oom_patterns: tuple[str, ...] = (),
 ) -> ManagedServer:
     port = free_port() if port is None else port
     script = program(tmp_path, "server.py", source)
@@ -113,112 +101,12 @@ def managed(
         log_path=tmp_path / "logs" / "server.log",
         ready_timeout_s=ready_timeout_s,
         stop_grace_s=stop_grace_s,
+        progress_interval_s=progress_interval_s,
+        oom_patterns=oom_patterns,
     )
 
 
-# --- failures to start -----------------------------------------------------------------------
-
-
-def test_program_that_exits_at_once(tmp_path: Path, leftovers: list[int]) -> None:
-    server = managed(
-        tmp_path,
-        """
-        import sys
-        print("llama_model_load: error loading model: tensor 'blk.0.attn_q.weight' missing",
-              flush=True)
-        sys.exit(3)
-        """,
-    )
-    with pytest.raises(ServerStartError) as failure, server:
-        pytest.fail("the server cannot be ready")
-    assert server.pid is not None
-    leftovers.append(server.pid)
-
-    message = str(failure.value)
-    assert "stub-engine exited with code 3" in message
-    assert "error loading model: tensor 'blk.0.attn_q.weight' missing" in message
-    assert str(server.log_path) in message
-    assert server.process is not None
-    assert server.process.returncode == 3
-
-
-def test_out_of_memory_line_reaches_the_error(tmp_path: Path, leftovers: list[int]) -> None:
-    oom = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
-    server = managed(
-        tmp_path,
-        f"""
-        import sys
-        print("loading model weights", flush=True)
-        print({oom!r}, flush=True)
-        sys.exit(1)
-        """,
-    )
-    with pytest.raises(ServerStartError, match="exited with code 1") as failure, server:
-        pytest.fail("the server cannot be ready")
-    assert server.pid is not None
-    leftovers.append(server.pid)
-
-    assert oom in str(failure.value)
-    assert "loading model weights" in str(failure.value)
-
-
-@pytest.mark.parametrize(
-    "source",
-    [
-        """
-        import time
-        print("loading model", flush=True)
-        time.sleep(60)
-        """,
-        HEALTH_SERVER,  # answering /health with 503, as llama-server does while loading
-    ],
-    ids=["listens-on-nothing", "health-503"],
-)
-def test_program_that_never_becomes_ready(
-    tmp_path: Path, leftovers: list[int], source: str
-) -> None:
-    server = managed(tmp_path, source, "503", ready_timeout_s=1.5)
-    started = time.monotonic()
-    with pytest.raises(ServerStartError, match="not ready") as failure, server:
-        pytest.fail("the server cannot be ready")
-    elapsed = time.monotonic() - started
-    assert server.pid is not None
-    leftovers.append(server.pid)
-
-    assert "within 1.5 s" in str(failure.value)
-    assert server.health_url in str(failure.value)
-    assert str(server.log_path) in str(failure.value)
-    assert 1.4 <= elapsed < 6.0
-    # The failed start tore the process down.
-    assert server.process is not None
-    assert server.process.returncode is not None
-    assert not alive(server.pid)
-
-
-# --- teardown --------------------------------------------------------------------------------
-
-
-def test_sigterm_ignoring_server_and_its_forked_worker_are_killed(
-    tmp_path: Path, leftovers: list[int]
-) -> None:
-    worker_pid_file = tmp_path / "worker.pid"
-    server = managed(tmp_path, STUBBORN_SERVER, "200", str(worker_pid_file), stop_grace_s=1.0)
-
-    with server:
-        assert server.pid is not None
-        worker = int(worker_pid_file.read_text())
-        leftovers.extend([server.pid, worker])
-        assert alive(server.pid)
-        assert alive(worker)
-        assert os.getpgid(worker) == os.getpgid(server.pid) == server.pid
-        started = time.monotonic()
-    elapsed = time.monotonic() - started
-
-    assert not alive(server.pid)
-    assert not alive(worker)
-    assert server.process is not None
-    assert server.process.returncode == -9  # SIGTERM was ignored; SIGKILL ended it
-    assert 0.9 <= elapsed < 5.0  # the grace period was waited out, then no more
+# --- lifecycle --------------------------------------------------------------------------
 
 
 def test_healthy_server_lifecycle(tmp_path: Path, leftovers: list[int]) -> None:
@@ -236,6 +124,7 @@ def test_healthy_server_lifecycle(tmp_path: Path, leftovers: list[int]) -> None:
         assert "OLD RUN" not in log
         assert "server is listening" in log
         assert "server is listening" in server.log_tail()
+        server.check_running()  # running: no error
 
     assert not alive(server.pid)
     assert server.process is not None
@@ -274,3 +163,166 @@ def test_free_port_can_be_bound() -> None:
     assert 0 < port < 65536
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", port))
+
+
+# --- progress while loading ------------------------------------------------------------------
+
+# Logs a loading line every 0.1 s and listens on argv[1] once argv[2] seconds have passed.
+SLOW_LOADER = """
+import sys
+import threading
+import time
+
+PORT, READY_AFTER = sys.argv[1], float(sys.argv[2])
+started = time.monotonic()
+shard = 0
+while time.monotonic() - started < READY_AFTER:
+    shard += 1
+    print(f"Loading weights: shard {shard}", flush=True)
+    time.sleep(0.1)
+sys.argv = [sys.argv[0], PORT, "200"]
+""" + HEALTH_SERVER
+
+PROGRESS_LINE = re.compile(
+    r"waiting for stub-engine on :(\d+) - (\d+) s, last log: Loading weights: shard \d+$"
+)
+
+
+@pytest.fixture
+def progress() -> Iterator[list[str]]:
+    lines: list[str] = []
+    set_progress_reporter(lines.append)
+    yield lines
+    set_progress_reporter(None)
+
+
+def test_progress_lines_while_loading(
+    tmp_path: Path, leftovers: list[int], progress: list[str]
+) -> None:
+    server = managed(tmp_path, SLOW_LOADER, "1.5", progress_interval_s=0.3)
+    started = time.monotonic()
+    with server:
+        elapsed = time.monotonic() - started
+        assert server.pid is not None
+        leftovers.append(server.pid)
+
+    assert progress, "no progress line while the server loaded"
+    # One line per interval at most (a generous bound: the CPUs are shared).
+    assert len(progress) <= elapsed / 0.3 + 1
+    port = server.health_url.split(":")[2].split("/")[0]
+    seconds = []
+    for line in progress:
+        match = PROGRESS_LINE.match(line)
+        assert match, line
+        assert match.group(1) == port
+        seconds.append(int(match.group(2)))
+    assert seconds == sorted(seconds)
+    assert seconds[-1] <= elapsed + 1
+
+
+def test_progress_shows_a_long_log_line_shortened(
+    tmp_path: Path, leftovers: list[int], progress: list[str]
+) -> None:
+    server = managed(
+        tmp_path,
+        """
+        import time
+        print("INFO " + "x" * 500, flush=True)
+        time.sleep(60)
+        """,
+        ready_timeout_s=1.5,
+        progress_interval_s=0.2,
+    )
+    with pytest.raises(ServerStartError, match="not ready"), server:
+        pytest.fail("the server cannot be ready")
+    assert server.pid is not None
+    leftovers.append(server.pid)
+
+    assert progress
+    last_log = progress[-1].split("last log: ", 1)[1]
+    assert last_log.startswith("INFO xxx")
+    assert last_log.endswith("...")
+    assert len(last_log) <= 80
+
+
+def test_progress_before_the_first_log_line(
+    tmp_path: Path, leftovers: list[int], progress: list[str]
+) -> None:
+    server = managed(tmp_path, "import time\ntime.sleep(60)\n", ready_timeout_s=1.0,
+                     progress_interval_s=0.2)
+    with pytest.raises(ServerStartError), server:
+        pytest.fail("the server cannot be ready")
+    assert server.pid is not None
+    leftovers.append(server.pid)
+    assert progress
+    assert progress[-1].endswith("last log: (nothing yet)")
+
+
+def test_no_reporter_no_progress(tmp_path: Path, leftovers: list[int]) -> None:
+    set_progress_reporter(None)
+    server = managed(tmp_path, SLOW_LOADER, "0.5", progress_interval_s=0.1)
+    with server:  # reporting to nobody is fine
+        assert server.pid is not None
+        leftovers.append(server.pid)
+
+
+# --- what counts as out of memory ----------------------------------------------------------
+
+
+def logged(tmp_path: Path, text: str, *patterns: str) -> ManagedServer:
+    server = managed(tmp_path, HEALTH_SERVER, oom_patterns=patterns)
+    server.log_path.parent.mkdir(parents=True, exist_ok=True)
+    server.log_path.write_text(text, encoding="utf-8")
+    return server
+
+
+def test_default_patterns_are_combined_with_the_engines(tmp_path: Path) -> None:
+    engine = ("KV cache is full", "CUDA out of memory")
+    server = managed(tmp_path, HEALTH_SERVER, oom_patterns=engine)
+    assert server.oom_patterns[0] == "KV cache is full"
+    assert set(server.oom_patterns) == {"KV cache is full", *DEFAULT_OOM_PATTERNS}
+    assert len(server.oom_patterns) == len(set(server.oom_patterns))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
+        "RuntimeError: cuda OUT OF MEMORY",
+        "torch.cuda.OutOfMemoryError: Allocation on device",
+        "ValueError: No available memory for the cache blocks. Try increasing "
+        "`gpu_memory_utilization` when initializing the engine.",
+        "Error: model requires more system memory (9.1 GiB) than is available (4.0 GiB)",
+        "ggml_cuda_host_malloc: cudaMalloc failed: out of memory",
+    ],
+)
+def test_generic_oom_lines_are_recognised(tmp_path: Path, line: str) -> None:
+    server = logged(tmp_path, f"INFO starting\n\x1b[31m{line}\x1b[0m\nINFO shutting down\n")
+    assert server.oom_line() == line
+
+
+def test_the_first_oom_line_is_the_one_reported(tmp_path: Path) -> None:
+    server = logged(
+        tmp_path,
+        "alloc: failed to allocate CUDA0 buffer of size 8 GiB\n"
+        "torch.OutOfMemoryError: CUDA out of memory\n",
+        "failed to allocate CUDA",
+    )
+    assert server.oom_line() == "alloc: failed to allocate CUDA0 buffer of size 8 GiB"
+
+
+def test_no_oom_line(tmp_path: Path) -> None:
+    server = logged(tmp_path, "error loading model: unknown architecture 'foo'\n", "oom")
+    assert server.oom_line() is None
+    server.log_path.unlink()
+    assert server.oom_line() is None  # no log at all
+
+
+def test_system_memory_is_not_called_gpu_memory(tmp_path: Path, leftovers: list[int]) -> None:
+    line = "Error: model requires more system memory (9.1 GiB) than is available (4.0 GiB)"
+    server = managed(tmp_path, f"import sys\nprint({line!r}, flush=True)\nsys.exit(1)\n")
+    with pytest.raises(ServerStartError) as failure, server:
+        pytest.fail("the server cannot be ready")
+    assert server.pid is not None
+    leftovers.append(server.pid)
+    assert str(failure.value).startswith(f"stub-engine ran out of memory: {line}\n")

@@ -1,0 +1,85 @@
+"""Telemetry of a real server process tree: embedded llama.cpp serving SmolLM2 on CPU.
+
+The engine runs in its own process (launched by the backend); the observer must measure that
+tree, not the test process that drives the load.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_llmperf.backends import ServedModel
+from pytest_llmperf.backends.llamacpp import LlamaCppBackend
+from pytest_llmperf.catalog import builtin_catalog
+from pytest_llmperf.config import Settings, resolve_settings
+from pytest_llmperf.prompts import PromptSource
+from pytest_llmperf.runner import run_load
+from pytest_llmperf.telemetry import Telemetry, write_timeline_png
+
+pytestmark = pytest.mark.integration
+
+MAX_TOKENS = 16  # short answers: the shared CPU is slow
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    root = tmp_path_factory.mktemp("telemetry")
+    return resolve_settings({"max_tokens": str(MAX_TOKENS)}, {}, {}, root)
+
+
+@pytest.fixture(scope="module")
+def served(settings: Settings) -> Iterator[ServedModel]:
+    entry = builtin_catalog().entries["smollm2-135m"]
+    with LlamaCppBackend().serve(settings, entry, settings.output_dir) as model:
+        yield model
+
+
+@pytest.fixture(scope="module")
+def figures(served: ServedModel) -> dict[str, Any]:
+    with Telemetry.for_served(served, interval_s=0.2) as telemetry:
+        telemetry.baseline(samples=2, interval_s=0.1)
+        result = run_load(served, PromptSource(seed=31), users=2, requests=4, warmup=1,
+                          max_tokens=MAX_TOKENS, observers=[telemetry])
+        assert all(r.ok for r in result.run.records), [r.error for r in result.run.records]
+        tokens = sum(r.output_tokens for r in result.run.records)
+        return telemetry.result(output_tokens=tokens)
+
+
+def test_the_server_tree_is_measured_not_the_test_process(served: ServedModel,
+                                                         figures: dict[str, Any]) -> None:
+    assert served.server_pid is not None
+    assert figures["server"]["pid"] == served.server_pid != os.getpid()
+    assert figures["server"]["scope"] == "launched server"
+    assert "error" not in figures, figures["error"]
+
+
+def test_server_cpu_and_memory(figures: dict[str, Any]) -> None:
+    metrics = figures["metrics"]
+    print({k: v for k, v in figures.items() if k != "timeline"})
+    assert metrics["server_cpu_mean_pct"] > 0  # decoding on CPU keeps the engine busy
+    assert metrics["server_cpu_peak_pct"] >= metrics["server_cpu_mean_pct"]
+    assert metrics["server_rss_peak_mib"] > 50  # the 98 MB GGUF is mapped and resident
+    assert metrics["server_rss_peak_mib"] >= metrics["server_rss_mean_mib"] > 0
+    assert 0 < metrics["system_cpu_mean_pct"] <= 100
+    assert metrics["system_memory_peak_mib"] > 0
+    assert figures["system"]["memory_limit_mib"] > 0
+    assert figures["samples"] >= 2 and figures["duration_s"] > 0
+    assert "baseline" in figures
+
+
+def test_gpu_figures_or_the_reason_there_are_none(figures: dict[str, Any]) -> None:
+    if "gpu_unavailable_reason" in figures:
+        assert figures["gpu_unavailable_reason"]
+        assert "gpu_util_mean" not in figures["metrics"]
+    else:  # a GPU host: the embedded engine runs on CPU, but the GPUs are still read
+        assert "gpu_memory_peak_mib" in figures["metrics"]
+
+
+def test_timeline_png(figures: dict[str, Any], tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    assert write_timeline_png(figures, tmp_path / "timeline.png") is not None

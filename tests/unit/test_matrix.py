@@ -1,0 +1,162 @@
+"""The backend x model matrix: test ids, skips with reasons, one server at a time, usage errors.
+
+The inner runs replace ``llmperf_server`` with one that only logs when it would start and stop,
+and name an "engine python" that answers every import probe, so that the engines' checks pass
+on this machine without the engines installed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+LOGGING_SERVER_CONFTEST = '''
+import os
+import pytest
+
+@pytest.fixture(scope="session")
+def llmperf_server(llmperf_target):
+    log = os.environ["SERVER_EVENTS"]
+    with open(log, "a") as f:
+        f.write(f"start {llmperf_target.id}\\n")
+    yield llmperf_target
+    with open(log, "a") as f:
+        f.write(f"stop {llmperf_target.id}\\n")
+'''
+
+TESTS = """
+def test_one(llmperf_server):
+    pass
+
+def test_two(llmperf_server):
+    pass
+"""
+
+
+@pytest.fixture
+def matrix(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    for name in ("LLMPERF_BACKEND", "LLMPERF_MODEL", "LLMPERF_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SERVER_EVENTS", str(pytester.path / "events.log"))
+    pytester.makeconftest(LOGGING_SERVER_CONFTEST)
+    pytester.makepyfile(test_suite=TESTS)
+    fake_python = pytester.path / "engine-python"
+    fake_python.write_text("#!/bin/sh\nexit 0\n")  # "yes, that module is installed"
+    fake_python.chmod(0o755)
+    return pytester
+
+
+def events(pytester: pytest.Pytester) -> list[str]:
+    return (pytester.path / "events.log").read_text().splitlines()
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest("-v", "-p", "no:cacheprovider",
+                              f"--llmperf-engine-python={pytester.path / 'engine-python'}",
+                              *args)
+
+
+def test_ids_name_backend_and_model_and_each_server_starts_once(
+    matrix: pytest.Pytester,
+) -> None:
+    result = run(matrix, "--backend", "vllm,sglang", "--model", "qwen72b-gptq,qwen32b-gptq")
+    result.assert_outcomes(passed=8)
+    result.stdout.fnmatch_lines(["*test_one?vllm-qwen72b-gptq? PASSED*",
+                                 "*test_two?sglang-qwen32b-gptq? PASSED*"])
+    # Grouped by target: every server starts once and stops before the next one starts.
+    assert events(matrix) == [
+        "start vllm-qwen72b-gptq", "stop vllm-qwen72b-gptq",
+        "start vllm-qwen32b-gptq", "stop vllm-qwen32b-gptq",
+        "start sglang-qwen72b-gptq", "stop sglang-qwen72b-gptq",
+        "start sglang-qwen32b-gptq", "stop sglang-qwen32b-gptq",
+    ]
+
+
+def test_a_cell_the_catalogue_cannot_serve_is_skipped_with_the_reason(
+    matrix: pytest.Pytester,
+) -> None:
+    result = run(matrix, "-rs", "--backend", "vllm", "--model", "qwen72b-gptq,qwen72b-q4km")
+    result.assert_outcomes(passed=2, skipped=2)
+    result.stdout.fnmatch_lines([
+        "SKIPPED * qwen72b-q4km has no hf source, which vllm loads (catalogue entry: "
+        "built-in catalogue (qwen72b-q4km))",
+    ])
+    assert events(matrix) == ["start vllm-qwen72b-gptq", "stop vllm-qwen72b-gptq"]
+
+
+def test_unknown_alias_is_a_usage_error_listing_the_known_ones(matrix: pytest.Pytester) -> None:
+    result = run(matrix, "--model", "qwen-typo")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "ERROR: --model (command line): unknown model 'qwen-typo'; known aliases: "
+        "deepseek-r1-llama70b, deepseek-r1-qwen32b, qwen32b-gptq, qwen32b-q4km, qwen72b-gptq, "
+        "qwen72b-q4km, smollm2-135m (add your own*",
+    ])
+    assert not (matrix.path / "events.log").exists()
+
+
+def test_missing_engine_is_one_line_naming_what_to_install(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LLMPERF_BACKEND", raising=False)
+    pytester.makepyfile(test_suite=TESTS)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--backend", "vllm",
+                                "--model", "qwen72b-gptq")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.strip()]
+    assert len(errors) == 1
+    assert errors[0].startswith("ERROR: backend vllm: Python module 'vllm' is not installed")
+    assert "`pip install vllm`" in errors[0]
+
+
+def test_user_alias_in_thresholds_and_in_a_named_catalogue_file(
+    matrix: pytest.Pytester,
+) -> None:
+    matrix.makefile(".toml", thresholds="""
+catalog = "models.toml"
+
+[defaults]
+slo = ["error_rate <= 0.01"]
+
+[models.my-qwen]
+params_b = 7.6
+hf = { id = "Qwen/Qwen2.5-7B-Instruct", bits = 16 }
+slo = ["tpot_ms.p95 < 50"]
+""")
+    matrix.makefile(".toml", models="""
+[models.team-llama]
+hf = "meta-llama/Llama-3.1-8B-Instruct"
+""")
+    result = run(matrix, "--backend", "vllm", "--model", "my-qwen,team-llama")
+    result.assert_outcomes(passed=4)
+    assert events(matrix) == ["start vllm-my-qwen", "stop vllm-my-qwen",
+                              "start vllm-team-llama", "stop vllm-team-llama"]
+
+
+def test_engine_ids_pass_through_without_an_alias(matrix: pytest.Pytester) -> None:
+    model_dir = matrix.path / "local-model"
+    model_dir.mkdir()
+    result = run(matrix, "--backend", "vllm", "--model", f"Qwen/Qwen2.5-0.5B,{model_dir}")
+    result.assert_outcomes(passed=4)
+    assert events(matrix)[0::2] == ["start vllm-Qwen/Qwen2.5-0.5B", "start vllm-local-model"]
+
+
+def test_base_url_takes_one_backend_and_model(matrix: pytest.Pytester) -> None:
+    result = run(matrix, "--backend", "vllm,sglang", "--base-url", "http://127.0.0.1:9/v1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--base-url attaches to one running server, so it takes one "
+                                 "--backend and one --model"])
+
+
+def test_xdist_groups_one_per_target(matrix: pytest.Pytester) -> None:
+    """Under --dist loadgroup, pytest-xdist keeps a target's tests on one worker."""
+    matrix.makeconftest(LOGGING_SERVER_CONFTEST + '''
+def pytest_collection_modifyitems(items):
+    for item in items:
+        groups = [m.args[0] for m in item.iter_markers("xdist_group")]
+        print("GROUP", item.nodeid, groups)
+''')
+    result = run(matrix, "--backend", "vllm", "--model", "qwen72b-gptq,qwen32b-gptq",
+                 "--collect-only", "-s")
+    out = result.stdout.str()
+    assert "GROUP test_suite.py::test_one[vllm-qwen72b-gptq] ['vllm-qwen72b-gptq']" in out
+    assert "GROUP test_suite.py::test_two[vllm-qwen32b-gptq] ['vllm-qwen32b-gptq']" in out

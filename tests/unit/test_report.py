@@ -1,0 +1,130 @@
+"""Report rendering of the engine's own numbers beside the client's: JSON entry, junit
+properties, markdown.  (The plugin's whole report path is in test_plugin.py.)"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_llmperf import report
+from pytest_llmperf.backends import ServedModel
+from pytest_llmperf.client import Endpoint
+from pytest_llmperf.metrics import summarize
+from pytest_llmperf.records import LoadRun, RequestRecord, TokenSource
+from pytest_llmperf.runner import PerfResult
+
+MS = 1_000_000
+
+
+def record(i: int) -> RequestRecord:
+    """TTFT 200 ms, then 9 more tokens 20 ms apart; 30 prompt tokens."""
+    send = i * 10_000 * MS
+    chunks = tuple(send + 200 * MS + k * 20 * MS for k in range(10))
+    return RequestRecord(i, send, chunks, chunks[-1], 10, TokenSource.USAGE, 30,
+                         TokenSource.USAGE, "length")
+
+
+def result(server_metrics: Mapping[str, float] | None, notes: tuple[str, ...] = ()) -> PerfResult:
+    served = ServedModel("vllm", "qwen32b-gptq", Endpoint("http://127.0.0.1:9/v1", "m"),
+                         engine="vllm 0.11.0")
+    records = tuple(record(i) for i in range(4))
+    run = LoadRun(records, 0, records[-1].end_ns, 1, 0)
+    return PerfResult(served, run, summarize(run), 1, 10, server_metrics=server_metrics,
+                      server_notes=notes)
+
+
+VLLM_SERVER = {
+    "server_ttft_ms_mean": 187.25,
+    "server_tpot_ms_mean": 19.5,
+    "server_e2e_ms_mean": 371.0,
+    "prompt_tokens": 120.0,
+    "generation_tokens": 40.0,
+    "prefix_cache_hit_rate": 0.0,
+    "kv_cache_usage_peak": 0.0625,
+    "requests_running_peak": 1.0,
+}
+
+
+@pytest.fixture(autouse=True)
+def quick_host_facts(monkeypatch: pytest.MonkeyPatch) -> None:
+    # NVML and git are not what these tests are about.
+    monkeypatch.setattr(report, "host_facts", lambda rootdir: {"host": "test"})
+
+
+def entry_of(perf: PerfResult) -> dict[str, Any]:
+    return {**report.result_entry(perf), "nodeid": "test_x.py::test_x[vllm-qwen32b-gptq]",
+            "outcome": "passed"}
+
+
+def test_entry_carries_server_metrics_as_json() -> None:
+    entry = report.result_entry(result(VLLM_SERVER, ("a note",)))
+    assert entry["server_metrics"] == VLLM_SERVER
+    assert entry["server_notes"] == ["a note"]
+    assert entry["client_tokens"] == {"input": 120, "output": 40}
+    json.dumps(entry, allow_nan=False)  # travels on the report object, also across xdist
+    assert report.result_entry(result(None))["server_metrics"] is None
+
+
+def test_junit_properties_name_server_metrics() -> None:
+    props = dict(report.result_properties(result(VLLM_SERVER)))
+    assert props["server.server_tpot_ms_mean"] == 19.5
+    assert props["server.generation_tokens"] == 40.0
+    assert props["tpot_ms.mean"] == pytest.approx(20.0)
+    assert not any(name.startswith("server.") for name, _ in report.result_properties(
+        result(None)))
+
+
+def test_markdown_shows_client_and_server_side_by_side(tmp_path: Path) -> None:
+    markdown = report.render_markdown([entry_of(result(VLLM_SERVER))], tmp_path)
+    lines = markdown.splitlines()
+    header = next(line for line in lines if "client (mean, p95)" in line)
+    assert "server (mean)" in header
+    ttft = next(line for line in lines if line.startswith("| TTFT (ms)"))
+    assert [cell.strip() for cell in ttft.strip("|").split("|")] == [
+        "TTFT (ms)", "200.0, 200.0", "187.2"]  # format_number: one decimal from 10 up
+    tpot = next(line for line in lines if line.startswith("| TPOT (ms)"))
+    assert "20.0, 20.0" in tpot and "19.5" in tpot
+    assert "| generated tokens" in markdown and "40 (client: 40)" in markdown
+    assert "120 (client: 120)" in markdown
+    assert "| KV cache usage peak" in markdown and "0.0625" in markdown
+    assert "Server numbers are the engine's own Prometheus metrics" in markdown
+
+
+def test_llamacpp_decode_time_stands_in_for_a_tpot_histogram(tmp_path: Path) -> None:
+    server = {"generation_tokens": 40.0, "prompt_tokens": 120.0,
+              "server_decode_ms_per_token": 21.25, "server_prefill_ms_per_token": 3.5}
+    markdown = report.render_markdown([entry_of(result(server))], tmp_path)
+    tpot = next(line for line in markdown.splitlines() if line.startswith("| TPOT (ms)"))
+    assert "21.2 (decode time / generated tokens)" in tpot
+    ttft = next(line for line in markdown.splitlines() if line.startswith("| TTFT (ms)"))
+    assert ttft.rstrip(" |").endswith("-")  # llama.cpp has no TTFT histogram
+    assert "prefill time per prompt token (ms)" in markdown
+
+
+def test_no_server_metrics_no_server_tables_but_notes_are_shown(tmp_path: Path) -> None:
+    plain = report.render_markdown([entry_of(result(None))], tmp_path)
+    assert "client (mean, p95)" not in plain
+    assert "Server numbers" not in plain
+    failed = report.render_markdown(
+        [entry_of(result({}, ("scrape of http://x/metrics before the window failed: "
+                              "URLError: refused",)))], tmp_path)
+    assert "client (mean, p95)" not in failed
+    assert "- server metrics: scrape of http://x/metrics before the window failed" in failed
+
+
+def test_entries_from_before_server_metrics_still_render(tmp_path: Path) -> None:
+    entry = entry_of(result(None))
+    for key in ("server_metrics", "server_notes", "client_tokens"):
+        del entry[key]
+    assert "## `test_x.py::test_x[vllm-qwen32b-gptq]`" in report.render_markdown([entry],
+                                                                                 tmp_path)
+
+
+def test_terminal_table_stays_compact() -> None:
+    # Server numbers go to the markdown report and junit, not to the terminal.
+    with_server = report.render_terminal_table([entry_of(result(VLLM_SERVER))])
+    assert with_server == report.render_terminal_table([entry_of(result(None))])
