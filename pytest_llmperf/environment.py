@@ -7,7 +7,9 @@ import importlib.metadata
 import os
 import platform
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -25,26 +27,37 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def gpu_summary() -> str:
-    """NVIDIA GPUs by name and memory, or why there are none; NVML loads only here."""
-    try:
-        import pynvml
+def gpu_summary(facts: Mapping[str, Any] | None = None) -> str:
+    """GPUs, driver, CUDA, PCIe links and NVLink topology in one line, or why there are none.
 
-        pynvml.nvmlInit()
-    except Exception as exc:  # no driver, no library, no device: all mean "no GPU" here
-        return f"none (no NVIDIA GPU: {type(exc).__name__}: {exc})"
-    try:
-        count = pynvml.nvmlDeviceGetCount()
-        names = []
-        for index in range(count):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            name = pynvml.nvmlDeviceGetName(handle)
-            memory = pynvml.nvmlDeviceGetMemoryInfo(handle).total / 2**30
-            names.append(f"{index}: {name} {memory:.0f} GiB")
-        driver = pynvml.nvmlSystemGetDriverVersion()
-        return f"{count} ({'; '.join(names)}), driver {driver}" if count else "none (0 devices)"
-    finally:
-        pynvml.nvmlShutdown()
+    ``facts`` is :func:`pytest_llmperf.telemetry_gpu.host_gpu_facts` (read here when None).
+    """
+    if facts is None:
+        from pytest_llmperf.telemetry_gpu import host_gpu_facts
+
+        facts = host_gpu_facts()
+    if facts.get("gpu_unavailable_reason"):
+        return f"none ({facts['gpu_unavailable_reason']})"
+    gpus = []
+    for gpu in facts.get("gpus", []):
+        text = f"{gpu['index']}: {gpu['name']} {gpu['memory_total_mib']:.0f} MiB"
+        if "pcie_gen" in gpu:
+            text += f", PCIe gen{gpu['pcie_gen']} x{gpu.get('pcie_width', '?')}"
+            if "pcie_max_gen" in gpu:
+                text += f" (max gen{gpu['pcie_max_gen']} x{gpu.get('pcie_max_width', '?')})"
+        gpus.append(text)
+    parts = [f"{facts.get('count', len(gpus))} ({'; '.join(gpus)})"]
+    if facts.get("driver_version"):
+        parts.append(f"driver {facts['driver_version']}")
+    if facts.get("cuda_driver_version"):
+        parts.append(f"CUDA {facts['cuda_driver_version']}")
+    links = facts.get("nvlink")
+    if isinstance(links, str):
+        parts.append(links)
+    elif links:
+        parts.append("NVLink " + ", ".join(f"{link['gpu']}-{link['peer']} x{link['links']}"
+                                           for link in links))
+    return ", ".join(parts)
 
 
 def _git_commit(rootdir: Path) -> str:

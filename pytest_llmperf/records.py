@@ -16,6 +16,7 @@ class TokenSource(str, enum.Enum):
 
     USAGE = "usage"  # the server's own `usage` block
     TOKENIZER = "tokenizer"  # the model's tokenizer, asked after the fact
+    ENGINE = "engine"  # an in-process engine's own generated token ids
 
 
 @dataclass(frozen=True)

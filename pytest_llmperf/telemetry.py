@@ -295,6 +295,7 @@ def write_timeline_png(result: dict[str, Any], path: Path) -> Path | None:
             ax.legend(fontsize=7)
     axes[-1, 0].set_xlabel("seconds into the measured window")
     figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)  # in-process engines launch nothing there
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
