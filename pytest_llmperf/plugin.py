@@ -51,6 +51,11 @@ def pytest_configure(config: pytest.Config) -> None:
     thresholds = _load_thresholds(settings)
     config.stash[THRESHOLDS_KEY] = thresholds
     config.stash[TARGETS_KEY] = _matrix(settings, thresholds)
+    if config.pluginmanager.hasplugin("xdist"):
+        from pytest_llmperf.xdist_support import TargetGroupPlugin
+
+        config.pluginmanager.register(
+            TargetGroupPlugin([t.id for t in config.stash[TARGETS_KEY]]), "llmperf-xdist")
     config.pluginmanager.register(LLMPerfReporter(config, settings), "llmperf-reporter")
     config.pluginmanager.import_plugin("pytest_llmperf.fixtures")
 

@@ -160,3 +160,60 @@ def pytest_collection_modifyitems(items):
     out = result.stdout.str()
     assert "GROUP test_suite.py::test_one[vllm-qwen72b-gptq] ['vllm-qwen72b-gptq']" in out
     assert "GROUP test_suite.py::test_two[vllm-qwen32b-gptq] ['vllm-qwen32b-gptq']" in out
+
+
+def test_under_xdist_loadgroup_each_target_runs_on_one_worker_with_its_gpus(
+    matrix: pytest.Pytester,
+) -> None:
+    matrix.makeconftest(XDIST_LOGGING_CONFTEST)
+    result = run(matrix, "-n", "2", "--dist", "loadgroup", "--gpus", "0,1|2,3",
+                 "--backend", "vllm", "--model", "qwen72b-gptq,qwen32b-gptq")
+    result.assert_outcomes(passed=4)
+    # Each target's two tests ran on one worker, which started its server once.
+    ran_on: dict[str, set[str]] = {}
+    for line in result.stdout.lines:
+        if "PASSED" in line and line.startswith("[gw"):
+            target = line.rsplit("[", 1)[1].split("]")[0]
+            ran_on.setdefault(target, set()).add(line[1:4])
+    assert {t: len(w) for t, w in ran_on.items()} == {"vllm-qwen72b-gptq": 1,
+                                                       "vllm-qwen32b-gptq": 1}
+    starts = [line.split() for line in events(matrix) if line.startswith("start")]
+    assert sorted(target for _, target, _, _ in starts) == ["vllm-qwen32b-gptq",
+                                                            "vllm-qwen72b-gptq"]
+    gpu_sets = {"gw0": "0,1", "gw1": "2,3"}
+    for _, target, worker, gpus in starts:
+        assert ran_on[target] == {worker}
+        assert gpus == gpu_sets[worker]  # each worker launches on its own GPU set
+
+
+XDIST_LOGGING_CONFTEST = """
+import os
+import pytest
+from pytest_llmperf.session import SETTINGS_KEY
+
+@pytest.fixture(scope="session")
+def llmperf_server(llmperf_target, pytestconfig):
+    gpus = ",".join(map(str, pytestconfig.stash[SETTINGS_KEY].gpu_ids()))
+    worker = os.environ["PYTEST_XDIST_WORKER"]
+    with open(os.environ["SERVER_EVENTS"], "a") as f:
+        f.write(f"start {llmperf_target.id} {worker} {gpus}\\n")
+    yield llmperf_target
+"""
+
+
+@pytest.mark.parametrize(
+    ("nodeid", "expected"),
+    [
+        ("t.py::test_x[vllm-qwen72b-gptq]", "vllm-qwen72b-gptq"),
+        ("t.py::test_x[vllm-qwen72b-gptq-4]", "vllm-qwen72b-gptq"),  # more parameters
+        ("t.py::test_x[8-vllm-qwen72b-gptq]", "vllm-qwen72b-gptq"),
+        ("t.py::test_x[vllm-qwen72b-gptq-int8]", "vllm-qwen72b-gptq-int8"),  # longest wins
+        ("t.py::test_x[sglang-qwen72b-gptq]", None),
+        ("t.py::test_plain", None),
+    ],
+)
+def test_target_of_a_node_id(nodeid: str, expected: str | None) -> None:
+    from pytest_llmperf.xdist_support import target_of
+
+    targets = ["vllm-qwen72b-gptq", "vllm-qwen72b-gptq-int8", "vllm-qwen32b-gptq"]
+    assert target_of(nodeid, targets) == expected
