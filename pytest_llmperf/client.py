@@ -15,14 +15,15 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import aiohttp
 
 from pytest_llmperf.records import RequestRecord, TokenSource
 from pytest_llmperf.sse import SSEEvent, SSEParser
 
-__all__ = ["Endpoint", "RequestSender", "StreamingClient", "TokenCounter", "build_payload"]
+__all__ = ["Endpoint", "HttpClient", "RequestSender", "StreamingClient", "TokenCounter",
+           "build_payload"]
 
 Api = Literal["chat", "completions"]
 _ERROR_TEXT_LIMIT = 300
@@ -143,32 +144,25 @@ def _short(text: str) -> str:
     return text if len(text) <= _ERROR_TEXT_LIMIT else text[:_ERROR_TEXT_LIMIT] + "..."
 
 
-class StreamingClient:
-    """Sends streaming requests to one endpoint; use as ``async with``."""
+_Client = TypeVar("_Client", bound="HttpClient")
 
-    def __init__(
-        self,
-        endpoint: Endpoint,
-        *,
-        max_tokens: int,
-        token_counter: TokenCounter | None = None,
-        timeout_s: float = 600.0,
-    ) -> None:
-        self.endpoint = endpoint
-        self.max_tokens = max_tokens
-        self.token_counter = token_counter
+
+class HttpClient:
+    """One aiohttp session for a client's lifetime, opened and closed by ``async with``."""
+
+    def __init__(self, *, timeout_s: float, api_key: str | None = None,
+                 reuse_connections: bool = True) -> None:
         self.timeout_s = timeout_s
+        self._api_key = api_key
+        self._reuse_connections = reuse_connections
         self._session: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> StreamingClient:
-        connector = aiohttp.TCPConnector(
-            limit=0, force_close=not self.endpoint.reuse_connections
-        )
+    async def __aenter__(self: _Client) -> _Client:
         headers = {"Content-Type": "application/json"}
-        if self.endpoint.api_key:
-            headers["Authorization"] = f"Bearer {self.endpoint.api_key}"
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
         self._session = aiohttp.ClientSession(
-            connector=connector,
+            connector=aiohttp.TCPConnector(limit=0, force_close=not self._reuse_connections),
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=self.timeout_s),
         )
@@ -187,8 +181,26 @@ class StreamingClient:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            raise RuntimeError("StreamingClient is used outside 'async with'")
+            raise RuntimeError(f"{type(self).__name__} is used outside 'async with'")
         return self._session
+
+
+class StreamingClient(HttpClient):
+    """Sends streaming requests to one OpenAI-compatible endpoint; use as ``async with``."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        max_tokens: int,
+        token_counter: TokenCounter | None = None,
+        timeout_s: float = 600.0,
+    ) -> None:
+        super().__init__(timeout_s=timeout_s, api_key=endpoint.api_key,
+                         reuse_connections=endpoint.reuse_connections)
+        self.endpoint = endpoint
+        self.max_tokens = max_tokens
+        self.token_counter = token_counter
 
     async def send(self, request_id: int, prompt: str) -> RequestRecord:
         """Send one request and stream its answer to the end; errors become the record's."""

@@ -18,11 +18,11 @@ import asyncio
 import json
 import time
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any
 
 import aiohttp
 
+from pytest_llmperf.client import HttpClient
 from pytest_llmperf.records import RequestRecord, TokenSource
 
 __all__ = ["NDJSONLines", "OllamaClient", "build_chat_payload", "server_timings"]
@@ -173,7 +173,7 @@ class _Answer:
         )
 
 
-class OllamaClient:
+class OllamaClient(HttpClient):
     """Sends streaming ``/api/chat`` requests to one Ollama server; use as ``async with``."""
 
     def __init__(
@@ -183,41 +183,12 @@ class OllamaClient:
         *,
         max_tokens: int,
         timeout_s: float = 600.0,
-        api_key: str | None = None,
+        api_key: str | None = None,  # Ollama itself has no auth; a proxy in front of it may
     ) -> None:
+        super().__init__(timeout_s=timeout_s, api_key=api_key)
         self.url = f"{root.rstrip('/')}/api/chat"
         self.model = model
         self.max_tokens = max_tokens
-        self.timeout_s = timeout_s
-        self._api_key = api_key
-        self._session: aiohttp.ClientSession | None = None
-
-    async def __aenter__(self) -> OllamaClient:
-        headers = {"Content-Type": "application/json"}
-        if self._api_key:  # Ollama itself has no auth; a proxy in front of it may
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0),
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-        )
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise RuntimeError("OllamaClient is used outside 'async with'")
-        return self._session
 
     async def send(self, request_id: int, prompt: str) -> RequestRecord:
         """Send one request and stream its answer to the end; errors become the record's."""

@@ -8,14 +8,10 @@ as the client's TPOT.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 
 from pytest_llmperf.backends import ServedModel
-from pytest_llmperf.backends.llamacpp import LlamaCppBackend
-from pytest_llmperf.catalog import builtin_catalog
-from pytest_llmperf.config import Settings, resolve_settings
 from pytest_llmperf.prompts import PromptSource
 from pytest_llmperf.runner import PerfResult, run_load
 
@@ -25,16 +21,8 @@ MAX_TOKENS = 16  # short answers: the shared CPU is slow
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    root = tmp_path_factory.mktemp("server-metrics")
-    return resolve_settings({"max_tokens": str(MAX_TOKENS)}, {}, {}, root)
-
-
-@pytest.fixture(scope="module")
-def served(settings: Settings) -> Iterator[ServedModel]:
-    entry = builtin_catalog().entries["smollm2-135m"]
-    with LlamaCppBackend().serve(settings, entry, settings.output_dir) as model:
-        yield model
+def served(smollm2_served: ServedModel) -> ServedModel:
+    return smollm2_served
 
 
 @pytest.fixture(scope="module")

@@ -7,16 +7,12 @@ tree, not the test process that drives the load.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pytest_llmperf.backends import ServedModel
-from pytest_llmperf.backends.llamacpp import LlamaCppBackend
-from pytest_llmperf.catalog import builtin_catalog
-from pytest_llmperf.config import Settings, resolve_settings
 from pytest_llmperf.prompts import PromptSource
 from pytest_llmperf.runner import run_load
 from pytest_llmperf.telemetry import Telemetry, write_timeline_png
@@ -27,16 +23,8 @@ MAX_TOKENS = 16  # short answers: the shared CPU is slow
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    root = tmp_path_factory.mktemp("telemetry")
-    return resolve_settings({"max_tokens": str(MAX_TOKENS)}, {}, {}, root)
-
-
-@pytest.fixture(scope="module")
-def served(settings: Settings) -> Iterator[ServedModel]:
-    entry = builtin_catalog().entries["smollm2-135m"]
-    with LlamaCppBackend().serve(settings, entry, settings.output_dir) as model:
-        yield model
+def served(smollm2_served: ServedModel) -> ServedModel:
+    return smollm2_served
 
 
 @pytest.fixture(scope="module")
