@@ -188,10 +188,11 @@ def llmperf_load(
 
 
 def _png_name(recorder: ResultRecorder) -> str:
-    """``test_x[llamacpp-smollm2-135m]-1-timeline.png``, safe as a file name."""
+    """``test_x.llamacpp-smollm2-135m.1-timeline.png``: no brackets or spaces to quote."""
     count = len(recorder.item.stash.get(RESULTS_KEY, [])) + 1
-    name = "".join(c if c.isalnum() or c in "-_.[]" else "_" for c in recorder.item.name)
-    return f"{name}-{count}-timeline.png"
+    name = recorder.item.name.replace("[", ".").replace("]", "")
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return f"{name}.{count}-timeline.png"
 
 
 class SLOChecker:

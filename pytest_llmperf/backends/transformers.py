@@ -44,7 +44,7 @@ class TransformersBackend:
                              f"install with `{INSTALL_HINT}`")
         if source is not None and source.kind == "gguf" and source.embedded is None \
                 and not Path(source.id).expanduser().is_file():
-            raise ValueError(f"{settings.sources.get('models', '--model')}: GGUF file "
+            raise ValueError(f"{settings.sources.get('model', '--model')}: GGUF file "
                              f"{source.id} of model {model.alias!r} does not exist")
 
     def unsupported(self, settings: Settings, model: ModelEntry) -> str | None:

@@ -7,6 +7,7 @@ path against the real engine is in tests/integration/test_suite_end_to_end.py.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -203,3 +204,54 @@ def test_public_api_is_what_all_says() -> None:
     assert public - modules - {"annotations"} == set(pytest_llmperf.__all__)
     for name in pytest_llmperf.__all__:
         assert getattr(pytest_llmperf, name).__module__.startswith("pytest_llmperf.")
+
+
+NO_GPU_CONFTEST = KNOWN_RESULTS_CONFTEST.replace(
+    "        result = PerfResult(served, run, summarize(run), users, 10)",
+    '''        telemetry = {"metrics": {"server_rss_peak_mib": 512.0},
+                     "gpu_unavailable_reason": "no NVIDIA GPU: NVML Shared Library Not Found",
+                     "server": {"pid": 4242, "scope": "launched server",
+                                "rss_mib": {"mean": 500.0, "peak": 512.0}},
+                     "system": {}}
+        result = PerfResult(served, run, summarize(run).with_resources(telemetry["metrics"]),
+                            users, 10, telemetry=telemetry)''')
+
+GPU_THRESHOLDS = """
+[defaults]
+slo = ["error_rate <= 0.01", "gpu_memory_peak_mib < 70000", "server_rss_peak_mib < 8000"]
+"""
+
+
+@pytest.fixture
+def no_gpu_suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    for name in ("LLMPERF_BACKEND", "LLMPERF_MODEL", "LLMPERF_REQUIRE_GPU"):
+        monkeypatch.delenv(name, raising=False)
+    pytester.makeconftest(NO_GPU_CONFTEST)
+    pytester.makefile(".toml", thresholds=GPU_THRESHOLDS)
+    pytester.makepyfile(test_suite=TESTS.split("def test_slow")[0])
+    return pytester
+
+
+def test_gpu_slo_without_a_gpu_is_skipped_and_says_why(no_gpu_suite: pytest.Pytester) -> None:
+    result = no_gpu_suite.runpytest("--llmperf-report=report.md", "--junitxml=junit.xml")
+    result.assert_outcomes(passed=1)
+    report = (no_gpu_suite.path / "report.md").read_text()
+    assert re.search(r"\| gpu_memory_peak_mib +\| - +\| < 70000 MiB \| skipped \(no NVIDIA GPU: "
+                     r"NVML Shared Library Not Found\)", report)
+    assert "GPU: no NVIDIA GPU: NVML Shared Library Not Found (GPU metrics absent)." in report
+    assert "| server RSS (MiB) |    500 |    512 |" in report
+    props = {p.get("name"): p.get("value")
+             for p in ET.parse(no_gpu_suite.path / "junit.xml").iter("property")}
+    assert props["llmperf.slo[gpu_memory_peak_mib < 70000]"].startswith(
+        "skip: gpu_memory_peak_mib skipped: no NVIDIA GPU")
+    assert props["llmperf.resources.server_rss_peak_mib"] == "512.0"
+    assert "llmperf.resources.gpu_memory_peak_mib" not in props  # absent, not zero
+
+
+def test_require_gpu_makes_the_gpu_slo_fail(no_gpu_suite: pytest.Pytester) -> None:
+    result = no_gpu_suite.runpytest("--llmperf-require-gpu=yes")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "gpu_memory_peak_mib not measured: no NVIDIA GPU: NVML Shared Library Not Found, "
+        "required < 70000 MiB -- 64 requests, *",
+    ])

@@ -283,3 +283,50 @@ def test_failure_message_accepts_a_generator() -> None:
 )
 def test_format_number(value: float, text: str) -> None:
     assert format_number(value) == text
+
+
+# --- resource metrics (telemetry) ------------------------------------------------------------
+
+NO_GPU = "no NVIDIA GPU: NVML Shared Library Not Found"
+
+
+def test_a_measured_resource_metric_is_held_like_any_other() -> None:
+    run = metrics().with_resources({"gpu_memory_peak_mib": 71000.0, "server_rss_peak_mib": 900})
+    over, under = evaluate(run, [check("gpu_memory_peak_mib < 70000"),
+                                 check("server_rss_peak_mib < 8000")])
+    assert (over.passed, over.state, over.measured) == (False, "fail", 71000.0)
+    assert over.describe() == ("gpu_memory_peak_mib = 71000.0 MiB, required < 70000 MiB "
+                               "(missed by 1000.0 MiB)")
+    assert under.state == "pass"
+
+
+def test_an_unmeasurable_gpu_metric_is_skipped_with_the_reason() -> None:
+    (result,) = evaluate(metrics(), [check("gpu_memory_peak_mib < 70000")],
+                         unmeasured={"gpu_memory_peak_mib": NO_GPU})
+    assert (result.measured, result.skipped, result.passed, result.state) == \
+        (None, True, True, "skip")
+    assert result.describe() == (f"gpu_memory_peak_mib skipped: {NO_GPU}; "
+                                 "required < 70000 MiB")
+    assert failure_message([result], CONTEXT) == ""  # a skip fails nothing
+
+
+def test_a_required_gpu_metric_fails_with_the_reason() -> None:
+    (result,) = evaluate(metrics(), [check("energy_j_per_token < 0.5")],
+                         unmeasured={"energy_j_per_token": NO_GPU},
+                         required=["energy_j_per_token"])
+    assert (result.skipped, result.passed, result.state) == (False, False, "fail")
+    assert result.describe() == (f"energy_j_per_token not measured: {NO_GPU}, "
+                                 "required < 0.5 J/tok")
+
+
+def test_a_zero_reading_is_measured_not_absent() -> None:
+    run = metrics().with_resources({"gpu_util_mean": 0.0})
+    (result,) = evaluate(run, [check("gpu_util_mean >= 50")],
+                         unmeasured={"gpu_util_mean": NO_GPU})
+    assert (result.measured, result.skipped, result.state) == (0.0, False, "fail")
+
+
+def test_a_latency_metric_is_never_skipped() -> None:
+    (result,) = evaluate(metrics(), [check("ttft_ms.p95 < 1000")],
+                         unmeasured={"ttft_ms": "whatever"})
+    assert (result.skipped, result.state) == (False, "fail")
