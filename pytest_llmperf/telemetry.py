@@ -291,6 +291,9 @@ def write_timeline_png(result: dict[str, Any], path: Path) -> Path | None:
         ax.set_ylim(bottom=0)  # from zero: 99 % vs 100 % must not look like a swing
         if "util" in title:
             ax.set_ylim(top=105)
+        totals = [g.get("memory_total_mib") or 0 for g in result.get("gpus", [])]
+        if "GPU memory" in title and max(totals, default=0) > 0:
+            ax.set_ylim(top=max(totals) * 1.02)  # used against the card's total
         if len(series) > 1 or len(gpus) > 1:  # name the GPUs even when one is missing
             ax.legend(fontsize=7)
     axes[-1, 0].set_xlabel("seconds into the measured window")
