@@ -22,12 +22,15 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pytest_llmperf.backends import ModelDoesNotFit
 from pytest_llmperf.catalog import ModelEntry, ModelSource
 from pytest_llmperf.config import Settings
 from pytest_llmperf.gpus import GpuInfo, GpuInventory, gpu_inventory
 
-__all__ = ["RESERVING_BACKENDS", "MemoryNeed", "check_fit", "memory_need"]
+__all__ = ["RESERVING_BACKENDS", "MemoryNeed", "ModelDoesNotFit", "check_fit", "memory_need"]
+
+
+class ModelDoesNotFit(Exception):
+    """The model cannot fit the GPUs it would get; the message holds the arithmetic."""
 
 # Engines that take gpu_memory_utilization x total up front and never more.
 RESERVING_BACKENDS = frozenset({"vllm", "sglang", "lmdeploy"})

@@ -68,7 +68,8 @@ def _terminal_progress(config: pytest.Config) -> Callable[[str], None]:
 def llmperf_server(
     llmperf_target: Target, llmperf_settings: Settings, pytestconfig: pytest.Config
 ) -> Iterator[ServedModel]:
-    from pytest_llmperf.backends import ModelDoesNotFit, get_backend
+    from pytest_llmperf.backends import get_backend
+    from pytest_llmperf.fit import ModelDoesNotFit
     from pytest_llmperf.modelfetch import ModelFetchError
     from pytest_llmperf.server import ServerStartError, set_progress_reporter
 

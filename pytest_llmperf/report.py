@@ -192,7 +192,9 @@ def _environment_section(entries: Sequence[Mapping[str, Any]], rootdir: Path) ->
     rows = [[name, value] for name, value in facts.items()]
     served: dict[str, Mapping[str, Any]] = {}
     for entry in entries:
-        served.setdefault(f"{entry['backend']}-{entry['model']}", entry)
+        model = entry["model"]
+        name = Path(model).name if Path(model).is_absolute() else model  # as in the test ids
+        served.setdefault(f"{entry['backend']}-{name}", entry)
     for target, entry in served.items():
         rows.append([f"target {target}", entry["engine"]])
         if entry.get("model_file"):

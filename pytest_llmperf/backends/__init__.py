@@ -23,15 +23,11 @@ if TYPE_CHECKING:
     from pytest_llmperf.catalog import ModelEntry
     from pytest_llmperf.promscrape import ServerMetricNames
 
-__all__ = ["BACKEND_CLASSES", "Backend", "ClientFactory", "ModelDoesNotFit", "ServedModel",
+__all__ = ["BACKEND_CLASSES", "Backend", "ClientFactory", "ServedModel",
            "get_backend"]
 
 # Opens a client for one measured run: (max_tokens, timeout_s) -> ``async with`` sender.
 ClientFactory = Callable[[int, float], contextlib.AbstractAsyncContextManager[RequestSender]]
-
-
-class ModelDoesNotFit(Exception):
-    """The model cannot fit the GPUs it would get; the message holds the arithmetic."""
 
 
 @dataclass(frozen=True)
