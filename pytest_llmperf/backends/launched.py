@@ -59,6 +59,9 @@ class LaunchedBackend:
     metrics_path: str | None = "/metrics"
     metric_names: ServerMetricNames | None = None
     uses_gpus: bool = True  # False: no GPU-memory fit pre-check (CPU engines)
+    # With --llmperf-ignore-eos, requests carry ignore_eos and this field = max_tokens, so that
+    # exactly max_tokens are generated; None: the engine has no such field (TGI).
+    min_tokens_field: str | None = "min_tokens"
 
     # -- what subclasses provide ---------------------------------------------------------
 
@@ -77,9 +80,8 @@ class LaunchedBackend:
 
     def endpoint(self, settings: Settings, base_url: str, model_id: str) -> Endpoint:
         extra: dict[str, object] = {}
-        if settings.ignore_eos:
-            # vLLM, SGLang and LMDeploy honour both; TGI overrides this method.
-            extra = {"ignore_eos": True, "min_tokens": settings.max_tokens}
+        if settings.ignore_eos and self.min_tokens_field:
+            extra = {"ignore_eos": True, self.min_tokens_field: settings.max_tokens}
         return Endpoint(base_url=base_url, model=model_id, api_key=settings.api_key(),
                         extra_body=extra)
 

@@ -13,7 +13,6 @@ import subprocess
 
 from pytest_llmperf.backends.launched import LaunchedBackend, LaunchSpec, python_module_missing
 from pytest_llmperf.catalog import ModelEntry, ModelSource
-from pytest_llmperf.client import Endpoint
 from pytest_llmperf.config import Settings
 from pytest_llmperf.promscrape import ServerMetricNames
 
@@ -24,6 +23,7 @@ _VERSION_PROBE = "import importlib.metadata as m; print(m.version('lmdeploy'))"
 
 class LMDeployBackend(LaunchedBackend):
     name = "lmdeploy"
+    min_tokens_field = "min_new_tokens"  # LMDeploy's name; unknown fields are ignored silently
     install_hint = "pip install lmdeploy"
     oom_patterns = (
         "CUDA out of memory",
@@ -78,14 +78,6 @@ class LMDeployBackend(LaunchedBackend):
             argv.append("--enable-prefix-caching")  # off by default
         argv += settings.engine_args.get(self.name, ())
         return LaunchSpec(tuple(argv))
-
-    def endpoint(self, settings: Settings, base_url: str, model_id: str) -> Endpoint:
-        extra: dict[str, object] = {}
-        if settings.ignore_eos:
-            # LMDeploy's request field is min_new_tokens; unknown fields are ignored silently.
-            extra = {"ignore_eos": True, "min_new_tokens": settings.max_tokens}
-        return Endpoint(base_url=base_url, model=model_id, api_key=settings.api_key(),
-                        extra_body=extra)
 
     def version(self, root: str) -> str | None:
         if self._python is None:

@@ -20,7 +20,6 @@ import shutil
 
 from pytest_llmperf.backends.launched import LaunchedBackend, LaunchSpec, get_json_field
 from pytest_llmperf.catalog import ModelEntry, ModelSource
-from pytest_llmperf.client import Endpoint
 from pytest_llmperf.config import Settings
 from pytest_llmperf.promscrape import ServerMetricNames
 from pytest_llmperf.server import free_port
@@ -36,6 +35,7 @@ _DEFAULT_PREFILL_TOKENS = 4096
 
 class TGIBackend(LaunchedBackend):
     name = "tgi"
+    min_tokens_field = None  # TGI has no ignore_eos/min_tokens (see the module docstring)
     install_hint = ("install text-generation-inference locally (text-generation-launcher, "
                     "-router and -server on PATH) or run the "
                     "ghcr.io/huggingface/text-generation-inference image and attach with "
@@ -97,10 +97,6 @@ class TGIBackend(LaunchedBackend):
         # TGI turns prefix caching on where the attention kernel allows; "0" turns it off.
         env = {} if settings.prefix_caching else {"PREFIX_CACHING": "0"}
         return LaunchSpec(tuple(argv), env)
-
-    def endpoint(self, settings: Settings, base_url: str, model_id: str) -> Endpoint:
-        # No ignore_eos/min_tokens in TGI (see the module docstring): nothing extra to send.
-        return Endpoint(base_url=base_url, model=model_id, api_key=settings.api_key())
 
     def version(self, root: str) -> str | None:
         return get_json_field(f"{root}/info", "version")

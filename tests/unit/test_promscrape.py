@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from pytest_llmperf.backends.llamacpp import LlamaCppBackend
 from pytest_llmperf.promscrape import (
     ServerMetricNames,
     ServerMetricsProbe,
@@ -103,15 +104,8 @@ VLLM_NAMES = ServerMetricNames(
     requests_waiting=("vllm:num_requests_waiting",),
 )
 
-LLAMACPP_NAMES = ServerMetricNames(
-    prompt_tokens=("llamacpp:prompt_tokens_total",),
-    generation_tokens=("llamacpp:tokens_predicted_total",),
-    prompt_seconds=("llamacpp:prompt_seconds_total",),
-    decode_seconds=("llamacpp:tokens_predicted_seconds_total",),
-    kv_cache_usage=("llamacpp:kv_cache_usage_ratio",),
-    requests_running=("llamacpp:requests_processing",),
-    requests_waiting=("llamacpp:requests_deferred",),
-)
+LLAMACPP_NAMES = LlamaCppBackend.metric_names  # what the llama.cpp adapter reads
+assert LLAMACPP_NAMES is not None
 
 
 def vllm_text(*, ttft: tuple[float, int], tpot: tuple[float, int], prompt: int, gen: int,
