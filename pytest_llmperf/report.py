@@ -87,6 +87,10 @@ def result_entry(result: PerfResult, timeline_png: Path | None = None) -> dict[s
             "input": sum(r.input_tokens or 0 for r in result.run.records if r.ok),
             "output": sum(r.output_tokens for r in result.run.records if r.ok),
         },
+        # Answers shorter than max_tokens: an engine that cannot ignore EOS (Ollama, TGI)
+        # makes per-user speed a figure over shorter answers; the reader must see that.
+        "short_answers": sum(r.ok and r.output_tokens < result.max_tokens
+                             for r in result.run.records),
         "server_metrics": None if result.server_metrics is None else {
             name: _rounded(value) for name, value in result.server_metrics.items()
         },
@@ -114,6 +118,7 @@ def result_properties(result: PerfResult) -> list[tuple[str, object]]:
         ("engine", entry["engine"]),
         ("users", entry["users"]),
         ("token_source", ",".join(entry["token_sources"])),
+        ("short_answers", entry["short_answers"]),
     ]
     for name, stats in entry["distributions"].items():
         props.extend((f"{name}.{stat}", value) for stat, value in stats.items())
@@ -221,6 +226,11 @@ def _test_section(entry: Mapping[str, Any]) -> list[str]:
         f"max_tokens {entry['max_tokens']}, output tokens counted by: {sources}."
     )
     lines = [title, "", header, ""]
+    short = entry.get("short_answers") or 0
+    if short:
+        lines += [f"**{short} of {entry['requests']} answers ended before max_tokens** "
+                  "(finish_reason stop: the engine did not ignore EOS), so the figures are over "
+                  "shorter answers than asked for.", ""]
     if entry["verdicts"]:
         rows = [
             [v["key"], _cell(v["measured"]) + (f" {v['unit']}" if v["unit"] and

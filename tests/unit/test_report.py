@@ -128,3 +128,15 @@ def test_terminal_table_stays_compact() -> None:
     # Server numbers go to the markdown report and junit, not to the terminal.
     with_server = report.render_terminal_table([entry_of(result(VLLM_SERVER))])
     assert with_server == report.render_terminal_table([entry_of(result(None))])
+
+
+def test_answers_shorter_than_max_tokens_are_counted_and_called_out(tmp_path: Path) -> None:
+    full = result(None)  # 10 tokens each, max_tokens 10
+    assert report.result_entry(full)["short_answers"] == 0
+    assert "ended before max_tokens" not in report.render_markdown([entry_of(full)], tmp_path)
+    short = PerfResult(full.served, full.run, full.metrics, 1, 16)  # asked for 16, got 10
+    entry = entry_of(short)
+    assert entry["short_answers"] == 4
+    assert ("short_answers", 4) in report.result_properties(short)
+    assert "**4 of 4 answers ended before max_tokens** (finish_reason stop" in \
+        report.render_markdown([entry], tmp_path)
