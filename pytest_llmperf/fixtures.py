@@ -178,6 +178,7 @@ def llmperf_load(
             max_tokens=max_tokens or llmperf_settings.max_tokens,
             telemetry=llmperf_telemetry,
         )
+        _fail_if_server_died(llmperf_server, result)
         png = None
         if result.telemetry is not None:
             png = write_timeline_png(dict(result.telemetry),
@@ -186,6 +187,19 @@ def llmperf_load(
         return result
 
     return load
+
+
+def _fail_if_server_died(served: ServedModel, result: PerfResult) -> None:
+    """Failed requests from a server that has died: say why it died (its exit code, an
+    out-of-memory line from its log) instead of leaving only the connection errors."""
+    from pytest_llmperf.server import ServerStartError
+
+    if served.check_alive is None or not any(r.error for r in result.run.records):
+        return
+    try:
+        served.check_alive()
+    except ServerStartError as exc:
+        pytest.fail(f"{served.description}: {exc}", pytrace=False)
 
 
 def _png_name(recorder: ResultRecorder) -> str:

@@ -48,6 +48,9 @@ class ServedModel:
     # Engines that do not speak the OpenAI API (Ollama's native API, in-process engines)
     # bring their own client; None means the OpenAI streaming client on ``endpoint``.
     open_client: ClientFactory | None = field(default=None, repr=False)
+    # Raises ServerStartError (ServerExited, ServerOutOfMemory) if a launched server has died
+    # since it was ready; None when there is no process of ours to ask.
+    check_alive: Callable[[], None] | None = field(default=None, repr=False)
 
     @property
     def description(self) -> str:

@@ -104,6 +104,7 @@ class LaunchedBackend:
             log_path=server.log_path if server else None,
             metrics_url=f"{root}{self.metrics_path}" if self.metrics_path else None,
             metric_names=self.metric_names,
+            check_alive=server.check_running if server else None,
         )
 
     def local_source(self, source: ModelSource) -> ModelSource:

@@ -129,6 +129,7 @@ class OllamaBackend(LaunchedBackend):
             server_pid=server.pid if server else None,
             log_path=server.log_path if server else None,
             open_client=open_client,
+            check_alive=server.check_running if server else None,
         )
 
     @contextlib.contextmanager

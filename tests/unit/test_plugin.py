@@ -255,3 +255,62 @@ def test_require_gpu_makes_the_gpu_slo_fail(no_gpu_suite: pytest.Pytester) -> No
         "gpu_memory_peak_mib not measured: no NVIDIA GPU: NVML Shared Library Not Found, "
         "required < 70000 MiB -- 64 requests, *",
     ])
+
+
+DEAD_SERVER_CONFTEST = """
+import pytest
+from pytest_llmperf import runner
+from pytest_llmperf.backends import ServedModel
+from pytest_llmperf.client import Endpoint
+from pytest_llmperf.metrics import summarize
+from pytest_llmperf.records import LoadRun, RequestRecord
+from pytest_llmperf.server import ServerOutOfMemory
+
+
+def died():
+    raise ServerOutOfMemory("vllm ran out of GPU memory: torch.OutOfMemoryError: CUDA out of "
+                            "memory. Tried to allocate 2.00 GiB", "torch.OutOfMemoryError")
+
+
+@pytest.fixture(scope="session")
+def llmperf_server(llmperf_target):
+    return ServedModel(llmperf_target.backend, llmperf_target.model,
+                       Endpoint("http://127.0.0.1:9/v1", "m"), engine="vllm 0.11.0",
+                       check_alive=died)
+
+
+@pytest.fixture(scope="session")
+def llmperf_telemetry():
+    return None
+
+
+@pytest.fixture(autouse=True)
+def refused_requests(monkeypatch):
+    # What the load sees once the server is gone: every request refused.
+    def run_load(served, prompts, *, users, requests, **_):
+        records = tuple(RequestRecord(i, 0, end_ns=1, error="ClientConnectorError: refused")
+                        for i in range(requests))
+        run = LoadRun(records, 0, 1, users, 0)
+        return runner.PerfResult(served, run, summarize(run), users, 10)
+
+    monkeypatch.setattr(runner, "run_load", run_load)
+"""
+
+
+def test_a_server_that_died_under_load_fails_with_its_own_reason(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LLMPERF_BACKEND", raising=False)
+    monkeypatch.delenv("LLMPERF_MODEL", raising=False)
+    pytester.makeconftest(DEAD_SERVER_CONFTEST)
+    pytester.makefile(".toml", thresholds=THRESHOLDS)
+    pytester.makepyfile(test_suite="""
+def test_load(llmperf_load, llmperf_slo):
+    llmperf_slo.check(llmperf_load(users=2, requests=4))
+""")
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "smollm2-135m on llamacpp (vllm 0.11.0): vllm ran out of GPU memory: "
+        "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
+    ])
