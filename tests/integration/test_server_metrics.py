@@ -21,16 +21,11 @@ MAX_TOKENS = 16  # short answers: the shared CPU is slow
 
 
 @pytest.fixture(scope="module")
-def served(smollm2_served: ServedModel) -> ServedModel:
-    return smollm2_served
-
-
-@pytest.fixture(scope="module")
-def result(served: ServedModel) -> PerfResult:
-    assert served.metrics_url and served.metric_names
+def result(smollm2_served: ServedModel) -> PerfResult:
+    assert smollm2_served.metrics_url and smollm2_served.metric_names
     # Warm-up requests run before the first scrape; two users make the counters sum requests
     # that overlap.
-    return run_load(served, PromptSource(seed=21), users=2, requests=6, warmup=2,
+    return run_load(smollm2_served, PromptSource(seed=21), users=2, requests=6, warmup=2,
                     max_tokens=MAX_TOKENS)
 
 

@@ -23,25 +23,20 @@ MAX_TOKENS = 16  # short answers: the shared CPU is slow
 
 
 @pytest.fixture(scope="module")
-def served(smollm2_served: ServedModel) -> ServedModel:
-    return smollm2_served
-
-
-@pytest.fixture(scope="module")
-def figures(served: ServedModel) -> dict[str, Any]:
-    with Telemetry.for_served(served, interval_s=0.2) as telemetry:
+def figures(smollm2_served: ServedModel) -> dict[str, Any]:
+    with Telemetry.for_served(smollm2_served, interval_s=0.2) as telemetry:
         telemetry.baseline(samples=2, interval_s=0.1)
-        result = run_load(served, PromptSource(seed=31), users=2, requests=4, warmup=1,
+        result = run_load(smollm2_served, PromptSource(seed=31), users=2, requests=4, warmup=1,
                           max_tokens=MAX_TOKENS, observers=[telemetry])
         assert all(r.ok for r in result.run.records), [r.error for r in result.run.records]
         tokens = sum(r.output_tokens for r in result.run.records)
         return telemetry.result(output_tokens=tokens)
 
 
-def test_the_server_tree_is_measured_not_the_test_process(served: ServedModel,
+def test_the_server_tree_is_measured_not_the_test_process(smollm2_served: ServedModel,
                                                          figures: dict[str, Any]) -> None:
-    assert served.server_pid is not None
-    assert figures["server"]["pid"] == served.server_pid != os.getpid()
+    assert smollm2_served.server_pid is not None
+    assert figures["server"]["pid"] == smollm2_served.server_pid != os.getpid()
     assert figures["server"]["scope"] == "launched server"
     assert "error" not in figures, figures["error"]
 
