@@ -6,10 +6,10 @@ only light, pure-Python modules; the engine, client and NVML code load when used
 
 from __future__ import annotations
 
-from pytest_llmperf.metrics import RunMetrics, summarize
-from pytest_llmperf.records import LoadRun, RequestRecord, TokenSource
-from pytest_llmperf.slo import Verdict, evaluate
-from pytest_llmperf.thresholds import Check, ThresholdError, Thresholds, load_thresholds
+from pytest_llmperf.results.metrics import RunMetrics, summarize
+from pytest_llmperf.results.records import LoadRun, RequestRecord, TokenSource
+from pytest_llmperf.results.slo import Verdict, evaluate
+from pytest_llmperf.results.thresholds import Check, ThresholdError, Thresholds, load_thresholds
 
 __all__ = [
     "Check",

@@ -18,12 +18,12 @@ import pytest
 from pytest_llmperf.session import RESULTS_KEY, SETTINGS_KEY, THRESHOLDS_KEY, Target
 
 if TYPE_CHECKING:
-    from pytest_llmperf.backends import ServedModel
     from pytest_llmperf.config import Settings
-    from pytest_llmperf.prompts import PromptSource
-    from pytest_llmperf.runner import PerfResult
-    from pytest_llmperf.slo import Verdict
-    from pytest_llmperf.telemetry import Telemetry
+    from pytest_llmperf.engines.base import ServedModel
+    from pytest_llmperf.load.prompts import PromptSource
+    from pytest_llmperf.load.runner import PerfResult
+    from pytest_llmperf.observe.telemetry import Telemetry
+    from pytest_llmperf.results.slo import Verdict
 
 
 class LoadFunction(Protocol):
@@ -68,10 +68,10 @@ def _terminal_progress(config: pytest.Config) -> Callable[[str], None]:
 def llmperf_server(
     llmperf_target: Target, llmperf_settings: Settings, pytestconfig: pytest.Config
 ) -> Iterator[ServedModel]:
-    from pytest_llmperf.backends import get_backend
-    from pytest_llmperf.fit import ModelDoesNotFit
-    from pytest_llmperf.modelfetch import ModelFetchError
-    from pytest_llmperf.server import ServerStartError, set_progress_reporter
+    from pytest_llmperf.engines.base import get_backend
+    from pytest_llmperf.engines.fit import ModelDoesNotFit
+    from pytest_llmperf.engines.lifecycle import ServerStartError, set_progress_reporter
+    from pytest_llmperf.engines.modelfetch import ModelFetchError
 
     set_progress_reporter(_terminal_progress(pytestconfig))
     backend = get_backend(llmperf_target.backend)
@@ -91,7 +91,7 @@ def llmperf_telemetry(
     llmperf_server: ServedModel, llmperf_settings: Settings
 ) -> Iterator[Telemetry]:
     """GPU (NVML) and server CPU/RAM samplers for this server's measured windows."""
-    from pytest_llmperf.telemetry import Telemetry
+    from pytest_llmperf.observe.telemetry import Telemetry
 
     with Telemetry.for_served(llmperf_server,
                               interval_s=llmperf_settings.telemetry_interval) as telemetry:
@@ -102,7 +102,7 @@ def llmperf_telemetry(
 @pytest.fixture(scope="session")
 def llmperf_prompts(llmperf_server: ServedModel) -> PromptSource:
     """Never-repeating prompts, one source per served model (no cache hits across tests)."""
-    from pytest_llmperf.prompts import PromptSource
+    from pytest_llmperf.load.prompts import PromptSource
 
     return PromptSource(seed=0)
 
@@ -115,7 +115,7 @@ class ResultRecorder:
         self._entries: dict[int, dict[str, Any]] = {}
 
     def add(self, result: PerfResult, timeline_png: Path | None = None) -> None:
-        from pytest_llmperf.report import result_entry, result_properties
+        from pytest_llmperf.report.markdown import result_entry, result_properties
 
         entries = self.item.stash.setdefault(RESULTS_KEY, [])
         entry = result_entry(result, timeline_png)
@@ -126,7 +126,7 @@ class ResultRecorder:
             self._property(prefix + name, value)
 
     def add_verdicts(self, result: PerfResult, verdicts: tuple[Verdict, ...]) -> None:
-        from pytest_llmperf.report import verdict_entry
+        from pytest_llmperf.report.markdown import verdict_entry
 
         if id(result) not in self._entries:
             self.add(result)
@@ -155,8 +155,8 @@ def llmperf_load(
     llmperf_recorder: ResultRecorder,
     llmperf_telemetry: Telemetry,
 ) -> LoadFunction:
-    from pytest_llmperf.runner import run_load
-    from pytest_llmperf.telemetry import write_timeline_png
+    from pytest_llmperf.load.runner import run_load
+    from pytest_llmperf.observe.telemetry import write_timeline_png
 
     def load(
         *,
@@ -192,7 +192,7 @@ def llmperf_load(
 def _fail_if_server_died(served: ServedModel, result: PerfResult) -> None:
     """Failed requests from a server that has died: say why it died (its exit code, an
     out-of-memory line from its log) instead of leaving only the connection errors."""
-    from pytest_llmperf.server import ServerStartError
+    from pytest_llmperf.engines.lifecycle import ServerStartError
 
     if served.check_alive is None or not any(r.error for r in result.run.records):
         return
@@ -218,8 +218,8 @@ class SLOChecker:
         self._recorder = recorder
 
     def check(self, result: PerfResult) -> tuple[Verdict, ...]:
-        from pytest_llmperf.slo import evaluate, failure_message
-        from pytest_llmperf.telemetry import GPU_METRICS
+        from pytest_llmperf.observe.telemetry import GPU_METRICS
+        from pytest_llmperf.results.slo import evaluate, failure_message
 
         config = self._request.config
         settings = config.stash[SETTINGS_KEY]
@@ -247,8 +247,8 @@ class SLOChecker:
 
 
 def _unmeasured(result: PerfResult) -> dict[str, str]:
-    from pytest_llmperf.metrics import RESOURCES
-    from pytest_llmperf.telemetry import unmeasured_reasons
+    from pytest_llmperf.observe.telemetry import unmeasured_reasons
+    from pytest_llmperf.results.metrics import RESOURCES
 
     if result.telemetry is None:
         return {name: "no telemetry was taken for this result" for name in RESOURCES}

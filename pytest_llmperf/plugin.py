@@ -66,7 +66,7 @@ def _ini(config: pytest.Config, name: str) -> str | None:
 
 
 def _load_thresholds(settings: Settings) -> Any:
-    from pytest_llmperf.thresholds import ThresholdError, load_thresholds
+    from pytest_llmperf.results.thresholds import ThresholdError, load_thresholds
 
     if not settings.thresholds.is_file():
         return None  # only an error for tests that check SLOs; see fixtures.llmperf_slo
@@ -83,7 +83,7 @@ def _is_registered(config: pytest.Config, marker: str) -> bool:
 
 def _matrix(settings: Settings, thresholds: Any) -> list[Any]:
     """The backend x model cells, checked before any server starts."""
-    from pytest_llmperf.catalog import builtin_catalog
+    from pytest_llmperf.engines.catalog import builtin_catalog
 
     catalog = builtin_catalog()
     if thresholds is not None:

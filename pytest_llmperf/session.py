@@ -11,7 +11,7 @@ import pytest
 from pytest_llmperf.config import Settings
 
 if TYPE_CHECKING:
-    from pytest_llmperf.catalog import Catalog, ModelEntry
+    from pytest_llmperf.engines.catalog import Catalog, ModelEntry
 
 __all__ = ["RESULTS_KEY", "SETTINGS_KEY", "TARGETS_KEY", "THRESHOLDS_KEY", "LLMPerfReporter",
            "Target", "targets"]
@@ -45,7 +45,7 @@ def targets(settings: Settings, catalog: Catalog) -> list[Target]:
 
     Each engine is checked (installed? model file there?) before any server starts.
     """
-    from pytest_llmperf.backends import get_backend
+    from pytest_llmperf.engines.base import get_backend
 
     cells: list[Target] = []
     for backend_name in settings.backends:
@@ -78,7 +78,7 @@ class LLMPerfReporter:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not self.entries or _is_xdist_worker(self.config):
             return
-        from pytest_llmperf.report import render_markdown, write_reports
+        from pytest_llmperf.report.markdown import render_markdown, write_reports
 
         markdown = render_markdown(self.entries, rootdir=self.config.rootpath)
         write_reports(markdown, self.settings.report, os.environ.get("GITHUB_STEP_SUMMARY"))
@@ -86,7 +86,7 @@ class LLMPerfReporter:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.entries:
             return
-        from pytest_llmperf.report import render_terminal_table
+        from pytest_llmperf.report.markdown import render_terminal_table
 
         terminalreporter.write_sep("=", "llmperf results")
         terminalreporter.write_line(render_terminal_table(self.entries))

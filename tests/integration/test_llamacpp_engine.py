@@ -18,13 +18,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pytest_llmperf.backends import ServedModel, get_backend
-from pytest_llmperf.catalog import builtin_catalog
 from pytest_llmperf.config import Settings, resolve_settings
-from pytest_llmperf.metrics import tpot_ms
-from pytest_llmperf.prompts import PromptSource
-from pytest_llmperf.records import TokenSource
-from pytest_llmperf.runner import run_load
+from pytest_llmperf.engines.base import ServedModel, get_backend
+from pytest_llmperf.engines.catalog import builtin_catalog
+from pytest_llmperf.load.prompts import PromptSource
+from pytest_llmperf.load.runner import run_load
+from pytest_llmperf.results.metrics import tpot_ms
+from pytest_llmperf.results.records import TokenSource
 
 SMOLLM2 = builtin_catalog().entries["smollm2-135m"]
 
@@ -110,8 +110,8 @@ _ORPHAN_SCRIPT = textwrap.dedent(
     """
     import os, sys
     from pathlib import Path
-    from pytest_llmperf.backends import get_backend
-    from pytest_llmperf.catalog import builtin_catalog
+    from pytest_llmperf.engines.base import get_backend
+    from pytest_llmperf.engines.catalog import builtin_catalog
     from pytest_llmperf.config import resolve_settings
 
     root = Path(sys.argv[1])

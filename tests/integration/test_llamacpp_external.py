@@ -18,15 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.backends.llamacpp import LlamaCppBackend
-from pytest_llmperf.catalog import ModelSource, builtin_catalog
 from pytest_llmperf.config import resolve_settings
+from pytest_llmperf.engines.catalog import ModelSource, builtin_catalog
+from pytest_llmperf.engines.llamacpp import LlamaCppBackend
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = ["--llmperf-requests=4", "--llmperf-warmup=1", "-p", "no:cacheprovider"]
-LAUNCHER = "pytest_llmperf.backends.xllamacpp_server"
+LAUNCHER = "pytest_llmperf.engines.xllamacpp_server"
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ import math
 
 import pytest
 
-from pytest_llmperf.backends import ServedModel
-from pytest_llmperf.prompts import PromptSource
-from pytest_llmperf.runner import PerfResult, run_load
+from pytest_llmperf.engines.base import ServedModel
+from pytest_llmperf.load.prompts import PromptSource
+from pytest_llmperf.load.runner import PerfResult, run_load
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from pytest_llmperf.backends import ServedModel
-from pytest_llmperf.prompts import PromptSource
-from pytest_llmperf.runner import run_load
-from pytest_llmperf.telemetry import Telemetry, write_timeline_png
+from pytest_llmperf.engines.base import ServedModel
+from pytest_llmperf.load.prompts import PromptSource
+from pytest_llmperf.load.runner import run_load
+from pytest_llmperf.observe.telemetry import Telemetry, write_timeline_png
 
 pytestmark = pytest.mark.integration
 

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from pytest_llmperf.backends import ServedModel
-from pytest_llmperf.catalog import builtin_catalog
 from pytest_llmperf.config import Settings, resolve_settings
-from pytest_llmperf.prompts import PromptSource
-from pytest_llmperf.records import TokenSource
-from pytest_llmperf.runner import PerfResult, run_load
+from pytest_llmperf.engines.base import ServedModel
+from pytest_llmperf.engines.catalog import builtin_catalog
+from pytest_llmperf.load.prompts import PromptSource
+from pytest_llmperf.load.runner import PerfResult, run_load
+from pytest_llmperf.results.records import TokenSource
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +36,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest.fixture(scope="module")
 def served(settings: Settings) -> Iterator[ServedModel]:
-    from pytest_llmperf.backends.transformers import TransformersBackend
+    from pytest_llmperf.engines.transformers import TransformersBackend
 
     backend = TransformersBackend()
     entry = builtin_catalog().entries["smollm2-135m"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.catalog import (
+from pytest_llmperf.engines.catalog import (
     Catalog,
     CatalogError,
     ModelEntry,
@@ -14,7 +14,7 @@ from pytest_llmperf.catalog import (
     builtin_catalog,
     parse_entry,
 )
-from pytest_llmperf.thresholds import ThresholdError, load_thresholds
+from pytest_llmperf.results.thresholds import ThresholdError, load_thresholds
 
 
 def test_shipped_catalogue_has_the_seed_models_with_their_sources() -> None:

@@ -18,8 +18,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from pytest_llmperf.client import Endpoint, StreamingClient, build_payload
-from pytest_llmperf.records import RequestRecord, TokenSource
+from pytest_llmperf.clients.openai import Endpoint, StreamingClient, build_payload
+from pytest_llmperf.results.records import RequestRecord, TokenSource
 
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.backends import get_backend
-from pytest_llmperf.backends import tgi as tgi_module
-from pytest_llmperf.backends.launched import LaunchedBackend, LaunchSpec
-from pytest_llmperf.backends.lmdeploy import LMDeployBackend
-from pytest_llmperf.backends.sglang import SGLangBackend
-from pytest_llmperf.backends.tgi import TGIBackend
-from pytest_llmperf.backends.vllm import VLLMBackend
-from pytest_llmperf.catalog import ModelEntry, ModelSource, builtin_catalog
 from pytest_llmperf.config import Settings, resolve_settings
+from pytest_llmperf.engines.base import get_backend
+from pytest_llmperf.engines import tgi as tgi_module
+from pytest_llmperf.engines.catalog import ModelEntry, ModelSource, builtin_catalog
+from pytest_llmperf.engines.launched import LaunchedBackend, LaunchSpec
+from pytest_llmperf.engines.lmdeploy import LMDeployBackend
+from pytest_llmperf.engines.sglang import SGLangBackend
+from pytest_llmperf.engines.tgi import TGIBackend
+from pytest_llmperf.engines.vllm import VLLMBackend
 
 ENGINES = ("vllm", "sglang", "lmdeploy", "tgi")
 HF_ID = "Qwen/Qwen2.5-72B-Instruct-GPTQ-Int4"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pytest_llmperf.environment import gpu_summary
+from pytest_llmperf.observe.host import gpu_summary
 
 
 def test_no_gpu_says_why() -> None:

@@ -9,10 +9,10 @@ from typing import Any, cast
 
 import pytest
 
-from pytest_llmperf import loadgen
-from pytest_llmperf.client import StreamingClient
-from pytest_llmperf.prompts import PromptSource
-from pytest_llmperf.records import LoadRun, RequestRecord
+from pytest_llmperf.clients.openai import StreamingClient
+from pytest_llmperf.load import closed_loop as loadgen
+from pytest_llmperf.load.prompts import PromptSource
+from pytest_llmperf.results.records import LoadRun, RequestRecord
 
 MS = 1_000_000
 

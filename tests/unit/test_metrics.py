@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_llmperf.metrics import (
+from pytest_llmperf.results.metrics import (
     DISTRIBUTIONS,
     REPORTED_STATISTICS,
     SCALARS,
@@ -26,7 +26,7 @@ from pytest_llmperf.metrics import (
     tpot_ms,
     ttft_ms,
 )
-from pytest_llmperf.records import LoadRun, RequestRecord, TokenSource
+from pytest_llmperf.results.records import LoadRun, RequestRecord, TokenSource
 
 MS = 1_000_000  # ns per ms
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf import modelfetch
+from pytest_llmperf.engines import modelfetch
 
 
 def test_cache_dir_precedence(tmp_path: Path) -> None:

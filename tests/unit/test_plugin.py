@@ -16,11 +16,11 @@ import pytest
 
 KNOWN_RESULTS_CONFTEST = '''
 import pytest
-from pytest_llmperf.backends import ServedModel
-from pytest_llmperf.client import Endpoint
-from pytest_llmperf.metrics import summarize
-from pytest_llmperf.records import LoadRun, RequestRecord, TokenSource
-from pytest_llmperf.runner import PerfResult
+from pytest_llmperf.engines.base import ServedModel
+from pytest_llmperf.clients.openai import Endpoint
+from pytest_llmperf.results.metrics import summarize
+from pytest_llmperf.results.records import LoadRun, RequestRecord, TokenSource
+from pytest_llmperf.load.runner import PerfResult
 
 MS = 1_000_000
 
@@ -259,12 +259,12 @@ def test_require_gpu_makes_the_gpu_slo_fail(no_gpu_suite: pytest.Pytester) -> No
 
 DEAD_SERVER_CONFTEST = """
 import pytest
-from pytest_llmperf import runner
-from pytest_llmperf.backends import ServedModel
-from pytest_llmperf.client import Endpoint
-from pytest_llmperf.metrics import summarize
-from pytest_llmperf.records import LoadRun, RequestRecord
-from pytest_llmperf.server import ServerOutOfMemory
+from pytest_llmperf.load import runner
+from pytest_llmperf.engines.base import ServedModel
+from pytest_llmperf.clients.openai import Endpoint
+from pytest_llmperf.results.metrics import summarize
+from pytest_llmperf.results.records import LoadRun, RequestRecord
+from pytest_llmperf.engines.lifecycle import ServerOutOfMemory
 
 
 def died():

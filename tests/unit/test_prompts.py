@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from pytest_llmperf.prompts import BUILTIN_PROMPTS, PromptSource
+from pytest_llmperf.load.prompts import BUILTIN_PROMPTS, PromptSource
 
 TAG = re.compile(r"\[request [^\]]*\] ")
 

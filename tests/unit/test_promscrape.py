@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from pytest_llmperf.backends.llamacpp import LlamaCppBackend
-from pytest_llmperf.promscrape import (
+from pytest_llmperf.engines.llamacpp import LlamaCppBackend
+from pytest_llmperf.observe.server_metrics import (
     ServerMetricNames,
     ServerMetricsProbe,
     fetch_text,

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from pytest_llmperf import report
-from pytest_llmperf.backends import ServedModel
-from pytest_llmperf.client import Endpoint
-from pytest_llmperf.metrics import summarize
-from pytest_llmperf.records import LoadRun, RequestRecord, TokenSource
-from pytest_llmperf.runner import PerfResult
+from pytest_llmperf.clients.openai import Endpoint
+from pytest_llmperf.engines.base import ServedModel
+from pytest_llmperf.load.runner import PerfResult
+from pytest_llmperf.report import markdown as report
+from pytest_llmperf.results.metrics import summarize
+from pytest_llmperf.results.records import LoadRun, RequestRecord, TokenSource
 
 MS = 1_000_000
 

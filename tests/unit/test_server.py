@@ -20,7 +20,7 @@ import psutil
 import pytest
 import requests
 
-from pytest_llmperf.server import (
+from pytest_llmperf.engines.lifecycle import (
     DEFAULT_OOM_PATTERNS,
     ManagedServer,
     ServerStartError,

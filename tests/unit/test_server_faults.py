@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pytest_llmperf.server import (
+from pytest_llmperf.engines.lifecycle import (
     ManagedServer,
     ServerExited,
     ServerOutOfMemory,

@@ -6,10 +6,10 @@ from collections.abc import Mapping
 
 import pytest
 
-from pytest_llmperf.metrics import DISTRIBUTIONS, SCALARS, RunMetrics, summarize
-from pytest_llmperf.records import LoadRun, RequestRecord, TokenSource
-from pytest_llmperf.slo import Verdict, evaluate, failure_message, format_number
-from pytest_llmperf.thresholds import Check, parse_check
+from pytest_llmperf.results.metrics import DISTRIBUTIONS, SCALARS, RunMetrics, summarize
+from pytest_llmperf.results.records import LoadRun, RequestRecord, TokenSource
+from pytest_llmperf.results.slo import Verdict, evaluate, failure_message, format_number
+from pytest_llmperf.results.thresholds import Check, parse_check
 
 CONTEXT = "64 requests, smollm2-135m on llamacpp (xllamacpp 2026.10.1)"
 MS = 1_000_000

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pytest_llmperf.sse import SSEEvent, SSEParser
+from pytest_llmperf.clients.sse import SSEEvent, SSEParser
 
 
 def parse(*chunks: bytes) -> list[SSEEvent]:

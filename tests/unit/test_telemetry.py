@@ -16,12 +16,12 @@ import psutil
 import pynvml
 import pytest
 
-from pytest_llmperf.backends import ServedModel
-from pytest_llmperf.client import Endpoint
-from pytest_llmperf.gpus import gpu_inventory
-from pytest_llmperf.telemetry import METRICS, Telemetry, host_gpu_facts, write_timeline_png
-from pytest_llmperf.telemetry_gpu import GpuSampler, open_gpu_sampler
-from pytest_llmperf.telemetry_proc import ProcessSampler, cgroup_memory_limit, measured_pid
+from pytest_llmperf.clients.openai import Endpoint
+from pytest_llmperf.engines.base import ServedModel
+from pytest_llmperf.observe.gpu import GpuSampler, open_gpu_sampler
+from pytest_llmperf.observe.gpus import gpu_inventory
+from pytest_llmperf.observe.process import ProcessSampler, cgroup_memory_limit, measured_pid
+from pytest_llmperf.observe.telemetry import METRICS, Telemetry, host_gpu_facts, write_timeline_png
 
 MIB = 2**20
 GPU_KEYS = {"gpu_memory_peak_mib", "gpu_process_memory_peak_mib", "gpu_util_mean",

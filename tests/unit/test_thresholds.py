@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.metrics import DISTRIBUTIONS, SCALARS
-from pytest_llmperf.thresholds import (
+from pytest_llmperf.results.metrics import DISTRIBUTIONS, SCALARS
+from pytest_llmperf.results.thresholds import (
     Check,
     ThresholdError,
     Thresholds,

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from pytest_llmperf.catalog import ModelEntry, ModelSource
 from pytest_llmperf.config import Settings, resolve_settings
-from pytest_llmperf.records import RequestRecord, TokenSource
+from pytest_llmperf.engines.catalog import ModelEntry, ModelSource
+from pytest_llmperf.results.records import RequestRecord, TokenSource
 
 WORDS = ["<pad>", "<eos>", "<unk>"] + [f"w{i}" for i in range(29)]
 EOS = 1
@@ -71,7 +71,7 @@ def tiny() -> tuple[Any, Any]:
 
 @pytest.fixture
 def make_engine(tiny: tuple[Any, Any]) -> Iterator[Callable[..., Any]]:
-    from pytest_llmperf.backends.transformers_engine import TransformersEngine
+    from pytest_llmperf.engines.transformers_engine import TransformersEngine
 
     engines: list[TransformersEngine] = []
 
@@ -277,7 +277,7 @@ GGUF_ENTRY = ModelEntry("smollm2-135m", {
 
 def test_check_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatch,
                                           tmp_path: Path) -> None:
-    from pytest_llmperf.backends.transformers import TransformersBackend
+    from pytest_llmperf.engines.transformers import TransformersBackend
 
     installed = ("transformers", "accelerate")
     monkeypatch.setattr(importlib.util, "find_spec",
@@ -292,7 +292,7 @@ def test_check_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatch,
 
 def test_check_needs_no_gguf_for_an_hf_source(monkeypatch: pytest.MonkeyPatch,
                                               tmp_path: Path) -> None:
-    from pytest_llmperf.backends.transformers import TransformersBackend
+    from pytest_llmperf.engines.transformers import TransformersBackend
 
     installed = ("torch", "transformers")
     monkeypatch.setattr(importlib.util, "find_spec",
@@ -302,7 +302,7 @@ def test_check_needs_no_gguf_for_an_hf_source(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_check_rejects_base_url_and_a_missing_gguf_file(tmp_path: Path) -> None:
-    from pytest_llmperf.backends.transformers import TransformersBackend
+    from pytest_llmperf.engines.transformers import TransformersBackend
 
     backend = TransformersBackend()
     with pytest.raises(ValueError, match="cannot attach"):
@@ -316,7 +316,7 @@ def test_check_rejects_base_url_and_a_missing_gguf_file(tmp_path: Path) -> None:
 
 
 def test_unsupported_without_gguf_or_hf_source(tmp_path: Path) -> None:
-    from pytest_llmperf.backends.transformers import TransformersBackend
+    from pytest_llmperf.engines.transformers import TransformersBackend
 
     backend = TransformersBackend()
     ollama_only = ModelEntry("q", {"ollama": ModelSource("ollama", "qwen2.5:32b")})
@@ -325,6 +325,6 @@ def test_unsupported_without_gguf_or_hf_source(tmp_path: Path) -> None:
 
 
 def test_backend_module_does_not_import_torch() -> None:
-    code = ("import sys, pytest_llmperf.backends.transformers; "
+    code = ("import sys, pytest_llmperf.engines.transformers; "
             "sys.exit(any(m in sys.modules for m in ('torch', 'transformers')))")
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

@@ -1,0 +1,237 @@
+"""Async streaming client for Ollama's native chat API (``POST /api/chat``, NDJSON stream).
+
+Ollama streams one JSON object per line; the last one (``"done": true``) carries the server's
+own counts and durations (nanoseconds), which are exact, so output tokens come from its
+``eval_count`` and no tokenizer is needed.  As in :class:`~.openai.StreamingClient`,
+there is one ``perf_counter_ns`` reading per network read that completed a line carrying
+generated text (``message.content`` or, for reasoning models, ``message.thinking``), and every
+failure becomes the record's ``error``, never an exception.
+
+Ollama has no ``ignore_eos``/``min_tokens``: ``num_predict`` only caps the answer.  The record's
+``finish_reason`` is Ollama's ``done_reason``: ``"length"`` when the cap ended the answer,
+``"stop"`` when the model ended it early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from pytest_llmperf.clients.openai import HttpClient
+from pytest_llmperf.results.records import RequestRecord, TokenSource
+
+__all__ = ["NDJSONLines", "OllamaClient", "build_chat_payload", "server_timings"]
+
+_ERROR_TEXT_LIMIT = 300
+_NS_PER_MS = 1e6
+
+
+def build_chat_payload(model: str, prompt: str, max_tokens: int) -> dict[str, Any]:
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "stream": True,
+        "options": {"num_predict": max_tokens},
+    }
+
+
+class NDJSONLines:
+    """Cuts a byte stream into complete lines; a network read may end anywhere, even inside
+    a multi-byte character, so bytes are kept until their line's newline arrives."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        *lines, self._pending = (self._pending + data).split(b"\n")
+        return [line for line in lines if line.strip()]
+
+    def close(self) -> bytes:
+        """What is left without a newline at the end of the stream."""
+        rest, self._pending = self._pending, b""
+        return rest
+
+
+def server_timings(final: Mapping[str, Any]) -> dict[str, float]:
+    """The final object's figures in llama.cpp's ``timings`` names, so that the server's
+    ``predicted_per_token_ms`` compares with our TPOT."""
+    timings: dict[str, float] = {}
+    for key, name, scale in (
+        ("eval_count", "predicted_n", 1.0),
+        ("eval_duration", "predicted_ms", _NS_PER_MS),
+        # prompt_eval_count includes prompt tokens served from the cache while the duration
+        # covers only those evaluated, so no per-token prompt figure is derived from them.
+        ("prompt_eval_count", "prompt_tokens", 1.0),
+        ("prompt_eval_duration", "prompt_ms", _NS_PER_MS),
+        ("load_duration", "load_ms", _NS_PER_MS),
+        ("total_duration", "total_ms", _NS_PER_MS),
+    ):
+        value = final.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            timings[name] = value / scale
+    count, ms = timings.get("predicted_n"), timings.get("predicted_ms")
+    if count and ms:
+        timings["predicted_per_token_ms"] = ms / count
+        timings["predicted_per_second"] = count / ms * 1e3
+    return timings
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _ERROR_TEXT_LIMIT else text[:_ERROR_TEXT_LIMIT] + "..."
+
+
+class _Answer:
+    """What one NDJSON answer has said so far."""
+
+    def __init__(self) -> None:
+        self.chunk_ns: list[int] = []
+        self.final: Mapping[str, Any] | None = None  # the "done": true object
+        self.error: str | None = None
+        self.end_ns = 0
+
+    def fail(self, error: str) -> None:
+        if self.error is None:  # the first failure is the cause; later ones follow from it
+            self.error = error
+
+    def take(self, line: bytes) -> bool:
+        """Apply one complete line; True when it carried generated text."""
+        if self.error is not None or self.final is not None:
+            return False
+        try:
+            message = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            self.fail("stream line is not valid UTF-8")
+            return False
+        except ValueError:
+            self.fail(f"malformed stream line: {_short(line.decode('utf-8'))}")
+            return False
+        if not isinstance(message, dict):
+            self.fail(f"unexpected stream line: {_short(json.dumps(message))}")
+            return False
+        if "error" in message:
+            self.fail(f"server error in stream: {_short(str(message['error']))}")
+            return False
+        if message.get("done"):
+            self.final = message
+        said = message.get("message")
+        if not isinstance(said, dict):
+            return False
+        return bool(said.get("content") or said.get("thinking"))
+
+    def read(self, lines: list[bytes], now_ns: int) -> None:
+        """Apply the lines one network read completed: one reading if any carried text."""
+        carried = [self.take(line) for line in lines]  # all of them, in order
+        if any(carried):
+            self.chunk_ns.append(now_ns)
+
+    def close(self, rest: bytes, now_ns: int) -> None:
+        """The stream ended; ``rest`` is what came after the last newline."""
+        if rest.strip():
+            try:
+                text = rest.decode("utf-8")
+            except UnicodeDecodeError:
+                self.fail("stream ended inside a UTF-8 character")
+            else:
+                try:
+                    json.loads(text)
+                except ValueError:
+                    self.fail(f"stream ended in the middle of a line: {_short(text)}")
+                else:  # a whole object without its newline: still the server's word
+                    self.read([rest], now_ns)
+        if self.final is None:
+            self.fail("stream ended before the server finished the answer")
+        self.end_ns = time.perf_counter_ns()
+
+    def record(self, request_id: int, send_ns: int) -> RequestRecord:
+        final = self.final or {}
+        output_tokens, output_source = 0, None
+        input_tokens, input_source = None, None
+        if self.final is not None:
+            # Ollama leaves zero counts out of the JSON (omitempty), so absent means 0.
+            output_tokens, output_source = int(final.get("eval_count") or 0), TokenSource.USAGE
+            if final.get("prompt_eval_count") is not None:
+                input_tokens = int(final["prompt_eval_count"])
+                input_source = TokenSource.USAGE
+        return RequestRecord(
+            request_id=request_id,
+            send_ns=send_ns,
+            chunk_ns=tuple(self.chunk_ns),
+            end_ns=self.end_ns or time.perf_counter_ns(),
+            output_tokens=output_tokens,
+            output_token_source=output_source,
+            input_tokens=input_tokens,
+            input_token_source=input_source,
+            finish_reason=final.get("done_reason") or None,
+            error=self.error,
+            server_timings=server_timings(final),
+        )
+
+
+class OllamaClient(HttpClient):
+    """Sends streaming ``/api/chat`` requests to one Ollama server; use as ``async with``."""
+
+    def __init__(
+        self,
+        root: str,
+        model: str,
+        *,
+        max_tokens: int,
+        timeout_s: float = 600.0,
+        api_key: str | None = None,  # Ollama itself has no auth; a proxy in front of it may
+    ) -> None:
+        super().__init__(timeout_s=timeout_s, api_key=api_key)
+        self.url = f"{root.rstrip('/')}/api/chat"
+        self.model = model
+        self.max_tokens = max_tokens
+
+    async def send(self, request_id: int, prompt: str) -> RequestRecord:
+        """Send one request and stream its answer to the end; errors become the record's."""
+        body = json.dumps(build_chat_payload(self.model, prompt, self.max_tokens)).encode()
+        answer = _Answer()
+        send_ns = time.perf_counter_ns()
+        try:
+            send_ns = await self._exchange(body, answer)
+        except asyncio.TimeoutError:
+            answer.fail(f"no complete answer within {self.timeout_s:g} s")
+        except aiohttp.ClientError as exc:
+            answer.fail(f"{type(exc).__name__}: {exc}")
+        return answer.record(request_id, send_ns)
+
+    async def _exchange(self, body: bytes, answer: _Answer) -> int:
+        """POST ``body`` and read the answer into ``answer``; returns when it was sent."""
+        send_ns = time.perf_counter_ns()
+        try:
+            response = await self.session.post(self.url, data=body)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            # A pooled connection the server had closed: nothing reached the server, so
+            # sending once more is the same request, not a retry of a failed one.
+            send_ns = time.perf_counter_ns()
+            response = await self.session.post(self.url, data=body)
+        async with response:
+            if response.status != 200:
+                answer.fail(f"HTTP {response.status}: {_error_text(await response.read())}")
+                answer.end_ns = time.perf_counter_ns()
+                return send_ns
+            lines = NDJSONLines()
+            async for raw in response.content.iter_any():
+                answer.read(lines.feed(raw), time.perf_counter_ns())
+            answer.close(lines.close(), time.perf_counter_ns())
+        return send_ns
+
+
+def _error_text(body: bytes) -> str:
+    """Ollama answers errors as ``{"error": "..."}``; anything else is shown as it came."""
+    text = body.decode("utf-8", errors="replace")
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return _short(text)
+    if isinstance(message, dict) and isinstance(message.get("error"), str):
+        return _short(message["error"])
+    return _short(text)

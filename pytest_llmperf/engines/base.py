@@ -1,0 +1,101 @@
+"""Inference engines behind one protocol: check the request, then serve the model.
+
+``check`` runs while pytest configures, before any server starts, and raises ``ValueError``
+for a request that cannot work at all (engine not installed, model file missing): a usage error.
+``unsupported`` says why one cell of the backend x model matrix cannot run (no source of a
+kind this engine loads): that cell is skipped.  ``serve`` launches (or attaches to) the engine
+and yields a :class:`ServedModel` until the ``with`` block ends, when the engine is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from pytest_llmperf.clients.openai import Endpoint, RequestSender, StreamingClient, TokenCounter
+from pytest_llmperf.config import Settings
+
+if TYPE_CHECKING:
+    from pytest_llmperf.engines.catalog import ModelEntry
+    from pytest_llmperf.observe.server_metrics import ServerMetricNames
+
+__all__ = ["BACKEND_CLASSES", "Backend", "ClientFactory", "ServedModel",
+           "get_backend"]
+
+# Opens a client for one measured run: (max_tokens, timeout_s) -> ``async with`` sender.
+ClientFactory = Callable[[int, float], contextlib.AbstractAsyncContextManager[RequestSender]]
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A model being served, and what the report says about it."""
+
+    backend: str
+    model: str  # the alias or name the user gave
+    endpoint: Endpoint | None  # None for an in-process engine (see open_client)
+    engine: str  # engine and version, e.g. "xllamacpp 2026.10.11549"
+    model_file: str | None = None
+    model_sha256: str | None = None
+    token_counter: TokenCounter | None = field(default=None, repr=False)
+    server_pid: int | None = None  # None: in-process or attached (not ours to measure)
+    log_path: Path | None = None
+    metrics_url: str | None = None  # the engine's Prometheus endpoint
+    metric_names: ServerMetricNames | None = None
+    # Engines that do not speak the OpenAI API (Ollama's native API, in-process engines)
+    # bring their own client; None means the OpenAI streaming client on ``endpoint``.
+    open_client: ClientFactory | None = field(default=None, repr=False)
+    # Raises ServerStartError (ServerExited, ServerOutOfMemory) if a launched server has died
+    # since it was ready; None when there is no process of ours to ask.
+    check_alive: Callable[[], None] | None = field(default=None, repr=False)
+
+    @property
+    def description(self) -> str:
+        return f"{self.model} on {self.backend} ({self.engine})"
+
+    def client(
+        self, max_tokens: int, timeout_s: float
+    ) -> contextlib.AbstractAsyncContextManager[RequestSender]:
+        if self.open_client is not None:
+            return self.open_client(max_tokens, timeout_s)
+        if self.endpoint is None:
+            raise RuntimeError(f"{self.description} has neither an endpoint nor a client")
+        return StreamingClient(self.endpoint, max_tokens=max_tokens,
+                               token_counter=self.token_counter, timeout_s=timeout_s)
+
+
+class Backend(Protocol):
+    name: str
+
+    def check(self, settings: Settings, model: ModelEntry) -> None: ...
+
+    def unsupported(self, settings: Settings, model: ModelEntry) -> str | None: ...
+
+    def serve(
+        self, settings: Settings, model: ModelEntry, workdir: Path
+    ) -> contextlib.AbstractContextManager[ServedModel]: ...
+
+
+# backend name -> (module, class); modules are imported only when their backend is chosen.
+BACKEND_CLASSES: dict[str, tuple[str, str]] = {
+    "llamacpp": ("pytest_llmperf.engines.llamacpp", "LlamaCppBackend"),
+    "transformers": ("pytest_llmperf.engines.transformers", "TransformersBackend"),
+    "vllm": ("pytest_llmperf.engines.vllm", "VLLMBackend"),
+    "sglang": ("pytest_llmperf.engines.sglang", "SGLangBackend"),
+    "lmdeploy": ("pytest_llmperf.engines.lmdeploy", "LMDeployBackend"),
+    "tgi": ("pytest_llmperf.engines.tgi", "TGIBackend"),
+    "ollama": ("pytest_llmperf.engines.ollama", "OllamaBackend"),
+    "openai": ("pytest_llmperf.engines.openai", "OpenAIBackend"),
+}
+
+
+def get_backend(name: str) -> Backend:
+    """The backend called ``name``; imports its module only now."""
+    if name not in BACKEND_CLASSES:
+        raise ValueError(f"unknown backend {name!r}")
+    module, cls = BACKEND_CLASSES[name]
+    backend: Backend = getattr(importlib.import_module(module), cls)()
+    return backend

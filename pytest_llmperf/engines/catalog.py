@@ -1,0 +1,190 @@
+"""Model catalogue: an alias such as ``qwen72b-gptq`` -> what each engine loads, and its size.
+
+The catalogue shipped with the plugin (``catalog.toml`` beside this module) is extended and
+overridden by ``[models.ALIAS]`` tables in thresholds.toml.  Each entry names up to three
+sources, one per kind of engine:
+
+- ``hf``: a Hugging Face id or local directory (vLLM, SGLang, LMDeploy, TGI, transformers);
+- ``ollama``: an Ollama tag;
+- ``gguf``: a GGUF file (llama.cpp, transformers); ``embedded:smollm2-135m`` is fetched by us.
+
+A model given on the command line that is no alias but plainly an engine's own id (a path, an
+``org/name`` id, an Ollama ``name:tag``) is used as it is, without size facts.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "EMBEDDED_PREFIX",
+    "ENTRY_KEYS",
+    "SOURCE_KINDS",
+    "Catalog",
+    "CatalogError",
+    "ModelEntry",
+    "ModelSource",
+    "builtin_catalog",
+    "parse_entry",
+]
+
+SOURCE_KINDS = ("hf", "ollama", "gguf")
+_SIZE_KEYS = ("params_b", "layers", "kv_heads", "head_dim", "context", "tp")
+ENTRY_KEYS = frozenset((*SOURCE_KINDS, *_SIZE_KEYS))
+_SOURCE_KEYS = ("id", "quantization", "bits")
+EMBEDDED_PREFIX = "embedded:"
+
+
+class CatalogError(ValueError):
+    """A catalogue entry or model name that cannot be used."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What one kind of engine loads: ``Qwen/Qwen2.5-72B-Instruct-GPTQ-Int4``, 4.6 bits."""
+
+    kind: str  # one of SOURCE_KINDS
+    id: str
+    quantization: str | None = None
+    bits: float | None = None  # bits per weight as stored; None when unknown
+
+    @property
+    def embedded(self) -> str | None:
+        """The alias of a model we fetch ourselves (``embedded:smollm2-135m``), else None."""
+        return self.id.removeprefix(EMBEDDED_PREFIX) if self.id.startswith(EMBEDDED_PREFIX) \
+            else None
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model: its alias, its sources and the size facts the memory estimate needs."""
+
+    alias: str
+    sources: Mapping[str, ModelSource] = field(default_factory=dict)
+    params_b: float | None = None  # billions of parameters
+    layers: int | None = None
+    kv_heads: int | None = None
+    head_dim: int | None = None
+    context: int | None = None
+    tp: int = 1
+    origin: str = "command line"
+
+    def source(self, kinds: Iterable[str]) -> ModelSource | None:
+        """The first of ``kinds`` this model has, in the order given."""
+        for kind in kinds:
+            if kind in self.sources:
+                return self.sources[kind]
+        return None
+
+    @property
+    def name(self) -> str:
+        """Short name for test ids: the alias, or a path's file name."""
+        if "/" in self.alias and Path(self.alias).expanduser().exists():
+            return Path(self.alias).name
+        return self.alias
+
+
+@dataclass(frozen=True)
+class Catalog:
+    entries: Mapping[str, ModelEntry]
+
+    def resolve(self, name: str, where: str, *, any_name: bool = False) -> ModelEntry:
+        """The entry for ``name``; an engine's own id is taken as it is.
+
+        ``where`` says where the name came from, for the error message.  With ``any_name``
+        (a server we attach to names its models as it likes) every name is taken.
+        """
+        if name in self.entries:
+            return self.entries[name]
+        raw = _raw_entry(name)
+        if raw is not None:
+            return raw
+        if any_name:
+            return ModelEntry(name, {"hf": ModelSource("hf", name)})
+        raise CatalogError(
+            f"{where}: unknown model {name!r}; known aliases: {', '.join(sorted(self.entries))} "
+            "(add your own under [models.ALIAS] in thresholds.toml, or give a path, an "
+            "org/name Hugging Face id or an Ollama name:tag)"
+        )
+
+    def merged(self, entries: Mapping[str, ModelEntry]) -> Catalog:
+        return Catalog({**self.entries, **entries})
+
+
+def _raw_entry(name: str) -> ModelEntry | None:
+    path = Path(name).expanduser()
+    if name.endswith(".gguf"):
+        return ModelEntry(name, {"gguf": ModelSource("gguf", str(path))})
+    if path.is_dir():
+        return ModelEntry(name, {"hf": ModelSource("hf", str(path.resolve()))})
+    if "/" in name or ":" in name:
+        return ModelEntry(name, {"hf": ModelSource("hf", name),
+                                 "ollama": ModelSource("ollama", name)})
+    return None
+
+
+def parse_entry(alias: str, table: Mapping[str, Any], origin: str) -> ModelEntry:
+    """Build an entry from its TOML keys (see ``catalog.toml``); raises :class:`CatalogError`
+    whose message starts with the offending key."""
+    sizes: dict[str, Any] = {}
+    for key in _SIZE_KEYS:
+        if key not in table:
+            continue
+        value = table[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise CatalogError(f"{key}: expected a positive number, got {value!r}")
+        if key != "params_b" and not isinstance(value, int):
+            raise CatalogError(f"{key}: expected a whole number, got {value!r}")
+        sizes[key] = value
+    sources: dict[str, ModelSource] = {}
+    for kind in SOURCE_KINDS:
+        if kind in table:
+            sources[kind] = _parse_source(kind, table[kind])
+    if not sources:
+        raise CatalogError(
+            f"{alias}: a catalogue entry needs at least one source: "
+            f"{', '.join(k + ' = {{ id = ... }}' for k in SOURCE_KINDS)}"
+        )
+    return ModelEntry(alias, sources, origin=origin, **sizes)
+
+
+def _parse_source(kind: str, value: Any) -> ModelSource:
+    if isinstance(value, str):
+        value = {"id": value}
+    if not isinstance(value, dict):
+        raise CatalogError(f"{kind}: expected {{ id = \"...\", bits = N }} or a string")
+    unknown = sorted(set(value) - set(_SOURCE_KEYS))
+    if unknown:
+        raise CatalogError(f"{kind}: unknown key {unknown[0]!r}; valid: {', '.join(_SOURCE_KEYS)}")
+    ident = value.get("id")
+    if not isinstance(ident, str) or not ident.strip():
+        raise CatalogError(f"{kind}: id must be a non-empty string")
+    bits = value.get("bits")
+    if bits is not None and (isinstance(bits, bool) or not isinstance(bits, (int, float))
+                             or not 1 <= bits <= 32):
+        raise CatalogError(f"{kind}: bits must be a number from 1 to 32, got {bits!r}")
+    quantization = value.get("quantization")
+    if quantization is not None and not isinstance(quantization, str):
+        raise CatalogError(f"{kind}: quantization must be a string")
+    return ModelSource(kind, ident.strip(), quantization, None if bits is None else float(bits))
+
+
+def builtin_catalog() -> Catalog:
+    """The catalogue shipped with the plugin."""
+    text = importlib.resources.files("pytest_llmperf.engines").joinpath("catalog.toml").read_text(
+        encoding="utf-8")
+    data = tomllib.loads(text)
+    return Catalog({
+        alias: parse_entry(alias, table, f"built-in catalogue ({alias})")
+        for alias, table in data["models"].items()
+    })

@@ -1,0 +1,69 @@
+"""Attach to any running OpenAI-compatible server (vLLM, SGLang, Xinference, a cloud endpoint).
+
+Nothing is launched.  Readiness is one ``GET {base_url}/models``; the API key is read from the
+environment variable named by ``--api-key-env`` and sent only as a request header.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import requests
+
+from pytest_llmperf.clients.openai import Endpoint
+from pytest_llmperf.config import Settings
+from pytest_llmperf.engines.base import ServedModel
+from pytest_llmperf.engines.catalog import ModelEntry
+
+__all__ = ["OpenAIBackend"]
+
+
+class OpenAIBackend:
+    name = "openai"
+
+    def check(self, settings: Settings, model: ModelEntry) -> None:
+        if not settings.base_url:
+            raise ValueError(f"{settings.sources['backend']}: backend 'openai' needs --base-url")
+
+    def unsupported(self, settings: Settings, model: ModelEntry) -> str | None:
+        return None  # the server decides which names it serves
+
+    @contextlib.contextmanager
+    def serve(
+        self, settings: Settings, entry: ModelEntry, workdir: Path
+    ) -> Iterator[ServedModel]:
+        assert settings.base_url is not None
+        source = entry.source(("hf",))
+        model = source.id if source else entry.alias
+        key = settings.api_key()
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        url = f"{settings.base_url}/models"
+        try:
+            response = requests.get(url, headers=headers, timeout=10)
+        except requests.RequestException as exc:
+            raise ConnectionError(
+                f"cannot reach the server given by {settings.sources['base_url']}: "
+                f"GET {url} failed: {type(exc).__name__}"
+            ) from None
+        if response.status_code != 200:
+            raise ConnectionError(
+                f"GET {url} answered HTTP {response.status_code}; check --base-url"
+                + (" and the API key" if response.status_code in (401, 403) else "")
+            )
+        extra: dict[str, object] = {}
+        if settings.ignore_eos:
+            # vLLM and SGLang honour both; a server that rejects them says so in the errors.
+            extra = {"ignore_eos": True, "min_tokens": settings.max_tokens}
+        endpoint = Endpoint(base_url=settings.base_url, model=model, api_key=key,
+                            extra_body=extra, reuse_connections=True)
+        yield ServedModel(self.name, entry.alias, endpoint,
+                          engine=_server_name(response, settings.base_url))
+
+
+def _server_name(response: requests.Response, base_url: str) -> str:
+    owner = ""
+    with contextlib.suppress(ValueError, KeyError, IndexError, TypeError):
+        owner = response.json()["data"][0].get("owned_by", "")
+    return f"OpenAI-compatible server{f' ({owner})' if owner else ''} at {base_url}"

@@ -1,0 +1,1 @@
+"""Load: prompt sources, load shapes and the runner that measures one window."""

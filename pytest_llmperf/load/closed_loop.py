@@ -1,0 +1,98 @@
+"""Load shapes.  Closed loop: N users, each sending its next request when the last one ends.
+
+Warm-up requests run first, at the same concurrency, and are thrown away; the measured window
+starts after the last warm-up answer and ends when the last measured answer ends.  Users are
+plain asyncio tasks sharing one client: nothing serialises their requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from pytest_llmperf.clients.openai import RequestSender
+from pytest_llmperf.load.prompts import PromptSource
+from pytest_llmperf.results.records import LoadRun, RequestRecord
+
+__all__ = ["WindowObserver", "run_closed_loop"]
+
+
+class WindowObserver(Protocol):
+    """Told when the measured window starts and ends (after warm-up, before the first measured
+    request; after the last measured answer).  Calls must return quickly: samplers that watch
+    the window run in their own threads."""
+
+    def window_started(self) -> None: ...
+
+    def window_ended(self) -> None: ...
+
+
+async def run_closed_loop(
+    client: RequestSender,
+    prompts: PromptSource,
+    *,
+    users: int,
+    requests: int | None = None,
+    duration_s: float | None = None,
+    warmup: int = 0,
+    observers: Sequence[WindowObserver] = (),
+) -> LoadRun:
+    """Measure ``users`` concurrent users for ``requests`` requests or ``duration_s`` seconds.
+
+    With a duration, no request starts after the deadline; those in flight are finished and
+    counted, so the window can end a little after the deadline.
+    """
+    if users < 1:
+        raise ValueError(f"users must be >= 1, got {users}")
+    if (requests is None) == (duration_s is None):
+        raise ValueError("give exactly one of requests or duration_s")
+    if warmup:
+        await _phase(client, prompts, users, requests=warmup, deadline_ns=None)
+    for observer in observers:
+        observer.window_started()
+    start_ns = time.perf_counter_ns()
+    deadline_ns = None if duration_s is None else start_ns + int(duration_s * 1e9)
+    try:
+        records = await _phase(client, prompts, users, requests=requests,
+                               deadline_ns=deadline_ns)
+    finally:
+        for observer in reversed(observers):
+            observer.window_ended()
+    end_ns = max((r.end_ns for r in records), default=start_ns)
+    return LoadRun(
+        records=tuple(sorted(records, key=lambda r: r.request_id)),
+        window_start_ns=start_ns,
+        window_end_ns=max(end_ns, start_ns),
+        concurrency=users,
+        warmup_requests=warmup,
+    )
+
+
+async def _phase(
+    client: RequestSender,
+    prompts: PromptSource,
+    users: int,
+    *,
+    requests: int | None,
+    deadline_ns: int | None,
+) -> list[RequestRecord]:
+    ids = itertools.count()
+    records: list[RequestRecord] = []
+
+    def next_id() -> int | None:
+        request_id = next(ids)
+        if requests is not None and request_id >= requests:
+            return None
+        if deadline_ns is not None and time.perf_counter_ns() >= deadline_ns:
+            return None
+        return request_id
+
+    async def user() -> None:
+        while (request_id := next_id()) is not None:
+            records.append(await client.send(request_id, prompts.next_prompt()))
+
+    await asyncio.gather(*(user() for _ in range(users)))
+    return records

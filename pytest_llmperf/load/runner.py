@@ -1,0 +1,87 @@
+"""Run one load shape against a served model and keep everything the report needs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pytest_llmperf.engines.base import ServedModel
+from pytest_llmperf.load.closed_loop import WindowObserver, run_closed_loop
+from pytest_llmperf.load.prompts import PromptSource
+from pytest_llmperf.observe.server_metrics import ServerMetricsProbe
+from pytest_llmperf.results.metrics import RunMetrics, summarize
+from pytest_llmperf.results.records import LoadRun
+
+if TYPE_CHECKING:
+    from pytest_llmperf.observe.telemetry import Telemetry
+
+__all__ = ["PerfResult", "run_load"]
+
+
+@dataclass(frozen=True)
+class PerfResult:
+    """One measured window: the load that was offered, the records and their metrics."""
+
+    served: ServedModel
+    run: LoadRun
+    metrics: RunMetrics
+    users: int
+    max_tokens: int
+    # The engine's own numbers over the same window (promscrape); None: it offers none.
+    server_metrics: Mapping[str, float] | None = None
+    server_notes: tuple[str, ...] = ()  # why some server numbers are missing
+    # GPU and server CPU/RAM over the same window (telemetry.Telemetry.result); None: not run.
+    telemetry: Mapping[str, Any] | None = None
+
+    @property
+    def context(self) -> str:
+        """``64 requests, smollm2-135m on llamacpp (xllamacpp 2026.10.11549)``."""
+        return f"{len(self.run.records)} requests, {self.served.description}"
+
+
+def run_load(
+    served: ServedModel,
+    prompts: PromptSource,
+    *,
+    users: int,
+    requests: int | None = None,
+    duration_s: float | None = None,
+    warmup: int = 0,
+    max_tokens: int = 64,
+    timeout_s: float = 600.0,
+    observers: Sequence[WindowObserver] = (),
+    telemetry: Telemetry | None = None,
+) -> PerfResult:
+    """Closed-loop load with ``users`` users; see ``loadgen.run_closed_loop``.
+
+    ``observers`` are told when the measured window starts and ends (telemetry samplers).
+    When the engine has a Prometheus endpoint its metrics are scraped around the window too.
+    """
+    probe = None
+    if served.metrics_url and served.metric_names:
+        probe = ServerMetricsProbe(served.metrics_url, served.metric_names)
+    # The probe goes last: its first scrape is then the closest to the window's start (and,
+    # observers ending in reverse order, its last scrape the closest to the window's end).
+    watching = [*observers, *([telemetry] if telemetry else []), *([probe] if probe else [])]
+
+    async def measure() -> LoadRun:
+        async with served.client(max_tokens, timeout_s) as client:
+            return await run_closed_loop(client, prompts, users=users, requests=requests,
+                                         duration_s=duration_s, warmup=warmup,
+                                         observers=watching)
+
+    run = asyncio.run(measure())
+    metrics = summarize(run)
+    figures = None
+    if telemetry is not None:
+        figures = telemetry.result(output_tokens=sum(r.output_tokens for r in run.records
+                                                     if r.ok))
+        metrics = metrics.with_resources(figures["metrics"])
+    return PerfResult(
+        served=served, run=run, metrics=metrics, users=users, max_tokens=max_tokens,
+        server_metrics=probe.result() if probe else None,
+        server_notes=tuple(probe.notes) if probe else (),
+        telemetry=figures,
+    )

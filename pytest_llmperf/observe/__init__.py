@@ -1,0 +1,2 @@
+"""Observation beside the load: GPU (NVML) and process (psutil) telemetry, the engine's own
+Prometheus metrics and the host's facts."""

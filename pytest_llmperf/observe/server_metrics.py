@@ -1,0 +1,397 @@
+"""Prometheus scrapes of an engine's own metrics, as deltas over one measured window.
+
+:class:`ServerMetricsProbe` is a window observer (see :mod:`pytest_llmperf.load.closed_loop`):
+it scrapes the engine's ``/metrics`` just before the measured window and just after it, and polls
+the engine's gauges every 0.5 s in between.  Warm-up requests end before the first scrape, so
+they are not counted.  Every number is summed over label sets (several models, engines or
+finish reasons), except the KV-cache usage ratio, which is averaged over them: two engines at
+50 % are not "100 % full".
+
+What :meth:`ServerMetricsProbe.result` returns (a field is absent, not zero, when the engine
+does not offer the metric, a scrape failed, or the window gave it nothing to divide by):
+
+- ``server_ttft_ms_mean``: Δ sum / Δ count of the engine's time-to-first-token histogram, ms.
+- ``server_tpot_ms_mean``: the same for its time-per-output-token (inter-token latency)
+  histogram, ms.
+- ``server_e2e_ms_mean``: the same for its end-to-end request latency histogram, ms.
+- ``server_queue_ms_mean``: the same for its time-in-queue (before scheduling) histogram, ms.
+- ``prompt_tokens``: Δ of the engine's prompt-token counter (llama.cpp: excluding tokens
+  reused from its prompt cache).
+- ``generation_tokens``: Δ of the engine's generated-token counter.
+- ``server_decode_ms_per_token``: Δ seconds spent generating / Δ ``generation_tokens``, ms
+  (llama.cpp's ``tokens_predicted_seconds``; per request, summed over requests, so it is
+  comparable to the client's per-user TPOT).
+- ``server_prefill_ms_per_token``: Δ seconds spent on prompts / Δ ``prompt_tokens``, ms.
+- ``preemptions``: Δ of the engine's preemption counter (requests evicted and recomputed).
+- ``prefix_cache_hit_rate``: Δ prefix-cache hit tokens / Δ prefix-cache queried tokens.
+- ``kv_cache_usage_peak`` / ``kv_cache_usage_mean``: largest and mean KV-cache usage (0..1)
+  over the polls during the window.
+- ``requests_running_peak`` / ``requests_waiting_peak``: largest number of requests being
+  run / waiting in the engine's queue over the polls during the window.
+
+A counter that went down (the engine restarted) gives no delta.  Failed scrapes and polls are
+recorded in :attr:`ServerMetricsProbe.notes`, never raised: the client-side measurement stands
+on its own.  The parser takes the Prometheus text format 0.0.4 and OpenMetrics text, with no
+dependency.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+__all__ = [
+    "Exposition",
+    "Sample",
+    "ServerMetricNames",
+    "ServerMetricsProbe",
+    "fetch_text",
+    "parse_exposition",
+]
+
+# Each seconds-histogram field of ServerMetricNames -> the result key of its mean, in ms.
+_HISTOGRAM_MEANS = (
+    ("ttft_seconds", "server_ttft_ms_mean"),
+    ("tpot_seconds", "server_tpot_ms_mean"),
+    ("e2e_seconds", "server_e2e_ms_mean"),
+    ("queue_seconds", "server_queue_ms_mean"),
+)
+_COUNTERS = ("prompt_tokens", "generation_tokens", "decode_seconds", "prompt_seconds",
+             "preemptions", "prefix_cache_hits", "prefix_cache_queries")
+_GAUGES = ("kv_cache_usage", "requests_running", "requests_waiting")
+# Gauges that are ratios: averaged over label sets, not summed.
+_RATIO_GAUGES = frozenset({"kv_cache_usage"})
+
+
+@dataclass(frozen=True)
+class ServerMetricNames:
+    """An engine's Prometheus names for what the report shows.  Each field lists alternatives,
+    first match wins: engines rename metrics between versions."""
+
+    ttft_seconds: tuple[str, ...] = ()  # histogram: time to first token
+    tpot_seconds: tuple[str, ...] = ()  # histogram: time per output token / inter-token latency
+    e2e_seconds: tuple[str, ...] = ()  # histogram: whole request
+    queue_seconds: tuple[str, ...] = ()  # histogram: time waiting before scheduling
+    prompt_tokens: tuple[str, ...] = ()  # counter
+    generation_tokens: tuple[str, ...] = ()  # counter
+    decode_seconds: tuple[str, ...] = ()  # counter: seconds spent generating (llama.cpp)
+    prompt_seconds: tuple[str, ...] = ()  # counter: seconds spent on prefill (llama.cpp)
+    preemptions: tuple[str, ...] = ()  # counter
+    prefix_cache_hits: tuple[str, ...] = ()  # counter (tokens)
+    prefix_cache_queries: tuple[str, ...] = ()  # counter (tokens)
+    kv_cache_usage: tuple[str, ...] = ()  # gauge, 0..1
+    requests_running: tuple[str, ...] = ()  # gauge
+    requests_waiting: tuple[str, ...] = ()  # gauge
+
+
+# --- parsing -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    labels: Mapping[str, str]
+    value: float
+
+
+@dataclass(frozen=True)
+class Exposition:
+    """One scrape, parsed: its samples, the ``# TYPE`` of each family and how many lines
+    could not be read."""
+
+    samples: tuple[Sample, ...] = ()
+    types: Mapping[str, str] = field(default_factory=dict)
+    invalid_lines: int = 0
+
+    def total(self, name: str, *, average: bool = False) -> float | None:
+        """Sum (or mean) over label sets of the samples called exactly ``name``; NaN samples
+        are left out; None when there is none."""
+        values = [s.value for s in self.samples if s.name == name and not math.isnan(s.value)]
+        if not values:
+            return None
+        total = math.fsum(values)
+        return total / len(values) if average else total
+
+    def counter(self, names: Iterable[str]) -> float | None:
+        """The first of ``names`` present, each also tried with and without ``_total``
+        (OpenMetrics names the family without it, the sample with it)."""
+        for name in names:
+            other = name.removesuffix("_total") if name.endswith("_total") else name + "_total"
+            for candidate in (name, other):
+                value = self.total(candidate)
+                if value is not None:
+                    return value
+        return None
+
+    def histogram(self, names: Iterable[str]) -> tuple[float, float] | None:
+        """(sum, count) of the first histogram (or summary) of ``names`` present."""
+        for name in names:
+            total, count = self.total(name + "_sum"), self.total(name + "_count")
+            if total is not None and count is not None:
+                return total, count
+        return None
+
+    def gauge(self, names: Iterable[str], *, average: bool = False) -> float | None:
+        for name in names:
+            value = self.total(name, average=average)
+            if value is not None:
+                return value
+        return None
+
+
+def parse_exposition(text: str) -> Exposition:
+    """Parse Prometheus text format (0.0.4) or OpenMetrics text.  Lines that cannot be read
+    are counted, not raised: one odd line must not cost the whole scrape."""
+    samples: list[Sample] = []
+    types: dict[str, str] = {}
+    invalid = 0
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            parts = line[1:].split(None, 3)
+            if len(parts) >= 3 and parts[0] == "TYPE":
+                types[parts[1]] = parts[2]
+            continue  # HELP, EOF and free comments carry no samples
+        try:
+            samples.append(_parse_sample(line))
+        except ValueError:
+            invalid += 1
+    return Exposition(tuple(samples), types, invalid)
+
+
+def _parse_sample(line: str) -> Sample:
+    brace = line.find("{")
+    space = _first_space(line)
+    labels: dict[str, str] = {}
+    if brace != -1 and (space == -1 or brace < space):
+        name = line[:brace]
+        labels, end = _parse_labels(line, brace + 1)
+        if not name:  # UTF-8 names (Prometheus 3): {"name.with.dots", label="x"}
+            name = labels.pop("__name__", "")
+        rest = line[end:]
+    else:
+        if space == -1:
+            raise ValueError("no value")
+        name, rest = line[:space], line[space:]
+    if not name:
+        raise ValueError("no metric name")
+    rest = rest.split(" # ", 1)[0]  # OpenMetrics exemplar
+    fields = rest.split()
+    if not fields or len(fields) > 2:
+        raise ValueError("expected a value and an optional timestamp")
+    return Sample(name, labels, float(fields[0]))  # float() reads +Inf, -Inf and NaN
+
+
+def _first_space(line: str) -> int:
+    positions = [p for p in (line.find(" "), line.find("\t")) if p != -1]
+    return min(positions) if positions else -1
+
+
+_ESCAPES = {"\\": "\\", '"': '"', "n": "\n"}
+
+
+def _parse_labels(line: str, pos: int) -> tuple[dict[str, str], int]:
+    """Labels from ``line[pos:]`` up to the closing brace; returns them and the index after
+    the brace.  A bare quoted string is the metric name (key ``__name__``)."""
+    labels: dict[str, str] = {}
+    while True:
+        while pos < len(line) and line[pos] in " \t,":
+            pos += 1
+        if pos >= len(line):
+            raise ValueError("unterminated label set")
+        if line[pos] == "}":
+            return labels, pos + 1
+        if line[pos] == '"':
+            value, pos = _quoted(line, pos)
+            labels["__name__"] = value
+            continue
+        eq = line.find("=", pos)
+        if eq == -1:
+            raise ValueError("label without '='")
+        key = line[pos:eq].strip().strip('"')
+        pos = eq + 1
+        while pos < len(line) and line[pos] in " \t":
+            pos += 1
+        if pos >= len(line) or line[pos] != '"':
+            raise ValueError("label value not quoted")
+        labels[key], pos = _quoted(line, pos)
+
+
+def _quoted(line: str, pos: int) -> tuple[str, int]:
+    """The string quoted at ``line[pos]`` (a ``"``), unescaped, and the index after it."""
+    out: list[str] = []
+    pos += 1
+    while pos < len(line):
+        char = line[pos]
+        if char == "\\" and pos + 1 < len(line):
+            out.append(_ESCAPES.get(line[pos + 1], "\\" + line[pos + 1]))
+            pos += 2
+        elif char == '"':
+            return "".join(out), pos + 1
+        else:
+            out.append(char)
+            pos += 1
+    raise ValueError("unterminated quoted string")
+
+
+# --- scraping ------------------------------------------------------------------------------
+
+Fetch = Callable[[str, float], str]
+
+
+def fetch_text(url: str, timeout_s: float) -> str:
+    """GET ``url``; the standard library, so that nothing heavy loads for a scrape."""
+    request = urllib.request.Request(url, headers={"Accept": "text/plain"})
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        body: bytes = response.read()
+        return body.decode("utf-8", errors="replace")
+
+
+class ServerMetricsProbe:
+    """Window observer: the engine's metrics over one measured window (see module docstring).
+
+    ``fetch`` (url, timeout_s) -> text is for tests; the default GETs over HTTP.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        names: ServerMetricNames,
+        *,
+        timeout_s: float = 3.0,
+        poll_interval_s: float = 0.5,
+        fetch: Fetch = fetch_text,
+    ) -> None:
+        self.url = url
+        self.names = names
+        self.timeout_s = timeout_s
+        self.poll_interval_s = poll_interval_s
+        self.notes: list[str] = []
+        self._fetch = fetch
+        self._before: Exposition | None = None
+        self._after: Exposition | None = None
+        self._polls: dict[str, list[float]] = {name: [] for name in _GAUGES}
+        self._failed_polls = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- WindowObserver ---------------------------------------------------------------------
+
+    def window_started(self) -> None:
+        self._before = self._scrape("before the window")
+        gauges = [name for name in _GAUGES if _names(self.names, name)]
+        # Poll only what the engine offers; if the first scrape failed, try anyway.
+        if self._before is not None:
+            gauges = [g for g in gauges if self._read_gauge(self._before, g) is not None]
+        if gauges:
+            self._thread = threading.Thread(target=self._poll, args=(gauges,),
+                                            name="llmperf-metrics-poll", daemon=True)
+            self._thread.start()
+
+    def window_ended(self) -> None:
+        self._stop.set()  # a poll still in flight after this is thrown away
+        if self._thread is not None:
+            self._thread.join(self.timeout_s)
+            with self._lock:
+                failed, taken = self._failed_polls, sum(map(len, self._polls.values()))
+            if failed:
+                self.notes.append(f"{failed} gauge poll(s) of {self.url} failed")
+            elif not taken:
+                self.notes.append(f"no gauge sample: the window was shorter than the "
+                                  f"{self.poll_interval_s:g} s poll interval")
+        self._after = self._scrape("after the window")
+
+    # -- results ----------------------------------------------------------------------------
+
+    def result(self) -> dict[str, float]:
+        """What the engine said about the window, JSON-ready; see the module docstring."""
+        out: dict[str, float] = {}
+        before, after = self._before, self._after
+        if before is not None and after is not None:
+            out.update(self._deltas(before, after))
+        with self._lock:
+            polls = {name: list(values) for name, values in self._polls.items()}
+        for name, values in polls.items():
+            if not values:
+                continue
+            out[f"{name}_peak"] = max(values)
+            if name == "kv_cache_usage":
+                out[f"{name}_mean"] = math.fsum(values) / len(values)
+        return {key: value for key, value in out.items() if math.isfinite(value)}
+
+    def _deltas(self, before: Exposition, after: Exposition) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for field_name, key in _HISTOGRAM_MEANS:
+            names = _names(self.names, field_name)
+            first, last = before.histogram(names), after.histogram(names)
+            if first is None or last is None:
+                continue
+            total, count = last[0] - first[0], last[1] - first[1]
+            if count > 0 and total >= 0:
+                out[key] = total / count * 1000.0
+        delta: dict[str, float] = {}
+        for field_name in _COUNTERS:
+            names = _names(self.names, field_name)
+            first_value, last_value = before.counter(names), after.counter(names)
+            if first_value is None or last_value is None:
+                continue
+            if last_value < first_value:
+                self.notes.append(f"{field_name} counter went down ({first_value:g} -> "
+                                  f"{last_value:g}): the engine restarted? no delta")
+                continue
+            delta[field_name] = last_value - first_value
+        for key in ("prompt_tokens", "generation_tokens", "preemptions"):
+            if key in delta:
+                out[key] = delta[key]
+        ratios = (
+            ("server_decode_ms_per_token", "decode_seconds", "generation_tokens", 1000.0),
+            ("server_prefill_ms_per_token", "prompt_seconds", "prompt_tokens", 1000.0),
+            ("prefix_cache_hit_rate", "prefix_cache_hits", "prefix_cache_queries", 1.0),
+        )
+        for key, numerator, denominator, scale in ratios:
+            if numerator in delta and delta.get(denominator, 0) > 0:
+                out[key] = delta[numerator] / delta[denominator] * scale
+        return out
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _scrape(self, when: str) -> Exposition | None:
+        try:
+            text = self._fetch(self.url, self.timeout_s)
+        except Exception as exc:  # any failure only costs the server-side numbers
+            self.notes.append(f"scrape of {self.url} {when} failed: {type(exc).__name__}: {exc}")
+            return None
+        parsed = parse_exposition(text)
+        if parsed.invalid_lines:
+            self.notes.append(f"{parsed.invalid_lines} unreadable line(s) in the scrape {when}")
+        return parsed
+
+    def _read_gauge(self, scrape: Exposition, name: str) -> float | None:
+        return scrape.gauge(_names(self.names, name), average=name in _RATIO_GAUGES)
+
+    def _poll(self, gauges: list[str]) -> None:
+        while not self._stop.wait(self.poll_interval_s):
+            try:
+                scrape = parse_exposition(self._fetch(self.url, self.timeout_s))
+            except Exception:  # counted; the next poll may work
+                with self._lock:
+                    self._failed_polls += 1
+                continue
+            values = {name: self._read_gauge(scrape, name) for name in gauges}
+            with self._lock:
+                if self._stop.is_set():
+                    return  # the window ended while this poll was in flight
+                for name, value in values.items():
+                    if value is not None:
+                        self._polls[name].append(value)
+
+
+def _names(names: ServerMetricNames, field_name: str) -> tuple[str, ...]:
+    alternatives: tuple[str, ...] = getattr(names, field_name)
+    return alternatives

@@ -1,0 +1,304 @@
+"""Telemetry of one measured window: GPUs through NVML, the server's process tree through psutil.
+
+:class:`Telemetry` is a ``loadgen.WindowObserver``.  ``window_started`` starts one sampling
+thread (so GPU and CPU readings share one clock and one timeline); it reads at once, then every
+``interval_s``, and once more when ``window_ended`` stops it, so nothing outside the window is
+counted and even a short window has a first and a last reading.  ``result()`` then holds that
+window's figures; the next window starts afresh.
+
+```python
+with Telemetry.for_served(served) as telemetry:
+    telemetry.baseline()                      # idle readings, before the first window
+    result = run_load(served, prompts, users=4, requests=64, observers=[telemetry])
+    figures = telemetry.result(output_tokens=sum(r.output_tokens for r in result.run.records))
+    figures["metrics"]["energy_j_per_token"]
+```
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from statistics import fmean
+from typing import TYPE_CHECKING, Any
+
+from pytest_llmperf.observe.gpu import GpuSampler, host_gpu_facts, open_gpu_sampler
+from pytest_llmperf.observe.process import (
+    CGROUP_ROOT,
+    ProcessSampler,
+    PsutilLike,
+    measured_pid,
+)
+from pytest_llmperf.results.metrics import RESOURCES
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from pytest_llmperf.engines.base import ServedModel
+
+__all__ = ["GPU_METRICS", "METRICS", "Telemetry", "host_gpu_facts", "unmeasured_reasons",
+           "write_timeline_png"]
+
+# The SLO-able numbers in ``result()["metrics"]`` (defined in metrics.RESOURCES), with units.
+METRICS: dict[str, str] = {name: info.unit for name, info in RESOURCES.items()}
+# The ones only an NVIDIA GPU gives (what --llmperf-require-gpu requires).
+GPU_METRICS = tuple(name for name in RESOURCES if name.startswith(("gpu_", "energy_")))
+
+
+def unmeasured_reasons(figures: dict[str, Any]) -> dict[str, str]:
+    """Why each resource metric missing from ``figures["metrics"]`` is missing."""
+    measured = figures.get("metrics", {})
+    gpu_reason = figures.get("gpu_unavailable_reason") or "the GPU did not report it"
+    scope = figures.get("server", {}).get("scope", "")
+    server_reason = scope if figures.get("server", {}).get("pid") is None else \
+        "the server process did not report it"
+    reasons = {}
+    for name in RESOURCES:
+        if name in measured:
+            continue
+        if name in GPU_METRICS:
+            reasons[name] = gpu_reason
+        elif name == "energy_j_per_token":
+            reasons[name] = "no output tokens"
+        elif name.startswith("server_"):
+            reasons[name] = server_reason or "no server process"
+        else:
+            reasons[name] = "not measured in this window"
+    return reasons
+
+
+class Telemetry:
+    """Samples ``process`` (and ``gpu`` when there is one) during each measured window."""
+
+    def __init__(self, process: ProcessSampler, gpu: GpuSampler | str, *,
+                 interval_s: float = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
+        if interval_s <= 0:
+            raise ValueError(f"interval_s must be > 0, got {interval_s}")
+        self._process = process
+        self._gpu = gpu if isinstance(gpu, GpuSampler) else None
+        self._gpu_reason = gpu if isinstance(gpu, str) else None
+        self._interval = interval_s
+        self._clock = clock
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._times: list[float] = []
+        self._error: str | None = None
+        self._result: dict[str, Any] | None = None
+        self._baseline: dict[str, Any] | None = None
+
+    @classmethod
+    def for_pid(cls, pid: int | None, *, scope: str = "launched server",
+                interval_s: float = 0.5, nvml: Any = None, psutil_source: PsutilLike | None = None,
+                cgroup_root: Path = CGROUP_ROOT) -> Telemetry:
+        """Watch the tree under ``pid`` (None: system and GPUs only); ``nvml`` and
+        ``psutil_source`` stand in for ``pynvml`` and ``psutil`` in tests."""
+        process = ProcessSampler(pid, scope=scope, source=psutil_source, cgroup_root=cgroup_root)
+        gpu = open_gpu_sampler(nvml, tree_pids=lambda: process.pids)
+        return cls(process, gpu, interval_s=interval_s)
+
+    @classmethod
+    def for_served(cls, served: ServedModel, *, interval_s: float = 0.5,
+                   nvml: Any = None) -> Telemetry:
+        """The launched server's tree; the test process for an in-process engine; none for
+        an attached server (it is not ours: ``result()`` says so)."""
+        pid, scope = measured_pid(served.server_pid, in_process=served.endpoint is None)
+        return cls.for_pid(pid, scope=scope, interval_s=interval_s, nvml=nvml)
+
+    def close(self) -> None:
+        """Stops any window still open and releases NVML."""
+        if self._thread is not None:
+            self.window_ended()
+        if self._gpu is not None:
+            self._gpu.close()
+            self._gpu, self._gpu_reason = None, "no NVIDIA GPU: telemetry closed NVML"
+
+    def __enter__(self) -> Telemetry:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # --- the window ------------------------------------------------------------------------
+
+    def window_started(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("window_started twice without window_ended")
+        self._begin()
+        self._result = None
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, args=(self._clock(),),
+                                        name="llmperf-telemetry", daemon=True)
+        self._thread.start()
+
+    def window_ended(self) -> None:
+        if self._thread is None:
+            raise RuntimeError("window_ended without window_started")
+        self._stop.set()
+        self._thread.join()
+        self._thread = None
+        self._result = self._figures()
+
+    def _begin(self) -> None:
+        self._times, self._error = [], None
+        self._process.start()
+        if self._gpu is not None:
+            self._gpu.start()  # reads the energy counters
+
+    def _run(self, t0: float) -> None:
+        next_t = 0.0
+        try:
+            while True:
+                self._sample(self._clock() - t0)
+                next_t += self._interval  # a fixed grid: slow readings do not drift it
+                if self._stop.wait(max(0.0, next_t - (self._clock() - t0))):
+                    break
+            self._sample(self._clock() - t0)  # the window's last reading
+        except Exception as exc:  # a bug in a reading must not kill the measured run
+            self._error = f"telemetry sampling failed: {type(exc).__name__}: {exc}"
+
+    def _sample(self, t: float) -> None:
+        self._times.append(t)
+        self._process.sample(t)  # first: it lists the tree the GPU reading filters on
+        if self._gpu is not None:
+            self._gpu.sample(t)
+
+    def baseline(self, samples: int = 3, interval_s: float = 0.2) -> dict[str, Any]:
+        """Idle readings before the first window, kept apart under ``result()["baseline"]``."""
+        if self._thread is not None:
+            raise RuntimeError("baseline() during a measured window")
+        self._begin()
+        t0 = self._clock()
+        for i in range(max(samples, 2)):  # two at least: CPU % needs an interval
+            if i:
+                time.sleep(interval_s)
+            self._sample(self._clock() - t0)
+        self._baseline = self._figures()
+        self._baseline.pop("timeline", None)
+        self._baseline.pop("baseline", None)
+        self._baseline["interval_s"] = interval_s
+        return self._baseline
+
+    # --- figures ---------------------------------------------------------------------------
+
+    def result(self, output_tokens: int | None = None) -> dict[str, Any]:
+        """The last window's figures, JSON-ready; ``output_tokens`` gives energy per token."""
+        if self._result is None:
+            raise RuntimeError("no measured window has ended yet")
+        result = dict(self._result)
+        metrics = dict(result["metrics"])
+        if output_tokens and "energy_j" in metrics:
+            metrics["energy_j_per_token"] = metrics["energy_j"] / output_tokens
+        result["metrics"] = metrics
+        return result
+
+    def _figures(self) -> dict[str, Any]:
+        figures: dict[str, Any] = {
+            "interval_s": self._interval,
+            "samples": len(self._times),
+            "duration_s": round(self._times[-1], 3) if self._times else 0.0,
+            **self._process.finish(),
+        }
+        if self._error is not None:
+            figures["error"] = self._error
+        if self._gpu is not None:
+            figures["gpus"] = self._gpu.finish()
+        else:
+            figures["gpu_unavailable_reason"] = self._gpu_reason
+        figures["metrics"] = _metrics(figures)
+        figures["timeline"] = {
+            "t_s": [round(t, 3) for t in self._times],
+            "gpus": self._gpu.timeline() if self._gpu is not None else [],
+            **self._process.timeline(),
+        }
+        if self._baseline is not None:
+            figures["baseline"] = self._baseline
+        return figures
+
+
+def _metrics(figures: dict[str, Any]) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+
+    def put(name: str, value: float | None) -> None:
+        if value is not None:
+            metrics[name] = round(value, 3)
+
+    gpus: list[dict[str, Any]] = figures.get("gpus", [])
+    put("gpu_memory_peak_mib", _over_gpus(gpus, "memory_used_mib", "peak", sum))
+    put("gpu_process_memory_peak_mib", _over_gpus(gpus, "process_memory_mib", "peak", sum))
+    put("gpu_util_mean", _over_gpus(gpus, "util_pct", "mean", fmean))
+    put("gpu_power_mean_w", _over_gpus(gpus, "power_w", "mean", sum))
+    put("energy_j", _over_gpus(gpus, "energy_j", None, sum))
+    server, system = figures["server"], figures["system"]
+    put("server_cpu_mean_pct", server.get("cpu_pct", {}).get("mean"))
+    put("server_cpu_peak_pct", server.get("cpu_pct", {}).get("peak"))
+    put("server_rss_mean_mib", server.get("rss_mib", {}).get("mean"))
+    put("server_rss_peak_mib", server.get("rss_mib", {}).get("peak"))
+    put("system_cpu_mean_pct", system.get("cpu_pct", {}).get("mean"))
+    put("system_memory_peak_mib", system.get("memory_used_mib", {}).get("peak"))
+    return metrics
+
+
+def _over_gpus(gpus: Sequence[dict[str, Any]], name: str, stat: str | None,
+               combine: Callable[[list[float]], float]) -> float | None:
+    """``combine`` of one figure of every GPU; None when any GPU lacks it (a sum or mean over
+    some of the GPUs would look like a figure for all of them)."""
+    values = []
+    for gpu in gpus:
+        value = gpu.get(name)
+        if isinstance(value, dict) and stat is not None:
+            value = value.get(stat)
+        if not isinstance(value, (int, float)):
+            return None
+        values.append(float(value))
+    return combine(values) if values else None
+
+
+def write_timeline_png(result: dict[str, Any], path: Path) -> Path | None:
+    """GPU util/memory/power and server CPU/RSS over the window, as a PNG at ``path``; None
+    when matplotlib is not installed (it is not a dependency) or nothing was sampled."""
+    try:  # through importlib: mypy must not need matplotlib's stubs either
+        matplotlib: Any = importlib.import_module("matplotlib")
+        matplotlib.use("Agg")  # no display on test machines
+        plt: Any = importlib.import_module("matplotlib.pyplot")
+    except ImportError:
+        return None
+    timeline = result.get("timeline", {})
+    t = timeline.get("t_s", [])
+    panels: list[tuple[str, list[tuple[str, list[float | None]]]]] = []
+    gpus = timeline.get("gpus", [])
+    for key, title in (("util_pct", "GPU util %"), ("memory_used_mib", "GPU memory MiB"),
+                       ("power_w", "GPU power W")):
+        series = [(f"GPU {i}", gpu[key]) for i, gpu in enumerate(gpus)
+                  if any(v is not None for v in gpu.get(key, []))]
+        if series:
+            panels.append((title, series))
+    for key, title in (("server_cpu_pct", "server CPU % (100 = 1 core)"),
+                       ("server_rss_mib", "server RSS MiB")):
+        if any(v is not None for v in timeline.get(key, [])):
+            panels.append((title, [("server", timeline[key])]))
+    if not t or not panels:
+        return None
+    figure, axes = plt.subplots(len(panels), 1, sharex=True, squeeze=False,
+                                figsize=(8, 1.8 * len(panels)))
+    for ax, (title, series) in zip(axes[:, 0], panels, strict=True):
+        for label, values in series:
+            ax.plot(t, [float("nan") if v is None else v for v in values], label=label)
+        ax.set_ylabel(title, fontsize=8)
+        ax.set_ylim(bottom=0)  # from zero: 99 % vs 100 % must not look like a swing
+        if "util" in title:
+            ax.set_ylim(top=105)
+        totals = [g.get("memory_total_mib") or 0 for g in result.get("gpus", [])]
+        if "GPU memory" in title and max(totals, default=0) > 0:
+            ax.set_ylim(top=max(totals) * 1.02)  # used against the card's total
+        if len(series) > 1 or len(gpus) > 1:  # name the GPUs even when one is missing
+            ax.legend(fontsize=7)
+    axes[-1, 0].set_xlabel("seconds into the measured window")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)  # in-process engines launch nothing there
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

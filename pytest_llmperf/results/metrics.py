@@ -1,0 +1,262 @@
+"""Metric definitions: pure functions from request records to numbers.
+
+Each metric is defined here once; the README repeats these definitions word for word.
+They match vLLM's and SGLang's serving benchmarks and MLPerf:
+
+- TTFT (``ttft_ms``): time of the first streamed token - time the request was sent.
+- E2EL (``e2el_ms``): time of the last streamed token - time the request was sent.
+- TPOT (``tpot_ms``): (E2EL - TTFT) / (output_tokens - 1), per request with output_tokens > 1.
+- ITL (``itl_ms``): every gap between consecutive streamed token chunks, pooled over requests.
+- per-user decode speed (``decode_tokens_per_s``): 1 / TPOT, per request, in tokens/s.
+- request throughput (``request_throughput``): completed requests / measured window (req/s).
+- output throughput (``output_token_throughput``): sum(output_tokens) / measured window.
+- total throughput (``total_token_throughput``): sum(input + output tokens) / measured window.
+- error rate (``error_rate``): failed requests / all requests in the window.
+
+Latency metrics are taken over completed requests only.  Statistics: mean, median, min, max,
+stdev (population, as numpy's default) and any percentile ``pNN`` (linear interpolation between
+closest ranks, as ``numpy.percentile``'s default).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from pytest_llmperf.results.records import LoadRun, RequestRecord
+
+__all__ = [
+    "DISTRIBUTIONS",
+    "REPORTED_STATISTICS",
+    "RESOURCES",
+    "SCALARS",
+    "MetricInfo",
+    "RunMetrics",
+    "parse_statistic",
+    "statistic",
+    "summarize",
+]
+
+_NS_PER_MS = 1e6
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    unit: str
+    higher_is_better: bool
+    description: str
+
+
+# Per-request distributions: referenced as "name.statistic" (e.g. "tpot_ms.p95").
+DISTRIBUTIONS: Mapping[str, MetricInfo] = MappingProxyType(
+    {
+        "ttft_ms": MetricInfo("ms", False, "time to first token"),
+        "tpot_ms": MetricInfo("ms", False, "time per output token after the first"),
+        "itl_ms": MetricInfo("ms", False, "gap between consecutive streamed chunks"),
+        "e2el_ms": MetricInfo("ms", False, "end-to-end latency to the last token"),
+        "decode_tokens_per_s": MetricInfo("tok/s", True, "per-user decode speed, 1/TPOT"),
+        "output_tokens": MetricInfo("tok", True, "output tokens per request"),
+        "input_tokens": MetricInfo("tok", False, "input tokens per request"),
+    }
+)
+
+# Whole-run numbers: referenced by bare name (e.g. "error_rate").
+SCALARS: Mapping[str, MetricInfo] = MappingProxyType(
+    {
+        "request_throughput": MetricInfo("req/s", True, "completed requests per second"),
+        "output_token_throughput": MetricInfo("tok/s", True, "output tokens per second"),
+        "total_token_throughput": MetricInfo("tok/s", True, "input+output tokens per second"),
+        "error_rate": MetricInfo("", False, "failed / all requests"),
+        "completed": MetricInfo("req", True, "completed requests"),
+        "failed": MetricInfo("req", False, "failed requests"),
+        "duration_s": MetricInfo("s", False, "length of the measured window"),
+    }
+)
+
+# Resource use over the measured window (pytest_llmperf.observe.telemetry), referenced by bare name
+# like SCALARS.  Absent, never zero, when not measured (no GPU, an attached server).
+RESOURCES: Mapping[str, MetricInfo] = MappingProxyType(
+    {
+        "gpu_memory_peak_mib": MetricInfo("MiB", False,
+                                          "sum over GPUs of each GPU's peak memory used"),
+        "gpu_process_memory_peak_mib": MetricInfo(
+            "MiB", False, "sum over GPUs of the server process tree's peak GPU memory"),
+        "gpu_util_mean": MetricInfo("%", True, "mean over GPUs of each GPU's mean utilisation"),
+        "gpu_power_mean_w": MetricInfo("W", False, "sum over GPUs of each GPU's mean power"),
+        "energy_j": MetricInfo("J", False, "energy all GPUs used in the window"),
+        "energy_j_per_token": MetricInfo("J/tok", False, "energy_j / output tokens"),
+        "server_cpu_mean_pct": MetricInfo("%", False,
+                                          "server process tree CPU, 100 = one core busy"),
+        "server_cpu_peak_pct": MetricInfo("%", False, "peak of the same"),
+        "server_rss_mean_mib": MetricInfo("MiB", False,
+                                          "server process tree resident memory, summed"),
+        "server_rss_peak_mib": MetricInfo("MiB", False, "peak of the same"),
+        "system_cpu_mean_pct": MetricInfo("%", False, "whole machine CPU, 100 = every core"),
+        "system_memory_peak_mib": MetricInfo("MiB", False,
+                                             "whole machine memory used (total - available)"),
+    }
+)
+
+# The statistics shown in reports for every distribution.
+REPORTED_STATISTICS: tuple[str, ...] = (
+    "mean", "median", "p90", "p95", "p99", "min", "max", "stdev",
+)
+
+_PERCENTILE = re.compile(r"p(\d{1,3}(?:\.\d+)?)")
+
+
+def parse_statistic(name: str) -> Callable[[Sequence[float]], float] | None:
+    """The function computing statistic ``name``, or None when the name is not a statistic."""
+    if name in _NAMED_STATISTICS:
+        return _NAMED_STATISTICS[name]
+    match = _PERCENTILE.fullmatch(name)
+    if match is None:
+        return None
+    q = float(match.group(1))
+    if not 0.0 <= q <= 100.0:
+        return None
+    return lambda values: percentile(values, q)
+
+
+def statistic(values: Sequence[float], name: str) -> float:
+    func = parse_statistic(name)
+    if func is None:
+        raise ValueError(f"unknown statistic {name!r}")
+    return func(values)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default method)."""
+    if not values:
+        raise ValueError("percentile of no values")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def _mean(values: Sequence[float]) -> float:
+    if not values:
+        raise ValueError("mean of no values")
+    return math.fsum(values) / len(values)
+
+
+def _stdev(values: Sequence[float]) -> float:
+    mean = _mean(values)
+    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values))
+
+
+_NAMED_STATISTICS: Mapping[str, Callable[[Sequence[float]], float]] = MappingProxyType(
+    {
+        "mean": _mean,
+        "median": lambda values: percentile(values, 50.0),
+        "min": lambda values: float(min(values)),
+        "max": lambda values: float(max(values)),
+        "stdev": _stdev,
+    }
+)
+
+
+# --- per-request definitions -------------------------------------------------------------
+
+
+def ttft_ms(record: RequestRecord) -> float:
+    return (record.chunk_ns[0] - record.send_ns) / _NS_PER_MS
+
+
+def e2el_ms(record: RequestRecord) -> float:
+    return (record.chunk_ns[-1] - record.send_ns) / _NS_PER_MS
+
+
+def tpot_ms(record: RequestRecord) -> float | None:
+    """None for a single-token answer, which has no decode phase to time."""
+    if record.output_tokens < 2:
+        return None
+    return (e2el_ms(record) - ttft_ms(record)) / (record.output_tokens - 1)
+
+
+def itl_ms(record: RequestRecord) -> list[float]:
+    chunks = record.chunk_ns
+    return [(b - a) / _NS_PER_MS for a, b in itertools.pairwise(chunks)]
+
+
+# --- aggregation ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunMetrics:
+    """Every metric of one measured window: raw distributions plus whole-run scalars."""
+
+    distributions: Mapping[str, tuple[float, ...]]
+    scalars: Mapping[str, float]
+    output_token_sources: tuple[str, ...]
+
+    def with_resources(self, resources: Mapping[str, float]) -> RunMetrics:
+        """These metrics plus the window's resource figures (telemetry)."""
+        known = {name: value for name, value in resources.items() if name in RESOURCES}
+        return RunMetrics(self.distributions, MappingProxyType({**self.scalars, **known}),
+                          self.output_token_sources)
+
+    def value(self, metric: str, stat: str | None = None) -> float | None:
+        """``metric`` (with ``stat`` for a distribution); None when nothing measured it."""
+        if metric in SCALARS or metric in RESOURCES:
+            return self.scalars.get(metric)
+        values = self.distributions[metric]
+        if not values:
+            return None
+        return statistic(values, stat or "mean")
+
+    def summary(self) -> dict[str, dict[str, float | None]]:
+        """Reported statistics of every distribution, for tables and junit properties."""
+        return {
+            name: {stat: self.value(name, stat) for stat in REPORTED_STATISTICS}
+            for name in DISTRIBUTIONS
+        }
+
+
+def _pooled(records: Iterable[RequestRecord], per_request: Callable[[RequestRecord], list[float]]
+            ) -> tuple[float, ...]:
+    return tuple(v for r in records for v in per_request(r))
+
+
+def summarize(run: LoadRun) -> RunMetrics:
+    """All metrics of ``run``; latency metrics over completed requests only."""
+    done = [r for r in run.records if r.ok]
+    tpots = [t for t in (tpot_ms(r) for r in done) if t is not None]
+    duration = run.duration_s
+    output_total = sum(r.output_tokens for r in done)
+    input_total = sum(r.input_tokens or 0 for r in done)
+    total = len(run.records)
+
+    def per_second(amount: float) -> float:
+        return amount / duration if duration > 0 else 0.0
+
+    distributions = {
+        "ttft_ms": tuple(ttft_ms(r) for r in done),
+        "tpot_ms": tuple(tpots),
+        "itl_ms": _pooled(done, itl_ms),
+        "e2el_ms": tuple(e2el_ms(r) for r in done),
+        "decode_tokens_per_s": tuple(1000.0 / t for t in tpots if t > 0),
+        "output_tokens": tuple(float(r.output_tokens) for r in done),
+        "input_tokens": tuple(float(r.input_tokens) for r in done if r.input_tokens is not None),
+    }
+    scalars = {
+        "request_throughput": per_second(len(done)),
+        "output_token_throughput": per_second(output_total),
+        "total_token_throughput": per_second(output_total + input_total),
+        "error_rate": (total - len(done)) / total if total else 0.0,
+        "completed": float(len(done)),
+        "failed": float(total - len(done)),
+        "duration_s": duration,
+    }
+    sources = sorted({r.output_token_source.value for r in done if r.output_token_source})
+    return RunMetrics(
+        distributions=MappingProxyType(distributions),
+        scalars=MappingProxyType(scalars),
+        output_token_sources=tuple(sources),
+    )

@@ -1,0 +1,66 @@
+"""Immutable records of what one streamed request did, as seen by the client.
+
+Only raw observations live here (timestamps, counts, what the server said).  Every metric
+derived from them is defined once, in :mod:`pytest_llmperf.results.metrics`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+class TokenSource(str, enum.Enum):
+    """Where a token count came from.  Characters or words are never a source."""
+
+    USAGE = "usage"  # the server's own `usage` block
+    TOKENIZER = "tokenizer"  # the model's tokenizer, asked after the fact
+    ENGINE = "engine"  # an in-process engine's own generated token ids
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request of a load run.
+
+    Times are ``time.perf_counter_ns()`` readings taken in the client process.
+    ``chunk_ns`` holds one reading per streamed chunk that carried generated text
+    (content or reasoning); role-only and usage-only chunks are not tokens.
+    """
+
+    request_id: int
+    send_ns: int
+    chunk_ns: tuple[int, ...] = ()
+    end_ns: int = 0
+    output_tokens: int = 0
+    output_token_source: TokenSource | None = None
+    input_tokens: int | None = None
+    input_token_source: TokenSource | None = None
+    finish_reason: str | None = None
+    error: str | None = None
+    # Numbers the engine reported about this request (llama.cpp `timings`), for cross-checks.
+    server_timings: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """A request counts as completed when it produced at least one token and no error."""
+        return self.error is None and bool(self.chunk_ns) and self.output_tokens > 0
+
+
+@dataclass(frozen=True)
+class LoadRun:
+    """The measured window of one load run: its requests and where the window starts and ends.
+
+    Warm-up requests are never part of ``records``; the window starts when the first measured
+    request is sent and ends when the last one finishes.
+    """
+
+    records: tuple[RequestRecord, ...]
+    window_start_ns: int
+    window_end_ns: int
+    concurrency: int
+    warmup_requests: int
+
+    @property
+    def duration_s(self) -> float:
+        return max(self.window_end_ns - self.window_start_ns, 0) / 1e9
