@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
-from pytest_llmperf.session import RESULTS_KEY, SETTINGS_KEY, THRESHOLDS_KEY, Target
+from pytest_llmperf.matrix import Target
+from pytest_llmperf.session import RESULTS_KEY
 
 if TYPE_CHECKING:
     from pytest_llmperf.config import Settings
@@ -40,7 +41,9 @@ class LoadFunction(Protocol):
 
 @pytest.fixture(scope="session")
 def llmperf_settings(pytestconfig: pytest.Config) -> Settings:
-    return pytestconfig.stash[SETTINGS_KEY]
+    from pytest_llmperf.session import active_session
+
+    return active_session(pytestconfig).settings
 
 
 @pytest.fixture(scope="session")
@@ -115,7 +118,8 @@ class ResultRecorder:
         self._entries: dict[int, dict[str, Any]] = {}
 
     def add(self, result: PerfResult, timeline_png: Path | None = None) -> None:
-        from pytest_llmperf.report.markdown import result_entry, result_properties
+        from pytest_llmperf.report.entry import result_entry
+        from pytest_llmperf.report.junit import result_properties
 
         entries = self.item.stash.setdefault(RESULTS_KEY, [])
         entry = result_entry(result, timeline_png)
@@ -126,7 +130,7 @@ class ResultRecorder:
             self._property(prefix + name, value)
 
     def add_verdicts(self, result: PerfResult, verdicts: tuple[Verdict, ...]) -> None:
-        from pytest_llmperf.report.markdown import verdict_entry
+        from pytest_llmperf.report.entry import verdict_entry
 
         if id(result) not in self._entries:
             self.add(result)
@@ -156,7 +160,7 @@ def llmperf_load(
     llmperf_telemetry: Telemetry,
 ) -> LoadFunction:
     from pytest_llmperf.load.runner import run_load
-    from pytest_llmperf.observe.telemetry import write_timeline_png
+    from pytest_llmperf.report.charts import write_timeline_png
 
     def load(
         *,
@@ -220,10 +224,10 @@ class SLOChecker:
     def check(self, result: PerfResult) -> tuple[Verdict, ...]:
         from pytest_llmperf.observe.telemetry import GPU_METRICS
         from pytest_llmperf.results.slo import evaluate, failure_message
+        from pytest_llmperf.session import active_session
 
-        config = self._request.config
-        settings = config.stash[SETTINGS_KEY]
-        thresholds = config.stash[THRESHOLDS_KEY]
+        session = active_session(self._request.config)
+        settings, thresholds = session.settings, session.thresholds
         if thresholds is None:
             pytest.fail(f"no thresholds file: {settings.thresholds} does not exist; create it "
                         "or pass --thresholds PATH", pytrace=False)

@@ -1,98 +1,142 @@
-"""Session state shared by hooks and fixtures: stash keys, the test matrix and the reporter."""
+"""Session state: stash keys, and the plugin's activation.
+
+The plugin stays out of the way: in a session without performance tests it adds its options
+and nothing else.  :func:`activate` resolves the settings, parses ``thresholds.toml`` and
+checks every engine of the matrix; it runs when a collected test asks for the llmperf fixtures,
+or at once when an llmperf option was given on the command line, and always before any server
+starts.  A bad value raises :class:`ActivationError` naming the value and where it came from.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_llmperf.config import Settings
+from pytest_llmperf.config import OPTIONS, SettingError, Settings, resolve_settings
+from pytest_llmperf.matrix import Target, targets
 
 if TYPE_CHECKING:
-    from pytest_llmperf.engines.catalog import Catalog, ModelEntry
+    from pytest_llmperf.engines.catalog import Catalog
+    from pytest_llmperf.results.thresholds import Thresholds
 
-__all__ = ["RESULTS_KEY", "SETTINGS_KEY", "TARGETS_KEY", "THRESHOLDS_KEY", "LLMPerfReporter",
-           "Target", "targets"]
+__all__ = ["RESULTS_KEY", "ActivationError", "LLMPerfSession", "activate", "active_session",
+           "checked_targets", "cli_options_given", "raise_activation_error",
+           "resolve", "target_ids"]
 
-SETTINGS_KEY = pytest.StashKey[Settings]()
-THRESHOLDS_KEY = pytest.StashKey[Any]()  # Thresholds | None (imported lazily)
 # Per test: one JSON-ready dict per measured window, in the order the test ran them.
 RESULTS_KEY = pytest.StashKey[list[dict[str, Any]]]()
-TARGETS_KEY = pytest.StashKey["list[Target]"]()
+
+
+class ActivationError(ValueError):
+    """Settings, thresholds or the matrix cannot be used; the message says which and where."""
 
 
 @dataclass(frozen=True)
-class Target:
-    """One cell of the backend x model matrix; ``skip`` says why it cannot run, if so."""
-
-    backend: str
-    entry: ModelEntry
-    skip: str | None = None
-
-    @property
-    def model(self) -> str:
-        return self.entry.alias
-
-    @property
-    def id(self) -> str:
-        return f"{self.backend}-{self.entry.name}"
+class LLMPerfSession:
+    settings: Settings
+    thresholds: Thresholds | None  # None: no thresholds file (an error only for SLO checks)
+    targets: tuple[Target, ...]
 
 
-def targets(settings: Settings, catalog: Catalog) -> list[Target]:
-    """Every backend x model cell, backend-major; raises ValueError for a usage error.
-
-    Each engine is checked (installed? model file there?) before any server starts.
-    """
-    from pytest_llmperf.engines.base import get_backend
-
-    cells: list[Target] = []
-    for backend_name in settings.backends:
-        backend = get_backend(backend_name)
-        for model in settings.models:
-            entry = catalog.resolve(model, settings.sources.get("model", "--model"),
-                                    any_name=backend_name == "openai")
-            reason = backend.unsupported(settings, entry)
-            if reason is None:
-                backend.check(settings, entry)
-            cells.append(Target(backend_name, entry, reason))
-    return cells
+_SESSION_KEY = pytest.StashKey[LLMPerfSession]()
+_ERROR_KEY = pytest.StashKey[str]()
 
 
-class LLMPerfReporter:
-    """Collects every test's results (also from xdist workers) and writes the reports."""
-
-    def __init__(self, config: pytest.Config, settings: Settings) -> None:
-        self.config = config
-        self.settings = settings
-        self.entries: list[dict[str, Any]] = []
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        results = getattr(report, "llmperf", None)
-        if report.when == "call" and results:
-            for result in results:
-                self.entries.append({**result, "nodeid": report.nodeid,
-                                     "outcome": report.outcome})
-
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not self.entries or _is_xdist_worker(self.config):
-            return
-        from pytest_llmperf.report.markdown import render_markdown, write_reports
-
-        markdown = render_markdown(self.entries, rootdir=self.config.rootpath)
-        write_reports(markdown, self.settings.report, os.environ.get("GITHUB_STEP_SUMMARY"))
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.entries:
-            return
-        from pytest_llmperf.report.markdown import render_terminal_table
-
-        terminalreporter.write_sep("=", "llmperf results")
-        terminalreporter.write_line(render_terminal_table(self.entries))
-        if self.settings.report:
-            terminalreporter.write_line(f"markdown report: {self.settings.report}")
+def cli_options_given(config: pytest.Config) -> bool:
+    """Whether any llmperf option was given on the command line."""
+    return any(config.getoption(option.dest) is not None for option in OPTIONS)
 
 
-def _is_xdist_worker(config: pytest.Config) -> bool:
-    return hasattr(config, "workerinput")
+def resolve(config: pytest.Config) -> Settings:
+    """The settings alone (command line > environment > ini > default); cheap."""
+    cli = {option.name: config.getoption(option.dest) for option in OPTIONS}
+    ini = {option.name: _ini(config, option.ini) for option in OPTIONS}
+    try:
+        return resolve_settings(cli, os.environ, ini, Path(config.rootpath))
+    except SettingError as exc:
+        raise ActivationError(str(exc)) from None
+
+
+def activate(config: pytest.Config) -> LLMPerfSession:
+    """Settings, thresholds and the checked matrix, computed once per session."""
+    session = config.stash.get(_SESSION_KEY, None)
+    if session is None:
+        settings = resolve(config)
+        thresholds = _load_thresholds(settings)
+        session = LLMPerfSession(settings, thresholds,
+                                 tuple(_matrix(settings, thresholds, check=True)))
+        config.stash[_SESSION_KEY] = session
+    return session
+
+
+def active_session(config: pytest.Config) -> LLMPerfSession:
+    """The activated session, for fixtures; a bad setting fails the test with its message
+    (the collection hook has already stopped pytest for it, see :func:`checked_targets`)."""
+    try:
+        return activate(config)
+    except ActivationError as exc:
+        pytest.fail(f"pytest-llmperf: {exc}", pytrace=False)
+
+
+def checked_targets(config: pytest.Config) -> tuple[Target, ...]:
+    """The matrix, for parametrizing while pytest collects.  An error there would only be a
+    collection error of one module, so it is kept and raised as a usage error once collection
+    ends (:func:`raise_activation_error`): pytest stops before any test or server starts."""
+    try:
+        return activate(config).targets
+    except ActivationError as exc:
+        config.stash[_ERROR_KEY] = str(exc)
+        return ()
+
+
+def raise_activation_error(config: pytest.Config) -> None:
+    error = config.stash.get(_ERROR_KEY, None)
+    if error is not None:
+        raise pytest.UsageError(error)
+
+
+def target_ids(config: pytest.Config) -> list[str]:
+    """The matrix's target ids without checking any engine; [] when the settings are unusable
+    (pytest-xdist's controller groups by them; its workers report the error)."""
+    session = config.stash.get(_SESSION_KEY, None)
+    if session is not None:
+        return [t.id for t in session.targets]
+    try:
+        settings = resolve(config)
+        return [t.id for t in _matrix(settings, _load_thresholds(settings), check=False)]
+    except ActivationError:
+        return []
+
+
+def _ini(config: pytest.Config, name: str) -> str | None:
+    value: Any = config.getini(name)
+    return str(value) if value else None
+
+
+def _load_thresholds(settings: Settings) -> Thresholds | None:
+    from pytest_llmperf.results.thresholds import ThresholdError, load_thresholds
+
+    if not settings.thresholds.is_file():
+        return None  # only an error for tests that check SLOs; see fixtures.llmperf_slo
+    try:
+        return load_thresholds(settings.thresholds)
+    except ThresholdError as exc:
+        raise ActivationError(str(exc)) from None
+
+
+def _catalog(thresholds: Thresholds | None) -> Catalog:
+    from pytest_llmperf.engines.catalog import builtin_catalog
+
+    catalog = builtin_catalog()
+    return catalog if thresholds is None else catalog.merged(thresholds.models)
+
+
+def _matrix(settings: Settings, thresholds: Thresholds | None, *, check: bool) -> list[Target]:
+    try:
+        return targets(settings, _catalog(thresholds), check=check)
+    except ValueError as exc:  # CatalogError, a missing engine, a bad engine argument
+        raise ActivationError(str(exc)) from None

@@ -35,8 +35,8 @@ def _contains_id(pieces: list[str], target: list[str]) -> bool:
 
 
 class TargetGroupPlugin:
-    def __init__(self, target_ids: Sequence[str]) -> None:
-        self.target_ids = tuple(target_ids)
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
@@ -44,7 +44,9 @@ class TargetGroupPlugin:
             return None
         from xdist.scheduler import LoadGroupScheduling
 
-        target_ids = self.target_ids
+        from pytest_llmperf.session import target_ids as matrix_ids
+
+        target_ids = matrix_ids(config)  # only now: a session without perf tests pays nothing
 
         class TargetScheduling(LoadGroupScheduling):  # type: ignore[misc]
             def _split_scope(self, nodeid: str) -> str:

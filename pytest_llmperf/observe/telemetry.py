@@ -17,7 +17,6 @@ with Telemetry.for_served(served) as telemetry:
 
 from __future__ import annotations
 
-import importlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -39,8 +38,7 @@ if TYPE_CHECKING:
 
     from pytest_llmperf.engines.base import ServedModel
 
-__all__ = ["GPU_METRICS", "METRICS", "Telemetry", "host_gpu_facts", "unmeasured_reasons",
-           "write_timeline_png"]
+__all__ = ["GPU_METRICS", "METRICS", "Telemetry", "host_gpu_facts", "unmeasured_reasons"]
 
 # The SLO-able numbers in ``result()["metrics"]`` (defined in metrics.RESOURCES), with units.
 METRICS: dict[str, str] = {name: info.unit for name, info in RESOURCES.items()}
@@ -255,50 +253,3 @@ def _over_gpus(gpus: Sequence[dict[str, Any]], name: str, stat: str | None,
             return None
         values.append(float(value))
     return combine(values) if values else None
-
-
-def write_timeline_png(result: dict[str, Any], path: Path) -> Path | None:
-    """GPU util/memory/power and server CPU/RSS over the window, as a PNG at ``path``; None
-    when matplotlib is not installed (it is not a dependency) or nothing was sampled."""
-    try:  # through importlib: mypy must not need matplotlib's stubs either
-        matplotlib: Any = importlib.import_module("matplotlib")
-        matplotlib.use("Agg")  # no display on test machines
-        plt: Any = importlib.import_module("matplotlib.pyplot")
-    except ImportError:
-        return None
-    timeline = result.get("timeline", {})
-    t = timeline.get("t_s", [])
-    panels: list[tuple[str, list[tuple[str, list[float | None]]]]] = []
-    gpus = timeline.get("gpus", [])
-    for key, title in (("util_pct", "GPU util %"), ("memory_used_mib", "GPU memory MiB"),
-                       ("power_w", "GPU power W")):
-        series = [(f"GPU {i}", gpu[key]) for i, gpu in enumerate(gpus)
-                  if any(v is not None for v in gpu.get(key, []))]
-        if series:
-            panels.append((title, series))
-    for key, title in (("server_cpu_pct", "server CPU % (100 = 1 core)"),
-                       ("server_rss_mib", "server RSS MiB")):
-        if any(v is not None for v in timeline.get(key, [])):
-            panels.append((title, [("server", timeline[key])]))
-    if not t or not panels:
-        return None
-    figure, axes = plt.subplots(len(panels), 1, sharex=True, squeeze=False,
-                                figsize=(8, 1.8 * len(panels)))
-    for ax, (title, series) in zip(axes[:, 0], panels, strict=True):
-        for label, values in series:
-            ax.plot(t, [float("nan") if v is None else v for v in values], label=label)
-        ax.set_ylabel(title, fontsize=8)
-        ax.set_ylim(bottom=0)  # from zero: 99 % vs 100 % must not look like a swing
-        if "util" in title:
-            ax.set_ylim(top=105)
-        totals = [g.get("memory_total_mib") or 0 for g in result.get("gpus", [])]
-        if "GPU memory" in title and max(totals, default=0) > 0:
-            ax.set_ylim(top=max(totals) * 1.02)  # used against the card's total
-        if len(series) > 1 or len(gpus) > 1:  # name the GPUs even when one is missing
-            ax.legend(fontsize=7)
-    axes[-1, 0].set_xlabel("seconds into the measured window")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)  # in-process engines launch nothing there
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path

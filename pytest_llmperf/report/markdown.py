@@ -1,36 +1,20 @@
-"""Reports: the JSON entry each test carries, junit properties, markdown and terminal tables.
-
-A test's results travel as plain JSON on its report object (so they survive pytest-xdist) and
-are rendered once, by the controlling process, at the end of the session.
-"""
+"""The markdown report a person reads first: environment, one section per measured window,
+the definitions of every number."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tabulate import tabulate
 
 from pytest_llmperf.observe.host import host_facts
+from pytest_llmperf.report.cells import cell as _cell
+from pytest_llmperf.report.cells import count_cell as _count_cell
 from pytest_llmperf.results.metrics import DISTRIBUTIONS, REPORTED_STATISTICS, SCALARS
-from pytest_llmperf.results.slo import Verdict, format_number
 
-if TYPE_CHECKING:
-    from pytest_llmperf.load.runner import PerfResult
-
-__all__ = [
-    "render_markdown",
-    "render_terminal_table",
-    "result_entry",
-    "result_properties",
-    "verdict_entry",
-    "write_atomic",
-    "write_reports",
-]
+__all__ = ["render_markdown"]
 
 # Distributions shown in the per-test table (input/output token counts are in the header).
 _TABLE_METRICS = ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms", "decode_tokens_per_s")
@@ -54,134 +38,6 @@ _SERVER_ROWS = {
     "requests_running_peak": "requests running peak",
     "requests_waiting_peak": "requests waiting peak",
 }
-
-
-def _rounded(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)
-
-
-def result_entry(result: PerfResult, timeline_png: Path | None = None) -> dict[str, Any]:
-    """Everything the reports need from one measured window, as plain JSON."""
-    served = result.served
-    summary = result.metrics.summary()
-    return {
-        "backend": served.backend,
-        "model": served.model,
-        "engine": served.engine,
-        "model_file": served.model_file,
-        "model_sha256": served.model_sha256,
-        "users": result.users,
-        "requests": len(result.run.records),
-        "warmup": result.run.warmup_requests,
-        "max_tokens": result.max_tokens,
-        "token_sources": list(result.metrics.output_token_sources),
-        "distributions": {
-            name: {stat: _rounded(value) for stat, value in stats.items()}
-            for name, stats in summary.items()
-        },
-        "scalars": {name: _rounded(value) for name, value in result.metrics.scalars.items()
-                    if name in SCALARS},
-        "resources": _resources_entry(result.telemetry, timeline_png),
-        # What the client counted, beside the engine's token counters.
-        "client_tokens": {
-            "input": sum(r.input_tokens or 0 for r in result.run.records if r.ok),
-            "output": sum(r.output_tokens for r in result.run.records if r.ok),
-        },
-        # Answers shorter than max_tokens: an engine that cannot ignore EOS (Ollama, TGI)
-        # makes per-user speed a figure over shorter answers; the reader must see that.
-        "short_answers": sum(r.ok and r.output_tokens < result.max_tokens
-                             for r in result.run.records),
-        "server_metrics": None if result.server_metrics is None else {
-            name: _rounded(value) for name, value in result.server_metrics.items()
-        },
-        "server_notes": list(result.server_notes),
-        "verdicts": [],
-    }
-
-
-def _resources_entry(
-    telemetry: Mapping[str, Any] | None, timeline_png: Path | None
-) -> dict[str, Any] | None:
-    """The telemetry figures minus the per-sample timeline (that goes to the PNG)."""
-    if telemetry is None:
-        return None
-    entry = {key: value for key, value in telemetry.items() if key != "timeline"}
-    entry["timeline_png"] = str(timeline_png) if timeline_png else None
-    return entry
-
-
-def result_properties(result: PerfResult) -> list[tuple[str, object]]:
-    """junit properties: ``ttft_ms.p95`` ... and the whole-run numbers."""
-    entry = result_entry(result)
-    props: list[tuple[str, object]] = [
-        ("target", f"{entry['backend']}-{entry['model']}"),
-        ("engine", entry["engine"]),
-        ("users", entry["users"]),
-        ("token_source", ",".join(entry["token_sources"])),
-        ("short_answers", entry["short_answers"]),
-    ]
-    for name, stats in entry["distributions"].items():
-        props.extend((f"{name}.{stat}", value) for stat, value in stats.items())
-    props.extend(entry["scalars"].items())
-    props.extend((f"server.{name}", value)
-                 for name, value in (entry["server_metrics"] or {}).items())
-    resources = entry["resources"] or {}
-    props.extend((f"resources.{name}", value)
-                 for name, value in resources.get("metrics", {}).items())
-    if resources.get("gpu_unavailable_reason"):
-        props.append(("resources.gpu_unavailable_reason", resources["gpu_unavailable_reason"]))
-    return props
-
-
-def verdict_entry(verdict: Verdict) -> dict[str, Any]:
-    return {
-        "check": verdict.check.text,
-        "key": verdict.check.key,
-        "origin": verdict.check.origin,
-        "requirement": f"{verdict.check.operator} {verdict.check.limit_text} "
-        f"{verdict.unit}".strip(),
-        "measured": _rounded(verdict.measured),
-        "unit": verdict.unit,
-        "passed": verdict.passed,
-        "state": verdict.state,
-        "note": verdict.describe() if verdict.measured is None else None,
-    }
-
-
-def _cell(value: float | None) -> str:
-    return "-" if value is None else format_number(value)
-
-
-def _count_cell(value: float | None) -> str:
-    """Whole numbers (token counts, peaks of request gauges) without a decimal point."""
-    if value is not None and float(value).is_integer() and abs(value) >= 1:
-        return str(int(value))
-    return _cell(value)
-
-
-def _verdict_summary(entry: Mapping[str, Any]) -> str:
-    verdicts = entry["verdicts"]
-    if not verdicts:
-        return "not checked"
-    failed = sum(not v["passed"] for v in verdicts)
-    skipped = sum(v.get("state") == "skip" for v in verdicts)
-    text = f"{len(verdicts) - failed - skipped}/{len(verdicts)} pass"
-    return text + (f", {skipped} skipped" if skipped else "")
-
-
-def render_terminal_table(entries: Sequence[Mapping[str, Any]]) -> str:
-    rows = []
-    for entry in entries:
-        d, s = entry["distributions"], entry["scalars"]
-        rows.append([
-            entry["nodeid"].split("::")[-1], entry["users"], entry["requests"],
-            _cell(d["ttft_ms"]["p95"]), _cell(d["tpot_ms"]["p95"]),
-            _cell(d["decode_tokens_per_s"]["mean"]), _cell(s["output_token_throughput"]),
-            _cell(s["error_rate"]), _verdict_summary(entry),
-        ])
-    headers = ["test", "users", "reqs", "TTFT p95 ms", "TPOT p95 ms", "decode tok/s/user",
-               "output tok/s", "error rate", "SLO"]
-    return tabulate(rows, headers=headers, tablefmt="simple")
 
 
 def render_markdown(entries: Sequence[Mapping[str, Any]], rootdir: Path) -> str:
@@ -368,28 +224,3 @@ def _definitions(entries: Sequence[Mapping[str, Any]] = ()) -> list[str]:
             "",
         ]
     return lines
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a reader never sees a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(partial)
-        raise
-
-
-def write_reports(markdown: str, path: Path | None, github_summary: str | None) -> None:
-    if path is not None:
-        write_atomic(path, markdown)
-    if github_summary:
-        with open(github_summary, "a", encoding="utf-8") as handle:
-            handle.write(markdown)
-

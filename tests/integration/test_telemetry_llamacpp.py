@@ -15,7 +15,8 @@ import pytest
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.load.prompts import PromptSource
 from pytest_llmperf.load.runner import run_load
-from pytest_llmperf.observe.telemetry import Telemetry, write_timeline_png
+from pytest_llmperf.observe.telemetry import Telemetry
+from pytest_llmperf.report.charts import write_timeline_png
 
 pytestmark = pytest.mark.integration
 

@@ -189,11 +189,11 @@ def test_under_xdist_loadgroup_each_target_runs_on_one_worker_with_its_gpus(
 XDIST_LOGGING_CONFTEST = """
 import os
 import pytest
-from pytest_llmperf.session import SETTINGS_KEY
+
 
 @pytest.fixture(scope="session")
-def llmperf_server(llmperf_target, pytestconfig):
-    gpus = ",".join(map(str, pytestconfig.stash[SETTINGS_KEY].gpu_ids()))
+def llmperf_server(llmperf_target, llmperf_settings):
+    gpus = ",".join(map(str, llmperf_settings.gpu_ids()))
     worker = os.environ["PYTEST_XDIST_WORKER"]
     with open(os.environ["SERVER_EVENTS"], "a") as f:
         f.write(f"start {llmperf_target.id} {worker} {gpus}\\n")

@@ -13,7 +13,10 @@ import pytest
 from pytest_llmperf.clients.openai import Endpoint
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.load.runner import PerfResult
-from pytest_llmperf.report import markdown as report
+from pytest_llmperf.report.entry import result_entry
+from pytest_llmperf.report.junit import result_properties
+from pytest_llmperf.report.markdown import render_markdown
+from pytest_llmperf.report.terminal import render_terminal_table
 from pytest_llmperf.results.metrics import summarize
 from pytest_llmperf.results.records import LoadRun, RequestRecord, TokenSource
 
@@ -52,34 +55,35 @@ VLLM_SERVER = {
 @pytest.fixture(autouse=True)
 def quick_host_facts(monkeypatch: pytest.MonkeyPatch) -> None:
     # NVML and git are not what these tests are about.
-    monkeypatch.setattr(report, "host_facts", lambda rootdir: {"host": "test"})
+    monkeypatch.setattr("pytest_llmperf.report.markdown.host_facts",
+                        lambda rootdir: {"host": "test"})
 
 
 def entry_of(perf: PerfResult) -> dict[str, Any]:
-    return {**report.result_entry(perf), "nodeid": "test_x.py::test_x[vllm-qwen32b-gptq]",
+    return {**result_entry(perf), "nodeid": "test_x.py::test_x[vllm-qwen32b-gptq]",
             "outcome": "passed"}
 
 
 def test_entry_carries_server_metrics_as_json() -> None:
-    entry = report.result_entry(result(VLLM_SERVER, ("a note",)))
+    entry = result_entry(result(VLLM_SERVER, ("a note",)))
     assert entry["server_metrics"] == VLLM_SERVER
     assert entry["server_notes"] == ["a note"]
     assert entry["client_tokens"] == {"input": 120, "output": 40}
     json.dumps(entry, allow_nan=False)  # travels on the report object, also across xdist
-    assert report.result_entry(result(None))["server_metrics"] is None
+    assert result_entry(result(None))["server_metrics"] is None
 
 
 def test_junit_properties_name_server_metrics() -> None:
-    props = dict(report.result_properties(result(VLLM_SERVER)))
+    props = dict(result_properties(result(VLLM_SERVER)))
     assert props["server.server_tpot_ms_mean"] == 19.5
     assert props["server.generation_tokens"] == 40.0
     assert props["tpot_ms.mean"] == pytest.approx(20.0)
-    assert not any(name.startswith("server.") for name, _ in report.result_properties(
+    assert not any(name.startswith("server.") for name, _ in result_properties(
         result(None)))
 
 
 def test_markdown_shows_client_and_server_side_by_side(tmp_path: Path) -> None:
-    markdown = report.render_markdown([entry_of(result(VLLM_SERVER))], tmp_path)
+    markdown = render_markdown([entry_of(result(VLLM_SERVER))], tmp_path)
     lines = markdown.splitlines()
     header = next(line for line in lines if "client (mean, p95)" in line)
     assert "server (mean)" in header
@@ -97,7 +101,7 @@ def test_markdown_shows_client_and_server_side_by_side(tmp_path: Path) -> None:
 def test_llamacpp_decode_time_stands_in_for_a_tpot_histogram(tmp_path: Path) -> None:
     server = {"generation_tokens": 40.0, "prompt_tokens": 120.0,
               "server_decode_ms_per_token": 21.25, "server_prefill_ms_per_token": 3.5}
-    markdown = report.render_markdown([entry_of(result(server))], tmp_path)
+    markdown = render_markdown([entry_of(result(server))], tmp_path)
     tpot = next(line for line in markdown.splitlines() if line.startswith("| TPOT (ms)"))
     assert "21.2 (decode time / generated tokens)" in tpot
     ttft = next(line for line in markdown.splitlines() if line.startswith("| TTFT (ms)"))
@@ -106,10 +110,10 @@ def test_llamacpp_decode_time_stands_in_for_a_tpot_histogram(tmp_path: Path) -> 
 
 
 def test_no_server_metrics_no_server_tables_but_notes_are_shown(tmp_path: Path) -> None:
-    plain = report.render_markdown([entry_of(result(None))], tmp_path)
+    plain = render_markdown([entry_of(result(None))], tmp_path)
     assert "client (mean, p95)" not in plain
     assert "Server numbers" not in plain
-    failed = report.render_markdown(
+    failed = render_markdown(
         [entry_of(result({}, ("scrape of http://x/metrics before the window failed: "
                               "URLError: refused",)))], tmp_path)
     assert "client (mean, p95)" not in failed
@@ -120,23 +124,23 @@ def test_entries_from_before_server_metrics_still_render(tmp_path: Path) -> None
     entry = entry_of(result(None))
     for key in ("server_metrics", "server_notes", "client_tokens"):
         del entry[key]
-    assert "## `test_x.py::test_x[vllm-qwen32b-gptq]`" in report.render_markdown([entry],
+    assert "## `test_x.py::test_x[vllm-qwen32b-gptq]`" in render_markdown([entry],
                                                                                  tmp_path)
 
 
 def test_terminal_table_stays_compact() -> None:
     # Server numbers go to the markdown report and junit, not to the terminal.
-    with_server = report.render_terminal_table([entry_of(result(VLLM_SERVER))])
-    assert with_server == report.render_terminal_table([entry_of(result(None))])
+    with_server = render_terminal_table([entry_of(result(VLLM_SERVER))])
+    assert with_server == render_terminal_table([entry_of(result(None))])
 
 
 def test_answers_shorter_than_max_tokens_are_counted_and_called_out(tmp_path: Path) -> None:
     full = result(None)  # 10 tokens each, max_tokens 10
-    assert report.result_entry(full)["short_answers"] == 0
-    assert "ended before max_tokens" not in report.render_markdown([entry_of(full)], tmp_path)
+    assert result_entry(full)["short_answers"] == 0
+    assert "ended before max_tokens" not in render_markdown([entry_of(full)], tmp_path)
     short = PerfResult(full.served, full.run, full.metrics, 1, 16)  # asked for 16, got 10
     entry = entry_of(short)
     assert entry["short_answers"] == 4
-    assert ("short_answers", 4) in report.result_properties(short)
+    assert ("short_answers", 4) in result_properties(short)
     assert "**4 of 4 answers ended before max_tokens** (finish_reason stop" in \
-        report.render_markdown([entry], tmp_path)
+        render_markdown([entry], tmp_path)

@@ -21,7 +21,8 @@ from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.observe.gpu import GpuSampler, open_gpu_sampler
 from pytest_llmperf.observe.gpus import gpu_inventory
 from pytest_llmperf.observe.process import ProcessSampler, cgroup_memory_limit, measured_pid
-from pytest_llmperf.observe.telemetry import METRICS, Telemetry, host_gpu_facts, write_timeline_png
+from pytest_llmperf.observe.telemetry import METRICS, Telemetry, host_gpu_facts
+from pytest_llmperf.report.charts import write_timeline_png
 
 MIB = 2**20
 GPU_KEYS = {"gpu_memory_peak_mib", "gpu_process_memory_peak_mib", "gpu_util_mean",

@@ -1,0 +1,89 @@
+"""The JSON entry each measured window carries: everything the reports need, as plain JSON.
+
+A test's entries travel on its report object (so they survive pytest-xdist) and are rendered
+once, by the controlling process, at the end of the session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_llmperf.results.metrics import SCALARS
+from pytest_llmperf.results.slo import Verdict
+
+if TYPE_CHECKING:
+    from pytest_llmperf.load.runner import PerfResult
+
+__all__ = ["result_entry", "verdict_entry"]
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def result_entry(result: PerfResult, timeline_png: Path | None = None) -> dict[str, Any]:
+    """Everything the reports need from one measured window, as plain JSON."""
+    served = result.served
+    summary = result.metrics.summary()
+    return {
+        "backend": served.backend,
+        "model": served.model,
+        "engine": served.engine,
+        "model_file": served.model_file,
+        "model_sha256": served.model_sha256,
+        "users": result.users,
+        "requests": len(result.run.records),
+        "warmup": result.run.warmup_requests,
+        "max_tokens": result.max_tokens,
+        "token_sources": list(result.metrics.output_token_sources),
+        "distributions": {
+            name: {stat: _rounded(value) for stat, value in stats.items()}
+            for name, stats in summary.items()
+        },
+        "scalars": {name: _rounded(value) for name, value in result.metrics.scalars.items()
+                    if name in SCALARS},
+        "resources": _resources_entry(result.telemetry, timeline_png),
+        # What the client counted, beside the engine's token counters.
+        "client_tokens": {
+            "input": sum(r.input_tokens or 0 for r in result.run.records if r.ok),
+            "output": sum(r.output_tokens for r in result.run.records if r.ok),
+        },
+        # Answers shorter than max_tokens: an engine that cannot ignore EOS (Ollama, TGI)
+        # makes per-user speed a figure over shorter answers; the reader must see that.
+        "short_answers": sum(r.ok and r.output_tokens < result.max_tokens
+                             for r in result.run.records),
+        "server_metrics": None if result.server_metrics is None else {
+            name: _rounded(value) for name, value in result.server_metrics.items()
+        },
+        "server_notes": list(result.server_notes),
+        "verdicts": [],
+    }
+
+
+def _resources_entry(
+    telemetry: Mapping[str, Any] | None, timeline_png: Path | None
+) -> dict[str, Any] | None:
+    """The telemetry figures minus the per-sample timeline (that goes to the PNG)."""
+    if telemetry is None:
+        return None
+    entry = {key: value for key, value in telemetry.items() if key != "timeline"}
+    entry["timeline_png"] = str(timeline_png) if timeline_png else None
+    return entry
+
+
+def verdict_entry(verdict: Verdict) -> dict[str, Any]:
+    return {
+        "check": verdict.check.text,
+        "key": verdict.check.key,
+        "origin": verdict.check.origin,
+        "requirement": f"{verdict.check.operator} {verdict.check.limit_text} "
+        f"{verdict.unit}".strip(),
+        "measured": _rounded(verdict.measured),
+        "unit": verdict.unit,
+        "passed": verdict.passed,
+        "state": verdict.state,
+        "note": verdict.describe() if verdict.measured is None else None,
+    }
+

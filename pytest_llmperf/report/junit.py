@@ -1,0 +1,36 @@
+"""junit XML properties of one measured window (``ttft_ms.p95``, ``server.*``, ...)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pytest_llmperf.report.entry import result_entry
+
+if TYPE_CHECKING:
+    from pytest_llmperf.load.runner import PerfResult
+
+__all__ = ["result_properties"]
+
+
+def result_properties(result: PerfResult) -> list[tuple[str, object]]:
+    """junit properties: ``ttft_ms.p95`` ... and the whole-run numbers."""
+    entry = result_entry(result)
+    props: list[tuple[str, object]] = [
+        ("target", f"{entry['backend']}-{entry['model']}"),
+        ("engine", entry["engine"]),
+        ("users", entry["users"]),
+        ("token_source", ",".join(entry["token_sources"])),
+        ("short_answers", entry["short_answers"]),
+    ]
+    for name, stats in entry["distributions"].items():
+        props.extend((f"{name}.{stat}", value) for stat, value in stats.items())
+    props.extend(entry["scalars"].items())
+    props.extend((f"server.{name}", value)
+                 for name, value in (entry["server_metrics"] or {}).items())
+    resources = entry["resources"] or {}
+    props.extend((f"resources.{name}", value)
+                 for name, value in resources.get("metrics", {}).items())
+    if resources.get("gpu_unavailable_reason"):
+        props.append(("resources.gpu_unavailable_reason", resources["gpu_unavailable_reason"]))
+    return props
+

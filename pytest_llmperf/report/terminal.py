@@ -1,0 +1,29 @@
+"""The summary table pytest prints at the end of the session."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tabulate import tabulate
+
+from pytest_llmperf.report.cells import cell as _cell
+from pytest_llmperf.report.cells import verdict_summary as _verdict_summary
+
+__all__ = ["render_terminal_table"]
+
+
+def render_terminal_table(entries: Sequence[Mapping[str, Any]]) -> str:
+    rows = []
+    for entry in entries:
+        d, s = entry["distributions"], entry["scalars"]
+        rows.append([
+            entry["nodeid"].split("::")[-1], entry["users"], entry["requests"],
+            _cell(d["ttft_ms"]["p95"]), _cell(d["tpot_ms"]["p95"]),
+            _cell(d["decode_tokens_per_s"]["mean"]), _cell(s["output_token_throughput"]),
+            _cell(s["error_rate"]), _verdict_summary(entry),
+        ])
+    headers = ["test", "users", "reqs", "TTFT p95 ms", "TPOT p95 ms", "decode tok/s/user",
+               "output tok/s", "error rate", "SLO"]
+    return tabulate(rows, headers=headers, tablefmt="simple")
+
