@@ -3,8 +3,10 @@
 The model is loaded into the pytest process (a GGUF source is dequantized on load; otherwise
 the ``hf`` id or directory), on CUDA when torch has it, else on the CPU, and served by
 :class:`~pytest_llmperf.engines.transformers_engine.TransformersEngine` (static batching, see
-there).  Several GPUs split the model's layers (``device_map="auto"``): that is pipeline
-placement, not tensor parallelism.  torch and transformers are imported only in ``serve``.
+there), whose requests come from :class:`~pytest_llmperf.clients.inprocess.InProcessClient`
+(``ServedModel.open_client``).  Several GPUs split the model's layers (``device_map="auto"``):
+that is pipeline placement, not tensor parallelism.  torch and transformers are imported only
+in ``serve``.
 """
 
 from __future__ import annotations

@@ -13,82 +13,34 @@ exist on the host; the event loop only receives the readings (``call_soon_thread
 busy loop cannot delay them.  Output tokens are counted from token ids, one per decoding step
 until the row's EOS (not counted) or ``max_tokens``.
 
+Requests arrive as :class:`~pytest_llmperf.clients.inprocess.InProcessRequest` objects, sent
+by the :class:`~pytest_llmperf.clients.inprocess.InProcessClient` that
+:meth:`TransformersEngine.client` opens; that module holds the engine-agnostic side (request,
+events, the record) and imports no torch.
+
 This module imports torch and transformers: only the transformers backend's ``serve`` imports
 it, never the plugin at startup.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from pytest_llmperf.results.records import RequestRecord, TokenSource
+from pytest_llmperf.clients.inprocess import InProcessClient, InProcessRequest, TokenEvent
 
-__all__ = ["InProcessClient", "TransformersEngine"]
+__all__ = ["TransformersEngine"]
 
 _ERROR_TEXT_LIMIT = 300
 _STOPPED = "the transformers engine stopped before the answer was complete"
-
-
-@dataclass(frozen=True)
-class _Token:
-    token_id: int
-    t_ns: int
-
-
-@dataclass(frozen=True)
-class _End:
-    t_ns: int
-    finish_reason: str | None = None
-    error: str | None = None
-    input_tokens: int | None = None
-
-
-_Event = _Token | _End
-
-
-@dataclass(eq=False)
-class _Request:
-    """One request, shared by its sender (event loop thread) and the worker thread.
-
-    The worker owns ``generated`` and ``done``; the sender only sets ``abandoned``.
-    """
-
-    prompt: str
-    max_tokens: int
-    loop: asyncio.AbstractEventLoop
-    events: asyncio.Queue[_Event]
-    abandoned: bool = False  # the sender gave up (timeout, cancelled, loop closed)
-    generated: int = 0
-    done: bool = False
-    input_tokens: int | None = None
-
-    def emit(self, event: _Event) -> None:
-        """Hand ``event`` to the sender's loop; a loop that is gone abandons the request."""
-        if self.abandoned:
-            return
-        try:
-            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
-        except RuntimeError:  # the loop is closed: nobody will read this answer
-            self.abandoned = True
-
-    def finish(self, t_ns: int, finish_reason: str | None = None,
-               error: str | None = None) -> None:
-        if self.done:
-            return
-        self.done = True
-        self.emit(_End(t_ns, finish_reason, error, self.input_tokens))
 
 
 class _BatchStreamer(BaseStreamer):  # type: ignore[misc, unused-ignore]
@@ -98,7 +50,8 @@ class _BatchStreamer(BaseStreamer):  # type: ignore[misc, unused-ignore]
     (batch,) or (batch, 1).  Pad tokens after a row's EOS are not its tokens.
     """
 
-    def __init__(self, rows: Sequence[_Request], eos_ids: frozenset[int], stop_at_eos: bool):
+    def __init__(self, rows: Sequence[InProcessRequest], eos_ids: frozenset[int],
+                 stop_at_eos: bool):
         self.rows = rows
         self.eos_ids = eos_ids
         self.stop_at_eos = stop_at_eos
@@ -116,7 +69,7 @@ class _BatchStreamer(BaseStreamer):  # type: ignore[misc, unused-ignore]
                 row.finish(now, "stop")
                 continue
             row.generated += 1
-            row.emit(_Token(int(token), now))
+            row.emit(TokenEvent(int(token), now))
             if row.generated >= row.max_tokens:
                 row.finish(now, "length")
 
@@ -127,7 +80,7 @@ class _BatchStreamer(BaseStreamer):  # type: ignore[misc, unused-ignore]
 class _StopAbandoned(StoppingCriteria):  # type: ignore[misc, unused-ignore]
     """Ends rows nobody waits for any more, and every row once the engine is closing."""
 
-    def __init__(self, rows: Sequence[_Request], engine: TransformersEngine):
+    def __init__(self, rows: Sequence[InProcessRequest], engine: TransformersEngine):
         self.rows = rows
         self.engine = engine
 
@@ -141,7 +94,8 @@ class TransformersEngine:
     """A loaded model and the worker thread that batches requests into ``generate`` calls.
 
     ``start`` starts the worker, ``close`` stops it; :meth:`client` opens a
-    :class:`InProcessClient` (the ``ServedModel.open_client`` of the transformers backend).
+    :class:`~pytest_llmperf.clients.inprocess.InProcessClient` on it (the
+    ``ServedModel.open_client`` of the transformers backend), whose requests reach ``submit``.
     ``batch_sizes`` lists the size of every batch run so far, for reports and tests.
     """
 
@@ -171,7 +125,7 @@ class TransformersEngine:
         self.use_chat_template = bool(getattr(tokenizer, "chat_template", None))
         self.on_cuda = _device(model).type == "cuda"
         self._cond = threading.Condition()
-        self._waiting: collections.deque[_Request] = collections.deque()
+        self._waiting: collections.deque[InProcessRequest] = collections.deque()
         self._dead: str | None = None  # why the worker is gone; new requests fail with it
         self._thread = threading.Thread(target=self._work, name="llmperf-transformers",
                                         daemon=True)
@@ -198,7 +152,8 @@ class TransformersEngine:
 
     # -- the sender's side -------------------------------------------------------------------
 
-    def submit(self, request: _Request) -> None:
+    def submit(self, request: InProcessRequest) -> None:
+        """Queue ``request`` for a batch; a stopped or dead engine fails it at once."""
         with self._cond:
             if self._dead is not None or self.stopping:
                 request.finish(time.perf_counter_ns(), error=self._dead or _STOPPED)
@@ -224,9 +179,9 @@ class TransformersEngine:
         finally:
             self._fail_waiting(self._dead or _STOPPED)
 
-    def _take_batch(self) -> list[_Request] | None:
+    def _take_batch(self) -> list[InProcessRequest] | None:
         """The next batch; None once the engine is closing."""
-        batch: list[_Request] = []
+        batch: list[InProcessRequest] = []
         while not batch:
             with self._cond:
                 while not self.stopping and not self._waiting:
@@ -236,7 +191,7 @@ class TransformersEngine:
                 return None
         return batch
 
-    def _gather(self) -> list[_Request]:
+    def _gather(self) -> list[InProcessRequest]:
         """Take the requests of one batch; called holding the lock, with requests waiting."""
         # Requests sent together reach us a few microseconds apart: wait briefly for them.
         deadline = time.monotonic() + self.gather_s
@@ -247,8 +202,8 @@ class TransformersEngine:
             return []
         # Abandoned requests are dropped: their senders have already returned error records.
         live = [request for request in self._waiting if not request.abandoned]
-        batch: list[_Request] = []
-        rest: collections.deque[_Request] = collections.deque()
+        batch: list[InProcessRequest] = []
+        rest: collections.deque[InProcessRequest] = collections.deque()
         for request in live:
             if request.max_tokens == live[0].max_tokens and len(batch) < self.max_num_seqs:
                 batch.append(request)
@@ -257,7 +212,7 @@ class TransformersEngine:
         self._waiting = rest
         return batch
 
-    def _run_batch(self, batch: list[_Request]) -> None:
+    def _run_batch(self, batch: list[InProcessRequest]) -> None:
         self.batch_sizes.append(len(batch))
         try:
             self._generate(batch)
@@ -274,7 +229,7 @@ class TransformersEngine:
             request.finish(now, error=_STOPPED if self.stopping else None,
                            finish_reason=None if self.stopping else "stop")
 
-    def _generate(self, batch: list[_Request]) -> None:
+    def _generate(self, batch: list[InProcessRequest]) -> None:
         if self.use_chat_template:
             texts = [self.tokenizer.apply_chat_template(
                 [{"role": "user", "content": r.prompt}], tokenize=False,
@@ -311,66 +266,6 @@ class TransformersEngine:
         now = time.perf_counter_ns()
         for request in waiting:
             request.finish(now, error=error)
-
-
-class InProcessClient:
-    """The :class:`~pytest_llmperf.clients.openai.RequestSender` of a :class:`TransformersEngine`.
-
-    ``send`` queues the request and collects its tokens' worker-side timestamps; the record has
-    one ``chunk_ns`` per generated token.  Use as ``async with``.
-    """
-
-    def __init__(self, engine: TransformersEngine, *, max_tokens: int, timeout_s: float):
-        self.engine = engine
-        self.max_tokens = max_tokens
-        self.timeout_s = timeout_s
-
-    async def __aenter__(self) -> InProcessClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
-
-    async def send(self, request_id: int, prompt: str) -> RequestRecord:
-        send_ns = time.perf_counter_ns()
-        request = _Request(prompt, self.max_tokens, asyncio.get_running_loop(), asyncio.Queue())
-        chunks: list[int] = []
-        self.engine.submit(request)
-        try:
-            end = await asyncio.wait_for(_collect(request.events, chunks), self.timeout_s)
-        except asyncio.TimeoutError:
-            end = _End(time.perf_counter_ns(),
-                       error=f"no complete answer within {self.timeout_s:g} s")
-        finally:
-            request.abandoned = True  # finished, timed out or cancelled: send nothing more
-        error = end.error
-        if error is None and not chunks:
-            error = "the engine generated no token"
-        return RequestRecord(
-            request_id=request_id,
-            send_ns=send_ns,
-            chunk_ns=tuple(chunks),
-            end_ns=end.t_ns,
-            output_tokens=len(chunks),
-            output_token_source=TokenSource.ENGINE if chunks else None,
-            input_tokens=end.input_tokens,
-            input_token_source=TokenSource.ENGINE if end.input_tokens is not None else None,
-            finish_reason=end.finish_reason,
-            error=error,
-        )
-
-
-async def _collect(events: asyncio.Queue[_Event], chunks: list[int]) -> _End:
-    while True:
-        event = await events.get()
-        if isinstance(event, _End):
-            return event
-        chunks.append(event.t_ns)
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:

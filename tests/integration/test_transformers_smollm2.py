@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from pytest_llmperf.clients.inprocess import InProcessClient
 from pytest_llmperf.config import Settings, resolve_settings
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.engines.catalog import builtin_catalog
@@ -50,7 +51,8 @@ def served(settings: Settings) -> Iterator[ServedModel]:
 
 
 def _engine(served: ServedModel) -> Any:
-    client: Any = served.client(MAX_TOKENS, 60.0)
+    client = served.client(MAX_TOKENS, 60.0)
+    assert isinstance(client, InProcessClient), client
     return client.engine
 
 
