@@ -22,12 +22,12 @@ from typing import Any
 
 import aiohttp
 
-from pytest_llmperf.clients.openai import HttpClient
+from pytest_llmperf.clients.base import short as _short
+from pytest_llmperf.clients.http import HttpClient, ResendFailed
 from pytest_llmperf.results.records import RequestRecord, TokenSource
 
 __all__ = ["NDJSONLines", "OllamaClient", "build_chat_payload", "server_timings"]
 
-_ERROR_TEXT_LIMIT = 300
 _NS_PER_MS = 1e6
 
 
@@ -79,11 +79,6 @@ def server_timings(final: Mapping[str, Any]) -> dict[str, float]:
         timings["predicted_per_token_ms"] = ms / count
         timings["predicted_per_second"] = count / ms * 1e3
     return timings
-
-
-def _short(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _ERROR_TEXT_LIMIT else text[:_ERROR_TEXT_LIMIT] + "..."
 
 
 class _Answer:
@@ -199,20 +194,16 @@ class OllamaClient(HttpClient):
             send_ns = await self._exchange(body, answer)
         except asyncio.TimeoutError:
             answer.fail(f"no complete answer within {self.timeout_s:g} s")
+        except ResendFailed as exc:
+            send_ns = exc.first_send_ns
+            answer.fail(str(exc))
         except aiohttp.ClientError as exc:
             answer.fail(f"{type(exc).__name__}: {exc}")
         return answer.record(request_id, send_ns)
 
     async def _exchange(self, body: bytes, answer: _Answer) -> int:
         """POST ``body`` and read the answer into ``answer``; returns when it was sent."""
-        send_ns = time.perf_counter_ns()
-        try:
-            response = await self.session.post(self.url, data=body)
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
-            # A pooled connection the server had closed: nothing reached the server, so
-            # sending once more is the same request, not a retry of a failed one.
-            send_ns = time.perf_counter_ns()
-            response = await self.session.post(self.url, data=body)
+        send_ns, response = await self.post(self.url, body)
         async with response:
             if response.status != 200:
                 answer.fail(f"HTTP {response.status}: {_error_text(await response.read())}")
@@ -220,7 +211,8 @@ class OllamaClient(HttpClient):
                 return send_ns
             lines = NDJSONLines()
             async for raw in response.content.iter_any():
-                answer.read(lines.feed(raw), time.perf_counter_ns())
+                now_ns = time.perf_counter_ns()  # before parsing: the read arrived now
+                answer.read(lines.feed(raw), now_ns)
             answer.close(lines.close(), time.perf_counter_ns())
         return send_ns
 

@@ -2,10 +2,10 @@
 
 One :class:`StreamingClient` sends one request at a time per call to :meth:`send`; load
 generators call it from many tasks at once, and nothing here serialises them.  Each call returns
-an immutable :class:`~pytest_llmperf.results.records.RequestRecord` with a
-``perf_counter_ns`` reading per network read that carried generated text.  Output tokens come
-from the server's ``usage``
-block, else from the model's tokenizer; never from characters.
+an immutable :class:`~pytest_llmperf.results.records.RequestRecord` with a ``perf_counter_ns``
+reading per network read that carried generated text.  Output tokens come from the server's
+``usage`` block; without one the record keeps the text, and the model's tokenizer counts it
+after the measured window (:mod:`pytest_llmperf.load.token_count`).  Never characters.
 """
 
 from __future__ import annotations
@@ -15,19 +15,18 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal
 
 import aiohttp
 
+from pytest_llmperf.clients.base import short
+from pytest_llmperf.clients.http import HttpClient, ResendFailed
 from pytest_llmperf.clients.sse import SSEEvent, SSEParser
 from pytest_llmperf.results.records import RequestRecord, TokenSource
 
-__all__ = ["Endpoint", "HttpClient", "RequestSender", "StreamingClient", "TokenCounter",
-           "build_payload"]
+__all__ = ["Endpoint", "StreamingClient", "build_payload"]
 
 Api = Literal["chat", "completions"]
-_ERROR_TEXT_LIMIT = 300
 
 
 @dataclass(frozen=True)
@@ -40,8 +39,13 @@ class Endpoint:
     api_key: str | None = field(default=None, repr=False)
     extra_body: Mapping[str, Any] = field(default_factory=dict)
     # llama.cpp closes the connection after each streamed answer although it announces
-    # keep-alive; reusing such connections makes the next POST fail before it is sent.
+    # keep-alive; clients for it open a fresh connection per request from the start.
     reuse_connections: bool = True
+    # Exact answer lengths: every request then carries ignore_eos, and min_tokens_field (when
+    # the engine has one: vLLM/SGLang "min_tokens", LMDeploy "min_new_tokens") set to that
+    # request's own max_tokens.
+    ignore_eos: bool = False
+    min_tokens_field: str | None = None
 
     @property
     def url(self) -> str:
@@ -49,23 +53,8 @@ class Endpoint:
         return f"{self.base_url.rstrip('/')}/{path}"
 
 
-class RequestSender(Protocol):
-    """Sends one request and returns its record; errors become the record's, never raised.
-
-    :class:`StreamingClient` is the one for OpenAI-compatible servers; engines with another
-    API (Ollama) or none (in-process transformers) bring their own.
-    """
-
-    async def send(self, request_id: int, prompt: str) -> RequestRecord: ...
-
-
-class TokenCounter(Protocol):
-    """The model's tokenizer, used only when the server reports no usage."""
-
-    async def count(self, session: aiohttp.ClientSession, text: str) -> int: ...
-
-
 def build_payload(endpoint: Endpoint, prompt: str, max_tokens: int) -> dict[str, Any]:
+    """The request body; the forced-length fields follow this request's ``max_tokens``."""
     payload: dict[str, Any] = {
         "model": endpoint.model,
         "max_tokens": max_tokens,
@@ -77,6 +66,10 @@ def build_payload(endpoint: Endpoint, prompt: str, max_tokens: int) -> dict[str,
     else:
         payload["prompt"] = prompt
     payload.update(endpoint.extra_body)
+    if endpoint.ignore_eos:
+        payload["ignore_eos"] = True
+        if endpoint.min_tokens_field:
+            payload[endpoint.min_tokens_field] = max_tokens
     return payload
 
 
@@ -101,13 +94,13 @@ class _Stream:
         try:
             message = json.loads(data)
         except ValueError:
-            self.error = f"malformed stream chunk: {_short(data)}"
+            self.error = f"malformed stream chunk: {short(data)}"
             return False
         if not isinstance(message, dict):
-            self.error = f"unexpected stream chunk: {_short(data)}"
+            self.error = f"unexpected stream chunk: {short(data)}"
             return False
         if "error" in message:
-            self.error = f"server error in stream: {_short(json.dumps(message['error']))}"
+            self.error = f"server error in stream: {short(json.dumps(message['error']))}"
             return False
         if message.get("usage"):
             self.usage = message["usage"]
@@ -140,160 +133,76 @@ def _generated_text(choice: Mapping[str, Any]) -> str:
     return choice.get("text") or ""
 
 
-def _short(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _ERROR_TEXT_LIMIT else text[:_ERROR_TEXT_LIMIT] + "..."
-
-
-_Client = TypeVar("_Client", bound="HttpClient")
-
-
-class HttpClient:
-    """One aiohttp session for a client's lifetime, opened and closed by ``async with``."""
-
-    def __init__(self, *, timeout_s: float, api_key: str | None = None,
-                 reuse_connections: bool = True) -> None:
-        self.timeout_s = timeout_s
-        self._api_key = api_key
-        self._reuse_connections = reuse_connections
-        self._session: aiohttp.ClientSession | None = None
-
-    async def __aenter__(self: _Client) -> _Client:
-        headers = {"Content-Type": "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, force_close=not self._reuse_connections),
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-        )
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise RuntimeError(f"{type(self).__name__} is used outside 'async with'")
-        return self._session
-
-
 class StreamingClient(HttpClient):
     """Sends streaming requests to one OpenAI-compatible endpoint; use as ``async with``."""
 
-    def __init__(
-        self,
-        endpoint: Endpoint,
-        *,
-        max_tokens: int,
-        token_counter: TokenCounter | None = None,
-        timeout_s: float = 600.0,
-    ) -> None:
+    def __init__(self, endpoint: Endpoint, *, max_tokens: int, timeout_s: float = 600.0) -> None:
         super().__init__(timeout_s=timeout_s, api_key=endpoint.api_key,
                          reuse_connections=endpoint.reuse_connections)
         self.endpoint = endpoint
         self.max_tokens = max_tokens
-        self.token_counter = token_counter
 
     async def send(self, request_id: int, prompt: str) -> RequestRecord:
         """Send one request and stream its answer to the end; errors become the record's."""
-        payload = build_payload(self.endpoint, prompt, self.max_tokens)
-        body = json.dumps(payload).encode()
-        try:
-            send_ns, stream = await self._send_once_more_if_stale(body)
-        except asyncio.TimeoutError:
-            return self._failed(request_id, f"no complete answer within {self.timeout_s:g} s")
-        except aiohttp.ClientError as exc:
-            return self._failed(request_id, f"{type(exc).__name__}: {exc}")
-        except UnicodeDecodeError:  # the stream ended inside a multi-byte character
-            return self._failed(request_id, "stream ended inside a UTF-8 character")
-        return await self._record(request_id, prompt, send_ns, stream)
-
-    async def _send_once_more_if_stale(self, body: bytes) -> tuple[int, _Stream]:
-        try:
-            return await self._stream(body)
-        except _StaleConnection:
-            pass
-        # A pooled connection the server had closed: nothing reached the server, so sending
-        # again once is the same request, not a retry of a failed one.
-        try:
-            return await self._stream(body)
-        except _StaleConnection as stale:
-            assert isinstance(stale.__cause__, aiohttp.ClientError)
-            raise stale.__cause__ from None
-
-    @staticmethod
-    def _failed(request_id: int, error: str) -> RequestRecord:
-        now = time.perf_counter_ns()
-        return RequestRecord(request_id, now, end_ns=now, error=error)
-
-    async def _stream(self, body: bytes) -> tuple[int, _Stream]:
-        stream = _Stream()
-        parser = SSEParser()
+        body = json.dumps(build_payload(self.endpoint, prompt, self.max_tokens)).encode()
         send_ns = time.perf_counter_ns()
+        stream = _Stream()
         try:
-            response = await self.session.post(self.endpoint.url, data=body)
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-            if self.endpoint.reuse_connections:
-                raise _StaleConnection from exc
-            raise
+            send_ns = await self._exchange(body, stream)
+        except asyncio.TimeoutError:
+            stream.error = f"no complete answer within {self.timeout_s:g} s"
+        except ResendFailed as exc:
+            send_ns, stream.error = exc.first_send_ns, str(exc)
+        except aiohttp.ClientError as exc:
+            stream.error = f"{type(exc).__name__}: {exc}"
+        except UnicodeDecodeError:  # the stream ended inside a multi-byte character
+            stream.error = "stream ended inside a UTF-8 character"
+        return _record(request_id, prompt, send_ns, stream)
+
+    async def _exchange(self, body: bytes, stream: _Stream) -> int:
+        """POST ``body`` and read the answer into ``stream``; returns when it was sent."""
+        send_ns, response = await self.post(self.endpoint.url, body)
+        parser = SSEParser()
         async with response:
             if response.status != 200:
-                text = await response.text()
-                stream.error = f"HTTP {response.status}: {_short(text)}"
+                stream.error = f"HTTP {response.status}: {short(await response.text())}"
                 stream.end_ns = time.perf_counter_ns()
-                return send_ns, stream
+                return send_ns
             async for raw in response.content.iter_any():
-                now_ns = time.perf_counter_ns()
+                now_ns = time.perf_counter_ns()  # before parsing: the read arrived now
                 stream.read(parser.feed(raw), now_ns)
             stream.read(parser.close(), time.perf_counter_ns())
         stream.end_ns = time.perf_counter_ns()
-        return send_ns, stream
-
-    async def _record(
-        self, request_id: int, prompt: str, send_ns: int, stream: _Stream
-    ) -> RequestRecord:
-        error = stream.error
-        if error is None and not stream.done and stream.finish_reason is None:
-            error = "stream ended before the server finished the answer"
-        output_tokens, output_source = 0, None
-        input_tokens, input_source = None, None
-        if stream.usage is not None:
-            output_tokens = int(stream.usage.get("completion_tokens") or 0)
-            output_source = TokenSource.USAGE
-            if stream.usage.get("prompt_tokens") is not None:
-                input_tokens, input_source = int(stream.usage["prompt_tokens"]), TokenSource.USAGE
-        elif error is None and stream.chunk_ns:
-            if self.token_counter is None:
-                error = "the server reported no token usage and no tokenizer is available"
-            else:
-                output_tokens = await self.token_counter.count(self.session, "".join(stream.text))
-                output_source = TokenSource.TOKENIZER
-        if input_tokens is None and self.token_counter is not None and error is None:
-            input_tokens = await self.token_counter.count(self.session, prompt)
-            input_source = TokenSource.TOKENIZER
-        return RequestRecord(
-            request_id=request_id,
-            send_ns=send_ns,
-            chunk_ns=tuple(stream.chunk_ns),
-            end_ns=stream.end_ns,
-            output_tokens=output_tokens,
-            output_token_source=output_source,
-            input_tokens=input_tokens,
-            input_token_source=input_source,
-            finish_reason=stream.finish_reason,
-            error=error,
-            server_timings=dict(stream.timings or {}),
-        )
+        return send_ns
 
 
-class _StaleConnection(Exception):
-    pass
+def _record(request_id: int, prompt: str, send_ns: int, stream: _Stream) -> RequestRecord:
+    error = stream.error
+    if error is None and not stream.done and stream.finish_reason is None:
+        error = "stream ended before the server finished the answer"
+    usage = stream.usage or {}
+    output_tokens, output_source, output_text = 0, None, None
+    if "completion_tokens" in usage:
+        output_tokens, output_source = int(usage["completion_tokens"] or 0), TokenSource.USAGE
+    elif error is None and stream.chunk_ns:
+        output_text = "".join(stream.text)  # counted by the tokenizer after the window
+    input_tokens, input_source, prompt_text = None, None, None
+    if usage.get("prompt_tokens") is not None:
+        input_tokens, input_source = int(usage["prompt_tokens"]), TokenSource.USAGE
+    elif error is None:
+        prompt_text = prompt
+    return RequestRecord(
+        request_id=request_id,
+        send_ns=send_ns,
+        chunk_ns=tuple(stream.chunk_ns),
+        end_ns=stream.end_ns or time.perf_counter_ns(),
+        output_tokens=output_tokens,
+        output_token_source=output_source,
+        input_tokens=input_tokens,
+        input_token_source=input_source,
+        finish_reason=stream.finish_reason,
+        error=error,
+        server_timings=dict(stream.timings or {}),
+        output_text=output_text,
+        prompt_text=prompt_text,
+    )

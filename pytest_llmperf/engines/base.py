@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from pytest_llmperf.clients.openai import Endpoint, RequestSender, StreamingClient, TokenCounter
+from pytest_llmperf.clients.base import RequestSender, TokenCounter
+from pytest_llmperf.clients.openai import Endpoint, StreamingClient
 from pytest_llmperf.config import Settings
 
 if TYPE_CHECKING:
@@ -51,6 +52,9 @@ class ServedModel:
     # Raises ServerStartError (ServerExited, ServerOutOfMemory) if a launched server has died
     # since it was ready; None when there is no process of ours to ask.
     check_alive: Callable[[], None] | None = field(default=None, repr=False)
+    # Whether requests force their answer to exactly max_tokens (ignore_eos honoured): an
+    # answer shorter than that is then a failed request, not a short one.
+    forces_length: bool = False
 
     @property
     def description(self) -> str:
@@ -63,8 +67,7 @@ class ServedModel:
             return self.open_client(max_tokens, timeout_s)
         if self.endpoint is None:
             raise RuntimeError(f"{self.description} has neither an endpoint nor a client")
-        return StreamingClient(self.endpoint, max_tokens=max_tokens,
-                               token_counter=self.token_counter, timeout_s=timeout_s)
+        return StreamingClient(self.endpoint, max_tokens=max_tokens, timeout_s=timeout_s)
 
 
 class Backend(Protocol):

@@ -59,8 +59,8 @@ class LaunchedBackend:
     metrics_path: str | None = "/metrics"
     metric_names: ServerMetricNames | None = None
     uses_gpus: bool = True  # False: no GPU-memory fit pre-check (CPU engines)
-    # With --llmperf-ignore-eos, requests carry ignore_eos and this field = max_tokens, so that
-    # exactly max_tokens are generated; None: the engine has no such field (TGI).
+    # With --llmperf-ignore-eos, requests carry ignore_eos and this field = their max_tokens, so
+    # that exactly max_tokens are generated; None: the engine has no such field (TGI).
     min_tokens_field: str | None = "min_tokens"
 
     # -- what subclasses provide ---------------------------------------------------------
@@ -79,11 +79,9 @@ class LaunchedBackend:
         return None
 
     def endpoint(self, settings: Settings, base_url: str, model_id: str) -> Endpoint:
-        extra: dict[str, object] = {}
-        if settings.ignore_eos and self.min_tokens_field:
-            extra = {"ignore_eos": True, self.min_tokens_field: settings.max_tokens}
+        forced = settings.ignore_eos and self.min_tokens_field is not None
         return Endpoint(base_url=base_url, model=model_id, api_key=settings.api_key(),
-                        extra_body=extra)
+                        ignore_eos=forced, min_tokens_field=self.min_tokens_field)
 
     def served(
         self, settings: Settings, model: ModelEntry, source: ModelSource, root: str,
@@ -94,10 +92,12 @@ class LaunchedBackend:
         engine = f"{self.name} {version}" if version else self.name
         if server is None:
             engine += f" at {root}"
+        endpoint = self.endpoint(settings, f"{root}{self.api_path}", self.model_id(source))
         return ServedModel(
             backend=self.name,
             model=model.alias,
-            endpoint=self.endpoint(settings, f"{root}{self.api_path}", self.model_id(source)),
+            endpoint=endpoint,
+            forces_length=endpoint.ignore_eos,
             engine=engine,
             model_file=source.id,
             server_pid=server.pid if server else None,

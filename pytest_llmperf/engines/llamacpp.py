@@ -15,8 +15,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-import aiohttp
+import requests
 
 from pytest_llmperf.clients.openai import Endpoint
 from pytest_llmperf.config import Settings
@@ -31,19 +32,35 @@ __all__ = ["LlamaCppBackend", "LlamaCppTokenizer", "resolve_gguf"]
 
 # Slots for parallel requests; the suite's largest concurrency must fit without queueing.
 PARALLEL_SLOTS = 8
+_TOKENIZE_TIMEOUT_S = 30.0
 
 
 class LlamaCppTokenizer:
-    """Counts tokens with the served model's own tokenizer (llama.cpp ``/tokenize``)."""
+    """Counts tokens with the served model's own tokenizer (llama.cpp ``/tokenize``); a prompt
+    is first put into the model's chat template (``/apply-template``), as the server does."""
 
-    def __init__(self, server_root: str) -> None:
-        self.url = server_root.rstrip("/") + "/tokenize"
+    def __init__(self, server_root: str, api_key: str | None = None) -> None:
+        self.root = server_root.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
-    async def count(self, session: aiohttp.ClientSession, text: str) -> int:
-        payload = {"content": text, "add_special": False}
-        async with session.post(self.url, json=payload) as response:
-            response.raise_for_status()
-            return len((await response.json())["tokens"])
+    def count_text(self, text: str) -> int:
+        return self._tokens(text, add_special=False)
+
+    def count_prompt(self, prompt: str) -> int:
+        messages = [{"role": "user", "content": prompt}]
+        templated = self._post("/apply-template", {"messages": messages})["prompt"]
+        return self._tokens(str(templated), add_special=True)
+
+    def _tokens(self, text: str, *, add_special: bool) -> int:
+        answer = self._post("/tokenize", {"content": text, "add_special": add_special})
+        return len(answer["tokens"])
+
+    def _post(self, path: str, payload: dict[str, object]) -> dict[str, Any]:
+        response = requests.post(self.root + path, json=payload, headers=self._headers,
+                                 timeout=_TOKENIZE_TIMEOUT_S)
+        response.raise_for_status()
+        answer: dict[str, Any] = response.json()
+        return answer
 
 
 def resolve_gguf(source: ModelSource) -> tuple[Path, str]:
@@ -133,18 +150,17 @@ class LlamaCppBackend(LaunchedBackend):
         engine = self._engine_name(settings) if server else f"llama.cpp server at {root}"
         return ServedModel(
             **{**served.__dict__, "engine": engine, "model_sha256": self._digest if server
-               else None, "token_counter": LlamaCppTokenizer(root),
+               else None, "token_counter": LlamaCppTokenizer(root, settings.api_key()),
                "model_file": source.id if server else None},
         )
 
     def endpoint(self, settings: Settings, base_url: str, model_id: str) -> Endpoint:
         # cache_prompt off: a test about raw prefill must not be served from a slot's cache.
-        extra: dict[str, object] = {"cache_prompt": settings.prefix_caching}
-        if settings.ignore_eos:
-            extra["ignore_eos"] = True
-        # llama.cpp closes the connection after each streamed answer (see Endpoint).
+        # llama.cpp's ignore_eos alone gives exactly max_tokens; it has no min_tokens field.
+        # It closes the connection after each streamed answer (see Endpoint).
         return Endpoint(base_url=base_url, model=model_id, api_key=settings.api_key(),
-                        extra_body=extra, reuse_connections=False)
+                        extra_body={"cache_prompt": settings.prefix_caching},
+                        reuse_connections=False, ignore_eos=settings.ignore_eos)
 
     def _engine_name(self, settings: Settings) -> str:
         if settings.llamacpp_bin is None:

@@ -52,14 +52,13 @@ class OpenAIBackend:
                 f"GET {url} answered HTTP {response.status_code}; check --base-url"
                 + (" and the API key" if response.status_code in (401, 403) else "")
             )
-        extra: dict[str, object] = {}
-        if settings.ignore_eos:
-            # vLLM and SGLang honour both; a server that rejects them says so in the errors.
-            extra = {"ignore_eos": True, "min_tokens": settings.max_tokens}
+        # vLLM and SGLang honour both fields; a server that rejects them says so in the errors,
+        # and one that ignores them silently gives short answers that fail as such.
         endpoint = Endpoint(base_url=settings.base_url, model=model, api_key=key,
-                            extra_body=extra, reuse_connections=True)
+                            ignore_eos=settings.ignore_eos, min_tokens_field="min_tokens")
         yield ServedModel(self.name, entry.alias, endpoint,
-                          engine=_server_name(response, settings.base_url))
+                          engine=_server_name(response, settings.base_url),
+                          forces_length=settings.ignore_eos)
 
 
 def _server_name(response: requests.Response, base_url: str) -> str:

@@ -107,6 +107,7 @@ class TransformersBackend:
                 model_sha256=digest,
                 server_pid=None,
                 open_client=engine.client,
+                forces_length=settings.ignore_eos,
             )
         finally:
             engine.close()

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from pytest_llmperf.clients.openai import RequestSender
+from pytest_llmperf.clients.base import RequestSender
 from pytest_llmperf.load.prompts import PromptSource
 from pytest_llmperf.results.records import LoadRun, RequestRecord
 

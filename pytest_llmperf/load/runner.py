@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -10,14 +11,16 @@ from typing import TYPE_CHECKING, Any
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.load.closed_loop import WindowObserver, run_closed_loop
 from pytest_llmperf.load.prompts import PromptSource
+from pytest_llmperf.load.token_count import count_missing_tokens
 from pytest_llmperf.observe.server_metrics import ServerMetricsProbe
 from pytest_llmperf.results.metrics import RunMetrics, summarize
+from pytest_llmperf.results.outcome import judge
 from pytest_llmperf.results.records import LoadRun
 
 if TYPE_CHECKING:
     from pytest_llmperf.observe.telemetry import Telemetry
 
-__all__ = ["PerfResult", "run_load"]
+__all__ = ["PerfResult", "finish_records", "run_load"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,14 @@ class PerfResult:
     def context(self) -> str:
         """``64 requests, smollm2-135m on llamacpp (xllamacpp 2026.10.11549)``."""
         return f"{len(self.run.records)} requests, {self.served.description}"
+
+
+def finish_records(run: LoadRun, served: ServedModel, max_tokens: int) -> LoadRun:
+    """After the window: counts the server did not send (the model's tokenizer), then the one
+    rule for what is a complete answer (:func:`pytest_llmperf.results.outcome.judge`)."""
+    forced = max_tokens if served.forces_length else None
+    records = count_missing_tokens(run.records, served.token_counter)
+    return dataclasses.replace(run, records=tuple(judge(r, forced) for r in records))
 
 
 def run_load(
@@ -72,7 +83,7 @@ def run_load(
                                          duration_s=duration_s, warmup=warmup,
                                          observers=watching)
 
-    run = asyncio.run(measure())
+    run = finish_records(asyncio.run(measure()), served, max_tokens)
     metrics = summarize(run)
     figures = None
     if telemetry is not None:

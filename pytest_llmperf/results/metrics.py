@@ -5,9 +5,12 @@ They match vLLM's and SGLang's serving benchmarks and MLPerf:
 
 - TTFT (``ttft_ms``): time of the first streamed token - time the request was sent.
 - E2EL (``e2el_ms``): time of the last streamed token - time the request was sent.
-- TPOT (``tpot_ms``): (E2EL - TTFT) / (output_tokens - 1), per request with output_tokens > 1.
+- TPOT (``tpot_ms``): (E2EL - TTFT) / (output_tokens - 1), per request with output_tokens > 1
+  whose tokens came in more than one streamed chunk (else the client saw no decode to time;
+  such requests are counted in ``untimed_decodes``).
 - ITL (``itl_ms``): every gap between consecutive streamed token chunks, pooled over requests.
-- per-user decode speed (``decode_tokens_per_s``): 1 / TPOT, per request, in tokens/s.
+- per-user decode speed (``decode_tokens_per_s``): 1 / TPOT, per request, in tokens/s (the
+  same requests as TPOT).
 - request throughput (``request_throughput``): completed requests / measured window (req/s).
 - output throughput (``output_token_throughput``): sum(output_tokens) / measured window.
 - total throughput (``total_token_throughput``): sum(input + output tokens) / measured window.
@@ -74,6 +77,9 @@ SCALARS: Mapping[str, MetricInfo] = MappingProxyType(
         "completed": MetricInfo("req", True, "completed requests"),
         "failed": MetricInfo("req", False, "failed requests"),
         "duration_s": MetricInfo("s", False, "length of the measured window"),
+        "untimed_decodes": MetricInfo(
+            "req", False, "completed answers of 2+ tokens that arrived in one network read: "
+            "no decode time to see, so not in tpot_ms or decode_tokens_per_s"),
     }
 )
 
@@ -174,8 +180,9 @@ def e2el_ms(record: RequestRecord) -> float:
 
 
 def tpot_ms(record: RequestRecord) -> float | None:
-    """None for a single-token answer, which has no decode phase to time."""
-    if record.output_tokens < 2:
+    """None when the client saw no decode to time: a single-token answer, or one whose tokens
+    all arrived in one network read (E2EL = TTFT; its TPOT would read 0, its speed infinite)."""
+    if record.output_tokens < 2 or record.chunk_ns[-1] == record.chunk_ns[0]:
         return None
     return (e2el_ms(record) - ttft_ms(record)) / (record.output_tokens - 1)
 
@@ -241,7 +248,8 @@ def summarize(run: LoadRun) -> RunMetrics:
         "tpot_ms": tuple(tpots),
         "itl_ms": _pooled(done, itl_ms),
         "e2el_ms": tuple(e2el_ms(r) for r in done),
-        "decode_tokens_per_s": tuple(1000.0 / t for t in tpots if t > 0),
+        # Over the same requests as tpot_ms: chunk times differ, so every TPOT is > 0.
+        "decode_tokens_per_s": tuple(1000.0 / t for t in tpots),
         "output_tokens": tuple(float(r.output_tokens) for r in done),
         "input_tokens": tuple(float(r.input_tokens) for r in done if r.input_tokens is not None),
     }
@@ -253,6 +261,8 @@ def summarize(run: LoadRun) -> RunMetrics:
         "completed": float(len(done)),
         "failed": float(total - len(done)),
         "duration_s": duration,
+        "untimed_decodes": float(sum(r.output_tokens > 1 and tpot_ms(r) is None
+                                     for r in done)),
     }
     sources = sorted({r.output_token_source.value for r in done if r.output_token_source})
     return RunMetrics(

@@ -40,6 +40,16 @@ class RequestRecord:
     error: str | None = None
     # Numbers the engine reported about this request (llama.cpp `timings`), for cross-checks.
     server_timings: Mapping[str, float] = field(default_factory=dict)
+    # Text kept only until the model's tokenizer has counted it, when the server sent no usage
+    # for it; emptied once counted, after the measured window (load.token_count).
+    output_text: str | None = field(default=None, repr=False)
+    prompt_text: str | None = field(default=None, repr=False)
+
+    @property
+    def approximate_counts(self) -> tuple[str, ...]:
+        """Counts that are estimates: output tokens re-tokenized from the answer's text can
+        differ a little from the tokens the model generated."""
+        return ("output_tokens",) if self.output_token_source is TokenSource.TOKENIZER else ()
 
     @property
     def ok(self) -> bool:

@@ -14,11 +14,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from pytest_llmperf.clients.openai import Endpoint, StreamingClient, build_payload
+from pytest_llmperf.load.token_count import count_missing_tokens
 from pytest_llmperf.results.records import RequestRecord, TokenSource
 
 T = TypeVar("T")
@@ -197,24 +197,27 @@ def send_one(
 ) -> RequestRecord:
     async def use(base_url: str) -> RequestRecord:
         target = Endpoint(base_url, MODEL, api=api, **endpoint)  # type: ignore[arg-type]
-        async with StreamingClient(
-            target, max_tokens=max_tokens, token_counter=token_counter, timeout_s=timeout_s
-        ) as client:
+        async with StreamingClient(target, max_tokens=max_tokens, timeout_s=timeout_s) as client:
             return await client.send(7, PROMPT)
 
-    return with_stub(handler, use)
+    # What the runner does after the window: the tokenizer counts what usage did not.
+    [record] = count_missing_tokens([with_stub(handler, use)], token_counter)
+    return record
 
 
 class WordCounter:
-    """A stand-in tokenizer: one token per whitespace-separated word; remembers what it saw."""
+    """A stand-in tokenizer: one token per whitespace-separated word; remembers what it saw.
+    A prompt counts two more, as if a chat template wrapped it."""
 
     def __init__(self) -> None:
         self.asked: list[str] = []
 
-    async def count(self, session: aiohttp.ClientSession, text: str) -> int:
-        assert isinstance(session, aiohttp.ClientSession)
+    def count_text(self, text: str) -> int:
         self.asked.append(text)
         return len(text.split())
+
+    def count_prompt(self, prompt: str) -> int:
+        return self.count_text(prompt) + 2
 
 
 def assert_failed(record: RequestRecord, *fragments: str) -> None:
@@ -332,8 +335,10 @@ def test_without_usage_the_tokenizer_counts_the_generated_text() -> None:
     # Tokens, as the tokenizer counted them: never characters.
     assert record.output_tokens == 6 != len(text)
     assert record.output_token_source is TokenSource.TOKENIZER
-    assert record.input_tokens == len(PROMPT.split())
+    assert record.input_tokens == len(PROMPT.split()) + 2  # inside the chat template
     assert record.input_token_source is TokenSource.TOKENIZER
+    assert record.approximate_counts == ("output_tokens",)
+    assert record.output_text is None and record.prompt_text is None  # counted: text dropped
     assert record.finish_reason == "stop"
 
 
@@ -588,3 +593,93 @@ def test_concurrent_requests_are_not_serialised() -> None:
     assert sorted(r.request_id for r in records) == list(range(expected))
     # Every request was sent before any of them got its first token.
     assert max(r.send_ns for r in records) < min(r.chunk_ns[0] for r in records)
+
+
+# --- forced lengths follow the request's own max_tokens --------------------------------------
+
+
+def test_forced_length_fields_follow_each_requests_max_tokens(tmp_path: Any) -> None:
+    from pytest_llmperf.config import resolve_settings
+    from pytest_llmperf.engines.lmdeploy import LMDeployBackend
+    from pytest_llmperf.engines.vllm import VLLMBackend
+
+    settings = resolve_settings({}, {}, {}, tmp_path)  # --llmperf-max-tokens 64, ignore_eos on
+    for backend, field_name in ((VLLMBackend(), "min_tokens"),
+                                (LMDeployBackend(), "min_new_tokens")):
+        stub = Replay()
+        endpoint = backend.endpoint(settings, "http://placeholder/v1", MODEL)
+        send_one(stub, max_tokens=16, **{name: getattr(endpoint, name) for name in
+                                          ("ignore_eos", "min_tokens_field")})
+        [received] = stub.received
+        # vLLM answers max_tokens 16 with min_tokens 64 with HTTP 400: every request failed.
+        assert (received.body["max_tokens"], received.body[field_name]) == (16, 16)
+        assert received.body["ignore_eos"] is True
+
+
+def test_no_forced_length_fields_without_ignore_eos() -> None:
+    payload = build_payload(Endpoint("http://h/v1", "m", min_tokens_field="min_tokens"), "hi", 5)
+    assert "min_tokens" not in payload and "ignore_eos" not in payload
+
+
+# --- a closed pooled connection is sent again; a real failure is not hidden -------------------
+
+
+class DropsAfterReading:
+    """Reads each request, then closes the connection without a byte of answer, as a server
+    that accepted the request and died (or dropped it) would; answers the first ``good``."""
+
+    def __init__(self, good: int) -> None:
+        self.good = good
+        self.received = 0
+        self.replay = Replay(delay_s=0.001)
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        self.received += 1
+        if self.received <= self.good:
+            return await self.replay(request)
+        await request.read()
+        assert request.transport is not None
+        request.transport.close()
+        return web.Response()  # never written: the connection is gone
+
+
+def test_a_request_the_server_dropped_on_a_fresh_connection_is_not_sent_again() -> None:
+    stub = DropsAfterReading(good=0)
+    record = send_one(stub)
+    assert_failed(record, "ServerDisconnectedError")
+    assert stub.received == 1  # no second copy reached the server
+
+
+def test_a_request_the_server_dropped_on_a_pooled_connection_fails_with_its_first_send_time(
+) -> None:
+    # The first answer leaves a kept-alive connection in the pool; the server then takes the
+    # second request and drops it, and the resend on a fresh connection is dropped too.
+    stub = DropsAfterReading(good=1)
+
+    async def use(base_url: str) -> tuple[RequestRecord, int]:
+        async with StreamingClient(Endpoint(base_url, MODEL), max_tokens=8,
+                                   timeout_s=5.0) as client:
+            assert (await client.send(0, PROMPT)).ok
+            before_ns = time.perf_counter_ns()
+            return await client.send(1, PROMPT), before_ns
+
+    record, before_ns = with_stub(stub, use)
+    assert_failed(record, "on a pooled connection", "sent again on a fresh connection")
+    assert stub.received == 3
+    assert 0 <= record.send_ns - before_ns < 5_000_000  # the first send, not the resend
+
+
+def test_a_pooled_connection_closed_while_idle_costs_nothing_and_ends_reuse() -> None:
+    # silent close after every answer (llama.cpp): the first reuse proves it, then no more.
+    stub = Replay(delay_s=0.001, drop_after=True)
+
+    async def use(base_url: str) -> tuple[list[RequestRecord], int, bool]:
+        async with StreamingClient(Endpoint(base_url, MODEL), max_tokens=8,
+                                   timeout_s=5.0) as client:
+            records = [await client.send(i, PROMPT) for i in range(6)]
+            return records, client.resends, client.reuse_connections
+
+    records, resends, reusing = with_stub(stub, use)
+    assert [r.error for r in records] == [None] * 6
+    assert len(stub.received) == 6  # each request reached the server once
+    assert resends <= 1 and not reusing

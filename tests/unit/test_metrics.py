@@ -189,11 +189,25 @@ def test_single_token_request_counts_in_ttft_but_not_tpot_or_decode() -> None:
     assert m.scalars["error_rate"] == 0.0
 
 
-def test_all_tokens_in_one_chunk_gives_zero_tpot_and_no_decode_speed() -> None:
-    # send 0, one chunk at 80 ms carrying 3 tokens -> TPOT (80-80)/2 = 0; 1/0 is not a speed
-    m = summarize(run_of(rec(0, 0, (80,), 3)))
-    assert m.distributions["tpot_ms"] == (0.0,)
-    assert m.distributions["decode_tokens_per_s"] == ()
+def test_all_tokens_in_one_chunk_have_no_tpot_and_are_counted_as_untimed() -> None:
+    # send 0, one chunk at 80 ms carrying 3 tokens: the client saw no decode at all; a TPOT of
+    # (80-80)/2 = 0 would flatter TPOT and 1/0 is no speed.  A (timed) is beside it.
+    m = summarize(run_of(rec(0, 0, (80,), 3), A))
+    assert m.distributions["tpot_ms"] == pytest.approx((50.0,))
+    assert m.distributions["decode_tokens_per_s"] == pytest.approx((20.0,))
+    assert m.scalars["untimed_decodes"] == 1.0
+    assert m.scalars["completed"] == 2.0  # still a completed request: TTFT and E2EL count
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(1, 6)), min_size=1, max_size=20))
+def test_tpot_and_decode_speed_cover_the_same_requests(shapes: list[tuple[int, int]]) -> None:
+    """Every completed request with 2+ tokens is in both distributions or counted untimed."""
+    records = [rec(i, 0, tuple(10 + 5 * k for k in range(chunks + 1)) if chunks else (10,),
+                   tokens) for i, (chunks, tokens) in enumerate(shapes)]
+    m = summarize(run_of(*records))
+    assert len(m.distributions["tpot_ms"]) == len(m.distributions["decode_tokens_per_s"])
+    multi = sum(r.output_tokens > 1 for r in records)
+    assert len(m.distributions["tpot_ms"]) + m.scalars["untimed_decodes"] == multi
 
 
 def test_output_token_sources_of_completed_requests() -> None:
@@ -404,7 +418,7 @@ def test_per_request_metrics_fit_together(
     assert ttft_ms(r) + math.fsum(itl_ms(r)) == pytest.approx(e2el_ms(r))
     assert len(itl_ms(r)) == len(chunks) - 1
     tpot = tpot_ms(r)
-    if tokens < 2:
+    if tokens < 2 or chunks[-1] == chunks[0]:  # nothing the client could time
         assert tpot is None
     else:
         assert tpot is not None

@@ -1,0 +1,120 @@
+"""The aiohttp base of the streaming clients: one session per client, and one rule for
+connections the server has closed.
+
+Servers may close a kept-alive connection while it sits in our pool: llama.cpp closes it after
+every streamed answer although it announces ``Keep-Alive: timeout=5``, and uvicorn-based
+servers (vLLM, SGLang) close connections idle for 5 s.  The next request on such a connection
+fails before the server has said a byte.  That is not a failed request, so :meth:`post` sends it
+once more, on a fresh connection, only when all of these hold:
+
+- the failed attempt ran on a pooled (reused) connection, not on one opened for it;
+- it failed before a single byte of the response arrived (no status line);
+- it is the kind of failure a closed connection gives (disconnected, or the write failed).
+
+A server that dies after it accepted a request is then caught either way: on a fresh connection
+there is no resend, and a resend to a dead server fails too; the record then carries the time of
+the first send and both errors.  After the first such failure the client stops reusing
+connections (``Connection: close``), so a server that closes them cannot cost another resend.
+"""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace, TracebackType
+from typing import Any, TypeVar
+
+import aiohttp
+
+__all__ = ["HttpClient", "ResendFailed"]
+
+_Client = TypeVar("_Client", bound="HttpClient")
+# Below the 5 s keep-alive of uvicorn (vLLM, SGLang) and llama.cpp: a connection idle longer
+# than this is not reused, so the server's own idle close rarely meets a request.
+_KEEPALIVE_S = 4.0
+_CLOSED_CONNECTION = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+
+
+class ResendFailed(aiohttp.ClientError):
+    """The resend of a request whose pooled connection had closed failed too."""
+
+    def __init__(self, first: BaseException, second: BaseException, first_send_ns: int):
+        super().__init__(f"{_describe(first)} on a pooled connection; sent again on a fresh "
+                         f"connection: {_describe(second)}")
+        self.first_send_ns = first_send_ns
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class HttpClient:
+    """One aiohttp session for a client's lifetime, opened and closed by ``async with``."""
+
+    def __init__(self, *, timeout_s: float, api_key: str | None = None,
+                 reuse_connections: bool = True) -> None:
+        self.timeout_s = timeout_s
+        self.reuse_connections = reuse_connections
+        self.resends = 0  # requests sent once more after their pooled connection had closed
+        self._api_key = api_key
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self: _Client) -> _Client:
+        headers = {"Content-Type": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        trace = aiohttp.TraceConfig()
+        trace.on_connection_reuseconn.append(_mark_reused)
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=_KEEPALIVE_S),
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+            trace_configs=[trace],
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError(f"{type(self).__name__} is used outside 'async with'")
+        return self._session
+
+    async def post(self, url: str, body: bytes) -> tuple[int, aiohttp.ClientResponse]:
+        """POST ``body``; returns when it was sent and the response (headers read).
+
+        See the module docstring for the one case in which it is sent a second time.
+        """
+        attempt: dict[str, Any] = {}
+        send_ns = time.perf_counter_ns()
+        try:
+            return send_ns, await self._post(url, body, attempt)
+        except _CLOSED_CONNECTION as first:
+            if not attempt.get("reused"):
+                raise
+            self.reuse_connections = False  # this server closes connections: stop reusing
+            self.resends += 1
+            resend_ns = time.perf_counter_ns()
+            try:
+                return resend_ns, await self._post(url, body, {})
+            except aiohttp.ClientError as second:
+                raise ResendFailed(first, second, send_ns) from second
+
+    async def _post(self, url: str, body: bytes, attempt: dict[str, Any]) -> Any:
+        headers = None if self.reuse_connections else {"Connection": "close"}
+        return await self.session.post(url, data=body, headers=headers,
+                                       trace_request_ctx=attempt)
+
+
+async def _mark_reused(session: aiohttp.ClientSession, context: SimpleNamespace,
+                       params: Any) -> None:
+    # aiohttp hands the request's trace_request_ctx to the trace as context.trace_request_ctx.
+    context.trace_request_ctx["reused"] = True

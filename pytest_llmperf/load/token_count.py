@@ -1,0 +1,50 @@
+"""Token counts for answers the server sent no ``usage`` for, taken after the measured window.
+
+Asking the server's tokenizer between a user's requests would put extra calls to the server
+under test inside the window, so the clients only keep the text (``RequestRecord.output_text``,
+``prompt_text``) and the counting happens here, once the window has ended.  The prompt is
+counted inside the model's chat template, as the server saw it.  A count that fails makes that
+request a failed one, with the reason; it never escapes to the other requests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+from pytest_llmperf.clients.base import TokenCounter, short
+from pytest_llmperf.results.records import RequestRecord, TokenSource
+
+__all__ = ["NO_TOKENIZER", "count_missing_tokens"]
+
+NO_TOKENIZER = "the server reported no token usage and no tokenizer is available"
+
+
+def count_missing_tokens(
+    records: Iterable[RequestRecord], counter: TokenCounter | None
+) -> tuple[RequestRecord, ...]:
+    """``records`` with every missing count filled in by ``counter`` and the kept text gone."""
+    return tuple(_counted(record, counter) for record in records)
+
+
+def _counted(record: RequestRecord, counter: TokenCounter | None) -> RequestRecord:
+    if record.output_text is None and record.prompt_text is None:
+        return record
+    done = dataclasses.replace(record, output_text=None, prompt_text=None)
+    if record.error is not None:
+        return done
+    if counter is None:
+        return done if record.output_text is None else dataclasses.replace(done, error=NO_TOKENIZER)
+    changes: dict[str, object] = {}
+    try:
+        if record.output_text is not None:
+            changes["output_tokens"] = counter.count_text(record.output_text)
+            changes["output_token_source"] = TokenSource.TOKENIZER
+        if record.prompt_text is not None:
+            changes["input_tokens"] = counter.count_prompt(record.prompt_text)
+            changes["input_token_source"] = TokenSource.TOKENIZER
+    except Exception as exc:  # any failure costs this one request only
+        return dataclasses.replace(
+            done, error=f"counting tokens with the model's tokenizer failed: "
+                        f"{type(exc).__name__}: {short(str(exc))}")
+    return dataclasses.replace(done, **changes)  # type: ignore[arg-type]

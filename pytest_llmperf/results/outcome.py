@@ -1,0 +1,49 @@
+"""What makes an answer a completed request: one rule for every client.
+
+A client records what it saw (chunks, counts, the server's ``finish_reason``, a transport
+error); :func:`judge` then decides, once the measured window has ended, whether that was a
+complete answer.  An answer that is not becomes a failed request with the reason as its error:
+
+- no token at all (an empty stream);
+- the server aborted it (``finish_reason`` ``abort``, ``error`` or ``cancelled``);
+- the request forced its length (``ignore_eos``/``min_tokens``) and got fewer tokens, for
+  example because the context ran out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from pytest_llmperf.results.records import RequestRecord
+
+__all__ = ["FAILED_FINISH_REASONS", "judge"]
+
+# finish_reason values that mean the server gave up on the answer (vLLM "abort", SGLang
+# "abort", OpenAI-style "error"/"cancelled").
+FAILED_FINISH_REASONS = frozenset({"abort", "error", "cancelled"})
+
+
+def judge(record: RequestRecord, forced_tokens: int | None) -> RequestRecord:
+    """``record``, failed with the reason when it is not a complete answer.
+
+    ``forced_tokens`` is the length the request forced (its max_tokens), None when the engine
+    was free to stop early (it cannot ignore EOS, or ``--llmperf-ignore-eos no``).
+    """
+    if record.error is not None:
+        return record
+    error = _incomplete(record, forced_tokens)
+    return record if error is None else dataclasses.replace(record, error=error)
+
+
+def _incomplete(record: RequestRecord, forced_tokens: int | None) -> str | None:
+    reason = record.finish_reason
+    if not record.chunk_ns:
+        return f"the answer carried no token (finish_reason {reason!r})"
+    if reason is not None and reason.lower() in FAILED_FINISH_REASONS:
+        return f"the server ended the answer with finish_reason {reason!r}"
+    if record.output_tokens < 1:
+        return "no output token was counted"
+    if forced_tokens is not None and record.output_tokens < forced_tokens:
+        return (f"{record.output_tokens} output tokens of the {forced_tokens} the request "
+                f"forced (finish_reason {reason!r}): the server stopped it early")
+    return None
