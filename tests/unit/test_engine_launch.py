@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from pytest_llmperf.config import Settings, resolve_settings
-from pytest_llmperf.engines.base import get_backend
 from pytest_llmperf.engines import tgi as tgi_module
+from pytest_llmperf.engines.base import get_backend
 from pytest_llmperf.engines.catalog import ModelEntry, ModelSource, builtin_catalog
 from pytest_llmperf.engines.launched import LaunchedBackend, LaunchSpec
 from pytest_llmperf.engines.lmdeploy import LMDeployBackend
