@@ -1,13 +1,13 @@
-"""Prometheus text parsing and the server-metrics probe, against hand-written expositions.
+"""The server-metrics probe and its fetch, against hand-written expositions.
 
-The same probe against the real llama.cpp engine is in tests/integration/test_server_metrics.py.
+The parser is tested in test_exposition.py; the same probe against the real llama.cpp engine
+is in tests/integration/test_server_metrics.py.
 """
 
 from __future__ import annotations
 
 import http.server
 import json
-import math
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -15,77 +15,12 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from pytest_llmperf.engines.llamacpp import LlamaCppBackend
+from pytest_llmperf.observe.exposition import parse_exposition
 from pytest_llmperf.observe.server_metrics import (
     ServerMetricNames,
     ServerMetricsProbe,
     fetch_text,
-    parse_exposition,
 )
-
-TRICKY = r"""
-# HELP http_requests_total The total number of HTTP requests.
-# TYPE http_requests_total counter
-http_requests_total{method="post",code="200"} 1027 1395066363000
-http_requests_total{method="post",code="400"}    3 1395066363000
-
-# Escaping in label values:
-msdos_file_access_time_seconds{path="C:\\DIR\\F.TXT",error="Cannot find:\n\"F.TXT\""} 1.458e9
-
-# Minimalistic line:
-metric_without_timestamp_and_labels 12.47
-something_weird{problem="division by zero"} +Inf -3982045
-negative_infinity -Inf
-not_a_number NaN
-trailing_comma{a="1",} 2
-colon:name:total 5
-{"name.with.dots", label="x"} 7
-exemplar_total{a="b"} 3 # {trace_id="abc"} 1.0
-this line is not a sample
-unterminated{a="b} 1
-# EOF
-"""
-
-
-def test_parser_reads_the_text_format_with_its_corner_cases() -> None:
-    parsed = parse_exposition(TRICKY)
-    by_name = {s.name: s for s in parsed.samples}
-    assert parsed.types["http_requests_total"] == "counter"
-    assert parsed.total("http_requests_total") == 1030  # summed over label sets
-    path = by_name["msdos_file_access_time_seconds"]
-    assert path.labels == {"path": "C:\\DIR\\F.TXT", "error": 'Cannot find:\n"F.TXT"'}
-    assert path.value == 1.458e9
-    assert by_name["metric_without_timestamp_and_labels"].value == 12.47
-    assert by_name["something_weird"].value == math.inf
-    assert by_name["negative_infinity"].value == -math.inf
-    assert math.isnan(by_name["not_a_number"].value)
-    assert parsed.total("not_a_number") is None  # NaN is no number to add up
-    assert by_name["trailing_comma"].labels == {"a": "1"}
-    assert by_name["colon:name:total"].value == 5
-    assert by_name["name.with.dots"].labels == {"label": "x"}
-    assert by_name["exemplar_total"].value == 3
-    assert parsed.invalid_lines == 2  # counted, not raised
-
-
-def test_counters_are_found_with_and_without_total() -> None:
-    parsed = parse_exposition("a_total 3\nb 4\n")
-    assert parsed.counter(["a"]) == 3
-    assert parsed.counter(["a_total"]) == 3
-    assert parsed.counter(["b_total"]) == 4
-    assert parsed.counter(["missing", "b"]) == 4  # the first alternative present wins
-    assert parsed.counter(["missing"]) is None
-
-
-def test_histograms_give_sum_and_count_over_label_sets() -> None:
-    parsed = parse_exposition(
-        'h_bucket{le="0.1",model="a"} 1\nh_bucket{le="+Inf",model="a"} 2\n'
-        'h_sum{model="a"} 0.3\nh_count{model="a"} 2\nh_sum{model="b"} 0.7\nh_count{model="b"} 3\n'
-    )
-    found = parsed.histogram(["nope", "h"])
-    assert found is not None
-    assert found[0] == pytest.approx(1.0)
-    assert found[1] == 5
-    assert parsed.histogram(["nope"]) is None
-
 
 # --- the probe -----------------------------------------------------------------------------
 
