@@ -39,9 +39,10 @@ from __future__ import annotations
 
 import math
 import threading
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import requests
 
 from pytest_llmperf.observe.exposition import Exposition, parse_exposition
 
@@ -88,11 +89,13 @@ Fetch = Callable[[str, float], str]
 
 
 def fetch_text(url: str, timeout_s: float) -> str:
-    """GET ``url``; the standard library, so that nothing heavy loads for a scrape."""
-    request = urllib.request.Request(url, headers={"Accept": "text/plain"})
-    with urllib.request.urlopen(request, timeout=timeout_s) as response:
-        body: bytes = response.read()
-        return body.decode("utf-8", errors="replace")
+    """GET ``url``'s text; raises for a non-2xx answer.  The exposition formats are UTF-8: a
+    ``text/plain`` answer that names no charset is decoded as UTF-8, not ISO-8859-1."""
+    response = requests.get(url, timeout=timeout_s, headers={"Accept": "text/plain"})
+    response.raise_for_status()
+    if "charset" not in response.headers.get("Content-Type", "").lower():
+        response.encoding = "utf-8"
+    return response.text
 
 
 class ServerMetricsProbe:

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 import pytest
+import requests
 
 from pytest_llmperf.engines.llamacpp import LlamaCppBackend
 from pytest_llmperf.observe.exposition import parse_exposition
@@ -200,8 +201,9 @@ def test_non_finite_values_never_reach_the_result() -> None:
 def metrics_server() -> Iterator[str]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = b"llamacpp:tokens_predicted_total 7\n"
-            self.send_response(200)
+            # A UTF-8 label value, and no charset named, as llama.cpp answers.
+            body = 'llamacpp:tokens_predicted_total{model="café"} 7\n'.encode()
+            self.send_response(200 if self.path == "/metrics" else 404)
             self.send_header("Content-Type", "text/plain; version=0.0.4")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -221,8 +223,18 @@ def metrics_server() -> Iterator[str]:
 
 
 def test_fetch_text_reads_a_metrics_endpoint(metrics_server: str) -> None:
-    assert parse_exposition(fetch_text(metrics_server, 5.0)).counter(
-        ["llamacpp:tokens_predicted"]) == 7
+    parsed = parse_exposition(fetch_text(metrics_server, 5.0))
+    assert parsed.counter(["llamacpp:tokens_predicted"]) == 7
+    assert parsed.samples[0].labels == {"model": "café"}  # read as UTF-8, not Latin-1
+
+
+def test_fetch_text_raises_for_an_error_status(metrics_server: str) -> None:
+    with pytest.raises(requests.HTTPError, match="404"):
+        fetch_text(metrics_server.replace("/metrics", "/nope"), 5.0)
+    probe = ServerMetricsProbe(metrics_server.replace("/metrics", "/nope"), LLAMACPP_NAMES,
+                               poll_interval_s=3600)
+    assert run_window(probe) == {}
+    assert "before the window failed: HTTPError: 404" in probe.notes[0]
 
 
 def test_an_unreachable_endpoint_costs_only_the_server_numbers() -> None:
