@@ -31,26 +31,22 @@ does not offer the metric, a scrape failed, or the window gave it nothing to div
 
 A counter that went down (the engine restarted) gives no delta.  Failed scrapes and polls are
 recorded in :attr:`ServerMetricsProbe.notes`, never raised: the client-side measurement stands
-on its own.  The parser takes the Prometheus text format 0.0.4 and OpenMetrics text, with no
-dependency.
+on its own.  The text (Prometheus 0.0.4 or OpenMetrics) is parsed by
+:func:`pytest_llmperf.observe.exposition.parse_exposition`.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-import urllib.request
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
-__all__ = [
-    "Exposition",
-    "Sample",
-    "ServerMetricNames",
-    "ServerMetricsProbe",
-    "fetch_text",
-    "parse_exposition",
-]
+import requests
+
+from pytest_llmperf.observe.exposition import Exposition, parse_exposition
+
+__all__ = ["ServerMetricNames", "ServerMetricsProbe", "fetch_text"]
 
 # Each seconds-histogram field of ServerMetricNames -> the result key of its mean, in ms.
 _HISTOGRAM_MEANS = (
@@ -87,169 +83,19 @@ class ServerMetricNames:
     requests_waiting: tuple[str, ...] = ()  # gauge
 
 
-# --- parsing -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Sample:
-    name: str
-    labels: Mapping[str, str]
-    value: float
-
-
-@dataclass(frozen=True)
-class Exposition:
-    """One scrape, parsed: its samples, the ``# TYPE`` of each family and how many lines
-    could not be read."""
-
-    samples: tuple[Sample, ...] = ()
-    types: Mapping[str, str] = field(default_factory=dict)
-    invalid_lines: int = 0
-
-    def total(self, name: str, *, average: bool = False) -> float | None:
-        """Sum (or mean) over label sets of the samples called exactly ``name``; NaN samples
-        are left out; None when there is none."""
-        values = [s.value for s in self.samples if s.name == name and not math.isnan(s.value)]
-        if not values:
-            return None
-        total = math.fsum(values)
-        return total / len(values) if average else total
-
-    def counter(self, names: Iterable[str]) -> float | None:
-        """The first of ``names`` present, each also tried with and without ``_total``
-        (OpenMetrics names the family without it, the sample with it)."""
-        for name in names:
-            other = name.removesuffix("_total") if name.endswith("_total") else name + "_total"
-            for candidate in (name, other):
-                value = self.total(candidate)
-                if value is not None:
-                    return value
-        return None
-
-    def histogram(self, names: Iterable[str]) -> tuple[float, float] | None:
-        """(sum, count) of the first histogram (or summary) of ``names`` present."""
-        for name in names:
-            total, count = self.total(name + "_sum"), self.total(name + "_count")
-            if total is not None and count is not None:
-                return total, count
-        return None
-
-    def gauge(self, names: Iterable[str], *, average: bool = False) -> float | None:
-        for name in names:
-            value = self.total(name, average=average)
-            if value is not None:
-                return value
-        return None
-
-
-def parse_exposition(text: str) -> Exposition:
-    """Parse Prometheus text format (0.0.4) or OpenMetrics text.  Lines that cannot be read
-    are counted, not raised: one odd line must not cost the whole scrape."""
-    samples: list[Sample] = []
-    types: dict[str, str] = {}
-    invalid = 0
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line:
-            continue
-        if line.startswith("#"):
-            parts = line[1:].split(None, 3)
-            if len(parts) >= 3 and parts[0] == "TYPE":
-                types[parts[1]] = parts[2]
-            continue  # HELP, EOF and free comments carry no samples
-        try:
-            samples.append(_parse_sample(line))
-        except ValueError:
-            invalid += 1
-    return Exposition(tuple(samples), types, invalid)
-
-
-def _parse_sample(line: str) -> Sample:
-    brace = line.find("{")
-    space = _first_space(line)
-    labels: dict[str, str] = {}
-    if brace != -1 and (space == -1 or brace < space):
-        name = line[:brace]
-        labels, end = _parse_labels(line, brace + 1)
-        if not name:  # UTF-8 names (Prometheus 3): {"name.with.dots", label="x"}
-            name = labels.pop("__name__", "")
-        rest = line[end:]
-    else:
-        if space == -1:
-            raise ValueError("no value")
-        name, rest = line[:space], line[space:]
-    if not name:
-        raise ValueError("no metric name")
-    rest = rest.split(" # ", 1)[0]  # OpenMetrics exemplar
-    fields = rest.split()
-    if not fields or len(fields) > 2:
-        raise ValueError("expected a value and an optional timestamp")
-    return Sample(name, labels, float(fields[0]))  # float() reads +Inf, -Inf and NaN
-
-
-def _first_space(line: str) -> int:
-    positions = [p for p in (line.find(" "), line.find("\t")) if p != -1]
-    return min(positions) if positions else -1
-
-
-_ESCAPES = {"\\": "\\", '"': '"', "n": "\n"}
-
-
-def _parse_labels(line: str, pos: int) -> tuple[dict[str, str], int]:
-    """Labels from ``line[pos:]`` up to the closing brace; returns them and the index after
-    the brace.  A bare quoted string is the metric name (key ``__name__``)."""
-    labels: dict[str, str] = {}
-    while True:
-        while pos < len(line) and line[pos] in " \t,":
-            pos += 1
-        if pos >= len(line):
-            raise ValueError("unterminated label set")
-        if line[pos] == "}":
-            return labels, pos + 1
-        if line[pos] == '"':
-            value, pos = _quoted(line, pos)
-            labels["__name__"] = value
-            continue
-        eq = line.find("=", pos)
-        if eq == -1:
-            raise ValueError("label without '='")
-        key = line[pos:eq].strip().strip('"')
-        pos = eq + 1
-        while pos < len(line) and line[pos] in " \t":
-            pos += 1
-        if pos >= len(line) or line[pos] != '"':
-            raise ValueError("label value not quoted")
-        labels[key], pos = _quoted(line, pos)
-
-
-def _quoted(line: str, pos: int) -> tuple[str, int]:
-    """The string quoted at ``line[pos]`` (a ``"``), unescaped, and the index after it."""
-    out: list[str] = []
-    pos += 1
-    while pos < len(line):
-        char = line[pos]
-        if char == "\\" and pos + 1 < len(line):
-            out.append(_ESCAPES.get(line[pos + 1], "\\" + line[pos + 1]))
-            pos += 2
-        elif char == '"':
-            return "".join(out), pos + 1
-        else:
-            out.append(char)
-            pos += 1
-    raise ValueError("unterminated quoted string")
-
-
 # --- scraping ------------------------------------------------------------------------------
 
 Fetch = Callable[[str, float], str]
 
 
 def fetch_text(url: str, timeout_s: float) -> str:
-    """GET ``url``; the standard library, so that nothing heavy loads for a scrape."""
-    request = urllib.request.Request(url, headers={"Accept": "text/plain"})
-    with urllib.request.urlopen(request, timeout=timeout_s) as response:
-        body: bytes = response.read()
-        return body.decode("utf-8", errors="replace")
+    """GET ``url``'s text; raises for a non-2xx answer.  The exposition formats are UTF-8: a
+    ``text/plain`` answer that names no charset is decoded as UTF-8, not ISO-8859-1."""
+    response = requests.get(url, timeout=timeout_s, headers={"Accept": "text/plain"})
+    response.raise_for_status()
+    if "charset" not in response.headers.get("Content-Type", "").lower():
+        response.encoding = "utf-8"
+    return response.text
 
 
 class ServerMetricsProbe:

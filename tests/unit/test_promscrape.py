@@ -1,91 +1,27 @@
-"""Prometheus text parsing and the server-metrics probe, against hand-written expositions.
+"""The server-metrics probe and its fetch, against hand-written expositions.
 
-The same probe against the real llama.cpp engine is in tests/integration/test_server_metrics.py.
+The parser is tested in test_exposition.py; the same probe against the real llama.cpp engine
+is in tests/integration/test_server_metrics.py.
 """
 
 from __future__ import annotations
 
 import http.server
 import json
-import math
 import socket
 import threading
 from collections.abc import Callable, Iterator
 
 import pytest
+import requests
 
 from pytest_llmperf.engines.llamacpp import LlamaCppBackend
+from pytest_llmperf.observe.exposition import parse_exposition
 from pytest_llmperf.observe.server_metrics import (
     ServerMetricNames,
     ServerMetricsProbe,
     fetch_text,
-    parse_exposition,
 )
-
-TRICKY = r"""
-# HELP http_requests_total The total number of HTTP requests.
-# TYPE http_requests_total counter
-http_requests_total{method="post",code="200"} 1027 1395066363000
-http_requests_total{method="post",code="400"}    3 1395066363000
-
-# Escaping in label values:
-msdos_file_access_time_seconds{path="C:\\DIR\\F.TXT",error="Cannot find:\n\"F.TXT\""} 1.458e9
-
-# Minimalistic line:
-metric_without_timestamp_and_labels 12.47
-something_weird{problem="division by zero"} +Inf -3982045
-negative_infinity -Inf
-not_a_number NaN
-trailing_comma{a="1",} 2
-colon:name:total 5
-{"name.with.dots", label="x"} 7
-exemplar_total{a="b"} 3 # {trace_id="abc"} 1.0
-this line is not a sample
-unterminated{a="b} 1
-# EOF
-"""
-
-
-def test_parser_reads_the_text_format_with_its_corner_cases() -> None:
-    parsed = parse_exposition(TRICKY)
-    by_name = {s.name: s for s in parsed.samples}
-    assert parsed.types["http_requests_total"] == "counter"
-    assert parsed.total("http_requests_total") == 1030  # summed over label sets
-    path = by_name["msdos_file_access_time_seconds"]
-    assert path.labels == {"path": "C:\\DIR\\F.TXT", "error": 'Cannot find:\n"F.TXT"'}
-    assert path.value == 1.458e9
-    assert by_name["metric_without_timestamp_and_labels"].value == 12.47
-    assert by_name["something_weird"].value == math.inf
-    assert by_name["negative_infinity"].value == -math.inf
-    assert math.isnan(by_name["not_a_number"].value)
-    assert parsed.total("not_a_number") is None  # NaN is no number to add up
-    assert by_name["trailing_comma"].labels == {"a": "1"}
-    assert by_name["colon:name:total"].value == 5
-    assert by_name["name.with.dots"].labels == {"label": "x"}
-    assert by_name["exemplar_total"].value == 3
-    assert parsed.invalid_lines == 2  # counted, not raised
-
-
-def test_counters_are_found_with_and_without_total() -> None:
-    parsed = parse_exposition("a_total 3\nb 4\n")
-    assert parsed.counter(["a"]) == 3
-    assert parsed.counter(["a_total"]) == 3
-    assert parsed.counter(["b_total"]) == 4
-    assert parsed.counter(["missing", "b"]) == 4  # the first alternative present wins
-    assert parsed.counter(["missing"]) is None
-
-
-def test_histograms_give_sum_and_count_over_label_sets() -> None:
-    parsed = parse_exposition(
-        'h_bucket{le="0.1",model="a"} 1\nh_bucket{le="+Inf",model="a"} 2\n'
-        'h_sum{model="a"} 0.3\nh_count{model="a"} 2\nh_sum{model="b"} 0.7\nh_count{model="b"} 3\n'
-    )
-    found = parsed.histogram(["nope", "h"])
-    assert found is not None
-    assert found[0] == pytest.approx(1.0)
-    assert found[1] == 5
-    assert parsed.histogram(["nope"]) is None
-
 
 # --- the probe -----------------------------------------------------------------------------
 
@@ -265,8 +201,9 @@ def test_non_finite_values_never_reach_the_result() -> None:
 def metrics_server() -> Iterator[str]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = b"llamacpp:tokens_predicted_total 7\n"
-            self.send_response(200)
+            # A UTF-8 label value, and no charset named, as llama.cpp answers.
+            body = 'llamacpp:tokens_predicted_total{model="café"} 7\n'.encode()
+            self.send_response(200 if self.path == "/metrics" else 404)
             self.send_header("Content-Type", "text/plain; version=0.0.4")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -286,8 +223,18 @@ def metrics_server() -> Iterator[str]:
 
 
 def test_fetch_text_reads_a_metrics_endpoint(metrics_server: str) -> None:
-    assert parse_exposition(fetch_text(metrics_server, 5.0)).counter(
-        ["llamacpp:tokens_predicted"]) == 7
+    parsed = parse_exposition(fetch_text(metrics_server, 5.0))
+    assert parsed.counter(["llamacpp:tokens_predicted"]) == 7
+    assert parsed.samples[0].labels == {"model": "café"}  # read as UTF-8, not Latin-1
+
+
+def test_fetch_text_raises_for_an_error_status(metrics_server: str) -> None:
+    with pytest.raises(requests.HTTPError, match="404"):
+        fetch_text(metrics_server.replace("/metrics", "/nope"), 5.0)
+    probe = ServerMetricsProbe(metrics_server.replace("/metrics", "/nope"), LLAMACPP_NAMES,
+                               poll_interval_s=3600)
+    assert run_window(probe) == {}
+    assert "before the window failed: HTTPError: 404" in probe.notes[0]
 
 
 def test_an_unreachable_endpoint_costs_only_the_server_numbers() -> None:
