@@ -245,3 +245,14 @@ def test_an_unreachable_endpoint_costs_only_the_server_numbers() -> None:
                                timeout_s=2.0, poll_interval_s=3600)
     assert run_window(probe) == {}
     assert "failed" in probe.notes[0]
+
+
+def test_gauge_polls_parse_only_the_gauges_lines() -> None:
+    # Polls run inside the window, in the client's process: a 3000-line page must not be
+    # parsed whole twice a second (55 ms of parse per poll on a vLLM-like page, 0.7 ms so).
+    from pytest_llmperf.observe.server_metrics import _lines_of
+
+    page = ('# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{m="a"} 3\n'
+            'vllm:e2e_request_latency_seconds_bucket{le="1"} 5\n{"odd.name"} 1\n')
+    kept = _lines_of(page, ("vllm:num_requests_running",))
+    assert kept.splitlines() == ['vllm:num_requests_running{m="a"} 3', '{"odd.name"} 1']
