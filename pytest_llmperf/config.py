@@ -212,6 +212,10 @@ OPTIONS: tuple[Option[Any], ...] = (
            "32"),
     Option("warmup", "--llmperf-warmup",
            "warm-up requests before each measured window (not measured)", _int_at_least(0), "4"),
+    Option("seed", "--llmperf-seed",
+           "seed of the prompt order, for reproducible content (each run still gets a fresh "
+           "salt at the start of every prompt, so no server cache can answer it)",
+           _int_at_least(0), "0"),
     Option("max_tokens", "--llmperf-max-tokens", "output tokens asked for per request",
            _int_at_least(2), "64"),
     Option("ignore_eos", "--llmperf-ignore-eos",
@@ -286,6 +290,7 @@ class Settings:
     engine_python: Mapping[str, Path] = field(default_factory=dict)
     ngl: int | None = None
     ready_timeout: int = 900
+    seed: int = 0
     telemetry_interval: float = 0.5
     require_gpu: bool = False
     # setting name -> where its value came from, e.g. "--backend (command line)"
@@ -360,7 +365,7 @@ def resolve_settings(
 # Settings whose field keeps its own default when the option is not given.
 _OPTIONAL = ("gpus", "tp", "max_model_len", "max_num_seqs", "gpu_memory_utilization",
              "prefix_caching", "chunked_prefill", "engine_args", "llamacpp_bin", "engine_python",
-             "ngl", "ready_timeout", "telemetry_interval", "require_gpu")
+             "ngl", "ready_timeout", "telemetry_interval", "require_gpu", "seed")
 
 
 def _lookup(

@@ -103,11 +103,12 @@ def llmperf_telemetry(
 
 
 @pytest.fixture(scope="session")
-def llmperf_prompts(llmperf_server: ServedModel) -> PromptSource:
-    """Never-repeating prompts, one source per served model (no cache hits across tests)."""
+def llmperf_prompts(llmperf_server: ServedModel, llmperf_settings: Settings) -> PromptSource:
+    """Never-repeating prompts, one source per served model (no cache hits across tests) with
+    a fresh salt per run (none across runs either)."""
     from pytest_llmperf.load.prompts import PromptSource
 
-    return PromptSource(seed=0)
+    return PromptSource(seed=llmperf_settings.seed)
 
 
 class ResultRecorder:

@@ -14,7 +14,8 @@ once more, on a fresh connection, only when all of these hold:
 A server that dies after it accepted a request is then caught either way: on a fresh connection
 there is no resend, and a resend to a dead server fails too; the record then carries the time of
 the first send and both errors.  After the first such failure the client stops reusing
-connections (``Connection: close``), so a server that closes them cannot cost another resend.
+connections (a session whose connector opens a fresh one per request), so a server that closes
+them cannot cost another resend, and the resend itself never takes a pooled connection.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ _Client = TypeVar("_Client", bound="HttpClient")
 # Below the 5 s keep-alive of uvicorn (vLLM, SGLang) and llama.cpp: a connection idle longer
 # than this is not reused, so the server's own idle close rarely meets a request.
 _KEEPALIVE_S = 4.0
-_CLOSED_CONNECTION = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+_CLOSED_CONNECTION = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
+                      aiohttp.ClientConnectionResetError)
 
 
 class ResendFailed(aiohttp.ClientError):
@@ -56,21 +58,26 @@ class HttpClient:
         self.reuse_connections = reuse_connections
         self.resends = 0  # requests sent once more after their pooled connection had closed
         self._api_key = api_key
-        self._session: aiohttp.ClientSession | None = None
+        self._pooled: aiohttp.ClientSession | None = None
+        self._fresh: aiohttp.ClientSession | None = None
 
     async def __aenter__(self: _Client) -> _Client:
+        self._pooled = self._open(force_close=False)
+        return self
+
+    def _open(self, *, force_close: bool) -> aiohttp.ClientSession:
         headers = {"Content-Type": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         trace = aiohttp.TraceConfig()
         trace.on_connection_reuseconn.append(_mark_reused)
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=_KEEPALIVE_S),
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, force_close=True) if force_close
+            else aiohttp.TCPConnector(limit=0, keepalive_timeout=_KEEPALIVE_S),
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=self.timeout_s),
             trace_configs=[trace],
         )
-        return self
 
     async def __aexit__(
         self,
@@ -78,15 +85,22 @@ class HttpClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._pooled, self._fresh):
+            if session is not None:
+                await session.close()
+        self._pooled = self._fresh = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
+        """The session the next request goes out on: pooled connections while the server
+        keeps them, else a fresh connection for every request."""
+        if self._pooled is None:
             raise RuntimeError(f"{type(self).__name__} is used outside 'async with'")
-        return self._session
+        if self.reuse_connections:
+            return self._pooled
+        if self._fresh is None:
+            self._fresh = self._open(force_close=True)
+        return self._fresh
 
     async def post(self, url: str, body: bytes) -> tuple[int, aiohttp.ClientResponse]:
         """POST ``body``; returns when it was sent and the response (headers read).
@@ -109,9 +123,7 @@ class HttpClient:
                 raise ResendFailed(first, second, send_ns) from second
 
     async def _post(self, url: str, body: bytes, attempt: dict[str, Any]) -> Any:
-        headers = None if self.reuse_connections else {"Connection": "close"}
-        return await self.session.post(url, data=body, headers=headers,
-                                       trace_request_ctx=attempt)
+        return await self.session.post(url, data=body, trace_request_ctx=attempt)
 
 
 async def _mark_reused(session: aiohttp.ClientSession, context: SimpleNamespace,

@@ -3,13 +3,21 @@
 Engines cache prompt prefixes (llama.cpp slots, vLLM/SGLang prefix caching).  A suite that sends
 the same prompt twice measures the cache, not prefill: single-user TTFT on llama.cpp reads 23 ms
 with repeated prompts against 281 ms without.  So every prompt a :class:`PromptSource` hands out
-starts with a tag that is unique within the session, which ends any shared prefix at once.
+starts with a tag made from a salt and the request's number: the salt is fresh for every source
+(every run), so a server that stays up between runs cannot answer the second run from its cache
+either, and the number makes each prompt of a run unique.  Caches match prefixes from the start
+and the tag is a hash, so any two prompts part ways at its first characters; only the chat
+template's fixed head before the user's text stays shared, as it is for every request a model
+gets.  The ``seed`` alone decides the order of the texts, so a run's content is reproducible;
+seed and salt are recorded with every result.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import random
+import secrets
 import threading
 
 __all__ = ["BUILTIN_PROMPTS", "PromptSource"]
@@ -36,24 +44,34 @@ BUILTIN_PROMPTS: tuple[str, ...] = (
 
 
 class PromptSource:
-    """Deterministic, never-repeating prompts: the order depends only on ``seed``.
+    """Deterministic texts, never-repeating prompts: the order depends only on ``seed``, the
+    salt (fresh random hex unless given) differs from run to run.
 
     One source serves a whole session against one server, so no two requests of any test
     share a prefix that the server could have cached.  Safe to call from several threads.
     """
 
-    def __init__(self, seed: int = 0, prompts: tuple[str, ...] = BUILTIN_PROMPTS) -> None:
+    def __init__(self, seed: int = 0, prompts: tuple[str, ...] = BUILTIN_PROMPTS,
+                 salt: str | None = None) -> None:
         if not prompts:
             raise ValueError("a prompt source needs at least one prompt")
         order = list(prompts)
         random.Random(seed).shuffle(order)
+        self.seed = seed
+        self.salt = salt if salt is not None else secrets.token_hex(4)
         self._cycle = itertools.cycle(order)
         self._counter = itertools.count(1)
-        self._seed = seed
         self._lock = threading.Lock()
 
     def next_prompt(self) -> str:
         with self._lock:
             number = next(self._counter)
             text = next(self._cycle)
-        return f"[request {self._seed}-{number}] {text}"
+        # A tag that differs from the first character, also between two prompts of one run
+        # ("[salt-1]" and "[salt-2]" would share the salt's tokens); still fixed by salt.
+        tag = hashlib.blake2s(f"{self.salt}-{number}".encode(), digest_size=4).hexdigest()
+        return f"[{tag}] {text}"
+
+    def describe(self) -> dict[str, object]:
+        """What the result store and reports record: how to get the same texts again."""
+        return {"source": "built-in", "seed": self.seed, "salt": self.salt}

@@ -37,6 +37,8 @@ class PerfResult:
     server_notes: tuple[str, ...] = ()  # why some server numbers are missing
     # GPU and server CPU/RAM over the same window (telemetry.Telemetry.result); None: not run.
     telemetry: Mapping[str, Any] | None = None
+    # Where the prompts came from and how to get the same texts again (seed, salt).
+    prompts: Mapping[str, object] | None = None
 
     @property
     def context(self) -> str:
@@ -95,4 +97,5 @@ def run_load(
         server_metrics=probe.result() if probe else None,
         server_notes=tuple(probe.notes) if probe else (),
         telemetry=figures,
+        prompts=prompts.describe(),
     )

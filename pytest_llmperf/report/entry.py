@@ -38,6 +38,10 @@ def result_entry(result: PerfResult, timeline_png: Path | None = None) -> dict[s
         "warmup": result.run.warmup_requests,
         "max_tokens": result.max_tokens,
         "token_sources": list(result.metrics.output_token_sources),
+        # Output counts re-tokenized from the text (no usage from the server): estimates.
+        "approximate_counts": sum(bool(r.approximate_counts) for r in result.run.records
+                                  if r.ok),
+        "prompts": dict(result.prompts or {}),
         "distributions": {
             name: {stat: _rounded(value) for stat, value in stats.items()}
             for name, stats in summary.items()

@@ -21,6 +21,8 @@ def result_properties(result: PerfResult) -> list[tuple[str, object]]:
         ("users", entry["users"]),
         ("token_source", ",".join(entry["token_sources"])),
         ("short_answers", entry["short_answers"]),
+        ("approximate_counts", entry["approximate_counts"]),
+        *((f"prompts.{key}", value) for key, value in entry["prompts"].items()),
     ]
     for name, stats in entry["distributions"].items():
         props.extend((f"{name}.{stat}", value) for stat, value in stats.items())

@@ -81,6 +81,14 @@ def _test_section(entry: Mapping[str, Any]) -> list[str]:
         f"user(s), {entry['requests']} measured requests after {entry['warmup']} warm-up, "
         f"max_tokens {entry['max_tokens']}, output tokens counted by: {sources}."
     )
+    approximate = entry.get("approximate_counts") or 0
+    if approximate:
+        header += (f" {approximate} output counts are approximate (the server sent no usage: "
+                   "the answer's text was re-tokenized).")
+    prompts = entry.get("prompts") or {}
+    if prompts:
+        header += (f" Prompts: {prompts.get('source')}, seed {prompts.get('seed')}, "
+                   f"salt {prompts.get('salt')}.")
     lines = [title, "", header, ""]
     short = entry.get("short_answers") or 0
     if short:

@@ -116,3 +116,24 @@ def test_attach_to_a_running_openai_compatible_server(suite_copy: Path) -> None:
         path.read_text(errors="replace") for path in suite_copy.rglob("*") if path.is_file()
     )
     assert SECRET not in everything
+
+
+def test_attached_llamacpp_closing_its_connections_costs_no_request(suite_copy: Path) -> None:
+    """llama.cpp closes every connection after a streamed answer although it announces
+    keep-alive.  Attached as a plain OpenAI server (nothing tells the client so), 32 requests at
+    4 users once lost 2 to "Can not write request body"; a closed pooled connection must never
+    become a failed request."""
+    (suite_copy / "thresholds.toml").write_text('[defaults]\nslo = ["error_rate <= 0"]\n')
+    settings = resolve_settings({}, {}, {}, suite_copy)
+    with get_backend("llamacpp").serve(settings, SMOLLM2, suite_copy / "engine") as served:
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "perf/test_concurrency.py", "-p", "no:cacheprovider",
+             "--backend", "openai", "--base-url", served.endpoint.base_url,
+             "--model", served.endpoint.model, "--llmperf-requests=32",
+             "--llmperf-max-tokens=16", "--junitxml=junit.xml"],
+            cwd=suite_copy, capture_output=True, text=True, timeout=300, check=False,
+        )
+    assert done.returncode == 0, done.stdout + done.stderr
+    properties = {p.get("name"): p.get("value")
+                  for p in ET.parse(suite_copy / "junit.xml").iter("property")}
+    assert (properties["llmperf.completed"], properties["llmperf.failed"]) == ("32.0", "0.0")

@@ -165,6 +165,7 @@ def test_sources_name_each_setting_separately(tmp_path: Path) -> None:
         "report": "default",
         "requests": "llmperf_requests (ini/pyproject)",
         "warmup": "default",
+        "seed": "default",
         "max_tokens": "default",
         "ignore_eos": "default",
         "output_dir": "default",

@@ -9,7 +9,7 @@ import pytest
 
 from pytest_llmperf.load.prompts import BUILTIN_PROMPTS, PromptSource
 
-TAG = re.compile(r"\[request [^\]]*\] ")
+TAG = re.compile(r"\[[0-9a-f]{8}\] ")
 
 
 def draw(source: PromptSource, n: int) -> list[str]:
@@ -29,8 +29,19 @@ def shared_prefix(a: str, b: str) -> int:
     return next((i for i in range(n) if a[i] != b[i]), n)
 
 
-def test_same_seed_same_prompts() -> None:
-    assert draw(PromptSource(seed=3), 50) == draw(PromptSource(seed=3), 50)
+def test_same_seed_same_texts_and_a_fresh_salt_every_run() -> None:
+    first, second = PromptSource(seed=3), PromptSource(seed=3)
+    a, b = draw(first, 50), draw(second, 50)
+    assert [body(p) for p in a] == [body(p) for p in b]  # the content is reproducible
+    assert first.salt != second.salt  # 32 random bits: equal once in 4 billion runs
+    # Caches match from the start: two runs part ways inside the tag.
+    assert all(shared_prefix(x, y) < len("[12345678]") for x, y in zip(a, b, strict=True))
+    assert first.describe() == {"source": "built-in", "seed": 3, "salt": first.salt}
+
+
+def test_a_given_salt_repeats_a_run_exactly() -> None:
+    assert draw(PromptSource(seed=3, salt="ab12"), 20) == draw(PromptSource(seed=3, salt="ab12"),
+                                                             20)
 
 
 def test_other_seed_other_order() -> None:
