@@ -129,10 +129,10 @@ def _load_thresholds(settings: Settings) -> Thresholds | None:
 
 
 def _catalog(thresholds: Thresholds | None) -> Catalog:
-    from pytest_llmperf.engines.catalog import builtin_catalog
+    from pytest_llmperf.engines.catalog import builtin_catalog, entries_from_thresholds
 
-    catalog = builtin_catalog()
-    return catalog if thresholds is None else catalog.merged(thresholds.models)
+    catalog = builtin_catalog()  # a ThresholdError below is a ValueError: see _matrix
+    return catalog if thresholds is None else catalog.merged(entries_from_thresholds(thresholds))
 
 
 def _matrix(settings: Settings, thresholds: Thresholds | None, *, check: bool) -> list[Target]:

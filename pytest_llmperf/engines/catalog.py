@@ -19,7 +19,12 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pytest_llmperf.results.tomlfile import Locator, ThresholdError, parse_toml
+
+if TYPE_CHECKING:
+    from pytest_llmperf.results.thresholds import Thresholds
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -35,6 +40,7 @@ __all__ = [
     "ModelEntry",
     "ModelSource",
     "builtin_catalog",
+    "entries_from_thresholds",
     "parse_entry",
 ]
 
@@ -188,3 +194,70 @@ def builtin_catalog() -> Catalog:
         alias: parse_entry(alias, table, f"built-in catalogue ({alias})")
         for alias, table in data["models"].items()
     })
+
+
+# --- entries written in thresholds.toml ----------------------------------------------------
+
+
+def entries_from_thresholds(thresholds: Thresholds) -> dict[str, ModelEntry]:
+    """Catalogue entries of thresholds.toml's [models.ALIAS] tables (those with more than
+    ``slo``) and of the file its top-level ``catalog = "models.toml"`` names; errors raise
+    :class:`ThresholdError` with file:line."""
+    document = thresholds.document
+    if document is None:
+        return {}
+    entries = _catalog_file(document.data.get("catalog"), document.path, document.locate)
+    entries.update(_models(document.data.get("models", {}), document.locate))
+    return entries
+
+
+def _catalog_file(value: Any, path: Path, locator: Locator) -> dict[str, ModelEntry]:
+    """Entries of the file named by ``catalog = "models.toml"`` (relative to this file)."""
+    if value is None:
+        return {}
+    if not isinstance(value, str) or not value.strip():
+        raise ThresholdError(f"{locator.key('catalog')}: catalog must name a TOML file")
+    file = (path.parent / value).expanduser()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ThresholdError(
+            f"{locator.key('catalog')}: cannot read catalogue file {file}: {exc.strerror}"
+        ) from None
+    document = parse_toml(text, file)
+    data, inner = document.data, document.locate
+    unknown = sorted(set(data) - {"models"})
+    if unknown:
+        raise ThresholdError(f"{inner.table(unknown[0])}: unknown table [{unknown[0]}] in a "
+                             "catalogue file; valid: [models.ALIAS]")
+    for alias, table in data.get("models", {}).items():
+        if isinstance(table, dict) and "slo" in table:
+            raise ThresholdError(f"{inner.key('slo', after=f'models.{alias}')}: SLOs belong in "
+                                 "thresholds.toml, not in a catalogue file")
+    return _models(data.get("models", {}), inner)
+
+
+def _models(tables: Any, locator: Locator) -> dict[str, ModelEntry]:
+    """Catalogue entries among the [models.ALIAS] tables (those with more than ``slo``)."""
+    entries: dict[str, ModelEntry] = {}
+    if not isinstance(tables, dict):
+        return entries
+    for alias, table in tables.items():
+        where = f"models.{alias}"
+        if not isinstance(table, dict):
+            raise ThresholdError(f"{locator.table(where)}: [{where}] must be a table")
+        unknown = sorted(set(table) - {"slo", *ENTRY_KEYS})
+        if unknown:
+            raise ThresholdError(
+                f"{locator.key(unknown[0], after=where)}: unknown key {unknown[0]!r} in "
+                f"[{where}]; valid: {', '.join(sorted({'slo', *ENTRY_KEYS}))}")
+        keys = {key: value for key, value in table.items() if key in ENTRY_KEYS}
+        if not keys:
+            continue
+        try:
+            entries[alias] = parse_entry(alias, keys, locator.table(where))
+        except CatalogError as exc:
+            key = str(exc).split(":", 1)[0]
+            place = locator.key(key, after=where) if key in ENTRY_KEYS else locator.table(where)
+            raise ThresholdError(f"{place}: [{where}] {exc}") from None
+    return entries

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from statistics import fmean
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_llmperf.observe.gpu import GpuSampler, host_gpu_facts, open_gpu_sampler
 from pytest_llmperf.observe.process import (
@@ -36,7 +36,15 @@ from pytest_llmperf.results.metrics import RESOURCES
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from pytest_llmperf.engines.base import ServedModel
+
+class Served(Protocol):
+    """What telemetry needs of a served model (``engines.base.ServedModel`` is one)."""
+
+    @property
+    def server_pid(self) -> int | None: ...  # None: in-process or attached
+
+    @property
+    def endpoint(self) -> object | None: ...  # None: an in-process engine
 
 __all__ = ["GPU_METRICS", "METRICS", "Telemetry", "host_gpu_facts", "unmeasured_reasons"]
 
@@ -98,7 +106,7 @@ class Telemetry:
         return cls(process, gpu, interval_s=interval_s)
 
     @classmethod
-    def for_served(cls, served: ServedModel, *, interval_s: float = 0.5,
+    def for_served(cls, served: Served, *, interval_s: float = 0.5,
                    nvml: Any = None) -> Telemetry:
         """The launched server's tree; the test process for an in-process engine; none for
         an attached server (it is not ours: ``result()`` says so)."""

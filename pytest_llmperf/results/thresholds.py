@@ -17,19 +17,13 @@ the order is defaults < backends < models < tests.  Every error names file:line.
 from __future__ import annotations
 
 import re
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_llmperf.engines.catalog import ENTRY_KEYS, CatalogError, ModelEntry, parse_entry
 from pytest_llmperf.results.metrics import DISTRIBUTIONS, RESOURCES, SCALARS, parse_statistic
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+from pytest_llmperf.results.tomlfile import Locator, ThresholdError, TomlDocument, parse_toml
 
 __all__ = ["SCOPES", "Check", "ThresholdError", "Thresholds", "load_thresholds", "parse_check"]
 
@@ -39,10 +33,6 @@ _CHECK = re.compile(
     r"\s*(?P<metric>[A-Za-z_][A-Za-z0-9_]*)(?:\.(?P<stat>[A-Za-z0-9_.]+))?"
     r"\s*(?P<op><=|>=|<|>)\s*(?P<limit>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*"
 )
-
-
-class ThresholdError(ValueError):
-    """A thresholds file that cannot be used; the message names file:line."""
 
 
 @dataclass(frozen=True)
@@ -113,9 +103,9 @@ class Thresholds:
     path: Path | None
     defaults: tuple[Check, ...]
     scoped: Mapping[str, Mapping[str, tuple[Check, ...]]]  # scope -> name -> checks
-    # Model catalogue entries written here ([models.ALIAS] with hf/ollama/gguf keys), and
-    # those of the file named by a top-level `catalog = "models.toml"`.
-    models: Mapping[str, ModelEntry] = field(default_factory=dict)
+    # The parsed file, for what else it holds: the model catalogue entries of its
+    # [models.ALIAS] tables and of a top-level `catalog = "models.toml"` (engines.catalog).
+    document: TomlDocument | None = field(default=None, repr=False, compare=False)
 
     def for_test(self, *, backend: str, model: str, test: str) -> tuple[Check, ...]:
         """The checks that apply to ``test`` of ``model`` on ``backend``, most specific last."""
@@ -136,13 +126,8 @@ def load_thresholds(path: Path) -> Thresholds:
 
 
 def parse_thresholds(text: str, path: Path) -> Thresholds:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        line = _toml_error_line(exc)
-        where = f"{path}:{line}" if line else str(path)
-        raise ThresholdError(f"{where}: malformed TOML: {exc}") from None
-    locator = _Locator(text.splitlines(), path)
+    document = parse_toml(text, path)
+    data, locator = document.data, document.locate
     unknown = sorted(set(data) - {"defaults", "catalog", *SCOPES})
     if unknown:
         raise ThresholdError(
@@ -159,68 +144,16 @@ def parse_thresholds(text: str, path: Path) -> Thresholds:
         scoped[scope] = {
             name: _checks(table, f"{scope}.{name}", locator) for name, table in tables.items()
         }
-    models = _catalog_file(data.get("catalog"), path, locator)
-    models.update(_models(data.get("models", {}), locator))
-    return Thresholds(path=path, defaults=defaults, scoped=scoped, models=models)
+    return Thresholds(path=path, defaults=defaults, scoped=scoped, document=document)
 
 
-def _catalog_file(value: Any, path: Path, locator: _Locator) -> dict[str, ModelEntry]:
-    """Entries of the file named by ``catalog = "models.toml"`` (relative to this file)."""
-    if value is None:
-        return {}
-    if not isinstance(value, str) or not value.strip():
-        raise ThresholdError(f"{locator.key('catalog')}: catalog must name a TOML file")
-    file = (path.parent / value).expanduser()
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ThresholdError(
-            f"{locator.key('catalog')}: cannot read catalogue file {file}: {exc.strerror}"
-        ) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        line = _toml_error_line(exc)
-        raise ThresholdError(f"{file}{f':{line}' if line else ''}: malformed TOML: {exc}") \
-            from None
-    inner = _Locator(text.splitlines(), file)
-    unknown = sorted(set(data) - {"models"})
-    if unknown:
-        raise ThresholdError(f"{inner.table(unknown[0])}: unknown table [{unknown[0]}] in a "
-                             "catalogue file; valid: [models.ALIAS]")
-    for alias, table in data.get("models", {}).items():
-        if isinstance(table, dict) and "slo" in table:
-            raise ThresholdError(f"{inner.key('slo', after=f'models.{alias}')}: SLOs belong in "
-                                 "thresholds.toml, not in a catalogue file")
-    return _models(data.get("models", {}), inner)
-
-
-def _models(tables: Any, locator: _Locator) -> dict[str, ModelEntry]:
-    """Catalogue entries among the [models.ALIAS] tables (those with more than ``slo``)."""
-    entries: dict[str, ModelEntry] = {}
-    if not isinstance(tables, dict):
-        return entries
-    for alias, table in tables.items():
-        where = f"models.{alias}"
-        if not isinstance(table, dict):
-            raise ThresholdError(f"{locator.table(where)}: [{where}] must be a table")
-        keys = {key: value for key, value in table.items() if key in ENTRY_KEYS}
-        if not keys:
-            continue
-        try:
-            entries[alias] = parse_entry(alias, keys, locator.table(where))
-        except CatalogError as exc:
-            key = str(exc).split(":", 1)[0]
-            place = locator.key(key, after=where) if key in ENTRY_KEYS else locator.table(where)
-            raise ThresholdError(f"{place}: [{where}] {exc}") from None
-    return entries
-
-
-def _checks(table: Any, where: str, locator: _Locator) -> tuple[Check, ...]:
+def _checks(table: Any, where: str, locator: Locator) -> tuple[Check, ...]:
     if not isinstance(table, dict):
         raise ThresholdError(f"{locator.table(where)}: [{where}] must be a table")
-    allowed = {"slo", *ENTRY_KEYS} if where.startswith("models.") else {"slo"}
-    unknown = sorted(set(table) - allowed)
+    # A [models.ALIAS] table also holds the model's catalogue entry: engines.catalog reads and
+    # checks those keys.
+    allowed = {"slo"}
+    unknown = [] if where.startswith("models.") else sorted(set(table) - allowed)
     if unknown:
         raise ThresholdError(
             f"{locator.key(unknown[0], after=where)}: unknown key {unknown[0]!r} in [{where}]; "
@@ -233,61 +166,3 @@ def _checks(table: Any, where: str, locator: _Locator) -> tuple[Check, ...]:
             "such as [\"tpot_ms.p95 < 100\"]"
         )
     return tuple(parse_check(entry, locator.string(entry, after=where)) for entry in entries)
-
-
-def _toml_error_line(exc: Exception) -> int | None:
-    line = getattr(exc, "lineno", None)
-    if isinstance(line, int):
-        return line
-    match = re.search(r"line (\d+)", str(exc))
-    return int(match.group(1)) if match else None
-
-
-class _Locator:
-    """Finds the line a table, key or string came from (tomllib keeps no positions)."""
-
-    def __init__(self, lines: Sequence[str], path: Path) -> None:
-        self._lines = lines
-        self._path = path
-
-    def _at(self, index: int | None) -> str:
-        return f"{self._path}:{index + 1}" if index is not None else str(self._path)
-
-    def _find(self, needle: str, start: int = 0) -> int | None:
-        for index in range(start, len(self._lines)):
-            if needle in self._lines[index]:
-                return index
-        return None
-
-    def _table_index(self, dotted: str, *, or_subtable: bool = False) -> int | None:
-        for index, line in enumerate(self._lines):
-            stripped = line.strip().replace('"', "").replace("'", "").replace(" ", "")
-            name = stripped.split("]")[0][1:]
-            if stripped.startswith("[") and (
-                name == dotted or (or_subtable and name.startswith(dotted + "."))
-            ):
-                return index
-        return None
-
-    def table(self, dotted: str) -> str:
-        index = self._table_index(dotted)
-        if index is None:  # only made by a [sub.table], or a key (`slo = ...` in [backends])
-            index = self._table_index(dotted, or_subtable=True)
-            if index is None:
-                parent, _, name = dotted.rpartition(".")
-                return self.key(name, after=parent or None)
-        return self._at(index)
-
-    def key(self, key: str, after: str | None = None) -> str:
-        start = (self._table_index(after) or 0) if after else 0
-        for index in range(start, len(self._lines)):
-            if re.match(rf"\s*{re.escape(key)}\s*[=.]", self._lines[index]):
-                return self._at(index)
-        return self._at(self._find(key, start))
-
-    def string(self, value: str, after: str) -> str:
-        start = self._table_index(after) or 0
-        index = self._find(f'"{value}"', start)
-        if index is None:
-            index = self._find(f"'{value}'", start)
-        return self._at(index)

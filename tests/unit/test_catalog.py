@@ -12,6 +12,7 @@ from pytest_llmperf.engines.catalog import (
     ModelEntry,
     ModelSource,
     builtin_catalog,
+    entries_from_thresholds,
     parse_entry,
 )
 from pytest_llmperf.results.thresholds import ThresholdError, load_thresholds
@@ -104,7 +105,7 @@ def test_user_entry_in_thresholds_overrides_and_extends(tmp_path: Path) -> None:
         'hf = { id = "/models/qwen72b", quantization = "gptq", bits = 4.6 }\n'
     )
     thresholds = load_thresholds(path)
-    catalog = builtin_catalog().merged(thresholds.models)
+    catalog = builtin_catalog().merged(entries_from_thresholds(thresholds))
     entry = catalog.entries["qwen72b-gptq"]
     assert (entry.tp, entry.source(["hf"]).id) == (4, "/models/qwen72b")
     assert entry.origin == f"{path}:4"
@@ -117,14 +118,14 @@ def test_user_entry_in_thresholds_overrides_and_extends(tmp_path: Path) -> None:
 def test_slo_only_model_tables_are_not_catalogue_entries(tmp_path: Path) -> None:
     path = tmp_path / "thresholds.toml"
     path.write_text('[models.smollm2-135m]\nslo = ["tpot_ms.p95 < 80"]\n')
-    assert load_thresholds(path).models == {}
+    assert entries_from_thresholds(load_thresholds(path)) == {}
 
 
 def test_bad_entry_in_thresholds_names_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "thresholds.toml"
     path.write_text('[defaults]\nslo = []\n\n[models.mine]\nhf = "a/b"\nlayers = 2.5\n')
     with pytest.raises(ThresholdError) as info:
-        load_thresholds(path)
+        entries_from_thresholds(load_thresholds(path))
     assert str(info.value) == (
         f"{path}:6: [models.mine] layers: expected a whole number, got 2.5")
 
@@ -133,7 +134,7 @@ def test_catalogue_file_named_by_thresholds(tmp_path: Path) -> None:
     (tmp_path / "models.toml").write_text('[models.team]\nollama = "llama3.1:8b"\n')
     path = tmp_path / "thresholds.toml"
     path.write_text('catalog = "models.toml"\n[defaults]\nslo = []\n')
-    entry = load_thresholds(path).models["team"]
+    entry = entries_from_thresholds(load_thresholds(path))["team"]
     assert entry.source(["ollama"]) == ModelSource("ollama", "llama3.1:8b")
     assert entry.origin == f"{tmp_path / 'models.toml'}:1"
 
@@ -154,5 +155,5 @@ def test_bad_catalogue_file(tmp_path: Path, catalog_text: str | None, message: s
     path = tmp_path / "thresholds.toml"
     path.write_text('catalog = "models.toml"\n')
     with pytest.raises(ThresholdError) as info:
-        load_thresholds(path)
+        entries_from_thresholds(load_thresholds(path))
     assert message in str(info.value)

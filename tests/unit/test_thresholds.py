@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_llmperf.engines.catalog import entries_from_thresholds
 from pytest_llmperf.results.metrics import DISTRIBUTIONS, SCALARS
 from pytest_llmperf.results.thresholds import (
     Check,
@@ -29,7 +30,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def load_error(tmp_path: Path, text: str) -> str:
     path = write(tmp_path, text)
     with pytest.raises(ThresholdError) as info:
-        load_thresholds(path)
+        entries_from_thresholds(load_thresholds(path))  # SLOs, then the catalogue entries
     return str(info.value)
 
 
