@@ -1,5 +1,5 @@
-"""The aiohttp base of the streaming clients: one session per client, and one rule for
-connections the server has closed.
+"""The aiohttp base of the streaming clients: their sessions, and one rule for connections the
+server has closed.
 
 Servers may close a kept-alive connection while it sits in our pool: llama.cpp closes it after
 every streamed answer although it announces ``Keep-Alive: timeout=5``, and uvicorn-based
@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import time
 from types import SimpleNamespace, TracebackType
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import aiohttp
 
-__all__ = ["HttpClient", "ResendFailed"]
+__all__ = ["HttpClient", "ResendFailed", "Sent"]
 
 _Client = TypeVar("_Client", bound="HttpClient")
 # Below the 5 s keep-alive of uvicorn (vLLM, SGLang) and llama.cpp: a connection idle longer
@@ -34,6 +34,12 @@ _Client = TypeVar("_Client", bound="HttpClient")
 _KEEPALIVE_S = 4.0
 _CLOSED_CONNECTION = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
                       aiohttp.ClientConnectionResetError)
+
+
+class Sent(NamedTuple):
+    send_ns: int  # when the request that got this response was sent
+    response: aiohttp.ClientResponse
+    resent: bool  # the first attempt's pooled connection had closed (see the module docstring)
 
 
 class ResendFailed(aiohttp.ClientError):
@@ -50,7 +56,9 @@ def _describe(exc: BaseException) -> str:
 
 
 class HttpClient:
-    """One aiohttp session for a client's lifetime, opened and closed by ``async with``."""
+    """A client's aiohttp sessions, opened and closed by ``async with``: one that pools
+    connections, and, once pooling has proved unsafe (or from the start, for servers known to
+    close them), one that opens a fresh connection for every request."""
 
     def __init__(self, *, timeout_s: float, api_key: str | None = None,
                  reuse_connections: bool = True) -> None:
@@ -102,7 +110,7 @@ class HttpClient:
             self._fresh = self._open(force_close=True)
         return self._fresh
 
-    async def post(self, url: str, body: bytes) -> tuple[int, aiohttp.ClientResponse]:
+    async def post(self, url: str, body: bytes) -> Sent:
         """POST ``body``; returns when it was sent and the response (headers read).
 
         See the module docstring for the one case in which it is sent a second time.
@@ -110,7 +118,7 @@ class HttpClient:
         attempt: dict[str, Any] = {}
         send_ns = time.perf_counter_ns()
         try:
-            return send_ns, await self._post(url, body, attempt)
+            return Sent(send_ns, await self._post(url, body, attempt), resent=False)
         except _CLOSED_CONNECTION as first:
             if not attempt.get("reused"):
                 raise
@@ -118,7 +126,7 @@ class HttpClient:
             self.resends += 1
             resend_ns = time.perf_counter_ns()
             try:
-                return resend_ns, await self._post(url, body, {})
+                return Sent(resend_ns, await self._post(url, body, {}), resent=True)
             except aiohttp.ClientError as second:
                 raise ResendFailed(first, second, send_ns) from second
 

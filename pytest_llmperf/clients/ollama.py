@@ -89,6 +89,7 @@ class _Answer:
         self.final: Mapping[str, Any] | None = None  # the "done": true object
         self.error: str | None = None
         self.end_ns = 0
+        self.resent = False
 
     def fail(self, error: str) -> None:
         if self.error is None:  # the first failure is the cause; later ones follow from it
@@ -165,6 +166,7 @@ class _Answer:
             finish_reason=final.get("done_reason") or None,
             error=self.error,
             server_timings=server_timings(final),
+            resent=self.resent,
         )
 
 
@@ -191,7 +193,7 @@ class OllamaClient(HttpClient):
         answer = _Answer()
         send_ns = time.perf_counter_ns()
         try:
-            send_ns = await self._exchange(body, answer)
+            send_ns, answer.resent = await self._exchange(body, answer)
         except asyncio.TimeoutError:
             answer.fail(f"no complete answer within {self.timeout_s:g} s")
         except ResendFailed as exc:
@@ -201,20 +203,21 @@ class OllamaClient(HttpClient):
             answer.fail(f"{type(exc).__name__}: {exc}")
         return answer.record(request_id, send_ns)
 
-    async def _exchange(self, body: bytes, answer: _Answer) -> int:
-        """POST ``body`` and read the answer into ``answer``; returns when it was sent."""
-        send_ns, response = await self.post(self.url, body)
+    async def _exchange(self, body: bytes, answer: _Answer) -> tuple[int, bool]:
+        """POST ``body`` and read the answer into ``answer``; returns when it was sent and
+        whether it was sent a second time."""
+        send_ns, response, resent = await self.post(self.url, body)
         async with response:
             if response.status != 200:
                 answer.fail(f"HTTP {response.status}: {_error_text(await response.read())}")
                 answer.end_ns = time.perf_counter_ns()
-                return send_ns
+                return send_ns, resent
             lines = NDJSONLines()
             async for raw in response.content.iter_any():
                 now_ns = time.perf_counter_ns()  # before parsing: the read arrived now
                 answer.read(lines.feed(raw), now_ns)
             answer.close(lines.close(), time.perf_counter_ns())
-        return send_ns
+        return send_ns, resent
 
 
 def _error_text(body: bytes) -> str:

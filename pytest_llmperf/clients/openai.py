@@ -85,6 +85,7 @@ class _Stream:
         self.error: str | None = None
         self.done = False
         self.end_ns = 0
+        self.resent = False
 
     def take(self, data: str) -> bool:
         """Apply one SSE data payload; True when it carried generated text."""
@@ -148,7 +149,7 @@ class StreamingClient(HttpClient):
         send_ns = time.perf_counter_ns()
         stream = _Stream()
         try:
-            send_ns = await self._exchange(body, stream)
+            send_ns, stream.resent = await self._exchange(body, stream)
         except asyncio.TimeoutError:
             stream.error = f"no complete answer within {self.timeout_s:g} s"
         except ResendFailed as exc:
@@ -159,21 +160,22 @@ class StreamingClient(HttpClient):
             stream.error = "stream ended inside a UTF-8 character"
         return _record(request_id, prompt, send_ns, stream)
 
-    async def _exchange(self, body: bytes, stream: _Stream) -> int:
-        """POST ``body`` and read the answer into ``stream``; returns when it was sent."""
-        send_ns, response = await self.post(self.endpoint.url, body)
+    async def _exchange(self, body: bytes, stream: _Stream) -> tuple[int, bool]:
+        """POST ``body`` and read the answer into ``stream``; returns when it was sent and
+        whether it was sent a second time."""
+        send_ns, response, resent = await self.post(self.endpoint.url, body)
         parser = SSEParser()
         async with response:
             if response.status != 200:
                 stream.error = f"HTTP {response.status}: {short(await response.text())}"
                 stream.end_ns = time.perf_counter_ns()
-                return send_ns
+                return send_ns, resent
             async for raw in response.content.iter_any():
                 now_ns = time.perf_counter_ns()  # before parsing: the read arrived now
                 stream.read(parser.feed(raw), now_ns)
             stream.read(parser.close(), time.perf_counter_ns())
         stream.end_ns = time.perf_counter_ns()
-        return send_ns
+        return send_ns, resent
 
 
 def _record(request_id: int, prompt: str, send_ns: int, stream: _Stream) -> RequestRecord:
@@ -205,4 +207,5 @@ def _record(request_id: int, prompt: str, send_ns: int, stream: _Stream) -> Requ
         server_timings=dict(stream.timings or {}),
         output_text=output_text,
         prompt_text=prompt_text,
+        resent=stream.resent,
     )

@@ -42,6 +42,7 @@ def result_entry(result: PerfResult, timeline_png: Path | None = None) -> dict[s
         "approximate_counts": sum(bool(r.approximate_counts) for r in result.run.records
                                   if r.ok),
         "prompts": dict(result.prompts or {}),
+        "resent": sum(r.resent for r in result.run.records),
         "distributions": {
             name: {stat: _rounded(value) for stat, value in stats.items()}
             for name, stats in summary.items()

@@ -22,6 +22,7 @@ def result_properties(result: PerfResult) -> list[tuple[str, object]]:
         ("token_source", ",".join(entry["token_sources"])),
         ("short_answers", entry["short_answers"]),
         ("approximate_counts", entry["approximate_counts"]),
+        ("resent", entry["resent"]),
         *((f"prompts.{key}", value) for key, value in entry["prompts"].items()),
     ]
     for name, stats in entry["distributions"].items():

@@ -85,6 +85,10 @@ def _test_section(entry: Mapping[str, Any]) -> list[str]:
     if approximate:
         header += (f" {approximate} output counts are approximate (the server sent no usage: "
                    "the answer's text was re-tokenized).")
+    resent = entry.get("resent") or 0
+    if resent:
+        header += (f" {resent} request(s) were sent a second time: the server had closed their "
+                   "pooled connection before answering (not failures; timed from the resend).")
     prompts = entry.get("prompts") or {}
     if prompts:
         header += (f" Prompts: {prompts.get('source')}, seed {prompts.get('seed')}, "

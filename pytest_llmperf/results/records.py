@@ -44,6 +44,9 @@ class RequestRecord:
     # for it; emptied once counted, after the measured window (load.token_count).
     output_text: str | None = field(default=None, repr=False)
     prompt_text: str | None = field(default=None, repr=False)
+    # Sent a second time because its pooled connection had been closed by the server before a
+    # byte of answer came (clients.http); the times are the second send's.
+    resent: bool = False
 
     @property
     def approximate_counts(self) -> tuple[str, ...]:

@@ -682,4 +682,5 @@ def test_a_pooled_connection_closed_while_idle_costs_nothing_and_ends_reuse() ->
     records, resends, reusing = with_stub(stub, use)
     assert [r.error for r in records] == [None] * 6
     assert len(stub.received) == 6  # each request reached the server once
-    assert resends <= 1 and not reusing
+    assert resends <= 1 and sum(r.resent for r in records) == resends  # and says so
+    assert not reusing

@@ -144,3 +144,22 @@ def test_answers_shorter_than_max_tokens_are_counted_and_called_out(tmp_path: Pa
     assert ("short_answers", 4) in result_properties(short)
     assert "**4 of 4 answers ended before max_tokens** (finish_reason stop" in \
         render_markdown([entry], tmp_path)
+
+
+def test_prompt_seed_and_salt_resends_and_approximate_counts_are_reported(tmp_path: Path) -> None:
+    import dataclasses
+
+    base = result(None)
+    records = (dataclasses.replace(base.run.records[0], resent=True),
+               dataclasses.replace(base.run.records[1], output_token_source=TokenSource.TOKENIZER),
+               *base.run.records[2:])
+    run = dataclasses.replace(base.run, records=records)
+    perf = dataclasses.replace(base, run=run, metrics=summarize(run),
+                               prompts={"source": "built-in", "seed": 3, "salt": "9f0c2a71"})
+    props = dict(result_properties(perf))
+    assert (props["resent"], props["approximate_counts"]) == (1, 1)
+    assert (props["prompts.seed"], props["prompts.salt"]) == (3, "9f0c2a71")
+    markdown = render_markdown([entry_of(perf)], tmp_path)
+    assert "Prompts: built-in, seed 3, salt 9f0c2a71." in markdown
+    assert "1 request(s) were sent a second time" in markdown
+    assert "1 output counts are approximate" in markdown
