@@ -217,9 +217,11 @@ def _definitions(entries: Sequence[Mapping[str, Any]] = ()) -> list[str]:
         "## Definitions",
         "",
         "TTFT = first streamed token - request sent; E2EL = last token - request sent; "
-        "TPOT = (E2EL - TTFT) / (output tokens - 1); ITL = gaps between streamed chunks; "
-        "decode tok/s/user = 1 / TPOT; throughputs = tokens or requests / measured window "
-        "(warm-up excluded). Percentiles interpolate linearly; stdev is the population stdev.",
+        "TPOT = (E2EL - TTFT) / (output tokens - 1), for answers of 2+ tokens that came in "
+        "more than one chunk (the others are counted as untimed_decodes); ITL = gaps between "
+        "streamed chunks; decode tok/s/user = 1 / TPOT; throughputs = tokens or requests / "
+        "measured window (warm-up excluded). Percentiles interpolate linearly; stdev is the "
+        "population stdev.",
         "",
     ]
     if any(entry.get("server_metrics") for entry in entries):
