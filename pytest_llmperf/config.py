@@ -49,6 +49,10 @@ class Settings:
     ngl: int | None = None
     ready_timeout: int = 900
     seed: int = 0
+    json: Path | None = None
+    save: str | None = None
+    autosave: bool = False
+    storage: Path = Path(".llmperf")
     telemetry_interval: float = 0.5
     require_gpu: bool = False
     # setting name -> where its value came from, e.g. "--backend (command line)"
@@ -115,6 +119,7 @@ def resolve_settings(
         max_tokens=values["max_tokens"],
         ignore_eos=values["ignore_eos"],
         output_dir=_under(rootdir, values["output_dir"] or Path("llmperf-output")),
+        storage=_under(rootdir, values["storage"] or Path(".llmperf")),
         sources=sources,
         **optional,
     )
@@ -123,7 +128,8 @@ def resolve_settings(
 # Settings whose field keeps its own default when the option is not given.
 _OPTIONAL = ("gpus", "tp", "max_model_len", "max_num_seqs", "gpu_memory_utilization",
              "prefix_caching", "chunked_prefill", "engine_args", "llamacpp_bin", "engine_python",
-             "ngl", "ready_timeout", "telemetry_interval", "require_gpu", "seed")
+             "ngl", "ready_timeout", "telemetry_interval", "require_gpu", "seed", "json",
+             "save", "autosave")
 
 
 def _lookup(

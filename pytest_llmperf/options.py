@@ -181,6 +181,13 @@ def _yes_no(value: str) -> bool:
     raise ValueError("expected yes or no")
 
 
+def _run_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value):
+        raise ValueError("expected a name of letters, digits, '.', '_' or '-' (at most 64), "
+                         "such as before-upgrade")
+    return value
+
+
 def _path(value: str) -> Path:
     return Path(_text(value)).expanduser()
 
@@ -201,6 +208,18 @@ OPTIONS: tuple[Option[Any], ...] = (
     Option("thresholds", "--thresholds", "SLO file (default: thresholds.toml in rootdir)",
            _path, None),
     Option("report", "--llmperf-report", "write the markdown report to this path", _path, None),
+    Option("json", "--llmperf-json",
+           "also write the run's result document (JSON) to this path (it is always written to "
+           "the output directory as results.json)", _path, None),
+    Option("save", "--llmperf-save",
+           "keep this run in the storage directory under NAME (a new numbered file: nothing "
+           "saved before is replaced)", _run_name, None),
+    Option("autosave", "--llmperf-autosave",
+           "yes: keep every run in the storage directory (named by its git commit)", _yes_no,
+           "no"),
+    Option("storage", "--llmperf-storage",
+           "directory of saved runs (default: .llmperf in rootdir); list it with "
+           "`python -m pytest_llmperf list`", _path, None),
     Option("requests", "--llmperf-requests", "measured requests per test", _int_at_least(1),
            "32"),
     Option("warmup", "--llmperf-warmup",

@@ -1,13 +1,16 @@
-"""The reporter plugin: collects every test's results (also from pytest-xdist workers) and
-writes the markdown report and the terminal summary."""
+"""The reporter plugin: collects every test's results (also from pytest-xdist workers), writes
+the markdown report, the run's result document (and saved copies), and the terminal summary."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_llmperf.config import Settings
 from pytest_llmperf.session import resolve
 
 __all__ = ["LLMPerfReporter"]
@@ -17,6 +20,7 @@ class LLMPerfReporter:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.entries: list[dict[str, Any]] = []
+        self.written: list[str] = []  # what the terminal summary names
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         results = getattr(report, "llmperf", None)
@@ -31,10 +35,30 @@ class LLMPerfReporter:
         from pytest_llmperf.report.files import write_reports
         from pytest_llmperf.report.markdown import render_markdown
 
-        markdown = render_markdown(self.entries, rootdir=self.config.rootpath)
         # Results exist, so these settings resolved once already (here or on the workers).
-        report_path = resolve(self.config).report
-        write_reports(markdown, report_path, os.environ.get("GITHUB_STEP_SUMMARY"))
+        settings = resolve(self.config)
+        markdown = render_markdown(self.entries, rootdir=self.config.rootpath)
+        write_reports(markdown, settings.report, os.environ.get("GITHUB_STEP_SUMMARY"))
+        if settings.report:
+            self.written.append(f"markdown report: {settings.report}")
+        self._store(settings)
+
+    def _store(self, settings: Settings) -> None:
+        from pytest_llmperf.observe.host import host_fingerprint
+        from pytest_llmperf.results.store import run_document, save_run, write_run
+
+        fingerprint = host_fingerprint(self.config.rootpath)
+        fingerprint["thresholds_sha256"] = _sha256(settings.thresholds)
+        document = run_document(self.entries, fingerprint)
+        paths = [write_run(document, settings.output_dir / "results.json")]
+        if settings.json:
+            paths.append(write_run(document, settings.json))
+        self.written.append(f"result document: {', '.join(map(str, paths))}")
+        names = [settings.save] if settings.save else []
+        if settings.autosave:
+            names.append(_autosave_name(fingerprint))
+        for name in names:
+            self.written.append(f"saved run: {save_run(document, settings.storage, name)}")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.entries:
@@ -43,9 +67,20 @@ class LLMPerfReporter:
 
         terminalreporter.write_sep("=", "llmperf results")
         terminalreporter.write_line(render_terminal_table(self.entries))
-        report_path = resolve(self.config).report
-        if report_path:
-            terminalreporter.write_line(f"markdown report: {report_path}")
+        for line in self.written:
+            terminalreporter.write_line(line)
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _autosave_name(fingerprint: dict[str, Any]) -> str:
+    commit = str(fingerprint.get("git_commit", "")).split()[0]
+    return commit if commit and commit != "unknown" else "autosave"
 
 
 def _is_xdist_worker(config: pytest.Config) -> bool:

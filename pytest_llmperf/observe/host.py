@@ -13,7 +13,7 @@ from typing import Any
 
 import psutil
 
-__all__ = ["cpu_model", "gpu_summary", "host_facts"]
+__all__ = ["cpu_model", "gpu_summary", "host_facts", "host_fingerprint"]
 
 
 def cpu_model() -> str:
@@ -90,4 +90,28 @@ def host_facts(rootdir: Path) -> dict[str, str]:
         "OS / Python": f"{platform.platform()} / Python {platform.python_version()}",
         "pytest-llmperf": _version("pytest-llmperf"),
         "git commit": _git_commit(rootdir),
+    }
+
+
+def host_fingerprint(rootdir: Path, gpu_facts: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What must match for two runs to be compared: the hardware and the software around the
+    engine (each engine, model file and hash is in its window's entry).  ``gpu_facts`` is
+    :func:`pytest_llmperf.observe.gpu.host_gpu_facts` (read here when None)."""
+    if gpu_facts is None:
+        from pytest_llmperf.observe.gpu import host_gpu_facts
+
+        gpu_facts = host_gpu_facts()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu_model": cpu_model(),
+        "cpu_cores": cores,
+        "gpu_models": [gpu["name"] for gpu in gpu_facts.get("gpus", [])],
+        "gpu_count": len(gpu_facts.get("gpus", [])),
+        "gpu_driver": gpu_facts.get("driver_version"),
+        "cuda": gpu_facts.get("cuda_driver_version"),
+        "gpu_unavailable_reason": gpu_facts.get("gpu_unavailable_reason"),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "pytest_llmperf": _version("pytest-llmperf"),
+        "git_commit": _git_commit(rootdir),
     }

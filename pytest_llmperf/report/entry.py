@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_llmperf.results.metrics import SCALARS
 from pytest_llmperf.results.slo import Verdict
+from pytest_llmperf.results.store import encode_records
 
 if TYPE_CHECKING:
     from pytest_llmperf.load.runner import PerfResult
@@ -34,6 +35,9 @@ def result_entry(result: PerfResult, timeline_png: Path | None = None) -> dict[s
         "model_file": served.model_file,
         "model_sha256": served.model_sha256,
         "users": result.users,
+        "load": {"shape": "closed_loop", "users": result.users,
+                 "concurrency": result.run.concurrency, "warmup": result.run.warmup_requests,
+                 "max_tokens": result.max_tokens},
         "requests": len(result.run.records),
         "warmup": result.run.warmup_requests,
         "max_tokens": result.max_tokens,
@@ -64,6 +68,8 @@ def result_entry(result: PerfResult, timeline_png: Path | None = None) -> dict[s
         },
         "server_notes": list(result.server_notes),
         "verdicts": [],
+        # The raw requests (result store): integer microseconds, see results.store.
+        "records": encode_records(result.run),
     }
 
 

@@ -1,0 +1,174 @@
+"""The result store: one JSON document per run, written atomically, read back only when whole.
+
+A document holds a ``schema`` version, the run's ``fingerprint`` (hardware, software, the
+thresholds file; see ``observe.host.host_fingerprint``) and one entry per measured window:
+what the report shows (aggregates, verdicts, server and resource figures) plus the raw
+per-request records.  Saved runs live in a storage directory (``.llmperf/`` by default), one
+file per run named ``NNNN_NAME.json`` so that saving never replaces an earlier run.
+
+A file that cannot be read, is not JSON (a truncated write), is not a run document, or has a
+newer schema than this plugin reads is refused with :class:`StoreError` naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_llmperf.results.records import LoadRun, RequestRecord
+
+__all__ = ["SCHEMA", "SavedRun", "StoreError", "describe_saved", "encode_records", "find_saved",
+           "load_run", "run_document", "save_run", "saved_runs", "write_atomic", "write_run"]
+
+SCHEMA = 1
+_NS_PER_US = 1_000
+_SAVED = re.compile(r"(?P<number>\d{4})_(?P<name>[A-Za-z0-9._-]+)\.json")
+_REQUIRED = ("schema", "created", "fingerprint", "windows")
+
+
+class StoreError(ValueError):
+    """A stored run that cannot be used; the message names the file."""
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a reader never sees a half-written file: a temporary
+    file beside it, fsync, then one rename (the old file stays whole until then)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
+
+
+def encode_records(run: LoadRun) -> list[dict[str, Any]]:
+    """The window's raw requests, JSON-ready, in integer microseconds: ``send_us`` from the
+    start of the window, ``chunk_us`` and ``end_us`` from the request's own send."""
+    return [_encode(record, run.window_start_ns) for record in run.records]
+
+
+def _encode(record: RequestRecord, start_ns: int) -> dict[str, Any]:
+    send = record.send_ns
+    return {
+        "id": record.request_id,
+        "send_us": (send - start_ns) // _NS_PER_US,
+        "chunk_us": [(t - send) // _NS_PER_US for t in record.chunk_ns],
+        "end_us": (record.end_ns - send) // _NS_PER_US,
+        "output_tokens": record.output_tokens,
+        "output_token_source": _value(record.output_token_source),
+        "input_tokens": record.input_tokens,
+        "input_token_source": _value(record.input_token_source),
+        "finish_reason": record.finish_reason,
+        "error": record.error,
+        "resent": record.resent,
+    }
+
+
+def _value(source: Any) -> str | None:
+    return None if source is None else str(source.value)
+
+
+def run_document(windows: Sequence[Mapping[str, Any]],
+                 fingerprint: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "fingerprint": dict(fingerprint),
+        "windows": [dict(window) for window in windows],
+    }
+
+
+def write_run(document: Mapping[str, Any], path: Path) -> Path:
+    write_atomic(path, json.dumps(document, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def load_run(path: Path) -> dict[str, Any]:
+    """A stored run, whole, or :class:`StoreError` saying what is wrong with which file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise StoreError(f"cannot read stored run {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise StoreError(f"stored run {path} is not UTF-8 text") from None
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise StoreError(f"stored run {path} is not valid JSON (truncated or corrupt?): "
+                         f"{exc}") from None
+    if not isinstance(document, dict) or any(key not in document for key in _REQUIRED):
+        raise StoreError(f"{path} is not a pytest-llmperf run: expected an object with "
+                         f"{', '.join(_REQUIRED)}")
+    schema = document["schema"]
+    if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
+        raise StoreError(f"{path}: schema {schema!r} is not a version number")
+    if schema > SCHEMA:
+        raise StoreError(f"{path} has schema {schema}, newer than this pytest-llmperf reads "
+                         f"({SCHEMA}): upgrade pytest-llmperf to use it")
+    if not isinstance(document["windows"], list):
+        raise StoreError(f"{path}: windows must be a list")
+    return document
+
+
+@dataclass(frozen=True)
+class SavedRun:
+    number: int
+    name: str
+    path: Path
+
+
+def saved_runs(storage: Path) -> list[SavedRun]:
+    """Every run saved under ``storage``, oldest first."""
+    if not storage.is_dir():
+        return []
+    found = []
+    for path in storage.iterdir():
+        match = _SAVED.fullmatch(path.name)
+        if match:
+            found.append(SavedRun(int(match["number"]), match["name"], path))
+    return sorted(found, key=lambda run: run.number)
+
+
+def save_run(document: Mapping[str, Any], storage: Path, name: str) -> Path:
+    """Keep ``document`` as the next numbered file; earlier runs, also of the same name, stay."""
+    number = max((run.number for run in saved_runs(storage)), default=0) + 1
+    return write_run(document, storage / f"{number:04d}_{name}.json")
+
+
+def find_saved(storage: Path, name: str) -> SavedRun:
+    """The newest run saved as ``name`` (``latest``: the newest of all)."""
+    runs = saved_runs(storage)
+    chosen = runs if name == "latest" else [run for run in runs if run.name == name]
+    if not chosen:
+        known = ", ".join(sorted({run.name for run in runs})) or "none"
+        raise StoreError(f"no run saved as {name!r} in {storage} (saved: {known})")
+    return chosen[-1]
+
+
+def describe_saved(runs: Iterable[SavedRun]) -> list[list[str]]:
+    """Rows for a listing: file, name, date, commit, windows; unreadable files say why."""
+    rows = []
+    for run in runs:
+        try:
+            document = load_run(run.path)
+        except StoreError as exc:
+            rows.append([run.path.name, run.name, "-", "-", f"unreadable: {exc}"])
+            continue
+        fingerprint = document["fingerprint"]
+        rows.append([run.path.name, run.name, str(document["created"]),
+                     str(fingerprint.get("git_commit", "-")), str(len(document["windows"]))])
+    return rows
