@@ -127,7 +127,7 @@ class ResultRecorder:
         entries.append(entry)
         self._entries[id(result)] = entry
         prefix = "llmperf." if len(entries) == 1 else f"llmperf.{len(entries)}."
-        for name, value in result_properties(result):
+        for name, value in result_properties(entry):
             self._property(prefix + name, value)
 
     def add_verdicts(self, result: PerfResult, verdicts: tuple[Verdict, ...]) -> None:

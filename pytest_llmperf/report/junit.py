@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from pytest_llmperf.report.entry import result_entry
-
-if TYPE_CHECKING:
-    from pytest_llmperf.load.runner import PerfResult
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = ["result_properties"]
 
 
-def result_properties(result: PerfResult) -> list[tuple[str, object]]:
-    """junit properties: ``ttft_ms.p95`` ... and the whole-run numbers."""
-    entry = result_entry(result)
+def result_properties(entry: Mapping[str, Any]) -> list[tuple[str, object]]:
+    """junit properties of a window's entry (``report.entry.result_entry``): ``ttft_ms.p95``
+    ... and the whole-run numbers."""
     props: list[tuple[str, object]] = [
         ("target", f"{entry['backend']}-{entry['model']}"),
         ("engine", entry["engine"]),

@@ -74,12 +74,12 @@ def test_entry_carries_server_metrics_as_json() -> None:
 
 
 def test_junit_properties_name_server_metrics() -> None:
-    props = dict(result_properties(result(VLLM_SERVER)))
+    props = dict(result_properties(result_entry(result(VLLM_SERVER))))
     assert props["server.server_tpot_ms_mean"] == 19.5
     assert props["server.generation_tokens"] == 40.0
     assert props["tpot_ms.mean"] == pytest.approx(20.0)
     assert not any(name.startswith("server.") for name, _ in result_properties(
-        result(None)))
+        result_entry(result(None))))
 
 
 def test_markdown_shows_client_and_server_side_by_side(tmp_path: Path) -> None:
@@ -141,7 +141,7 @@ def test_answers_shorter_than_max_tokens_are_counted_and_called_out(tmp_path: Pa
     short = PerfResult(full.served, full.run, full.metrics, 1, 16)  # asked for 16, got 10
     entry = entry_of(short)
     assert entry["short_answers"] == 4
-    assert ("short_answers", 4) in result_properties(short)
+    assert ("short_answers", 4) in result_properties(result_entry(short))
     assert "**4 of 4 answers ended before max_tokens** (finish_reason stop" in \
         render_markdown([entry], tmp_path)
 
@@ -156,7 +156,7 @@ def test_prompt_seed_and_salt_resends_and_approximate_counts_are_reported(tmp_pa
     run = dataclasses.replace(base.run, records=records)
     perf = dataclasses.replace(base, run=run, metrics=summarize(run),
                                prompts={"source": "built-in", "seed": 3, "salt": "9f0c2a71"})
-    props = dict(result_properties(perf))
+    props = dict(result_properties(result_entry(perf)))
     assert (props["resent"], props["approximate_counts"]) == (1, 1)
     assert (props["prompts.seed"], props["prompts.salt"]) == (3, "9f0c2a71")
     markdown = render_markdown([entry_of(perf)], tmp_path)
