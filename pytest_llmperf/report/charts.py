@@ -7,6 +7,7 @@ nothing of one.
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ def write_timeline_png(result: dict[str, Any], path: Path) -> Path | None:
                   if any(v is not None for v in gpu.get(key, []))]
         if series:
             panels.append((title, series))
-    for key, title in (("server_cpu_pct", "server CPU % (100 = 1 core)"),
+    for key, title in (("server_cpu_pct", "server CPU %\n(100 = 1 core)"),
                        ("server_rss_mib", "server RSS MiB")):
         if any(v is not None for v in timeline.get(key, [])):
             panels.append((title, [("server", timeline[key])]))
@@ -44,9 +45,15 @@ def write_timeline_png(result: dict[str, Any], path: Path) -> Path | None:
         for label, values in series:
             ax.plot(t, [float("nan") if v is None else v for v in values], label=label)
         ax.set_ylabel(title, fontsize=8)
-        ax.set_ylim(bottom=0)  # from zero: 99 % vs 100 % must not look like a swing
+        peak = max((v for _, values in series for v in values if v is not None), default=0)
+        # From zero: 99 % vs 100 % must not look like a swing; headroom keeps the line off the
+        # frame.
+        ax.set_ylim(bottom=0, top=peak * 1.1 if peak > 0 else None)
         if "util" in title:
             ax.set_ylim(top=105)
+        if "CPU" in title:  # against every core the machine has: a busy server sits below it
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+            ax.set_ylim(top=max(100.0 * cores, peak) * 1.05)
         totals = [g.get("memory_total_mib") or 0 for g in result.get("gpus", [])]
         if "GPU memory" in title and max(totals, default=0) > 0:
             ax.set_ylim(top=max(totals) * 1.02)  # used against the card's total
