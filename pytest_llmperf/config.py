@@ -12,9 +12,12 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_llmperf.options import BACKENDS, OPTIONS, Option
+
+if TYPE_CHECKING:
+    from pytest_llmperf.results.thresholds import Gate
 
 __all__ = ["BACKENDS", "OPTIONS", "Option", "SettingError", "Settings", "resolve_settings"]
 
@@ -52,6 +55,11 @@ class Settings:
     json: Path | None = None
     save: str | None = None
     autosave: bool = False
+    compare: str | None = None
+    compare_fail: tuple[Gate, ...] = ()
+    compare_any_hardware: bool = False
+    inconclusive: str = "warn"
+    repeats: int = 1
     storage: Path = Path(".llmperf")
     telemetry_interval: float = 0.5
     require_gpu: bool = False
@@ -129,7 +137,8 @@ def resolve_settings(
 _OPTIONAL = ("gpus", "tp", "max_model_len", "max_num_seqs", "gpu_memory_utilization",
              "prefix_caching", "chunked_prefill", "engine_args", "llamacpp_bin", "engine_python",
              "ngl", "ready_timeout", "telemetry_interval", "require_gpu", "seed", "json",
-             "save", "autosave")
+             "save", "autosave", "compare", "compare_fail", "compare_any_hardware",
+             "inconclusive", "repeats")
 
 
 def _lookup(

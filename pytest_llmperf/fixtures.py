@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pytest
 
 from pytest_llmperf.matrix import Target
-from pytest_llmperf.session import RESULTS_KEY
+from pytest_llmperf.session import GATE_FAILURES_KEY, RESULTS_KEY
 
 if TYPE_CHECKING:
     from pytest_llmperf.config import Settings
@@ -112,39 +113,99 @@ def llmperf_prompts(llmperf_server: ServedModel, llmperf_settings: Settings) -> 
 
 
 class ResultRecorder:
-    """Keeps a test's results for the reports and junit, and finds them again for SLO checks."""
+    """Keeps a test's results for the reports and junit, compares them with the baseline
+    (``--llmperf-compare``) and finds them again for SLO checks."""
 
     def __init__(self, item: pytest.Item) -> None:
         self.item = item
-        self._entries: dict[int, dict[str, Any]] = {}
+        self._entries: dict[int, dict[str, Any]] = {}  # id(result.run) -> its entry
+        self.calls = 0  # llmperf_load calls so far
 
-    def add(self, result: PerfResult, timeline_png: Path | None = None) -> None:
+    def add(self, result: PerfResult, timeline_png: Path | None = None, *, call: int = 1,
+            repeat: int | None = None) -> None:
         from pytest_llmperf.report.entry import result_entry
         from pytest_llmperf.report.junit import result_properties
 
         entries = self.item.stash.setdefault(RESULTS_KEY, [])
-        entry = result_entry(result, timeline_png)
+        entry = {**result_entry(result, timeline_png), "call": call, "repeat": repeat}
         entries.append(entry)
-        self._entries[id(result)] = entry
-        prefix = "llmperf." if len(entries) == 1 else f"llmperf.{len(entries)}."
+        self._entries[id(result.run)] = entry
         for name, value in result_properties(entry):
-            self._property(prefix + name, value)
+            self._property(self._prefix(entry) + name, value)
+
+    def _prefix(self, entry: dict[str, Any]) -> str:
+        entries = self.item.stash.get(RESULTS_KEY, [])
+        number = next(i for i, e in enumerate(entries, 1) if e is entry)
+        return "llmperf." if number == 1 else f"llmperf.{number}."
+
+    def _entry(self, result: PerfResult) -> dict[str, Any]:
+        if id(result.run) not in self._entries:
+            self.add(result)
+        return self._entries[id(result.run)]
 
     def add_verdicts(self, result: PerfResult, verdicts: tuple[Verdict, ...]) -> None:
         from pytest_llmperf.report.entry import verdict_entry
 
-        if id(result) not in self._entries:
-            self.add(result)
-        entry = self._entries[id(result)]
+        entry = self._entry(result)
         entry["verdicts"] = [verdict_entry(v) for v in verdicts]
+        prefix = self._prefix(entry)
         for verdict in verdicts:
-            self._property(f"llmperf.slo[{verdict.check.text}]",
+            self._property(f"{prefix}slo[{verdict.check.text}]",
                            f"{verdict.state}: {verdict.describe()}")
+
+    def compare(self, result: PerfResult) -> None:
+        """Hold the windows of one load against the baseline's windows of the same test and
+        call; a gate exceeded with confidence is kept to fail the test (:meth:`gate_failures`)."""
+        from pytest_llmperf.report.entry import comparison_entry
+        from pytest_llmperf.results.compare import compare_windows
+        from pytest_llmperf.session import active_session
+
+        session = active_session(self.item.config)
+        baseline = session.baseline
+        if baseline is None:
+            return
+        windows = [self._entry(window) for window in result.windows]
+        key = (self.item.nodeid, windows[0]["call"])
+        before = baseline.windows.get(key)
+        last = windows[-1]
+        if not before:
+            last["comparison"] = {"baseline": str(baseline.path), "rows": [],
+                                  "missing": "this test and call are not in the baseline"}
+            self._property(f"{self._prefix(last)}compare", "not in the baseline")
+            return
+        comparison = compare_windows(before, windows, _gates(session, result, self.item),
+                                     seed=session.settings.seed,
+                                     hardware_note=baseline.hardware_note)
+        last["comparison"] = comparison_entry(comparison, baseline.path)
+        prefix = self._prefix(last)
+        for row in comparison.rows:
+            self._property(f"{prefix}compare[{row.metric}]", row.describe())
+        failed = [f"{row.metric} {row.describe()} -- against {baseline.path.name}, "
+                  f"{result.context}" for row in comparison.failed]
+        if failed:
+            self.item.stash.setdefault(GATE_FAILURES_KEY, {})[id(result.run)] = failed
+
+    def gate_failures(self, result: PerfResult) -> list[str]:
+        """The exceeded gates of ``result``'s load, taken: they are reported once."""
+        return self.item.stash.get(GATE_FAILURES_KEY, {}).pop(id(result.run), [])
 
     def _property(self, name: str, value: object) -> None:
         # What the record_property fixture does, minus its warning under the default
         # junit_family (xunit2): junitxml writes user_properties for every family.
         self.item.user_properties.append((name, value))
+
+
+def _gates(session: Any, result: PerfResult, item: pytest.Item) -> list[Any]:
+    """thresholds.toml's gates for this test, replaced per metric by --llmperf-compare-fail."""
+    gates = {}
+    if session.thresholds is not None:
+        for gate in session.thresholds.gates_for_test(
+                backend=result.served.backend, model=result.served.model,
+                test=getattr(item, "originalname", item.name)):
+            gates[gate.key] = gate
+    for gate in session.settings.compare_fail:
+        gates[gate.key] = gate
+    return list(gates.values())
 
 
 @pytest.fixture
@@ -173,22 +234,34 @@ def llmperf_load(
     ) -> PerfResult:
         if requests is None and duration_s is None:
             requests = llmperf_settings.requests
-        result = run_load(
-            llmperf_server,
-            llmperf_prompts,
-            users=users,
-            requests=requests,
-            duration_s=duration_s,
-            warmup=llmperf_settings.warmup if warmup is None else warmup,
-            max_tokens=max_tokens or llmperf_settings.max_tokens,
-            telemetry=llmperf_telemetry,
-        )
-        _fail_if_server_died(llmperf_server, result)
-        png = None
-        if result.telemetry is not None:
-            png = write_timeline_png(dict(result.telemetry),
-                                     llmperf_settings.output_dir / _png_name(llmperf_recorder))
-        llmperf_recorder.add(result, png)
+        llmperf_recorder.calls += 1
+        repeats = llmperf_settings.repeats
+        windows = []
+        for repeat in range(1, repeats + 1):
+            # Each repeat is a measured window of its own; the warm-up runs once, before the
+            # first (the server is warm for the rest).
+            result = run_load(
+                llmperf_server,
+                llmperf_prompts,
+                users=users,
+                requests=requests,
+                duration_s=duration_s,
+                warmup=(llmperf_settings.warmup if warmup is None else warmup)
+                if repeat == 1 else 0,
+                max_tokens=max_tokens or llmperf_settings.max_tokens,
+                telemetry=llmperf_telemetry,
+            )
+            _fail_if_server_died(llmperf_server, result)
+            png = None
+            if result.telemetry is not None:
+                png = write_timeline_png(
+                    dict(result.telemetry),
+                    llmperf_settings.output_dir / _png_name(llmperf_recorder))
+            llmperf_recorder.add(result, png, call=llmperf_recorder.calls,
+                                 repeat=repeat if repeats > 1 else None)
+            windows.append(result)
+        result = dataclasses.replace(windows[0], repeats=tuple(windows[1:]))
+        llmperf_recorder.compare(result)
         return result
 
     return load
@@ -238,17 +311,29 @@ class SLOChecker:
         if not checks:
             pytest.fail(f"no SLO in {thresholds.path} applies to {test_name} "
                         f"({result.served.description})", pytrace=False)
-        verdicts = evaluate(result.metrics, checks, unmeasured=_unmeasured(result),
-                            required=GPU_METRICS if settings.require_gpu else ())
-        self._recorder.add_verdicts(result, verdicts)
-        where = f"full results: {settings.report}" if settings.report else None
-        message = failure_message(verdicts, result.context, where)
-        if message:
-            errors = [r.error for r in result.run.records if r.error]
-            if errors:
-                message += f"\n{len(errors)} request(s) failed; first error: {errors[0]}"
-            pytest.fail(message, pytrace=False)
-        return verdicts
+        lines: list[str] = []
+        first: tuple[Verdict, ...] = ()
+        windows = result.windows
+        for number, window in enumerate(windows, 1):
+            verdicts = evaluate(window.metrics, checks, unmeasured=_unmeasured(window),
+                                required=GPU_METRICS if settings.require_gpu else (),
+                                inconclusive=settings.inconclusive)
+            self._recorder.add_verdicts(window, verdicts)
+            first = first or verdicts
+            context = window.context + (f", window {number} of {len(windows)}"
+                                        if len(windows) > 1 else "")
+            message = failure_message(verdicts, context)
+            if message:
+                lines.append(message)
+                errors = [r.error for r in window.run.records if r.error]
+                if errors:
+                    lines.append(f"{len(errors)} request(s) failed; first error: {errors[0]}")
+        lines += self._recorder.gate_failures(result)
+        if lines:
+            if settings.report:
+                lines.append(f"full results: {settings.report}")
+            pytest.fail("\n".join(lines), pytrace=False)
+        return first
 
 
 def _unmeasured(result: PerfResult) -> dict[str, str]:

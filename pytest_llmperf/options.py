@@ -29,6 +29,12 @@ class Option(Generic[T]):
     help: str
     parse: Callable[[str], T]
     default: str | None
+    repeatable: bool = False  # the flag may be given several times (values joined by commas)
+
+    @property
+    def is_switch(self) -> bool:
+        """A yes/no setting: the bare flag means yes."""
+        return self.parse is _yes_no
 
     @property
     def env(self) -> str:
@@ -192,6 +198,26 @@ def _path(value: str) -> Path:
     return Path(_text(value)).expanduser()
 
 
+def _baseline(value: str) -> str:
+    """A saved run's name, ``latest``, or the path of a result document (``.json``)."""
+    if value.endswith(".json"):
+        return str(_path(value))
+    return _run_name(value)
+
+
+def _gates(value: str) -> tuple[Any, ...]:
+    """Regression gates: ``tpot_ms.p95:10%,ttft_ms.p95:50ms`` (results.thresholds.Gate)."""
+    from pytest_llmperf.results.thresholds import ThresholdError, parse_gate
+
+    gates = []
+    for item in _list_of(_text)(value):  # no gate holds a comma
+        try:
+            gates.append(parse_gate(item, "--llmperf-compare-fail"))
+        except ThresholdError as exc:  # "ORIGIN: 'ITEM': what is wrong": resolve names both
+            raise ValueError(f"{item!r}: {str(exc).split(': ', 2)[-1]}") from None
+    return tuple(gates)
+
+
 OPTIONS: tuple[Option[Any], ...] = (
     Option("backend", "--backend",
            f"inference engine(s), comma-separated: {', '.join(BACKENDS)}",
@@ -220,8 +246,25 @@ OPTIONS: tuple[Option[Any], ...] = (
     Option("storage", "--llmperf-storage",
            "directory of saved runs (default: .llmperf in rootdir); list it with "
            "`python -m pytest_llmperf list`", _path, None),
-    Option("requests", "--llmperf-requests", "measured requests per test", _int_at_least(1),
-           "32"),
+    Option("compare", "--llmperf-compare",
+           "compare every test with this saved run (NAME, latest, or a result document's path "
+           "ending in .json): a table of changes with confidence intervals", _baseline, None),
+    Option("compare_fail", "--llmperf-compare-fail",
+           "fail a test when a metric got worse than the baseline by more than a tolerance "
+           "with 95 %% confidence: tpot_ms.p95:10%% or ttft_ms.p95:50ms; comma-separated or "
+           "repeated", _gates, None, repeatable=True),
+    Option("compare_any_hardware", "--llmperf-compare-any-hardware",
+           "yes: compare with a baseline taken on other hardware (every row is labelled); by "
+           "default such a baseline is refused", _yes_no, "no"),
+    Option("inconclusive", "--llmperf-inconclusive",
+           "what a percentile SLO whose sample is too small to support it does: fail, warn "
+           "(pass, shown as inconclusive) or pass", _choice("fail", "warn", "pass"), "warn"),
+    Option("repeats", "--llmperf-repeats",
+           "measured windows per load (each its own window, held to the SLOs and compared "
+           "together): shows the run-to-run variance", _int_at_least(1), "1"),
+    Option("requests", "--llmperf-requests",
+           "measured requests per test (64: enough for a p95 SLO to be conclusive)",
+           _int_at_least(1), "64"),
     Option("warmup", "--llmperf-warmup",
            "warm-up requests before each measured window (not measured)", _int_at_least(0), "4"),
     Option("seed", "--llmperf-seed",

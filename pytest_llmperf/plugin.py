@@ -14,6 +14,7 @@ import pytest
 from pytest_llmperf.config import OPTIONS
 from pytest_llmperf.reporter import LLMPerfReporter
 from pytest_llmperf.session import (
+    GATE_FAILURES_KEY,
     RESULTS_KEY,
     ActivationError,
     activate,
@@ -29,9 +30,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup(_GROUP, "LLM serving performance (pytest-llmperf)")
     for option in OPTIONS:
         help_text = f"{option.help} [env {option.env}, ini {option.ini}]"
-        group.addoption(option.flag, dest=option.dest, default=None, metavar=option.name.upper(),
-                        help=help_text)
-        parser.addini(option.ini, help=option.help, default=None)
+        shape: dict[str, Any] = {"metavar": option.name.upper()}
+        if option.repeatable:
+            shape["action"] = "append"
+        elif option.is_switch:
+            shape.update(nargs="?", const="yes")  # --llmperf-autosave alone means yes
+        group.addoption(option.flag, dest=option.dest, default=None, help=help_text, **shape)
+        parser.addini(option.ini, help=option.help.replace("%%", "%"), default=None)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -89,3 +94,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             # Plain JSON on the report object survives pytest-xdist's serialisation.
             report.llmperf = results
     return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """A regression gate the test's own llmperf_slo.check did not report fails the test here,
+    once its body has returned (a test that failed already keeps its own failure)."""
+    outcome = yield
+    pending = item.stash.get(GATE_FAILURES_KEY, {})
+    if any(pending.values()):
+        lines = [line for failures in pending.values() for line in failures]
+        pending.clear()
+        pytest.fail("\n".join(lines), pytrace=False)
+    return outcome

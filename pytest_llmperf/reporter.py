@@ -63,10 +63,20 @@ class LLMPerfReporter:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.entries:
             return
-        from pytest_llmperf.report.terminal import render_terminal_table
+        from pytest_llmperf.report.comparison import comparison_terminal
+        from pytest_llmperf.report.terminal import inconclusive_lines, render_terminal_table
 
         terminalreporter.write_sep("=", "llmperf results")
         terminalreporter.write_line(render_terminal_table(self.entries))
+        comparison = comparison_terminal(self.entries)
+        if comparison:
+            terminalreporter.write_sep("-", "llmperf comparison with the baseline")
+            terminalreporter.write_line(comparison)
+        inconclusive = inconclusive_lines(self.entries)
+        if inconclusive:
+            terminalreporter.write_sep("-", "llmperf: SLOs the sample cannot support yet")
+            for line in inconclusive:
+                terminalreporter.write_line(line)
         for line in self.written:
             terminalreporter.write_line(line)
 

@@ -9,7 +9,9 @@ starts.  A bad value raises :class:`ActivationError` naming the value and where 
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,12 +25,15 @@ if TYPE_CHECKING:
     from pytest_llmperf.engines.catalog import Catalog
     from pytest_llmperf.results.thresholds import Thresholds
 
-__all__ = ["RESULTS_KEY", "ActivationError", "LLMPerfSession", "activate", "active_session",
-           "checked_targets", "cli_options_given", "raise_activation_error",
-           "resolve", "target_ids"]
+__all__ = ["GATE_FAILURES_KEY", "RESULTS_KEY", "ActivationError", "Baseline", "LLMPerfSession",
+           "activate", "active_session", "checked_targets", "cli_options_given",
+           "raise_activation_error", "resolve", "target_ids"]
 
 # Per test: one JSON-ready dict per measured window, in the order the test ran them.
 RESULTS_KEY = pytest.StashKey[list[dict[str, Any]]]()
+# Per test: regression gates exceeded with confidence and not yet reported by llmperf_slo.check
+# (the plugin fails the test with them when its body returns).
+GATE_FAILURES_KEY = pytest.StashKey[dict[int, list[str]]]()
 
 
 class ActivationError(ValueError):
@@ -36,10 +41,27 @@ class ActivationError(ValueError):
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """The saved run ``--llmperf-compare`` names, read and checked before any server starts."""
+
+    path: Path
+    document: dict[str, Any]
+    hardware_note: str | None  # set when its hardware differs (--llmperf-compare-any-hardware)
+
+    @functools.cached_property
+    def windows(self) -> dict[tuple[str, int], list[Mapping[str, Any]]]:
+        """Its windows by (node id, call): see results.compare.group_windows."""
+        from pytest_llmperf.results.compare import group_windows
+
+        return group_windows(self.document["windows"])
+
+
+@dataclass(frozen=True)
 class LLMPerfSession:
     settings: Settings
     thresholds: Thresholds | None  # None: no thresholds file (an error only for SLO checks)
     targets: tuple[Target, ...]
+    baseline: Baseline | None = None
 
 
 _SESSION_KEY = pytest.StashKey[LLMPerfSession]()
@@ -53,7 +75,7 @@ def cli_options_given(config: pytest.Config) -> bool:
 
 def resolve(config: pytest.Config) -> Settings:
     """The settings alone (command line > environment > ini > default); cheap."""
-    cli = {option.name: config.getoption(option.dest) for option in OPTIONS}
+    cli = {option.name: _given(config.getoption(option.dest)) for option in OPTIONS}
     ini = {option.name: _ini(config, option.ini) for option in OPTIONS}
     try:
         return resolve_settings(cli, os.environ, ini, Path(config.rootpath))
@@ -68,7 +90,8 @@ def activate(config: pytest.Config) -> LLMPerfSession:
         settings = resolve(config)
         thresholds = _load_thresholds(settings)
         session = LLMPerfSession(settings, thresholds,
-                                 tuple(_matrix(settings, thresholds, check=True)))
+                                 tuple(_matrix(settings, thresholds, check=True)),
+                                 _load_baseline(settings, Path(config.rootpath)))
         config.stash[_SESSION_KEY] = session
     return session
 
@@ -112,6 +135,11 @@ def target_ids(config: pytest.Config) -> list[str]:
         return []
 
 
+def _given(value: Any) -> str | None:
+    """A flag's text; a repeated flag's values joined as one comma list."""
+    return ",".join(value) if isinstance(value, list) else value
+
+
 def _ini(config: pytest.Config, name: str) -> str | None:
     value: Any = config.getini(name)
     return str(value) if value else None
@@ -126,6 +154,39 @@ def _load_thresholds(settings: Settings) -> Thresholds | None:
         return load_thresholds(settings.thresholds)
     except ThresholdError as exc:
         raise ActivationError(str(exc)) from None
+
+
+def _load_baseline(settings: Settings, rootdir: Path) -> Baseline | None:
+    """The baseline to compare with; a missing or unreadable one, or one from other hardware
+    (unless allowed), is an error now rather than after an hour of load."""
+    if settings.compare is None:
+        return None
+    from pytest_llmperf.observe.host import host_fingerprint
+    from pytest_llmperf.results.compare import hardware_differences
+    from pytest_llmperf.results.store import StoreError, find_saved, load_run
+
+    source = settings.sources.get("compare", "--llmperf-compare")
+    try:
+        if settings.compare.endswith(".json"):
+            path = Path(settings.compare)
+            path = path if path.is_absolute() else rootdir / path
+        else:
+            path = find_saved(settings.storage, settings.compare).path
+        document = load_run(path)
+    except StoreError as exc:
+        raise ActivationError(f"{source}: {exc}") from None
+    differences = hardware_differences(document["fingerprint"], host_fingerprint(rootdir))
+    if not differences:
+        return Baseline(path, document, None)
+    shown = "; ".join(f"{key}: baseline {before!r}, this machine {now!r}"
+                      for key, before, now in differences)
+    if not settings.compare_any_hardware:
+        raise ActivationError(
+            f"{source}: baseline {path} was measured on other hardware ({shown}); its numbers "
+            "say nothing about this machine. Compare on the same hardware, or pass "
+            "--llmperf-compare-any-hardware to compare anyway (every row is then labelled)"
+        )
+    return Baseline(path, document, f"other hardware ({shown})")
 
 
 def _catalog(thresholds: Thresholds | None) -> Catalog:

@@ -39,6 +39,13 @@ class PerfResult:
     telemetry: Mapping[str, Any] | None = None
     # Where the prompts came from and how to get the same texts again (seed, salt).
     prompts: Mapping[str, object] | None = None
+    # The further measured windows of the same load (--llmperf-repeats), run right after this.
+    repeats: tuple[PerfResult, ...] = ()
+
+    @property
+    def windows(self) -> tuple[PerfResult, ...]:
+        """This window and its repeats, in the order they ran."""
+        return (dataclasses.replace(self, repeats=()), *self.repeats)
 
     @property
     def context(self) -> str:

@@ -27,6 +27,9 @@ def verdict_summary(entry: Mapping[str, Any]) -> str:
         return "not checked"
     failed = sum(not v["passed"] for v in verdicts)
     skipped = sum(v.get("state") == "skip" for v in verdicts)
-    text = f"{len(verdicts) - failed - skipped}/{len(verdicts)} pass"
+    inconclusive = sum(v.get("state") == "inconclusive" and v["passed"] for v in verdicts)
+    text = f"{len(verdicts) - failed - skipped - inconclusive}/{len(verdicts)} pass"
+    if inconclusive:
+        text += f", {inconclusive} inconclusive"
     return text + (f", {skipped} skipped" if skipped else "")
 

@@ -16,8 +16,9 @@ from pytest_llmperf.results.store import encode_records
 
 if TYPE_CHECKING:
     from pytest_llmperf.load.runner import PerfResult
+    from pytest_llmperf.results.compare import Comparison
 
-__all__ = ["result_entry", "verdict_entry"]
+__all__ = ["comparison_entry", "result_entry", "verdict_entry"]
 
 
 def _rounded(value: float | None) -> float | None:
@@ -95,6 +96,36 @@ def verdict_entry(verdict: Verdict) -> dict[str, Any]:
         "unit": verdict.unit,
         "passed": verdict.passed,
         "state": verdict.state,
-        "note": verdict.describe() if verdict.measured is None else None,
+        "note": verdict.describe() if verdict.measured is None or verdict.inconclusive
+        else None,
     }
 
+
+
+def comparison_entry(comparison: Comparison, baseline: Path) -> dict[str, Any]:
+    """A test's comparison with the baseline, for the reports (and the result document)."""
+    return {
+        "baseline": str(baseline),
+        "baseline_engine": comparison.baseline_engine,
+        "current_engine": comparison.current_engine,
+        "baseline_windows": comparison.baseline_windows,
+        "current_windows": comparison.current_windows,
+        "hardware_note": comparison.hardware_note,
+        "missing": None,
+        "rows": [{
+            "metric": row.metric,
+            "unit": row.unit,
+            "baseline": _rounded(row.baseline),
+            "current": _rounded(row.current),
+            "change": _rounded(row.change),
+            "low": _rounded(row.low),
+            "high": _rounded(row.high),
+            "verdict": row.verdict,
+            "tolerance": _rounded(row.tolerance),
+            "gate": row.gate.text if row.gate else None,
+            "gate_origin": row.gate.origin if row.gate else None,
+            "failed": row.failed,
+            "needed": row.needed,
+            "note": row.note,
+        } for row in comparison.rows],
+    }

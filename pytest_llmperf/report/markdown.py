@@ -12,6 +12,7 @@ from tabulate import tabulate
 from pytest_llmperf.observe.host import host_facts
 from pytest_llmperf.report.cells import cell as _cell
 from pytest_llmperf.report.cells import count_cell as _count_cell
+from pytest_llmperf.report.comparison import comparison_markdown
 from pytest_llmperf.results.metrics import DISTRIBUTIONS, REPORTED_STATISTICS, SCALARS
 
 __all__ = ["render_markdown"]
@@ -69,6 +70,11 @@ def _verdict_cell(verdict: Mapping[str, Any]) -> str:
     state = verdict.get("state") or ("pass" if verdict["passed"] else "fail")
     if state == "skip":
         return f"skipped ({verdict['note'].split(': ', 1)[-1].split(';')[0]})"
+    if state == "inconclusive":
+        # "...: inconclusive, 32 requests are too few ...; about 59 requests would settle it"
+        why = verdict["note"].split(": inconclusive, ", 1)[-1]
+        return ("**inconclusive, counted as a FAIL**" if not verdict["passed"]
+                else "inconclusive") + f" ({why})"
     return "pass" if state == "pass" else "**FAIL**"
 
 
@@ -117,6 +123,8 @@ def _test_section(entry: Mapping[str, Any]) -> list[str]:
     lines += [tabulate(scalar_rows, headers=["run", "value"], tablefmt="github"), ""]
     lines += _server_section(entry)
     lines += _resources_section(entry.get("resources"))
+    if entry.get("comparison"):
+        lines += comparison_markdown(entry["comparison"])
     return lines
 
 

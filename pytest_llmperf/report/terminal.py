@@ -10,7 +10,7 @@ from tabulate import tabulate
 from pytest_llmperf.report.cells import cell as _cell
 from pytest_llmperf.report.cells import verdict_summary as _verdict_summary
 
-__all__ = ["render_terminal_table"]
+__all__ = ["inconclusive_lines", "render_terminal_table"]
 
 
 def render_terminal_table(entries: Sequence[Mapping[str, Any]]) -> str:
@@ -27,3 +27,15 @@ def render_terminal_table(entries: Sequence[Mapping[str, Any]]) -> str:
                "output tok/s", "error rate", "SLO"]
     return tabulate(rows, headers=headers, tablefmt="simple")
 
+
+
+def inconclusive_lines(entries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per inconclusive SLO verdict: the value meets it, the sample cannot say so."""
+    lines = []
+    for entry in entries:
+        for verdict in entry["verdicts"]:
+            if verdict.get("state") == "inconclusive":
+                counted = "passed" if verdict["passed"] else "FAILED"
+                lines.append(f"{entry['nodeid'].split('::')[-1]}: {verdict['note']} "
+                             f"[{counted}: --llmperf-inconclusive]")
+    return lines

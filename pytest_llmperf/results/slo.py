@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from pytest_llmperf.results.metrics import DISTRIBUTIONS, RESOURCES, SCALARS, RunMetrics
 from pytest_llmperf.results.thresholds import Check
 
-__all__ = ["Verdict", "evaluate", "failure_message", "format_number"]
+__all__ = ["Verdict", "evaluate", "failure_message", "format_number", "unsupported_reason"]
 
 
 @dataclass(frozen=True)
@@ -17,16 +18,35 @@ class Verdict:
     measured: float | None  # None: nothing measured it (every request failed, no GPU, ...)
     unmeasured_reason: str | None = None  # why measured is None, when known
     skipped: bool = False  # could not be measured here and not required: neither pass nor fail
+    # Why the sample does not support a percentile that meets the SLO (too few requests for
+    # the claim at 95 % confidence), and what --llmperf-inconclusive says to do then.
+    unsupported: str | None = None
+    inconclusive_policy: str = "warn"
+
+    @property
+    def met(self) -> bool:
+        """The measured value meets the requirement (supported by the sample or not)."""
+        return self.measured is not None and self.check.holds(self.measured)
+
+    @property
+    def inconclusive(self) -> bool:
+        return not self.skipped and self.met and self.unsupported is not None
 
     @property
     def passed(self) -> bool:
         if self.skipped:
             return True
-        return self.measured is not None and self.check.holds(self.measured)
+        if self.inconclusive:
+            return self.inconclusive_policy != "fail"
+        return self.met
 
     @property
     def state(self) -> str:
-        return "skip" if self.skipped else "pass" if self.passed else "fail"
+        if self.skipped:
+            return "skip"
+        if self.inconclusive:
+            return "inconclusive"
+        return "pass" if self.met else "fail"
 
     @property
     def unit(self) -> str:
@@ -44,7 +64,9 @@ class Verdict:
             reason = self.unmeasured_reason or "no request completed"
             return f"{self.check.key} not measured: {reason}, {required}"
         text = f"{self.check.key} = {format_number(self.measured)}{unit}, {required}"
-        if not self.passed:
+        if self.inconclusive:
+            return f"{text}: inconclusive, {self.unsupported}"
+        if not self.met:
             miss = abs(self.measured - self.check.limit)
             text += f" (missed by {format_number(miss)}{unit})"
         return text
@@ -63,10 +85,13 @@ def evaluate(
     *,
     unmeasured: Mapping[str, str] | None = None,
     required: Iterable[str] = (),
+    inconclusive: str = "warn",
 ) -> tuple[Verdict, ...]:
     """A verdict per check.  A resource metric that could not be measured here (``unmeasured``
     maps it to the reason, e.g. "no NVIDIA GPU: ...") is skipped, unless it is in
-    ``required`` (``--llmperf-require-gpu``): then it fails with that reason."""
+    ``required`` (``--llmperf-require-gpu``): then it fails with that reason.  A percentile
+    that meets its SLO is ``inconclusive`` when the sample cannot support the claim
+    (:func:`unsupported_reason`); ``inconclusive`` (fail, warn, pass) says what that counts as."""
     reasons = unmeasured or {}
     must = set(required)
     verdicts = []
@@ -74,8 +99,46 @@ def evaluate(
         value = metrics.value(check.metric, check.statistic)
         reason = reasons.get(check.metric) if value is None else None
         skipped = reason is not None and check.metric in RESOURCES and check.metric not in must
-        verdicts.append(Verdict(check, value, reason, skipped))
+        unsupported = None
+        if value is not None and check.holds(value) and check.metric in DISTRIBUTIONS:
+            unsupported = unsupported_reason(check, metrics.distributions[check.metric])
+        verdicts.append(Verdict(check, value, reason, skipped, unsupported, inconclusive))
     return tuple(verdicts)
+
+
+def unsupported_reason(check: Check, values: Sequence[float]) -> str | None:
+    """None when the sample supports ``check`` on a percentile (or the median) at 95 %
+    confidence: the exact distribution-free bound (an order statistic, as MLPerf's early
+    stopping uses) lies on the passing side of the limit; else why not, and how many values
+    would do (with the same share beyond the limit).  Means and extremes are not judged."""
+    quantile = _quantile(check.statistic)
+    if quantile is None:
+        return None
+    from pytest_llmperf.results.statistics import percentile_bound, samples_needed
+
+    side: Literal["upper", "lower"] = "upper" if check.operator in ("<", "<=") else "lower"
+    bound = percentile_bound(values, quantile, side)
+    if bound is not None and check.holds(bound):
+        return None
+    what = "gaps" if check.metric == "itl_ms" else "requests"
+    needed = samples_needed(values, quantile, check.limit, side)
+    if bound is None:
+        text = f"{len(values)} {what} are too few to bound {check.statistic} at 95 % confidence"
+    else:
+        text = (f"its 95 % confidence bound is {format_number(bound)}, on the wrong side of "
+                f"the limit")
+    settle = (f"about {needed} {what} would settle it" if needed is not None
+              else f"more {what} would not settle it")
+    return f"{text}; {settle} (--llmperf-requests)"
+
+
+def _quantile(stat: str | None) -> float | None:
+    if stat == "median":
+        return 0.5
+    if stat is None or not stat.startswith("p"):
+        return None
+    value = float(stat[1:]) / 100.0
+    return value if 0.0 < value < 1.0 else None
 
 
 def failure_message(verdicts: Iterable[Verdict], context: str, where: str | None = None) -> str:

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_llmperf.results.records import LoadRun, RequestRecord
+from pytest_llmperf.results.records import LoadRun, RequestRecord, TokenSource
 
-__all__ = ["SCHEMA", "SavedRun", "StoreError", "describe_saved", "encode_records", "find_saved",
-           "load_run", "run_document", "save_run", "saved_runs", "write_atomic", "write_run"]
+__all__ = ["SCHEMA", "SavedRun", "StoreError", "decode_window", "describe_saved", "encode_records",
+           "find_saved", "load_run", "run_document", "save_run", "saved_runs", "write_atomic",
+           "write_run"]
 
 SCHEMA = 1
 _NS_PER_US = 1_000
@@ -80,6 +81,43 @@ def _encode(record: RequestRecord, start_ns: int) -> dict[str, Any]:
 
 def _value(source: Any) -> str | None:
     return None if source is None else str(source.value)
+
+
+def decode_window(window: Mapping[str, Any], where: str = "result") -> LoadRun:
+    """A stored window's requests as a :class:`LoadRun` again (times in whole microseconds, so
+    the metrics of a stored run are those of the run to within a microsecond), in send order.
+    A window that does not hold what :func:`encode_records` writes raises :class:`StoreError`."""
+    try:
+        records = tuple(sorted((_decode(raw) for raw in window["records"]),
+                               key=lambda record: record.send_ns))
+        duration_ns = round(float(window["scalars"]["duration_s"]) * 1e9)
+        users = int(window["load"]["concurrency"])
+        warmup = int(window["load"]["warmup"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StoreError(f"{where}: a window of {window.get('nodeid', '?')} has no usable "
+                         f"records ({type(exc).__name__}: {exc})") from None
+    return LoadRun(records, 0, duration_ns, users, warmup)
+
+
+def _decode(raw: Mapping[str, Any]) -> RequestRecord:
+    send = int(raw["send_us"]) * _NS_PER_US
+    return RequestRecord(
+        request_id=int(raw["id"]),
+        send_ns=send,
+        chunk_ns=tuple(send + int(t) * _NS_PER_US for t in raw["chunk_us"]),
+        end_ns=send + int(raw["end_us"]) * _NS_PER_US,
+        output_tokens=int(raw["output_tokens"]),
+        output_token_source=_source(raw.get("output_token_source")),
+        input_tokens=None if raw.get("input_tokens") is None else int(raw["input_tokens"]),
+        input_token_source=_source(raw.get("input_token_source")),
+        finish_reason=raw.get("finish_reason"),
+        error=raw.get("error"),
+        resent=bool(raw.get("resent", False)),
+    )
+
+
+def _source(value: Any) -> TokenSource | None:
+    return None if value is None else TokenSource(value)
 
 
 def run_document(windows: Sequence[Mapping[str, Any]],

@@ -7,7 +7,8 @@ slo = ["tpot_ms.p95 < 100", "decode_tokens_per_s.mean >= 10", "error_rate <= 0.0
 [backends.vllm]                 # tests on that backend
 [models."qwen72b-gptq"]         # tests of that model
 [tests.test_concurrent_users]   # that test function
-slo = ["ttft_ms.p95 < 3000"]
+slo = ["ttft_ms.p95 < 3000",
+       "tpot_ms.p95 regresses < 10%"]   # a regression gate: held against --llmperf-compare
 ```
 
 A more specific table replaces the checks of the same ``metric[.statistic]`` and adds new ones;
@@ -25,7 +26,8 @@ from typing import Any
 from pytest_llmperf.results.metrics import DISTRIBUTIONS, RESOURCES, SCALARS, parse_statistic
 from pytest_llmperf.results.tomlfile import Locator, ThresholdError, TomlDocument, parse_toml
 
-__all__ = ["SCOPES", "Check", "ThresholdError", "Thresholds", "load_thresholds", "parse_check"]
+__all__ = ["COMPARABLE", "SCOPES", "Check", "Gate", "ThresholdError", "Thresholds",
+           "load_thresholds", "parse_check", "parse_gate"]
 
 SCOPES: tuple[str, ...] = ("backends", "models", "tests")
 _OPERATORS = ("<=", ">=", "<", ">")
@@ -33,6 +35,14 @@ _CHECK = re.compile(
     r"\s*(?P<metric>[A-Za-z_][A-Za-z0-9_]*)(?:\.(?P<stat>[A-Za-z0-9_.]+))?"
     r"\s*(?P<op><=|>=|<|>)\s*(?P<limit>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*"
 )
+_METRIC = r"(?P<metric>[A-Za-z_][A-Za-z0-9_]*)(?:\.(?P<stat>[A-Za-z0-9_.]+))?"
+_TOLERANCE = r"(?P<amount>\d+\.?\d*|\.\d+)\s*(?P<unit>%|[A-Za-z/]+)?"
+_GATE_CLI = re.compile(rf"\s*{_METRIC}\s*:\s*{_TOLERANCE}\s*")
+_GATE_ENTRY = re.compile(rf"\s*{_METRIC}\s+regresses\s*<\s*{_TOLERANCE}\s*")
+# Whole-run numbers a comparison may hold against a baseline (counts and the error rate are
+# SLO matters: a ratio of two error rates of 0 means nothing).
+COMPARABLE: tuple[str, ...] = ("request_throughput", "output_token_throughput",
+                               "total_token_throughput")
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,12 @@ def parse_check(text: str, origin: str) -> Check:
             f"{', '.join(_OPERATORS)})"
         )
     metric, stat = match["metric"], match["stat"]
+    _check_metric(metric, stat, text, origin)
+    return Check(metric, stat, match["op"], float(match["limit"]), text.strip(), origin)
+
+
+def _check_metric(metric: str, stat: str | None, text: str, origin: str) -> None:
+    """``metric[.stat]`` names a metric and, for a distribution, a statistic."""
     if metric in DISTRIBUTIONS:
         if stat is None or parse_statistic(stat) is None:
             raise ThresholdError(
@@ -93,7 +109,60 @@ def parse_check(text: str, origin: str) -> Check:
             f"metric.statistic): {', '.join(DISTRIBUTIONS)}; whole-run metrics: "
             f"{', '.join(SCALARS)}; resource metrics: {', '.join(RESOURCES)}"
         )
-    return Check(metric, stat, match["op"], float(match["limit"]), text.strip(), origin)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A regression gate, e.g. ``tpot_ms.p95:10%``: fail when, against the baseline, the metric
+    got worse by more than ``tolerance`` with confidence (the whole interval of the change lies
+    beyond it).  ``relative``: tolerance is a fraction (0.10); else in the metric's unit."""
+
+    metric: str
+    statistic: str | None
+    tolerance: float
+    relative: bool
+    text: str
+    origin: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.metric}.{self.statistic}" if self.statistic else self.metric
+
+    def relative_tolerance(self, baseline: float) -> float | None:
+        """The tolerance as a fraction of the baseline's value (None: baseline is 0)."""
+        if self.relative:
+            return self.tolerance
+        return None if baseline == 0 else self.tolerance / abs(baseline)
+
+
+def parse_gate(text: str, origin: str) -> Gate:
+    """``metric.stat:10%`` or ``metric.stat:50ms`` (the command line), or the thresholds.toml
+    entry ``"metric.stat regresses < 10%"``."""
+    match = _GATE_CLI.fullmatch(text) or _GATE_ENTRY.fullmatch(text)
+    if match is None:
+        raise ThresholdError(
+            f"{origin}: {text!r}: cannot read this regression gate: expected 'metric.statistic:"
+            "TOLERANCE' such as 'tpot_ms.p95:10%' or 'ttft_ms.p95:50ms' (in thresholds.toml: "
+            "'tpot_ms.p95 regresses < 10%')"
+        )
+    metric, stat = match["metric"], match["stat"]
+    _check_metric(metric, stat, text, origin)
+    if (metric in SCALARS and metric not in COMPARABLE) or stat in ("stdev", "min", "max"):
+        raise ThresholdError(
+            f"{origin}: {text!r}: {metric}{'.' + stat if stat else ''} cannot be compared with "
+            "a baseline; comparable: a distribution's mean, median or percentile, "
+            f"{', '.join(COMPARABLE)}, or a resource metric"
+        )
+    unit = (DISTRIBUTIONS.get(metric) or SCALARS.get(metric) or RESOURCES[metric]).unit
+    given, amount = match["unit"], float(match["amount"])
+    if given == "%":
+        return Gate(metric, stat, amount / 100.0, True, text.strip(), origin)
+    if given is None or given != unit:
+        raise ThresholdError(
+            f"{origin}: {text!r}: give the tolerance in % or in {metric}'s unit "
+            f"({unit or 'none'}), e.g. '{metric}{'.' + stat if stat else ''}:10%'"
+        )
+    return Gate(metric, stat, amount, False, text.strip(), origin)
 
 
 @dataclass(frozen=True)
@@ -101,19 +170,27 @@ class Thresholds:
     """Parsed thresholds: checks per scope, ready to resolve for one test."""
 
     path: Path | None
-    defaults: tuple[Check, ...]
-    scoped: Mapping[str, Mapping[str, tuple[Check, ...]]]  # scope -> name -> checks
+    defaults: tuple[Check | Gate, ...]
+    scoped: Mapping[str, Mapping[str, tuple[Check | Gate, ...]]]  # scope -> name -> entries
     # The parsed file, for what else it holds: the model catalogue entries of its
     # [models.ALIAS] tables and of a top-level `catalog = "models.toml"` (engines.catalog).
     document: TomlDocument | None = field(default=None, repr=False, compare=False)
 
     def for_test(self, *, backend: str, model: str, test: str) -> tuple[Check, ...]:
-        """The checks that apply to ``test`` of ``model`` on ``backend``, most specific last."""
-        chosen: dict[str, Check] = {check.key: check for check in self.defaults}
+        """The SLO checks that apply to ``test`` of ``model`` on ``backend``."""
+        return tuple(e for e in self._entries(backend, model, test) if isinstance(e, Check))
+
+    def gates_for_test(self, *, backend: str, model: str, test: str) -> tuple[Gate, ...]:
+        """The regression gates (``"... regresses < 10%"``) that apply to that test."""
+        return tuple(e for e in self._entries(backend, model, test) if isinstance(e, Gate))
+
+    def _entries(self, backend: str, model: str, test: str) -> list[Check | Gate]:
+        # A more specific table replaces an entry of the same kind and metric.statistic.
+        chosen = {(type(entry), entry.key): entry for entry in self.defaults}
         for scope, name in (("backends", backend), ("models", model), ("tests", test)):
-            for check in self.scoped.get(scope, {}).get(name, ()):
-                chosen[check.key] = check
-        return tuple(chosen.values())
+            for entry in self.scoped.get(scope, {}).get(name, ()):
+                chosen[type(entry), entry.key] = entry
+        return list(chosen.values())
 
 
 def load_thresholds(path: Path) -> Thresholds:
@@ -136,7 +213,7 @@ def parse_thresholds(text: str, path: Path) -> Thresholds:
             "catalog = \"FILE\""
         )
     defaults = _checks(data.get("defaults", {}), "defaults", locator)
-    scoped: dict[str, dict[str, tuple[Check, ...]]] = {}
+    scoped: dict[str, dict[str, tuple[Check | Gate, ...]]] = {}
     for scope in SCOPES:
         tables = data.get(scope, {})
         if not isinstance(tables, dict):
@@ -147,7 +224,7 @@ def parse_thresholds(text: str, path: Path) -> Thresholds:
     return Thresholds(path=path, defaults=defaults, scoped=scoped, document=document)
 
 
-def _checks(table: Any, where: str, locator: Locator) -> tuple[Check, ...]:
+def _checks(table: Any, where: str, locator: Locator) -> tuple[Check | Gate, ...]:
     if not isinstance(table, dict):
         raise ThresholdError(f"{locator.table(where)}: [{where}] must be a table")
     # A [models.ALIAS] table also holds the model's catalogue entry: engines.catalog reads and
@@ -165,4 +242,8 @@ def _checks(table: Any, where: str, locator: Locator) -> tuple[Check, ...]:
             f"{locator.key('slo', after=where)}: slo in [{where}] must be a list of strings "
             "such as [\"tpot_ms.p95 < 100\"]"
         )
-    return tuple(parse_check(entry, locator.string(entry, after=where)) for entry in entries)
+    return tuple(_parse_entry(entry, locator.string(entry, after=where)) for entry in entries)
+
+
+def _parse_entry(text: str, origin: str) -> Check | Gate:
+    return parse_gate(text, origin) if " regresses " in text else parse_check(text, origin)

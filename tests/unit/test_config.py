@@ -74,7 +74,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.base_url is None
     assert settings.api_key_env is None
     assert settings.report is None
-    assert settings.requests == 32
+    assert settings.requests == 64
     assert settings.warmup == 4
     assert settings.max_tokens == 64
     assert settings.ignore_eos is True
@@ -97,7 +97,7 @@ def test_unset_values_fall_through(tmp_path: Path) -> None:
         env={"LLMPERF_REQUESTS": "", "LLMPERF_WARMUP": ""},
         ini={"requests": "", "warmup": None, "max_tokens": "16"},
     )
-    assert (settings.requests, settings.warmup, settings.max_tokens) == (32, 4, 16)
+    assert (settings.requests, settings.warmup, settings.max_tokens) == (64, 4, 16)
     assert settings.sources["requests"] == "default"
     assert settings.sources["warmup"] == "default"
     assert settings.sources["max_tokens"] == "llmperf_max_tokens (ini/pyproject)"
@@ -105,7 +105,7 @@ def test_unset_values_fall_through(tmp_path: Path) -> None:
 
 def test_unrelated_environment_is_ignored(tmp_path: Path) -> None:
     settings = resolve(tmp_path, env={"REQUESTS": "7", "llmperf_requests": "7", "BACKEND": "x"})
-    assert settings.requests == 32
+    assert settings.requests == 64
     assert settings.backends == ("llamacpp",)
 
 
@@ -170,6 +170,11 @@ def test_sources_name_each_setting_separately(tmp_path: Path) -> None:
         "save": "default",
         "autosave": "default",
         "storage": "default",
+        "compare": "default",
+        "compare_fail": "default",
+        "compare_any_hardware": "default",
+        "inconclusive": "default",
+        "repeats": "default",
         "max_tokens": "default",
         "ignore_eos": "default",
         "output_dir": "default",

@@ -330,3 +330,46 @@ def test_a_latency_metric_is_never_skipped() -> None:
     (result,) = evaluate(metrics(), [check("ttft_ms.p95 < 1000")],
                          unmeasured={"ttft_ms": "whatever"})
     assert (result.skipped, result.state) == (False, "fail")
+
+
+# --- percentiles the sample must support ---------------------------------------------------
+
+
+def test_a_p95_met_on_32_requests_is_inconclusive_not_a_pass() -> None:
+    values = tuple(10.0 + i * 0.1 for i in range(32))  # every value far below the limit
+    (warned,) = evaluate(metrics({"tpot_ms": values}), [check("tpot_ms.p95 < 100")])
+    assert (warned.state, warned.passed) == ("inconclusive", True)
+    assert warned.describe() == (
+        "tpot_ms.p95 = 12.9 ms, required < 100 ms: inconclusive, 32 requests are too few to "
+        "bound p95 at 95 % confidence; about 59 requests would settle it (--llmperf-requests)")
+    (failed,) = evaluate(metrics({"tpot_ms": values}), [check("tpot_ms.p95 < 100")],
+                         inconclusive="fail")
+    assert (failed.state, failed.passed) == ("inconclusive", False)
+    assert failure_message([failed], CONTEXT).startswith("tpot_ms.p95 = 12.9 ms, required < 100")
+
+
+def test_enough_requests_make_the_same_claim_a_pass() -> None:
+    values = tuple(10.0 + i * 0.01 for i in range(59))
+    (verdict_,) = evaluate(metrics({"tpot_ms": values}), [check("tpot_ms.p95 < 100")])
+    assert verdict_.state == "pass"
+
+
+def test_a_bound_on_the_wrong_side_says_how_many_requests_would_do() -> None:
+    # 8 of 200 requests (4 %) above the limit: p95 meets it, its 95 % upper bound does not.
+    values = tuple([50.0] * 192 + [150.0] * 8)
+    (verdict_,) = evaluate(metrics({"tpot_ms": values}), [check("tpot_ms.p95 < 100")])
+    assert verdict_.state == "inconclusive"
+    assert "its 95 % confidence bound is 150.0, on the wrong side of the limit" in \
+        verdict_.describe()
+    assert "requests would settle it" in verdict_.describe()
+
+
+def test_a_lower_limit_uses_the_lower_bound_and_a_miss_is_a_miss_at_any_size() -> None:
+    speeds = tuple(50.0 + i for i in range(10))
+    (low,) = evaluate(metrics({"decode_tokens_per_s": speeds}),
+                      [check("decode_tokens_per_s.p10 >= 10")])
+    assert low.state == "inconclusive"  # 10 requests cannot bound a p10 from below
+    (miss,) = evaluate(metrics({"tpot_ms": (150.0,) * 5}), [check("tpot_ms.p95 < 100")])
+    assert (miss.state, miss.passed) == ("fail", False)
+    (mean,) = evaluate(metrics({"tpot_ms": (10.0,) * 5}), [check("tpot_ms.mean < 100")])
+    assert mean.state == "pass"  # means and extremes are not judged for support
