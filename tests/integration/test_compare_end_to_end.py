@@ -138,3 +138,23 @@ def test_a_gate_fails_a_test_that_never_checks_its_slos(suite: Path) -> None:
     assert "tpot_ms.p95 regressed: +" in slower.stdout
     assert "(gate tpot_ms.p95 regresses < 10%, " in slower.stdout
     assert "thresholds.toml:2)" in slower.stdout
+
+
+def test_repeats_give_whole_window_numbers_an_interval(suite: Path) -> None:
+    repeated = ["--llmperf-requests=16", "--llmperf-repeats=3", "--llmperf-json=run.json"]
+    with stub(token_ms=5) as url:
+        saved = pytest_run(suite, url, *repeated, "--llmperf-save", "before")
+    assert saved.returncode == 0, saved.stdout + saved.stderr
+    windows = json.loads((suite / "run.json").read_text())["windows"]
+    assert [(w["call"], w["repeat"], w["warmup"]) for w in windows] == [
+        (1, 1, 4), (1, 2, 0), (1, 3, 0)]
+    assert all(len(w["records"]) == 16 and w["verdicts"] for w in windows)
+    assert {"llmperf.completed", "llmperf.2.completed", "llmperf.3.completed"} <= set(
+        properties(suite))
+
+    with stub(token_ms=8) as url:
+        slower = pytest_run(suite, url, *repeated, "--llmperf-compare", "before",
+                            "--llmperf-compare-fail", "output_token_throughput:10%")
+    assert slower.returncode == 1, slower.stdout + slower.stderr
+    row = properties(suite)["llmperf.3.compare[output_token_throughput]"]
+    assert row.startswith("regressed: -") and " [-" in row, row

@@ -218,3 +218,31 @@ def test_whole_window_numbers_need_repeats_for_an_interval() -> None:
 def test_every_row_metric_is_compared() -> None:
     rows = _rows([closed_loop(16, 10.0, seed=1)], [closed_loop(16, 10.0, seed=2)])
     assert list(rows) == list(ROW_METRICS)
+
+
+# --- the options, as pytest reads them -----------------------------------------------------
+
+
+def test_a_repeated_gate_flag_is_read_as_one_list(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--llmperf-compare-fail", "tpot_ms.p95:10%",
+                                "--llmperf-compare-fail", "ttft_ms.p95:soon")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert ("--llmperf-compare-fail (command line): invalid value "
+            "'tpot_ms.p95:10%,ttft_ms.p95:soon': 'ttft_ms.p95:soon'") in result.stderr.str()
+
+
+def test_a_missing_baseline_stops_pytest_naming_what_is_saved(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--llmperf-compare", "before")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert (f"--llmperf-compare (command line): no run saved as 'before' in "
+            f"{pytester.path / '.llmperf'} (saved: none)") in result.stderr.str()
+    (pytester.path / "broken.json").write_text('{"schema": 1, "crea')
+    result = pytester.runpytest("--llmperf-compare", "broken.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "broken.json is not valid JSON (truncated or corrupt?)" in result.stderr.str()
+
+
+def test_a_yes_no_flag_alone_means_yes(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_one="def test_one(pytestconfig):\n"
+                                 "    assert pytestconfig.getoption('llmperf_autosave') == 'yes'\n")
+    assert pytester.runpytest("--llmperf-autosave").ret == pytest.ExitCode.OK
