@@ -61,6 +61,8 @@ def comparison_markdown(comparison: Mapping[str, Any]) -> list[str]:
         "tolerance (README, \"Comparing with a baseline\").", ""]
     if comparison.get("hardware_note"):
         lines += [f"**Compared across hardware: {comparison['hardware_note']}.**", ""]
+    if comparison.get("cross_check"):
+        lines += [f"**Cross-check: {comparison['cross_check']}.**", ""]
     rows = [[row["metric"], _value(row, "baseline"), _value(row, "current"),
              _percent(row["change"]), _interval(row), _verdict(row), _gate(row)]
             for row in comparison["rows"]]
@@ -74,12 +76,14 @@ def comparison_terminal(entries: Sequence[Mapping[str, Any]]) -> str | None:
     compared = [entry for entry in entries if entry.get("comparison")]
     if not compared:
         return None
-    rows, quiet, missing = [], 0, []
+    rows, quiet, missing, notes = [], 0, [], []
     for entry in compared:
         comparison = entry["comparison"]
         test = entry["nodeid"].split("::")[-1]
         if comparison.get("missing"):
             missing.append(test)
+        if comparison.get("cross_check"):
+            notes.append(f"{test}: {comparison['cross_check']}")
         for row in comparison["rows"]:
             if row["verdict"] == _UNCHANGED and not row["gate"]:
                 quiet += 1
@@ -104,4 +108,5 @@ def comparison_terminal(entries: Sequence[Mapping[str, Any]]) -> str | None:
                  "report and the junit properties)")
     if missing:
         lines.append(f"not in the baseline: {', '.join(missing)}")
+    lines += [f"cross-check: {note}" for note in notes]
     return "\n".join(lines)

@@ -111,6 +111,7 @@ def comparison_entry(comparison: Comparison, baseline: Path) -> dict[str, Any]:
         "baseline_windows": comparison.baseline_windows,
         "current_windows": comparison.current_windows,
         "hardware_note": comparison.hardware_note,
+        "cross_check": comparison.cross_check,
         "missing": None,
         "rows": [{
             "metric": row.metric,

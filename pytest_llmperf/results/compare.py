@@ -92,6 +92,9 @@ class Comparison:
     baseline_windows: int
     current_windows: int
     hardware_note: str | None = None  # set when compared across hardware (labelled rows)
+    # The engine's own decode time moved much less than the client's TPOT: the client's view
+    # changed (a starved client, a slower network), not only the server.
+    cross_check: str | None = None
 
     @property
     def failed(self) -> tuple[Row, ...]:
@@ -147,7 +150,35 @@ def compare_windows(
         if row is not None:
             rows.append(row if hardware_note is None else _labelled(row, hardware_note))
     return Comparison(tuple(rows), _engine(baseline[0]), _engine(current[0]), len(baseline),
-                      len(current), hardware_note)
+                      len(current), hardware_note,
+                      _cross_check(rows, _server_decode(baseline), _server_decode(current)))
+
+
+# How far (in points of change) the client's TPOT may move beyond the engine's own decode time
+# before the comparison says the client's view changed.
+CROSS_CHECK_POINTS = 0.05
+
+
+def _server_decode(windows: Sequence[Mapping[str, Any]]) -> float | None:
+    """The engine's own decode ms per token over the windows (llama.cpp, vLLM, SGLang report
+    it; see observe.server_metrics), or None when a window lacks it."""
+    values = [(w.get("server_metrics") or {}).get("server_decode_ms_per_token") for w in windows]
+    if not values or None in values:
+        return None
+    return statistic([float(v) for v in values if v is not None], "mean")
+
+
+def _cross_check(rows: Sequence[Row], before: float | None, after: float | None) -> str | None:
+    tpot = next((row for row in rows if row.metric == "tpot_ms.mean"), None)
+    if tpot is None or not before or after is None:
+        return None
+    server = after / before - 1
+    if abs(tpot.change - server) <= CROSS_CHECK_POINTS:
+        return None
+    return (f"the engine's own decode time went {before:.2f} -> {after:.2f} ms/token "
+            f"({server * 100:+.1f} %) while the client's TPOT mean moved {tpot.change * 100:+.1f} "
+            "%: part of the change is in what the client saw (a starved client or a busy "
+            "machine), not in the server")
 
 
 def _info(metric: str) -> MetricInfo:

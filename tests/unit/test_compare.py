@@ -246,3 +246,18 @@ def test_a_yes_no_flag_alone_means_yes(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_one="def test_one(pytestconfig):\n"
                                  "    assert pytestconfig.getoption('llmperf_autosave') == 'yes'\n")
     assert pytester.runpytest("--llmperf-autosave").ret == pytest.ExitCode.OK
+
+
+def test_a_client_view_that_moved_more_than_the_engine_says_so() -> None:
+    base_run, now_run = closed_loop(64, 10.0, seed=1), closed_loop(64, 13.0, seed=2)
+    base, now = entry(base_run), entry(now_run)
+    base["server_metrics"] = {"server_decode_ms_per_token": 10.0}
+    now["server_metrics"] = {"server_decode_ms_per_token": 10.5}
+    note = compare_windows([base], [now]).cross_check
+    assert note is not None and note.startswith(
+        "the engine's own decode time went 10.00 -> 10.50 ms/token (+5.0 %) while the "
+        "client's TPOT mean moved +")
+    now["server_metrics"] = {"server_decode_ms_per_token": 13.0}
+    assert compare_windows([base], [now]).cross_check is None
+    del now["server_metrics"]
+    assert compare_windows([base], [now]).cross_check is None
