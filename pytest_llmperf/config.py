@@ -56,6 +56,7 @@ class Settings:
     save: str | None = None
     autosave: bool = False
     compare: str | None = None
+    compare_runs: int = 1
     compare_fail: tuple[Gate, ...] = ()
     compare_any_hardware: bool = False
     inconclusive: str = "warn"
@@ -137,7 +138,8 @@ def resolve_settings(
 _OPTIONAL = ("gpus", "tp", "max_model_len", "max_num_seqs", "gpu_memory_utilization",
              "prefix_caching", "chunked_prefill", "engine_args", "llamacpp_bin", "engine_python",
              "ngl", "ready_timeout", "telemetry_interval", "require_gpu", "seed", "json",
-             "save", "autosave", "compare", "compare_fail", "compare_any_hardware",
+             "save", "autosave", "compare", "compare_runs", "compare_fail",
+             "compare_any_hardware",
              "inconclusive", "repeats")
 
 
@@ -169,6 +171,11 @@ def _check_combination(
         raise SettingError(
             f"{sources['base_url']}: --base-url attaches to one running server, so it takes "
             "one --backend and one --model"
+        )
+    if values["compare_fail"] and not values["compare"]:
+        raise SettingError(
+            f"{sources['compare_fail']}: a regression gate needs a baseline to hold the run "
+            "against: give --llmperf-compare NAME (or latest) too"
         )
     name = values["api_key_env"]
     if name and not env.get(name):

@@ -249,6 +249,10 @@ OPTIONS: tuple[Option[Any], ...] = (
     Option("compare", "--llmperf-compare",
            "compare every test with this saved run (NAME, latest, or a result document's path "
            "ending in .json): a table of changes with confidence intervals", _baseline, None),
+    Option("compare_runs", "--llmperf-compare-runs",
+           "pool the newest N runs saved under the --llmperf-compare name as the baseline: "
+           "their spread is the run-to-run variation the comparison allows for",
+           _int_at_least(1), "1"),
     Option("compare_fail", "--llmperf-compare-fail",
            "fail a test when a metric got worse than the baseline by more than a tolerance "
            "with 95 %% confidence: tpot_ms.p95:10%% or ttft_ms.p95:50ms; comma-separated or "

@@ -76,18 +76,18 @@ class ResultRecorder:
         before = baseline.windows.get(key)
         last = windows[-1]
         if not before:
-            last["comparison"] = {"baseline": str(baseline.path), "rows": [],
+            last["comparison"] = {"baseline": baseline.label, "rows": [],
                                   "missing": "this test and call are not in the baseline"}
             self._property(f"{self._prefix(last)}compare", "not in the baseline")
             return
         comparison = compare_windows(before, windows, _gates(session, result, self.item),
                                      seed=session.settings.seed,
                                      hardware_note=baseline.hardware_note)
-        last["comparison"] = comparison_entry(comparison, baseline.path)
+        last["comparison"] = comparison_entry(comparison, baseline.label)
         prefix = self._prefix(last)
         for row in comparison.rows:
             self._property(f"{prefix}compare[{row.metric}]", row.describe())
-        failed = [f"{row.metric} {row.describe()} -- against {baseline.path.name}, "
+        failed = [f"{row.metric} {row.describe()} -- against {baseline.label}, "
                   f"{result.context}" for row in comparison.failed]
         if failed and comparison.cross_check:
             failed.append(f"cross-check: {comparison.cross_check}")

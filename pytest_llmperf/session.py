@@ -42,18 +42,31 @@ class ActivationError(ValueError):
 
 @dataclass(frozen=True)
 class Baseline:
-    """The saved run ``--llmperf-compare`` names, read and checked before any server starts."""
+    """The saved run(s) ``--llmperf-compare`` names, read and checked before any server starts.
+    Several (``--llmperf-compare-runs``) are pooled: their spread is the run-to-run variation."""
 
-    path: Path
-    document: dict[str, Any]
+    paths: tuple[Path, ...]
+    documents: tuple[dict[str, Any], ...]
     hardware_note: str | None  # set when its hardware differs (--llmperf-compare-any-hardware)
+
+    @property
+    def label(self) -> str:
+        """``0003_before.json`` or ``0001_before.json .. 0003_before.json (3 runs)``."""
+        if len(self.paths) == 1:
+            return self.paths[0].name
+        return f"{self.paths[0].name} .. {self.paths[-1].name} ({len(self.paths)} runs)"
 
     @functools.cached_property
     def windows(self) -> dict[tuple[str, int], list[Mapping[str, Any]]]:
-        """Its windows by (node id, call): see results.compare.group_windows."""
+        """Their windows by (node id, call), the runs' windows one after another (see
+        results.compare.group_windows)."""
         from pytest_llmperf.results.compare import group_windows
 
-        return group_windows(self.document["windows"])
+        pooled: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
+        for document in self.documents:
+            for key, windows in group_windows(document["windows"]).items():
+                pooled.setdefault(key, []).extend(windows)
+        return pooled
 
 
 @dataclass(frozen=True)
@@ -169,24 +182,29 @@ def _load_baseline(settings: Settings, rootdir: Path) -> Baseline | None:
     try:
         if settings.compare.endswith(".json"):
             path = Path(settings.compare)
-            path = path if path.is_absolute() else rootdir / path
+            paths = [path if path.is_absolute() else rootdir / path]
         else:
-            path = find_saved(settings.storage, settings.compare).path
-        document = load_run(path)
+            paths = [run.path for run in find_saved(settings.storage, settings.compare,
+                                                     settings.compare_runs)]
+        documents = [load_run(path) for path in paths]
     except StoreError as exc:
         raise ActivationError(f"{source}: {exc}") from None
-    differences = hardware_differences(document["fingerprint"], host_fingerprint(rootdir))
-    if not differences:
-        return Baseline(path, document, None)
-    shown = "; ".join(f"{key}: baseline {before!r}, this machine {now!r}"
-                      for key, before, now in differences)
-    if not settings.compare_any_hardware:
-        raise ActivationError(
-            f"{source}: baseline {path} was measured on other hardware ({shown}); its numbers "
-            "say nothing about this machine. Compare on the same hardware, or pass "
-            "--llmperf-compare-any-hardware to compare anyway (every row is then labelled)"
-        )
-    return Baseline(path, document, f"other hardware ({shown})")
+    here = host_fingerprint(rootdir)
+    notes = []
+    for path, document in zip(paths, documents, strict=True):
+        differences = hardware_differences(document["fingerprint"], here)
+        if not differences:
+            continue
+        shown = "; ".join(f"{key}: baseline {before!r}, this machine {now!r}"
+                          for key, before, now in differences)
+        if not settings.compare_any_hardware:
+            raise ActivationError(
+                f"{source}: baseline {path} was measured on other hardware ({shown}); its "
+                "numbers say nothing about this machine. Compare on the same hardware, or pass "
+                "--llmperf-compare-any-hardware to compare anyway (every row is then labelled)"
+            )
+        notes.append(f"other hardware ({shown})")
+    return Baseline(tuple(paths), tuple(documents), "; ".join(dict.fromkeys(notes)) or None)
 
 
 def _catalog(thresholds: Thresholds | None) -> Catalog:

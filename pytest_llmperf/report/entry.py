@@ -102,10 +102,11 @@ def verdict_entry(verdict: Verdict) -> dict[str, Any]:
 
 
 
-def comparison_entry(comparison: Comparison, baseline: Path) -> dict[str, Any]:
-    """A test's comparison with the baseline, for the reports (and the result document)."""
+def comparison_entry(comparison: Comparison, baseline: str) -> dict[str, Any]:
+    """A test's comparison with the baseline (named ``baseline``), for the reports and the
+    result document."""
     return {
-        "baseline": str(baseline),
+        "baseline": baseline,
         "baseline_engine": comparison.baseline_engine,
         "current_engine": comparison.current_engine,
         "baseline_windows": comparison.baseline_windows,

@@ -14,9 +14,10 @@ ratio current / baseline: it redraws each side many times and keeps the middle 9
 ratios.  Requests of one closed-loop window share the server with the other users' requests in
 flight, so neighbours (in send order) are not independent: the redraw copies blocks of
 consecutive requests (circular block bootstrap), not single requests.  When a side has several
-windows (repeats), the windows are redrawn first, which carries run-to-run variation into the
-interval.  Whole-window numbers (throughput, one value per window) get Welch's t-interval on the
-logarithms (``windows_interval``): an interval of the ratio of geometric means.
+windows (repeats, or several saved runs), the windows are redrawn first, which carries
+run-to-run variation into the interval; a side of one window borrows that variation from the
+other side's windows.  Whole-window numbers (throughput, one value per window) get Welch's
+t-interval on the logarithms (``windows_interval``): an interval of the ratio of geometric means.
 ``change_verdict`` turns an interval into regressed / improved / no significant change /
 inconclusive against a tolerance.  Statistics: "mean", "median", percentiles "pNN" / "pNN.N"
 (numpy.percentile's default linear interpolation).
@@ -234,7 +235,8 @@ def ratio_interval(baseline: Sequence[Sequence[float]], current: Sequence[Sequen
     side redraws its windows with replacement (when it has two or more), takes from each drawn
     window a circular block bootstrap sample (block length ``block`` or block_length(window
     length, users)) as long as the side's shortest window, pools them and computes the
-    statistic.  Deterministic for a given ``seed``."""
+    statistic.  A side of one window, against a side of several, is also scaled per replicate
+    by a run-to-run factor drawn from the other side's windows.  Deterministic for a ``seed``."""
     _check_unit("confidence", confidence)
     if resamples < 1 or users < 1:
         raise ValueError("ratio_interval needs resamples >= 1 and users >= 1")
@@ -243,9 +245,32 @@ def ratio_interval(baseline: Sequence[Sequence[float]], current: Sequence[Sequen
     base = _replicates(baseline, stat, users, block, resamples, rng)
     if np.any(base == 0.0):
         raise ValueError(f"ratio undefined: baseline statistic is 0 in a replicate ({statistic})")
-    ratios = _replicates(current, stat, users, block, resamples, rng) / base
+    now = _replicates(current, stat, users, block, resamples, rng)
+    # One window on a side cannot show run-to-run variation; when the other side has several,
+    # its spread stands in: the single run is one draw of the same between-run variation.
+    if len(current) == 1 and len(baseline) >= 2:
+        now = now * _between_runs(baseline, stat, resamples, rng)
+    elif len(baseline) == 1 and len(current) >= 2:
+        base = base * _between_runs(current, stat, resamples, rng)
+    ratios = now / base
     low, high = np.percentile(ratios, [50.0 * (1.0 - confidence), 50.0 * (1.0 + confidence)])
     return float(low), float(high)
+
+
+def _between_runs(windows: Sequence[Sequence[float]], stat: Callable[[_Floats], _Floats],
+                  resamples: int, rng: np.random.Generator) -> _Floats:
+    """Run-to-run factors for a run of one window: exp(s * T), s the standard deviation of the
+    other side's windows' log statistics and T Student's t with (windows - 1) degrees of
+    freedom, the predictive spread of one more run.  (Redrawing those few windows' own values
+    would not do: a new run falls outside the range of 3 earlier ones half the time.)  s also
+    holds the windows' sampling noise, so this errs wide."""
+    values = np.array([stat(np.asarray(w, dtype=float)[None, :])[0] for w in windows],
+                      dtype=np.float64)
+    if np.any(values <= 0):
+        return np.ones(resamples, dtype=np.float64)
+    spread = float(np.std(np.log(values), ddof=1))
+    factors: _Floats = np.exp(spread * rng.standard_t(len(values) - 1, size=resamples))
+    return factors
 
 
 def _t_critical(df: float, confidence: float) -> float:

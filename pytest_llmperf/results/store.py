@@ -187,14 +187,17 @@ def save_run(document: Mapping[str, Any], storage: Path, name: str) -> Path:
     return write_run(document, storage / f"{number:04d}_{name}.json")
 
 
-def find_saved(storage: Path, name: str) -> SavedRun:
-    """The newest run saved as ``name`` (``latest``: the newest of all)."""
+def find_saved(storage: Path, name: str, count: int = 1) -> list[SavedRun]:
+    """The newest ``count`` runs saved as ``name`` (``latest``: of all), oldest first."""
     runs = saved_runs(storage)
     chosen = runs if name == "latest" else [run for run in runs if run.name == name]
     if not chosen:
         known = ", ".join(sorted({run.name for run in runs})) or "none"
         raise StoreError(f"no run saved as {name!r} in {storage} (saved: {known})")
-    return chosen[-1]
+    if len(chosen) < count:
+        raise StoreError(f"{len(chosen)} run(s) saved as {name!r} in {storage}, {count} asked "
+                         f"for: save {count - len(chosen)} more with --llmperf-save {name}")
+    return chosen[-count:]
 
 
 def describe_saved(runs: Iterable[SavedRun]) -> list[list[str]]:

@@ -116,10 +116,20 @@ def test_a_baseline_from_other_hardware_is_refused_before_any_server_starts(suit
         assert "--llmperf-compare-any-hardware" in refused.stderr
 
         anyway = pytest_run(suite, url, "--llmperf-compare", "before", "--llmperf-requests=8",
-                            "--llmperf-compare-any-hardware")
-    assert anyway.returncode == 0, anyway.stdout + anyway.stderr
-    assert "compared across hardware: other hardware (cpu_model" in anyway.stdout
-    assert "other hardware (cpu_model" in properties(suite)["llmperf.compare[tpot_ms.mean]"]
+                            "--llmperf-compare-any-hardware", "--llmperf-save", "before")
+        assert anyway.returncode == 0, anyway.stdout + anyway.stderr
+        assert "compared across hardware: other hardware (cpu_model" in anyway.stdout
+        assert "other hardware (cpu_model" in properties(suite)["llmperf.compare[tpot_ms.mean]"]
+
+        pooled = pytest_run(suite, url, "--llmperf-compare", "before", "--llmperf-requests=8",
+                            "--llmperf-compare-any-hardware", "--llmperf-compare-runs=2")
+        assert pooled.returncode == 0, pooled.stdout + pooled.stderr
+        assert "baseline: 0001_before.json .. 0002_before.json (2 runs)" in pooled.stdout
+        too_many = pytest_run(suite, url, "--llmperf-compare", "before",
+                              "--llmperf-compare-runs=3")
+    assert too_many.returncode == 4
+    assert "2 run(s) saved as 'before' in " in too_many.stderr
+    assert "3 asked for: save 1 more with --llmperf-save before" in too_many.stderr
 
 
 def test_a_gate_fails_a_test_that_never_checks_its_slos(suite: Path) -> None:

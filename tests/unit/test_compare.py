@@ -83,15 +83,22 @@ def test_bad_gates_name_the_value(text: str, message: str) -> None:
 
 
 def test_the_command_line_takes_several_gates_and_names_a_bad_one() -> None:
-    settings = resolve_settings({"compare_fail": "tpot_ms.p95:10%,ttft_ms.p95:50ms"}, {}, {},
-                                Path("."))
+    settings = resolve_settings({"compare_fail": "tpot_ms.p95:10%,ttft_ms.p95:50ms",
+                                 "compare": "before"}, {}, {}, Path("."))
     assert [gate.key for gate in settings.compare_fail] == ["tpot_ms.p95", "ttft_ms.p95"]
     with pytest.raises(SettingError) as caught:
-        resolve_settings({}, {"LLMPERF_COMPARE_FAIL": "tpot_ms.p95:10%,ttft_ms.p95:fast"}, {},
+        resolve_settings({"compare": "before"},
+                         {"LLMPERF_COMPARE_FAIL": "tpot_ms.p95:10%,ttft_ms.p95:fast"}, {},
                          Path("."))
     assert str(caught.value).startswith(
         "LLMPERF_COMPARE_FAIL (environment): invalid value 'tpot_ms.p95:10%,ttft_ms.p95:fast': "
         "'ttft_ms.p95:fast': cannot read this regression gate")
+
+
+def test_a_gate_without_a_baseline_is_an_error_not_a_gate_that_never_fails() -> None:
+    with pytest.raises(SettingError, match=r"^--llmperf-compare-fail \(command line\): a "
+                                           r"regression gate needs a baseline"):
+        resolve_settings({"compare_fail": "tpot_ms.p95:10%"}, {}, {}, Path("."))
 
 
 def test_thresholds_keep_gates_apart_from_slos_with_the_same_precedence(tmp_path: Path) -> None:
@@ -224,8 +231,8 @@ def test_every_row_metric_is_compared() -> None:
 
 
 def test_a_repeated_gate_flag_is_read_as_one_list(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest("--llmperf-compare-fail", "tpot_ms.p95:10%",
-                                "--llmperf-compare-fail", "ttft_ms.p95:soon")
+    result = pytester.runpytest("--llmperf-compare=x", "--llmperf-compare-fail",
+                                "tpot_ms.p95:10%", "--llmperf-compare-fail", "ttft_ms.p95:soon")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert ("--llmperf-compare-fail (command line): invalid value "
             "'tpot_ms.p95:10%,ttft_ms.p95:soon': 'ttft_ms.p95:soon'") in result.stderr.str()

@@ -171,6 +171,7 @@ def test_sources_name_each_setting_separately(tmp_path: Path) -> None:
         "autosave": "default",
         "storage": "default",
         "compare": "default",
+        "compare_runs": "default",
         "compare_fail": "default",
         "compare_any_hardware": "default",
         "inconclusive": "default",

@@ -579,3 +579,37 @@ def test_blocks_keep_false_positives_down_under_dependence(phi: float) -> None:
         # measured 0.09-0.10 (iid 0.15) over 1000-1500 trials, 0.078 with blocks of 8 (users=8).
         # Only the improvement over the iid bootstrap is asserted.
         assert rates["blocks"] < rates["iid"]
+
+
+def test_a_single_run_borrows_the_run_to_run_spread_of_several() -> None:
+    """Each session shifts every request by a session factor (lognormal, sdlog 0.08: the
+    engine's own decode time moved 10 % between two sessions on our CI machine).  Nothing else
+    changes, so every "regressed" (what fails a gate) is a false positive.  One window against
+    one cannot see the session effect; one against K saved runs borrows their spread."""
+    rng = np.random.default_rng(77)
+    trials, n = 300, 64
+
+    def session() -> list[float]:
+        return list(_tpot(rng, n) * rng.lognormal(0.0, 0.08))
+
+    alone = 0
+    borrowed = dict.fromkeys((3, 5), 0)
+    detected = dict.fromkeys((3, 5), 0)
+    for trial in range(trials):
+        base_runs = [session() for _ in range(5)]
+        current = session()
+        low, high = ratio_interval(base_runs[:1], [current], "mean", resamples=500, seed=trial)
+        alone += change_verdict(low, high, 0.0, False) == REGRESSED
+        for runs in borrowed:
+            low, high = ratio_interval(base_runs[:runs], [current], "mean", resamples=500,
+                                       seed=trial)
+            borrowed[runs] += change_verdict(low, high, 0.0, False) == REGRESSED
+            detected[runs] += change_verdict(low * 1.3, high * 1.3, 0.0, False) == REGRESSED
+    print(f"\nsession effect sdlog 0.08, n={n}, {trials} trials: false positives one run vs one "
+          f"{alone / trials:.3f}")
+    for runs in borrowed:
+        print(f"  one run vs {runs} saved runs: false positives {borrowed[runs] / trials:.3f}, "
+              f"a +30 % shift caught {detected[runs] / trials:.3f}")
+    assert alone / trials > 0.25
+    assert all(count / trials <= 0.05 for count in borrowed.values())
+    assert detected[3] < detected[5]

@@ -110,8 +110,8 @@ def test_saving_never_replaces_an_earlier_run(tmp_path: Path) -> None:
     assert [p.name for p in (first, second, third)] == [
         "0001_before.json", "0002_before.json", "0003_after.json"]
     assert [run.name for run in saved_runs(storage)] == ["before", "before", "after"]
-    assert find_saved(storage, "before").path == second  # the newest of that name
-    assert find_saved(storage, "latest").path == third
+    assert [run.path for run in find_saved(storage, "before")] == [second]  # the newest
+    assert [run.path for run in find_saved(storage, "latest", 2)] == [second, third]
     with pytest.raises(StoreError, match=r"no run saved as 'nope' .* \(saved: after, before\)"):
         find_saved(storage, "nope")
 
