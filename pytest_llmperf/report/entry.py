@@ -98,6 +98,8 @@ def verdict_entry(verdict: Verdict) -> dict[str, Any]:
         "state": verdict.state,
         "note": verdict.describe() if verdict.measured is None or verdict.inconclusive
         else None,
+        # What --llmperf-inconclusive made of an inconclusive verdict: fail, warn or pass.
+        "inconclusive_policy": verdict.inconclusive_policy if verdict.inconclusive else None,
     }
 
 

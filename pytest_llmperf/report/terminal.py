@@ -30,12 +30,15 @@ def render_terminal_table(entries: Sequence[Mapping[str, Any]]) -> str:
 
 
 def inconclusive_lines(entries: Sequence[Mapping[str, Any]]) -> list[str]:
-    """One line per inconclusive SLO verdict: the value meets it, the sample cannot say so."""
+    """One line per inconclusive SLO verdict: the value meets it, the sample cannot say so
+    (none for those --llmperf-inconclusive=pass counts as passed without a word)."""
     lines = []
     for entry in entries:
         for verdict in entry["verdicts"]:
-            if verdict.get("state") == "inconclusive":
-                counted = "passed" if verdict["passed"] else "FAILED"
+            if (verdict.get("state") == "inconclusive"
+                    and verdict.get("inconclusive_policy") != "pass"):
+                counted = "passed" if verdict["passed"] else "failed"
                 lines.append(f"{entry['nodeid'].split('::')[-1]}: {verdict['note']} "
-                             f"[{counted}: --llmperf-inconclusive]")
+                             f"[{counted}: --llmperf-inconclusive="
+                             f"{verdict.get('inconclusive_policy')}]")
     return lines

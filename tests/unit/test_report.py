@@ -163,3 +163,30 @@ def test_prompt_seed_and_salt_resends_and_approximate_counts_are_reported(tmp_pa
     assert "Prompts: built-in, seed 3, salt 9f0c2a71." in markdown
     assert "1 request(s) were sent a second time" in markdown
     assert "1 output counts are approximate" in markdown
+
+
+@pytest.mark.parametrize(("policy", "cell", "summary", "listed"), [
+    ("warn", "inconclusive (4 requests are too few", "0/1 pass, 1 inconclusive", True),
+    ("fail", "**inconclusive, counted as a FAIL** (4 requests", "0/1 pass", True),
+    ("pass", "inconclusive (4 requests are too few", "0/1 pass, 1 inconclusive", False),
+])
+def test_an_inconclusive_percentile_is_shown_as_such(tmp_path: Path, policy: str, cell: str,
+                                                     summary: str, listed: bool) -> None:
+    from pytest_llmperf.report.cells import verdict_summary
+    from pytest_llmperf.report.entry import verdict_entry
+    from pytest_llmperf.report.terminal import inconclusive_lines
+    from pytest_llmperf.results.slo import evaluate
+    from pytest_llmperf.results.thresholds import parse_check
+
+    perf = result(None)
+    entry = entry_of(perf)
+    verdicts = evaluate(perf.metrics, [parse_check("ttft_ms.p95 < 1000", "thresholds.toml:2")],
+                        inconclusive=policy)
+    entry["verdicts"] = [verdict_entry(v) for v in verdicts]
+    assert cell in render_markdown([entry], tmp_path)
+    assert verdict_summary(entry) == summary
+    lines = inconclusive_lines([entry])
+    assert bool(lines) == listed
+    if listed:
+        assert lines[0].startswith("test_x[vllm-qwen32b-gptq]: ttft_ms.p95 = 200.0 ms, required "
+                                   "< 1000 ms: inconclusive, 4 requests are too few")
