@@ -92,7 +92,9 @@ def comparison_terminal(entries: Sequence[Mapping[str, Any]]) -> str | None:
             if row.get("needed"):
                 verdict += f" (~{row['needed']} requests)"
             elif row["low"] is None:
-                verdict += " (needs --llmperf-repeats)"
+                verdict += " (needs more windows)"
+            elif row["verdict"] == "inconclusive" and row.get("note"):
+                verdict += " (needs more runs)"
             rows.append([test, row["metric"], cell(row["baseline"]), cell(row["current"]),
                          _percent(row["change"]), _interval(row), verdict,
                          row["gate"] or ""])

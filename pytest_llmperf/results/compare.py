@@ -32,7 +32,10 @@ __all__ = ["DEFAULT_TOLERANCE", "HARDWARE_KEYS", "ROW_METRICS", "Comparison", "R
 DEFAULT_TOLERANCE = 0.05
 # What must match for two runs to be compared (observe.host.host_fingerprint).
 HARDWARE_KEYS = ("cpu_model", "cpu_cores", "gpu_models", "gpu_count", "gpu_driver", "cuda")
-REPEATS_NOTE = "one value per window: needs --llmperf-repeats 3 (or more) on both runs"
+REPEATS_NOTE = ("one value per window: needs several windows on a side (--llmperf-repeats 3, or "
+                "--llmperf-compare-runs 3)")
+SPREAD_NOTE = ("the run-to-run spread sets this interval: more runs (--llmperf-compare-runs, "
+               "--llmperf-repeats) narrow it, more requests hardly")
 # The rows every comparison shows, beside the gated ones.
 ROW_METRICS: tuple[str, ...] = (
     *(f"{name}.{stat}" for name in ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms",
@@ -217,10 +220,13 @@ def _distribution_row(key: str, metric: str, stat: str, base: Sequence[Any], now
     low, high = ratio_interval(base_values, now_values, stat, users=users, seed=seed)
     verdict = change_verdict(low, high, tolerance, info.higher_is_better)
     point = after / before
-    needed = (requests_to_settle(requests, low, high, point, tolerance)
-              if verdict == INCONCLUSIVE else None)
+    needed, note = None, None
+    if verdict == INCONCLUSIVE and len(base) == len(now) == 1:
+        needed = requests_to_settle(requests, low, high, point, tolerance)
+    elif verdict == INCONCLUSIVE:
+        note = SPREAD_NOTE
     return Row(key, info.unit, info.higher_is_better, before, after, point - 1, low - 1,
-               high - 1, verdict, tolerance, gate, needed)
+               high - 1, verdict, tolerance, gate, needed, note)
 
 
 def _figures(windows: Sequence[Mapping[str, Any]], runs: Sequence[Any], metric: str

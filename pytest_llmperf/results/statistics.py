@@ -283,11 +283,19 @@ def _t_critical(df: float, confidence: float) -> float:
 def windows_interval(baseline: Sequence[float], current: Sequence[float],
                      confidence: float = CONFIDENCE) -> tuple[float, float] | None:
     """Welch t-interval of the ratio of geometric means current / baseline, from one value per
-    window; None unless both sides have >= 2 windows and all values are > 0."""
+    window.  A side of one window against one of several gets the prediction interval of one
+    more window instead (t with windows - 1 degrees of freedom, sd * sqrt(1 + 1/windows)).
+    None when neither applies (one window each) or a value is <= 0."""
     _t_critical(1.0, confidence)  # validates the confidence first
-    if len(baseline) < 2 or len(current) < 2 or min(*baseline, *current) <= 0.0:
+    if len(baseline) + len(current) < 3 or min(*baseline, *current) <= 0.0:
         return None
     b, c = np.log(np.asarray(baseline, dtype=float)), np.log(np.asarray(current, dtype=float))
+    if b.size == 1 or c.size == 1:
+        many, one, sign = (b, c, 1.0) if c.size == 1 else (c, b, -1.0)
+        spread = float(np.std(many, ddof=1)) * math.sqrt(1.0 + 1.0 / many.size)
+        diff = sign * float(one[0] - np.mean(many))
+        half = _t_critical(many.size - 1, confidence) * spread
+        return math.exp(diff - half), math.exp(diff + half)
     vb, vc = float(np.var(b, ddof=1)) / b.size, float(np.var(c, ddof=1)) / c.size
     diff = float(np.mean(c) - np.mean(b))
     if vb + vc == 0.0:

@@ -220,6 +220,17 @@ def test_whole_window_numbers_need_repeats_for_an_interval() -> None:
                     "output_token_throughput:5%")
     assert repeats["output_token_throughput"].verdict == "regressed"
     assert repeats["output_token_throughput"].failed
+    against_runs = _rows([closed_loop(32, 10.0, seed=s) for s in (1, 2, 3)],
+                         [closed_loop(32, 10.2, seed=4)], "output_token_throughput:5%")
+    assert against_runs["output_token_throughput"].low is not None
+
+
+def test_against_several_runs_an_open_verdict_asks_for_runs_not_requests() -> None:
+    rows = _rows([closed_loop(16, t, seed=s) for s, t in ((1, 9.0), (2, 10.0), (3, 11.0))],
+                 [closed_loop(16, 10.5, seed=4)], "tpot_ms.mean:5%")
+    row = rows["tpot_ms.mean"]
+    assert row.verdict == "inconclusive" and row.needed is None
+    assert "more runs (--llmperf-compare-runs, --llmperf-repeats) narrow it" in (row.note or "")
 
 
 def test_every_row_metric_is_compared() -> None:

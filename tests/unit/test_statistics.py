@@ -345,9 +345,19 @@ def test_windows_interval_hand_computed() -> None:
     assert narrower is not None and low < narrower[0] < narrower[1] < high
 
 
+def test_one_window_against_several_gets_a_prediction_interval() -> None:
+    # log values 0, 0.2, 0.4: mean 0.2, sd 0.2; one more window: 0.2 * sqrt(1 + 1/3), t(2).
+    runs = [1.0, math.exp(0.2), math.exp(0.4)]
+    half = 4.303 * 0.2 * math.sqrt(4 / 3)
+    low, high = windows_interval(runs, [math.exp(0.5)]) or (0.0, 0.0)
+    assert (math.log(low), math.log(high)) == pytest.approx((0.3 - half, 0.3 + half), abs=1e-3)
+    low, high = windows_interval([math.exp(0.5)], runs) or (0.0, 0.0)
+    assert (math.log(low), math.log(high)) == pytest.approx((-0.3 - half, -0.3 + half),
+                                                            abs=1e-3)
+
+
 def test_windows_interval_edge_cases() -> None:
-    assert windows_interval([1.0], [1.0, 2.0]) is None
-    assert windows_interval([1.0, 2.0], [3.0]) is None
+    assert windows_interval([1.0], [1.0]) is None
     assert windows_interval([1.0, 0.0], [1.0, 2.0]) is None
     assert windows_interval([1.0, -1.0], [1.0, 2.0]) is None
     assert windows_interval([2.0, 2.0], [3.0, 3.0]) == pytest.approx((1.5, 1.5))
