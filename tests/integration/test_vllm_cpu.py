@@ -129,10 +129,12 @@ def test_perf_suite_on_vllm_cpu(tmp_path: Path) -> None:
     report = (tmp_path / "report.md").read_text()
     assert f"(vllm {version})" in report, report
     assert "output tokens counted by: usage" in report, report
-    # The [backends.vllm] override replaced the strict defaults for every test.
+    # The [backends.vllm] override replaced the strict defaults for every test.  A p95 from
+    # REQUESTS requests is inconclusive (59 support it), which counts as a pass here.
     for check in (r"ttft_ms\.p95 +\| [\d.]+ ms +\| < 30000 ms", r"tpot_ms\.p95 +\| [\d.]+ ms +\| "
                   r"< 1000 ms", r"decode_tokens_per_s\.mean +\| [\d.]+ tok/s +\| >= 1 tok/s"):
-        assert len(re.findall(check + r" +\| pass", report)) == 2, (check, report)
+        assert len(re.findall(check + r" +\| (?:pass|inconclusive \()", report)) == 2, (
+            check, report)
 
     cases = list(ET.parse(tmp_path / "junit.xml").iter("testcase"))
     assert len(cases) == 2
