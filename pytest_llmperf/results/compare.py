@@ -10,6 +10,7 @@ The statistics are in :mod:`pytest_llmperf.results.statistics`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -262,6 +263,9 @@ def _window_row(key: str, metric: str, base_values: list[float] | None,
                    note=REPEATS_NOTE)
     low, high = interval
     verdict = change_verdict(low, high, tolerance or 0.0, info.higher_is_better)
+    # The interval is symmetric in logs around the ratio of geometric means: report that ratio,
+    # so the change always lies inside its own interval.
+    change = math.sqrt(low * high) - 1
     return Row(key, info.unit, info.higher_is_better, before, after, change, low - 1, high - 1,
                verdict, tolerance or 0.0, gate)
 

@@ -220,6 +220,9 @@ def test_whole_window_numbers_need_repeats_for_an_interval() -> None:
                     "output_token_throughput:5%")
     assert repeats["output_token_throughput"].verdict == "regressed"
     assert repeats["output_token_throughput"].failed
+    row = repeats["output_token_throughput"]
+    assert row.low is not None and row.high is not None
+    assert row.low < row.change < row.high < 0  # the change of the ratio the interval is of
     against_runs = _rows([closed_loop(32, 10.0, seed=s) for s in (1, 2, 3)],
                          [closed_loop(32, 10.2, seed=4)], "output_token_throughput:5%")
     assert against_runs["output_token_throughput"].low is not None
