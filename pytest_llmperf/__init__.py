@@ -6,6 +6,7 @@ only light, pure-Python modules; the engine, client and NVML code load when used
 
 from __future__ import annotations
 
+from pytest_llmperf.load.shapes import LoadShape
 from pytest_llmperf.results.metrics import RunMetrics, summarize
 from pytest_llmperf.results.records import LoadRun, RequestRecord, TokenSource
 from pytest_llmperf.results.slo import Verdict, evaluate
@@ -14,6 +15,7 @@ from pytest_llmperf.results.thresholds import Check, ThresholdError, Thresholds,
 __all__ = [
     "Check",
     "LoadRun",
+    "LoadShape",
     "RequestRecord",
     "RunMetrics",
     "ThresholdError",

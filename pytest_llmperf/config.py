@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_llmperf.options import BACKENDS, OPTIONS, Option
 
 if TYPE_CHECKING:
+    from pytest_llmperf.load.shapes import LoadShape
     from pytest_llmperf.results.thresholds import Gate
 
 __all__ = ["BACKENDS", "OPTIONS", "Option", "SettingError", "Settings", "resolve_settings"]
@@ -61,11 +62,35 @@ class Settings:
     compare_any_hardware: bool = False
     inconclusive: str = "warn"
     repeats: int = 1
+    duration: float | None = None
+    users: tuple[int, ...] = (4,)
+    rate: tuple[float, ...] = (1.0,)
+    arrivals: str | None = None
+    burstiness: float = 1.0
+    max_concurrency: int | None = None
+    ramp: float = 0.0
+    capacity_budget: float = 120.0
+    capacity_max_users: int = 1024
+    capacity_max_rate: float = 1000.0
     storage: Path = Path(".llmperf")
     telemetry_interval: float = 0.5
     require_gpu: bool = False
     # setting name -> where its value came from, e.g. "--backend (command line)"
     sources: Mapping[str, str] = field(default_factory=dict)
+
+    def closed_shape(self, users: int) -> LoadShape:
+        """A closed loop of ``users`` with this run's ramp."""
+        from pytest_llmperf.load.shapes import LoadShape
+
+        return LoadShape.closed(users, ramp_s=self.ramp)
+
+    def open_shape(self, rate: float) -> LoadShape:
+        """An open loop at ``rate`` with this run's arrivals, burstiness, cap and seed."""
+        from pytest_llmperf.load.shapes import LoadShape
+
+        return LoadShape.open(rate, arrivals=self.arrivals,  # type: ignore[arg-type]
+                              burstiness=self.burstiness,
+                              max_concurrency=self.max_concurrency, seed=self.seed)
 
     def api_key(self) -> str | None:
         """The key itself, read when needed so that it lives in no record or report."""
@@ -140,7 +165,9 @@ _OPTIONAL = ("gpus", "tp", "max_model_len", "max_num_seqs", "gpu_memory_utilizat
              "ngl", "ready_timeout", "telemetry_interval", "require_gpu", "seed", "json",
              "save", "autosave", "compare", "compare_runs", "compare_fail",
              "compare_any_hardware",
-             "inconclusive", "repeats")
+             "inconclusive", "repeats", "duration", "users", "rate", "arrivals", "burstiness",
+             "max_concurrency", "ramp", "capacity_budget", "capacity_max_users",
+             "capacity_max_rate")
 
 
 def _lookup(
@@ -176,6 +203,12 @@ def _check_combination(
         raise SettingError(
             f"{sources['compare_fail']}: a regression gate needs a baseline to hold the run "
             "against: give --llmperf-compare NAME (or latest) too"
+        )
+    arrivals, burstiness = values["arrivals"], values["burstiness"]
+    if burstiness != 1.0 and arrivals in ("constant", "poisson"):
+        raise SettingError(
+            f"{sources['burstiness']}: a burstiness of {burstiness:g} shapes gamma arrivals, "
+            f"but {sources['arrivals']} asks for {arrivals} arrivals: drop one of them"
         )
     name = values["api_key_env"]
     if name and not env.get(name):

@@ -2,8 +2,11 @@
 
 - ``llmperf_target``: the (backend, model) cell of the matrix this test runs for.
 - ``llmperf_server``: that model being served; one per target, started once per session.
-- ``llmperf_load(users=..., requests=...)``: run a measured closed-loop window, get a result.
+- ``llmperf_load(users=N | rate=R | shape=LoadShape(...), requests=...)``: run a measured
+  window (closed loop of N users, open loop at R requests/s, or any shape), get a result.
 - ``llmperf_slo.check(result)``: hold the result to thresholds.toml; fails the test if missed.
+- A test taking ``llmperf_users`` (an int) runs once per --llmperf-users value, one taking
+  ``llmperf_rate`` (req/s) once per --llmperf-rate value.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
     from pytest_llmperf.engines.base import ServedModel
     from pytest_llmperf.load.prompts import PromptSource
     from pytest_llmperf.load.runner import PerfResult
+    from pytest_llmperf.load.shapes import LoadShape
     from pytest_llmperf.observe.telemetry import Telemetry
     from pytest_llmperf.results.slo import Verdict
 
@@ -32,7 +36,9 @@ class LoadFunction(Protocol):
     def __call__(
         self,
         *,
-        users: int = 1,
+        users: int | None = None,
+        rate: float | None = None,
+        shape: LoadShape | None = None,
         requests: int | None = None,
         duration_s: float | None = None,
         warmup: int | None = None,
@@ -130,14 +136,18 @@ def llmperf_load(
 
     def load(
         *,
-        users: int = 1,
+        users: int | None = None,
+        rate: float | None = None,
+        shape: LoadShape | None = None,
         requests: int | None = None,
         duration_s: float | None = None,
         warmup: int | None = None,
         max_tokens: int | None = None,
     ) -> PerfResult:
         if requests is None and duration_s is None:
-            requests = llmperf_settings.requests
+            requests = None if llmperf_settings.duration else llmperf_settings.requests
+            duration_s = llmperf_settings.duration
+        shape = _shape(llmperf_settings, users=users, rate=rate, shape=shape)
         llmperf_recorder.calls += 1
         repeats = llmperf_settings.repeats
         windows = []
@@ -147,7 +157,7 @@ def llmperf_load(
             result = run_load(
                 llmperf_server,
                 llmperf_prompts,
-                users=users,
+                shape=shape,
                 requests=requests,
                 duration_s=duration_s,
                 warmup=(llmperf_settings.warmup if warmup is None else warmup)
@@ -169,6 +179,19 @@ def llmperf_load(
         return result
 
     return load
+
+
+def _shape(settings: Settings, *, users: int | None, rate: float | None,
+           shape: LoadShape | None) -> LoadShape:
+    """The one load a call asked for: ``users`` (with --llmperf-ramp), ``rate`` (with the
+    run's arrivals, burstiness and cap) or a whole ``shape``; one user when none is given."""
+    if sum(x is not None for x in (users, rate, shape)) > 1:
+        raise TypeError("llmperf_load takes one of users=, rate= or shape=")
+    if shape is not None:
+        return shape
+    if rate is not None:
+        return settings.open_shape(rate)
+    return settings.closed_shape(users or 1)
 
 
 def _fail_if_server_died(served: ServedModel, result: PerfResult) -> None:
@@ -227,6 +250,8 @@ class SLOChecker:
             context = window.context + (f", window {number} of {len(windows)}"
                                         if len(windows) > 1 else "")
             message = failure_message(verdicts, context)
+            if window.overload:  # its latencies measure the window's length, not the server
+                lines.append(f"{context}: {window.overload}")
             if message:
                 lines.append(message)
                 errors = [r.error for r in window.run.records if r.error]

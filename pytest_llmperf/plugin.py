@@ -18,6 +18,7 @@ from pytest_llmperf.session import (
     RESULTS_KEY,
     ActivationError,
     activate,
+    checked_settings,
     checked_targets,
     cli_options_given,
     raise_activation_error,
@@ -78,6 +79,25 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         # Session scope: pytest orders the tests by target, so each server starts once and
         # is stopped before the next one starts.
         metafunc.parametrize("llmperf_target", params, scope="session", indirect=True)
+    _parametrize_loads(metafunc)
+
+
+def _parametrize_loads(metafunc: pytest.Metafunc) -> None:
+    """``llmperf_users`` over --llmperf-users and ``llmperf_rate`` over --llmperf-rate: one
+    test per load, its id naming it (``users4``, ``rate2``), so a baseline only ever holds a
+    test against the same load."""
+    wanted = {"llmperf_users", "llmperf_rate"} & set(metafunc.fixturenames)
+    if not wanted:
+        return
+    settings = checked_settings(metafunc.config)
+    if settings is None:
+        return  # the error stops pytest once collection ends
+    if "llmperf_users" in wanted:
+        metafunc.parametrize("llmperf_users", [
+            pytest.param(n, id=settings.closed_shape(n).id) for n in settings.users])
+    if "llmperf_rate" in wanted:
+        metafunc.parametrize("llmperf_rate", [
+            pytest.param(r, id=settings.open_shape(r).id) for r in settings.rate])
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -129,6 +129,16 @@ def checked_targets(config: pytest.Config) -> tuple[Target, ...]:
         return ()
 
 
+def checked_settings(config: pytest.Config) -> Settings | None:
+    """The settings, for parametrizing while pytest collects; None when they are unusable
+    (the error is kept and raised once collection ends, as for :func:`checked_targets`)."""
+    try:
+        return activate(config).settings
+    except ActivationError as exc:
+        config.stash[_ERROR_KEY] = str(exc)
+        return None
+
+
 def raise_activation_error(config: pytest.Config) -> None:
     error = config.stash.get(_ERROR_KEY, None)
     if error is not None:

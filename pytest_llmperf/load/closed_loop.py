@@ -1,8 +1,9 @@
-"""Load shapes.  Closed loop: N users, each sending its next request when the last one ends.
+"""Closed loop: N users, each sending its next request when its last one ends.
 
 Warm-up requests run first, at the same concurrency, and are thrown away; the measured window
-starts after the last warm-up answer and ends when the last measured answer ends.  Users are
-plain asyncio tasks sharing one client: nothing serialises their requests.
+starts after the last warm-up answer and ends when the last measured answer ends.  With a ramp,
+user ``i`` of N sends its first measured request ``i * ramp_s / N`` seconds into the window.
+Users are plain asyncio tasks sharing one client: nothing serialises their requests.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ async def run_closed_loop(
     requests: int | None = None,
     duration_s: float | None = None,
     warmup: int = 0,
+    ramp_s: float = 0.0,
     observers: Sequence[WindowObserver] = (),
 ) -> LoadRun:
     """Measure ``users`` concurrent users for ``requests`` requests or ``duration_s`` seconds.
@@ -57,7 +59,7 @@ async def run_closed_loop(
     deadline_ns = None if duration_s is None else start_ns + int(duration_s * 1e9)
     try:
         records = await _phase(client, prompts, users, requests=requests,
-                               deadline_ns=deadline_ns)
+                               deadline_ns=deadline_ns, ramp_s=ramp_s)
     finally:
         for observer in reversed(observers):
             observer.window_ended()
@@ -78,6 +80,7 @@ async def _phase(
     *,
     requests: int | None,
     deadline_ns: int | None,
+    ramp_s: float = 0.0,
 ) -> list[RequestRecord]:
     ids = itertools.count()
     records: list[RequestRecord] = []
@@ -90,9 +93,11 @@ async def _phase(
             return None
         return request_id
 
-    async def user() -> None:
+    async def user(number: int) -> None:
+        if ramp_s:
+            await asyncio.sleep(number * ramp_s / users)
         while (request_id := next_id()) is not None:
             records.append(await client.send(request_id, prompts.next_prompt()))
 
-    await asyncio.gather(*(user() for _ in range(users)))
+    await asyncio.gather(*(user(number) for number in range(users)))
     return records

@@ -10,11 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.load.closed_loop import WindowObserver, run_closed_loop
+from pytest_llmperf.load.open_loop import run_open_loop
 from pytest_llmperf.load.prompts import PromptSource
+from pytest_llmperf.load.shapes import LoadShape
 from pytest_llmperf.load.token_count import count_missing_tokens
 from pytest_llmperf.observe.server_metrics import ServerMetricsProbe
 from pytest_llmperf.results.metrics import RunMetrics, summarize
 from pytest_llmperf.results.outcome import judge
+from pytest_llmperf.results.pacing import overload
 from pytest_llmperf.results.records import LoadRun
 
 if TYPE_CHECKING:
@@ -30,7 +33,7 @@ class PerfResult:
     served: ServedModel
     run: LoadRun
     metrics: RunMetrics
-    users: int
+    shape: LoadShape
     max_tokens: int
     # The engine's own numbers over the same window (promscrape); None: it offers none.
     server_metrics: Mapping[str, float] | None = None
@@ -43,6 +46,16 @@ class PerfResult:
     repeats: tuple[PerfResult, ...] = ()
 
     @property
+    def users(self) -> int:
+        """The closed loop's users; for an open loop the most requests it had in flight."""
+        return self.shape.users or self.run.concurrency
+
+    @property
+    def overload(self) -> str | None:
+        """Why an open-loop window's latencies are queueing (results.pacing); None if not."""
+        return overload(self.run, self.metrics.scalars)
+
+    @property
     def windows(self) -> tuple[PerfResult, ...]:
         """This window and its repeats, in the order they ran."""
         return (dataclasses.replace(self, repeats=()), *self.repeats)
@@ -50,7 +63,8 @@ class PerfResult:
     @property
     def context(self) -> str:
         """``64 requests, smollm2-135m on llamacpp (xllamacpp 2026.10.11549)``."""
-        return f"{len(self.run.records)} requests, {self.served.description}"
+        return (f"{len(self.run.records)} requests at {self.shape.label}, "
+                f"{self.served.description}")
 
 
 def finish_records(run: LoadRun, served: ServedModel, max_tokens: int) -> LoadRun:
@@ -65,7 +79,8 @@ def run_load(
     served: ServedModel,
     prompts: PromptSource,
     *,
-    users: int,
+    shape: LoadShape | None = None,
+    users: int | None = None,
     requests: int | None = None,
     duration_s: float | None = None,
     warmup: int = 0,
@@ -74,11 +89,15 @@ def run_load(
     observers: Sequence[WindowObserver] = (),
     telemetry: Telemetry | None = None,
 ) -> PerfResult:
-    """Closed-loop load with ``users`` users; see ``loadgen.run_closed_loop``.
+    """One measured window of ``shape`` (load.closed_loop or load.open_loop); ``users=N``
+    is short for ``shape=LoadShape.closed(N)``.
 
     ``observers`` are told when the measured window starts and ends (telemetry samplers).
     When the engine has a Prometheus endpoint its metrics are scraped around the window too.
     """
+    if (shape is None) == (users is None):
+        raise ValueError("give a load shape or a number of users, not both")
+    shape = shape or LoadShape.closed(users or 1)
     probe = None
     if served.metrics_url and served.metric_names:
         probe = ServerMetricsProbe(served.metrics_url, served.metric_names)
@@ -88,8 +107,13 @@ def run_load(
 
     async def measure() -> LoadRun:
         async with served.client(max_tokens, timeout_s) as client:
-            return await run_closed_loop(client, prompts, users=users, requests=requests,
-                                         duration_s=duration_s, warmup=warmup,
+            if shape.is_open:
+                return await run_open_loop(client, prompts, shape=shape, requests=requests,
+                                           duration_s=duration_s, warmup=warmup,
+                                           observers=watching)
+            return await run_closed_loop(client, prompts, users=shape.users or 1,
+                                         requests=requests, duration_s=duration_s,
+                                         warmup=warmup, ramp_s=shape.ramp_s,
                                          observers=watching)
 
     run = finish_records(asyncio.run(measure()), served, max_tokens)
@@ -100,7 +124,7 @@ def run_load(
                                                      if r.ok))
         metrics = metrics.with_resources(figures["metrics"])
     return PerfResult(
-        served=served, run=run, metrics=metrics, users=users, max_tokens=max_tokens,
+        served=served, run=run, metrics=metrics, shape=shape, max_tokens=max_tokens,
         server_metrics=probe.result() if probe else None,
         server_notes=tuple(probe.notes) if probe else (),
         telemetry=figures,

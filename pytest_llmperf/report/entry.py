@@ -36,9 +36,11 @@ def result_entry(result: PerfResult, timeline_png: Path | None = None) -> dict[s
         "model_file": served.model_file,
         "model_sha256": served.model_sha256,
         "users": result.users,
-        "load": {"shape": "closed_loop", "users": result.users,
+        "load": {**result.shape.describe(), "label": result.shape.label,
                  "concurrency": result.run.concurrency, "warmup": result.run.warmup_requests,
                  "max_tokens": result.max_tokens},
+        # Open loop: why the latencies are queueing (results.pacing), else None.
+        "overload": result.overload,
         "requests": len(result.run.records),
         "warmup": result.run.warmup_requests,
         "max_tokens": result.max_tokens,

@@ -7,6 +7,8 @@ from typing import Any
 
 __all__ = ["result_properties"]
 
+_OPEN_LOOP_ONLY = ("schedule_slip_ms", "ttft_from_schedule_ms", "e2el_from_schedule_ms")
+
 
 def result_properties(entry: Mapping[str, Any]) -> list[tuple[str, object]]:
     """junit properties of a window's entry (``report.entry.result_entry``): ``ttft_ms.p95``
@@ -15,6 +17,8 @@ def result_properties(entry: Mapping[str, Any]) -> list[tuple[str, object]]:
         ("target", f"{entry['backend']}-{entry['model']}"),
         ("engine", entry["engine"]),
         ("users", entry["users"]),
+        ("load", entry["load"].get("label")),
+        *((("overload", entry["overload"]),) if entry.get("overload") else ()),
         ("token_source", ",".join(entry["token_sources"])),
         ("short_answers", entry["short_answers"]),
         ("approximate_counts", entry["approximate_counts"]),
@@ -22,6 +26,8 @@ def result_properties(entry: Mapping[str, Any]) -> list[tuple[str, object]]:
         *((f"prompts.{key}", value) for key, value in entry["prompts"].items()),
     ]
     for name, stats in entry["distributions"].items():
+        if name in _OPEN_LOOP_ONLY and stats.get("mean") is None:
+            continue  # a closed loop schedules nothing
         props.extend((f"{name}.{stat}", value) for stat, value in stats.items())
     props.extend(entry["scalars"].items())
     props.extend((f"server.{name}", value)

@@ -19,6 +19,8 @@ __all__ = ["render_markdown"]
 
 # Distributions shown in the per-test table (input/output token counts are in the header).
 _TABLE_METRICS = ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms", "decode_tokens_per_s")
+# Shown too for an open loop (they have values only there).
+_SCHEDULE_METRICS = ("schedule_slip_ms", "ttft_from_schedule_ms", "e2el_from_schedule_ms")
 # Client metric beside the engine's own: (row, client distribution, server fields, first
 # offered wins).  llama.cpp has no TPOT histogram; its decode time per token stands in.
 _SIDE_BY_SIDE = (
@@ -83,8 +85,9 @@ def _test_section(entry: Mapping[str, Any]) -> list[str]:
     title = f"## `{entry['nodeid']}`" + (f" - {outcome.upper()}" if outcome else "")
     sources = ", ".join(entry["token_sources"]) or "none (no request completed)"
     header = (
-        f"{entry['model']} on {entry['backend']} ({entry['engine']}): {entry['users']} "
-        f"user(s), {entry['requests']} measured requests after {entry['warmup']} warm-up, "
+        f"{entry['model']} on {entry['backend']} ({entry['engine']}): "
+        f"{entry['load'].get('label') or str(entry['users']) + ' user(s)'}, "
+        f"{entry['requests']} measured requests after {entry['warmup']} warm-up, "
         f"max_tokens {entry['max_tokens']}, output tokens counted by: {sources}."
     )
     approximate = entry.get("approximate_counts") or 0
@@ -100,6 +103,8 @@ def _test_section(entry: Mapping[str, Any]) -> list[str]:
         header += (f" Prompts: {prompts.get('source')}, seed {prompts.get('seed')}, "
                    f"salt {prompts.get('salt')}.")
     lines = [title, "", header, ""]
+    if entry.get("overload"):
+        lines += [f"**{entry['overload'][0].upper()}{entry['overload'][1:]}.**", ""]
     short = entry.get("short_answers") or 0
     if short:
         lines += [f"**{short} of {entry['requests']} answers ended before max_tokens** "
@@ -115,8 +120,10 @@ def _test_section(entry: Mapping[str, Any]) -> list[str]:
         lines += [tabulate(rows, headers=["metric", "measured", "SLO", "verdict", "defined at"],
                            tablefmt="github"), ""]
     stats = list(REPORTED_STATISTICS)
+    shown = [*_TABLE_METRICS, *(name for name in _SCHEDULE_METRICS
+                                if entry["distributions"].get(name, {}).get("mean") is not None)]
     rows = [[f"{name} ({DISTRIBUTIONS[name].unit})",
-             *(_cell(entry["distributions"][name][s]) for s in stats)] for name in _TABLE_METRICS]
+             *(_cell(entry["distributions"][name][s]) for s in stats)] for name in shown]
     lines += [tabulate(rows, headers=["metric", *stats], tablefmt="github"), ""]
     scalar_rows = [[f"{name} ({SCALARS[name].unit})" if SCALARS[name].unit else name,
                     _cell(value)] for name, value in entry["scalars"].items()]

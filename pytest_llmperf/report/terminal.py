@@ -18,15 +18,20 @@ def render_terminal_table(entries: Sequence[Mapping[str, Any]]) -> str:
     for entry in entries:
         d, s = entry["distributions"], entry["scalars"]
         rows.append([
-            entry["nodeid"].split("::")[-1], entry["users"], entry["requests"],
+            entry["nodeid"].split("::")[-1], _load(entry), entry["requests"],
             _cell(d["ttft_ms"]["p95"]), _cell(d["tpot_ms"]["p95"]),
             _cell(d["decode_tokens_per_s"]["mean"]), _cell(s["output_token_throughput"]),
             _cell(s["error_rate"]), _verdict_summary(entry),
         ])
-    headers = ["test", "users", "reqs", "TTFT p95 ms", "TPOT p95 ms", "decode tok/s/user",
+    headers = ["test", "load", "reqs", "TTFT p95 ms", "TPOT p95 ms", "decode tok/s/user",
                "output tok/s", "error rate", "SLO"]
     return tabulate(rows, headers=headers, tablefmt="simple")
 
+
+def _load(entry: Mapping[str, Any]) -> str:
+    """``4 users`` or ``2 req/s poisson``, and ``OVERLOADED`` when the queue grew."""
+    label = str(entry["load"].get("label") or f"{entry['users']} users")
+    return label + (" OVERLOADED" if entry.get("overload") else "")
 
 
 def inconclusive_lines(entries: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -16,6 +16,17 @@ They match vLLM's and SGLang's serving benchmarks and MLPerf:
 - total throughput (``total_token_throughput``): sum(input + output tokens) / measured window.
 - error rate (``error_rate``): failed requests / all requests in the window.
 
+Open loop only (each request has a scheduled time; see :mod:`pytest_llmperf.results.pacing`
+for ``offered_rate``, ``send_rate`` and ``queue_growth``):
+
+- schedule slip (``schedule_slip_ms``): time sent - time scheduled, over all requests: the wait
+  behind the shape's ``max_concurrency`` plus the client's own lateness.
+- ``ttft_from_schedule_ms`` and ``e2el_from_schedule_ms``: TTFT and E2EL measured from the
+  scheduled time instead of the send time (MLPerf's way): what a user arriving on schedule
+  waited, including any wait in the client.  ``ttft_ms`` and ``e2el_ms`` stay measured from
+  the send (the server's view, as vLLM's benchmark reports them); an SLO names whichever it
+  means.
+
 Latency metrics are taken over completed requests only.  Statistics: mean, median, min, max,
 stdev (population, as numpy's default) and any percentile ``pNN`` (linear interpolation between
 closest ranks, as ``numpy.percentile``'s default).
@@ -30,6 +41,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from pytest_llmperf.results.pacing import pacing_scalars
 from pytest_llmperf.results.records import LoadRun, RequestRecord
 
 __all__ = [
@@ -64,6 +76,12 @@ DISTRIBUTIONS: Mapping[str, MetricInfo] = MappingProxyType(
         "decode_tokens_per_s": MetricInfo("tok/s", True, "per-user decode speed, 1/TPOT"),
         "output_tokens": MetricInfo("tok", True, "output tokens per request"),
         "input_tokens": MetricInfo("tok", False, "input tokens per request"),
+        "schedule_slip_ms": MetricInfo("ms", False,
+                                       "open loop: send time - scheduled time"),
+        "ttft_from_schedule_ms": MetricInfo("ms", False,
+                                            "open loop: first token - scheduled time"),
+        "e2el_from_schedule_ms": MetricInfo("ms", False,
+                                            "open loop: last token - scheduled time"),
     }
 )
 
@@ -77,6 +95,11 @@ SCALARS: Mapping[str, MetricInfo] = MappingProxyType(
         "completed": MetricInfo("req", True, "completed requests"),
         "failed": MetricInfo("req", False, "failed requests"),
         "duration_s": MetricInfo("s", False, "length of the measured window"),
+        "offered_rate": MetricInfo("req/s", True, "open loop: the schedule's request rate"),
+        "send_rate": MetricInfo("req/s", True, "open loop: the rate requests were sent at"),
+        "queue_growth": MetricInfo("s/s", False,
+                                   "open loop: growth of the wait for a first token over "
+                                   "the window"),
         "untimed_decodes": MetricInfo(
             "req", False, "completed answers of 2+ tokens that arrived in one network read: "
             "no decode time to see, so not in tpot_ms or decode_tokens_per_s"),
@@ -187,6 +210,13 @@ def tpot_ms(record: RequestRecord) -> float | None:
     return (e2el_ms(record) - ttft_ms(record)) / (record.output_tokens - 1)
 
 
+def from_schedule_ms(record: RequestRecord, time_ns: int) -> float | None:
+    """``time_ns`` less the request's scheduled time; None in a closed loop."""
+    if record.scheduled_ns is None:
+        return None
+    return (time_ns - record.scheduled_ns) / _NS_PER_MS
+
+
 def itl_ms(record: RequestRecord) -> list[float]:
     chunks = record.chunk_ns
     return [(b - a) / _NS_PER_MS for a, b in itertools.pairwise(chunks)]
@@ -231,6 +261,10 @@ def _pooled(records: Iterable[RequestRecord], per_request: Callable[[RequestReco
     return tuple(v for r in records for v in per_request(r))
 
 
+def _defined(values: Iterable[float | None]) -> tuple[float, ...]:
+    return tuple(v for v in values if v is not None)
+
+
 def summarize(run: LoadRun) -> RunMetrics:
     """All metrics of ``run``; latency metrics over completed requests only."""
     done = [r for r in run.records if r.ok]
@@ -252,6 +286,9 @@ def summarize(run: LoadRun) -> RunMetrics:
         "decode_tokens_per_s": tuple(1000.0 / t for t in tpots),
         "output_tokens": tuple(float(r.output_tokens) for r in done),
         "input_tokens": tuple(float(r.input_tokens) for r in done if r.input_tokens is not None),
+        "schedule_slip_ms": _defined(from_schedule_ms(r, r.send_ns) for r in run.records),
+        "ttft_from_schedule_ms": _defined(from_schedule_ms(r, r.chunk_ns[0]) for r in done),
+        "e2el_from_schedule_ms": _defined(from_schedule_ms(r, r.chunk_ns[-1]) for r in done),
     }
     scalars = {
         "request_throughput": per_second(len(done)),
@@ -263,6 +300,7 @@ def summarize(run: LoadRun) -> RunMetrics:
         "duration_s": duration,
         "untimed_decodes": float(sum(r.output_tokens > 1 and tpot_ms(r) is None
                                      for r in done)),
+        **pacing_scalars(run),
     }
     sources = sorted({r.output_token_source.value for r in done if r.output_token_source})
     return RunMetrics(

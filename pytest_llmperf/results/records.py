@@ -47,6 +47,9 @@ class RequestRecord:
     # Sent a second time because its pooled connection had been closed by the server before a
     # byte of answer came (clients.http); the times are the second send's.
     resent: bool = False
+    # Open loop: when the schedule said this request should be sent (perf_counter_ns); the
+    # wait until ``send_ns`` is the schedule slip.  None in a closed loop (sent when due).
+    scheduled_ns: int | None = None
 
     @property
     def approximate_counts(self) -> tuple[str, ...]:
@@ -65,7 +68,8 @@ class LoadRun:
     """The measured window of one load run: its requests and where the window starts and ends.
 
     Warm-up requests are never part of ``records``; the window starts when the first measured
-    request is sent and ends when the last one finishes.
+    request is sent (open loop: is due) and ends when the last one finishes.  ``concurrency``
+    is the closed loop's users, or the most requests an open loop had in flight at once.
     """
 
     records: tuple[RequestRecord, ...]

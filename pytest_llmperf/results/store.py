@@ -57,8 +57,9 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def encode_records(run: LoadRun) -> list[dict[str, Any]]:
-    """The window's raw requests, JSON-ready, in integer microseconds: ``send_us`` from the
-    start of the window, ``chunk_us`` and ``end_us`` from the request's own send."""
+    """The window's raw requests, JSON-ready, in integer microseconds: ``send_us`` (and, open
+    loop, ``scheduled_us``) from the start of the window, ``chunk_us`` and ``end_us`` from the
+    request's own send."""
     return [_encode(record, run.window_start_ns) for record in run.records]
 
 
@@ -76,6 +77,9 @@ def _encode(record: RequestRecord, start_ns: int) -> dict[str, Any]:
         "finish_reason": record.finish_reason,
         "error": record.error,
         "resent": record.resent,
+        # Open loop: when it was due, from the start of the window (absent: a closed loop).
+        **({} if record.scheduled_ns is None
+           else {"scheduled_us": (record.scheduled_ns - start_ns) // _NS_PER_US}),
     }
 
 
@@ -113,6 +117,8 @@ def _decode(raw: Mapping[str, Any]) -> RequestRecord:
         finish_reason=raw.get("finish_reason"),
         error=raw.get("error"),
         resent=bool(raw.get("resent", False)),
+        scheduled_ns=None if raw.get("scheduled_us") is None
+        else int(raw["scheduled_us"]) * _NS_PER_US,
     )
 
 

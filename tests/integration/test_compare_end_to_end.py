@@ -10,18 +10,14 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
-from pytest_llmperf.engines.lifecycle import free_port
+from tests.fakes.stub_process import running_stub
 
 REPO = Path(__file__).resolve().parents[2]
-STUB = REPO / "tests" / "fakes" / "sse_stub.py"
 RUN = ["-p", "no:cacheprovider", "--backend", "openai",
        "--model", "stub", "--llmperf-requests=64", "--llmperf-warmup=4",
        "--llmperf-max-tokens=24", "--junitxml=junit.xml", "--llmperf-report=report.md"]
@@ -36,25 +32,8 @@ def suite(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@contextlib.contextmanager
-def stub(token_ms: float) -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, str(STUB), str(port), "--token-ms",
-                                str(token_ms), "--first-ms", "15"])
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{url}/models", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("the stub server did not start")
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+def stub(token_ms: float) -> contextlib.AbstractContextManager[str]:
+    return running_stub("--token-ms", str(token_ms), "--first-ms", "15")
 
 
 def pytest_run(suite: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:

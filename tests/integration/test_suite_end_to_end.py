@@ -59,8 +59,8 @@ def test_one_impossible_threshold_fails_exactly_that_test(suite_copy: Path) -> N
     assert re.search(
         r"FAILED perf/test_latency.py::test_single_user_latency\[llamacpp-smollm2-135m\]", out)
     assert re.search(
-        r"tpot_ms\.p95 = [\d.]+ ms, required < 1 ms \(missed by [\d.]+ ms\) -- 4 requests, "
-        r"smollm2-135m on llamacpp \(xllamacpp [\w.]+\)", out), out
+        r"tpot_ms\.p95 = [\d.]+ ms, required < 1 ms \(missed by [\d.]+ ms\) -- 4 requests "
+        r"at 1 user, smollm2-135m on llamacpp \(xllamacpp [\w.]+\)", out), out
     report = (suite_copy / "report.md").read_text()
     assert re.search(r"\| tpot_ms\.p95 +\| [\d.]+ ms +\| < 1 ms +\| \*\*FAIL\*\*", report)
     assert "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53" in report

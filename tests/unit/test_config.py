@@ -25,6 +25,9 @@ ENGINE_OPTIONS = ("gpus", "tp", "max_model_len", "max_num_seqs", "gpu_memory_uti
                   "prefix_caching", "chunked_prefill", "engine_args", "engine_python",
                   "llamacpp_bin", "ngl", "ready_timeout", "telemetry_interval", "require_gpu")
 
+LOAD_OPTIONS = ("duration", "users", "rate", "arrivals", "burstiness", "max_concurrency", "ramp",
+                "capacity_budget", "capacity_max_users", "capacity_max_rate")
+
 
 def resolve(
     rootdir: Path,
@@ -176,6 +179,7 @@ def test_sources_name_each_setting_separately(tmp_path: Path) -> None:
         "compare_any_hardware": "default",
         "inconclusive": "default",
         "repeats": "default",
+        **{name: "default" for name in LOAD_OPTIONS},
         "max_tokens": "default",
         "ignore_eos": "default",
         "output_dir": "default",
@@ -520,3 +524,36 @@ def test_settings_are_immutable(tmp_path: Path) -> None:
     settings = resolve(tmp_path)
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.requests = 1  # type: ignore[misc]
+
+
+def test_load_options_parse_lists_rates_and_seconds(tmp_path: Path) -> None:
+    settings = resolve(tmp_path, cli={"users": "1, 4,16", "rate": "0.5,inf", "ramp": "10",
+                                      "burstiness": "0.5", "duration": "30"})
+    assert settings.users == (1, 4, 16)
+    assert settings.rate == (0.5, float("inf"))
+    assert (settings.ramp, settings.burstiness, settings.duration) == (10.0, 0.5, 30.0)
+    assert settings.open_shape(0.5).label == "0.5 req/s gamma (burstiness 0.5)"
+    assert settings.closed_shape(4).label == "4 users, 10 s ramp"
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("rate", "0", "'0': expected requests per second: a number > 0, or inf"),
+    ("rate", "1,fast", "'fast': expected requests per second: a number > 0, or inf"),
+    ("users", "4,0", "'0': expected a whole number >= 1"),
+    ("burstiness", "-1", "expected a number greater than 0"),
+    ("ramp", "-2", "expected a number of seconds, 0 or more"),
+    ("arrivals", "uniform", "expected one of constant, poisson, gamma"),
+])
+def test_bad_load_options_name_the_value(tmp_path: Path, name: str, value: str,
+                                         expected: str) -> None:
+    with pytest.raises(SettingError) as caught:
+        resolve(tmp_path, env={OPTION[name].env: value})
+    assert str(caught.value) == (f"{OPTION[name].env} (environment): invalid value "
+                                 f"{value!r}: {expected}")
+
+
+def test_a_burstiness_cannot_shape_poisson_arrivals(tmp_path: Path) -> None:
+    with pytest.raises(SettingError, match=r"--llmperf-burstiness \(command line\): a "
+                       r"burstiness of 0.5 shapes gamma arrivals, but --llmperf-arrivals "
+                       r"\(command line\) asks for poisson arrivals"):
+        resolve(tmp_path, cli={"burstiness": "0.5", "arrivals": "poisson"})

@@ -21,6 +21,7 @@ from pytest_llmperf.clients.openai import Endpoint
 from pytest_llmperf.results.metrics import summarize
 from pytest_llmperf.results.records import LoadRun, RequestRecord, TokenSource
 from pytest_llmperf.load.runner import PerfResult
+from pytest_llmperf.load.shapes import LoadShape
 
 MS = 1_000_000
 
@@ -41,7 +42,7 @@ def llmperf_load(llmperf_recorder, llmperf_target):
     def load(*, users=1, tpot_ms=20.0, **_):
         records = tuple(record(i, tpot_ms) for i in range(64))
         run = LoadRun(records, 0, records[-1].end_ns, users, 0)
-        result = PerfResult(served, run, summarize(run), users, 10)
+        result = PerfResult(served, run, summarize(run), LoadShape.closed(users), 10)
         llmperf_recorder.add(result)
         return result
 
@@ -83,7 +84,7 @@ def test_missed_slo_fails_only_that_test_with_the_documented_message(
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([
         "*test_slow*",
-        "tpot_ms.p95 = 142.3 ms, required < 100 ms (missed by 42.3 ms) -- 64 requests, "
+        "tpot_ms.p95 = 142.3 ms, required < 100 ms (missed by 42.3 ms) -- 64 requests at 1 user, "
         "smollm2-135m on llamacpp (xllamacpp 2026.10.1)",
     ])
     # decode speed 1000/142.3 = 7.03 tok/s misses ">= 10" too, and says by how much
@@ -207,14 +208,14 @@ def test_public_api_is_what_all_says() -> None:
 
 
 NO_GPU_CONFTEST = KNOWN_RESULTS_CONFTEST.replace(
-    "        result = PerfResult(served, run, summarize(run), users, 10)",
+    "        result = PerfResult(served, run, summarize(run), LoadShape.closed(users), 10)",
     '''        telemetry = {"metrics": {"server_rss_peak_mib": 512.0},
                      "gpu_unavailable_reason": "no NVIDIA GPU: NVML Shared Library Not Found",
                      "server": {"pid": 4242, "scope": "launched server",
                                 "rss_mib": {"mean": 500.0, "peak": 512.0}},
                      "system": {}}
         result = PerfResult(served, run, summarize(run).with_resources(telemetry["metrics"]),
-                            users, 10, telemetry=telemetry)''')
+                            LoadShape.closed(users), 10, telemetry=telemetry)''')
 
 GPU_THRESHOLDS = """
 [defaults]
@@ -253,7 +254,7 @@ def test_require_gpu_makes_the_gpu_slo_fail(no_gpu_suite: pytest.Pytester) -> No
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         "gpu_memory_peak_mib not measured: no NVIDIA GPU: NVML Shared Library Not Found, "
-        "required < 70000 MiB -- 64 requests, *",
+        "required < 70000 MiB -- 64 requests at 1 user, *",
     ])
 
 
@@ -287,11 +288,11 @@ def llmperf_telemetry():
 @pytest.fixture(autouse=True)
 def refused_requests(monkeypatch):
     # What the load sees once the server is gone: every request refused.
-    def run_load(served, prompts, *, users, requests, **_):
+    def run_load(served, prompts, *, shape, requests, **_):
         records = tuple(RequestRecord(i, 0, end_ns=1, error="ClientConnectorError: refused")
                         for i in range(requests))
-        run = LoadRun(records, 0, 1, users, 0)
-        return runner.PerfResult(served, run, summarize(run), users, 10)
+        run = LoadRun(records, 0, 1, shape.users, 0)
+        return runner.PerfResult(served, run, summarize(run), shape, 10)
 
     monkeypatch.setattr(runner, "run_load", run_load)
 """

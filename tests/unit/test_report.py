@@ -13,6 +13,7 @@ import pytest
 from pytest_llmperf.clients.openai import Endpoint
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.load.runner import PerfResult
+from pytest_llmperf.load.shapes import LoadShape
 from pytest_llmperf.report.entry import result_entry
 from pytest_llmperf.report.junit import result_properties
 from pytest_llmperf.report.markdown import render_markdown
@@ -36,8 +37,8 @@ def result(server_metrics: Mapping[str, float] | None, notes: tuple[str, ...] = 
                          engine="vllm 0.11.0")
     records = tuple(record(i) for i in range(4))
     run = LoadRun(records, 0, records[-1].end_ns, 1, 0)
-    return PerfResult(served, run, summarize(run), 1, 10, server_metrics=server_metrics,
-                      server_notes=notes)
+    return PerfResult(served, run, summarize(run), LoadShape.closed(1), 10,
+                      server_metrics=server_metrics, server_notes=notes)
 
 
 VLLM_SERVER = {
@@ -138,7 +139,8 @@ def test_answers_shorter_than_max_tokens_are_counted_and_called_out(tmp_path: Pa
     full = result(None)  # 10 tokens each, max_tokens 10
     assert result_entry(full)["short_answers"] == 0
     assert "ended before max_tokens" not in render_markdown([entry_of(full)], tmp_path)
-    short = PerfResult(full.served, full.run, full.metrics, 1, 16)  # asked for 16, got 10
+    # asked for 16, got 10
+    short = PerfResult(full.served, full.run, full.metrics, LoadShape.closed(1), 16)
     entry = entry_of(short)
     assert entry["short_answers"] == 4
     assert ("short_answers", 4) in result_properties(result_entry(short))

@@ -14,6 +14,7 @@ from pytest_llmperf.results.records import LoadRun, RequestRecord, TokenSource
 from pytest_llmperf.results.store import (
     SCHEMA,
     StoreError,
+    decode_window,
     encode_records,
     find_saved,
     load_run,
@@ -43,6 +44,18 @@ def test_records_are_kept_raw_in_microseconds_from_the_window_and_the_send() -> 
         "input_token_source": "usage", "finish_reason": "length", "error": None,
         "resent": True,
     }]
+
+
+def test_an_open_loop_record_keeps_its_scheduled_time() -> None:
+    record = RequestRecord(0, 1_000 * MS + 9 * MS, (1_000 * MS + 50 * MS,), 1_000 * MS + 51 * MS,
+                           1, scheduled_ns=1_000 * MS + 2 * MS)
+    run = LoadRun((record,), 1_000 * MS, 1_000 * MS + 51 * MS, 1, 0)
+    encoded = encode_records(run)
+    assert encoded[0]["scheduled_us"] == 2_000
+    window = {"records": encoded, "scalars": {"duration_s": 0.051},
+              "load": {"concurrency": 1, "warmup": 0}}
+    decoded = decode_window(window).records[0]
+    assert decoded.send_ns - decoded.scheduled_ns == 7 * MS
 
 
 def test_round_trip(tmp_path: Path) -> None:
@@ -133,6 +146,7 @@ import pytest
 from pytest_llmperf.clients.openai import Endpoint
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.load.runner import PerfResult
+from pytest_llmperf.load.shapes import LoadShape
 from pytest_llmperf.results.metrics import summarize
 from pytest_llmperf.results.records import LoadRun, RequestRecord, TokenSource
 
@@ -148,7 +162,7 @@ def llmperf_load(llmperf_recorder, llmperf_target):
                         i * 100 * MS + 30 * MS), i * 100 * MS + 30 * MS, 2, TokenSource.USAGE)
                         for i in range(3))
         run = LoadRun(records, 0, records[-1].end_ns, 1, 0)
-        result = PerfResult(served, run, summarize(run), 1, 2)
+        result = PerfResult(served, run, summarize(run), LoadShape.closed(1), 2)
         llmperf_recorder.add(result)
         return result
 

@@ -1,0 +1,129 @@
+"""Open loop: requests arrive on a schedule fixed before the first one, whatever the server does.
+
+The schedule (:func:`pytest_llmperf.load.shapes.arrival_offsets`) holds the warm-up arrivals
+first and the measured ones after them, at the same pace: the measured window then starts in
+the steady state the rate makes, not on an idle server.  It starts at the first measured
+arrival's scheduled time and ends when the last measured answer ends.
+
+Each request is launched at its absolute scheduled time (never "a gap after the last send"), and
+its record keeps that time (``scheduled_ns``) beside the time it was really sent (``send_ns``):
+the difference is the schedule slip, the wait behind ``max_concurrency`` plus the client's own
+lateness.  A client too slow to keep the pace shows slip; it cannot silently offer less.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import math
+import time
+from collections.abc import Sequence
+
+from pytest_llmperf.clients.base import RequestSender
+from pytest_llmperf.load.closed_loop import WindowObserver
+from pytest_llmperf.load.prompts import PromptSource
+from pytest_llmperf.load.shapes import LoadShape, arrival_offsets
+from pytest_llmperf.results.records import LoadRun, RequestRecord
+
+__all__ = ["peak_in_flight", "run_open_loop"]
+
+_NS = 1_000_000_000
+
+
+def _schedule(shape: LoadShape, warmup: int, requests: int | None,
+              duration_s: float | None) -> tuple[list[float], int]:
+    """Offsets of every arrival (warm-up first) and how many are measured."""
+    if requests is not None:
+        return arrival_offsets(shape, warmup + requests), requests
+    assert duration_s is not None and shape.rate is not None
+    if math.isinf(shape.rate):
+        raise ValueError("an infinite rate sends everything at once: give a request count, "
+                         "not a duration")
+    # Enough arrivals that the measured ones almost surely outlast the duration; the schedule
+    # is cut at the duration (seeded, so the same seed cuts the same schedule).
+    expected = shape.rate * duration_s
+    count = warmup + int(expected + 6 * math.sqrt(expected / min(shape.burstiness, 1.0)) + 8)
+    while True:
+        offsets = arrival_offsets(shape, count)
+        start = offsets[warmup] if warmup < len(offsets) else 0.0
+        if offsets[-1] - start >= duration_s:
+            measured = sum(1 for o in offsets[warmup:] if o - start < duration_s)
+            return offsets[:warmup + measured], measured
+        count *= 2
+
+
+async def run_open_loop(
+    client: RequestSender,
+    prompts: PromptSource,
+    *,
+    shape: LoadShape,
+    requests: int | None = None,
+    duration_s: float | None = None,
+    warmup: int = 0,
+    observers: Sequence[WindowObserver] = (),
+) -> LoadRun:
+    """Offer ``shape``'s arrivals: ``requests`` measured ones, or as many as are scheduled in
+    ``duration_s`` seconds, after ``warmup`` warm-up arrivals at the same pace."""
+    if not shape.is_open:
+        raise ValueError("run_open_loop needs an open-loop shape (a rate)")
+    if (requests is None) == (duration_s is None):
+        raise ValueError("give exactly one of requests or duration_s")
+    offsets, measured = _schedule(shape, warmup, requests, duration_s)
+    limit = (asyncio.Semaphore(shape.max_concurrency) if shape.max_concurrency
+             else contextlib.nullcontext())
+
+    async def one(request_id: int, due_ns: int) -> RequestRecord:
+        async with limit:
+            record = await client.send(request_id, prompts.next_prompt())
+        return dataclasses.replace(record, scheduled_ns=due_ns)
+
+    base_ns = time.perf_counter_ns()
+    start_ns = base_ns + round(offsets[warmup] * _NS) if measured else base_ns
+    warm: list[asyncio.Task[RequestRecord]] = []
+    tasks: list[asyncio.Task[RequestRecord]] = []
+    started = False
+    try:
+        for index, offset in enumerate(offsets):
+            due_ns = base_ns + round(offset * _NS)
+            delay_ns = due_ns - time.perf_counter_ns()
+            if delay_ns > 0:
+                await asyncio.sleep(delay_ns / _NS)
+            if index == warmup:
+                started = True
+                for observer in observers:
+                    observer.window_started()
+            request_id = index - warmup if index >= warmup else -1 - index
+            task = asyncio.create_task(one(request_id, due_ns))
+            (tasks if index >= warmup else warm).append(task)
+        if not started:
+            started = True
+            for observer in observers:
+                observer.window_started()
+        records = list(await asyncio.gather(*tasks))
+        await asyncio.gather(*warm)
+    finally:
+        for task in (*warm, *tasks):
+            task.cancel()
+        if started:
+            for observer in reversed(observers):
+                observer.window_ended()
+    end_ns = max((r.end_ns for r in records), default=start_ns)
+    return LoadRun(
+        records=tuple(sorted(records, key=lambda r: r.request_id)),
+        window_start_ns=start_ns,
+        window_end_ns=max(end_ns, start_ns),
+        concurrency=peak_in_flight(records),
+        warmup_requests=warmup,
+    )
+
+
+def peak_in_flight(records: Sequence[RequestRecord]) -> int:
+    """The most measured requests that were in flight at once (at least 1)."""
+    events = sorted([(r.send_ns, 1) for r in records] + [(r.end_ns, -1) for r in records],
+                    key=lambda event: (event[0], event[1]))
+    peak = current = 0
+    for _, step in events:
+        current += step
+        peak = max(peak, current)
+    return max(peak, 1)

@@ -1,0 +1,221 @@
+"""Value parsers of the llmperf options: each turns an option's text into its value or raises
+``ValueError`` saying what it expected (:func:`pytest_llmperf.config.resolve_settings` adds the
+value and where it came from).  Imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = ["BACKENDS"]  # and the parsers, used by pytest_llmperf.options
+
+BACKENDS: tuple[str, ...] = (
+    "llamacpp", "transformers", "vllm", "sglang", "lmdeploy", "tgi", "ollama", "openai",
+)
+T = TypeVar("T")
+
+
+def choice(*choices: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError("expected a whole number") from None
+        if number < minimum:
+            raise ValueError(f"expected a whole number >= {minimum}")
+        return number
+
+    return parse
+
+
+def list_of(parse: Callable[[str], T]) -> Callable[[str], tuple[T, ...]]:
+    """A comma list, each item parsed by ``parse``; duplicates are dropped, order kept."""
+
+    def parse_list(value: str) -> tuple[T, ...]:
+        items = [item.strip() for item in value.split(",")]
+        if not all(items):
+            raise ValueError("expected a comma-separated list with no empty items")
+        parsed: list[T] = []
+        for item in items:
+            try:
+                one = parse(item)
+            except ValueError as exc:
+                raise ValueError(f"{item!r}: {exc}") from None
+            if one not in parsed:
+                parsed.append(one)
+        return tuple(parsed)
+
+    return parse_list
+
+
+def gpu_sets(value: str) -> tuple[tuple[int, ...], ...]:
+    """``0,1`` or, one set per pytest-xdist worker, ``0,1|2,3``."""
+    sets: list[tuple[int, ...]] = []
+    for part in value.split("|"):
+        try:
+            ids = tuple(int(item) for item in part.split(","))
+        except ValueError:
+            raise ValueError("expected GPU indices such as 0,1 (or 0,1|2,3: one set per "
+                             "pytest-xdist worker)") from None
+        if any(i < 0 for i in ids) or len(set(ids)) != len(ids):
+            raise ValueError(f"GPU set {part!r} has a negative or repeated index")
+        sets.append(ids)
+    seen = [i for ids in sets for i in ids]
+    if len(set(seen)) != len(seen):
+        raise ValueError("the GPU sets of different workers must not share a GPU")
+    return tuple(sets)
+
+
+def seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("expected a number of seconds") from None
+    if not 0 < number < 86400:
+        raise ValueError("expected a number of seconds greater than 0")
+    return number
+
+
+def rate(value: str) -> float:
+    """Requests per second: a number > 0, or ``inf`` (every request at once)."""
+    if value.strip().lower() in ("inf", "infinity"):
+        return math.inf
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("expected requests per second: a number > 0, or inf") from None
+    if not (number > 0 and math.isfinite(number)):
+        raise ValueError("expected requests per second: a number > 0, or inf")
+    return number
+
+
+def positive_number(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("expected a number greater than 0") from None
+    if not (number > 0 and math.isfinite(number)):
+        raise ValueError("expected a number greater than 0")
+    return number
+
+
+def seconds_or_zero(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("expected a number of seconds") from None
+    if not 0 <= number < 86400:
+        raise ValueError("expected a number of seconds, 0 or more")
+    return number
+
+
+def fraction(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("expected a number between 0 and 1") from None
+    if not 0 < number <= 1:
+        raise ValueError("expected a number greater than 0 and at most 1")
+    return number
+
+
+def engine_args(value: str) -> Mapping[str, tuple[str, ...]]:
+    """``vllm: --swap-space 4; sglang: --mem-fraction-static 0.8`` -> per-backend argv."""
+    import shlex
+
+    args: dict[str, tuple[str, ...]] = {}
+    for part in value.split(";"):
+        if not part.strip():
+            continue
+        backend, sep, rest = part.partition(":")
+        backend = backend.strip()
+        if not sep or backend not in BACKENDS:
+            raise ValueError(
+                f"{part.strip()!r}: expected BACKEND: ARGS with BACKEND one of "
+                f"{', '.join(BACKENDS)}, several separated by ';'"
+            )
+        args[backend] = args.get(backend, ()) + tuple(shlex.split(rest))
+    return args
+
+
+def per_backend_path(value: str) -> Mapping[str, Path]:
+    """``/venv/bin/python`` (every backend, key ``*``) or ``vllm: PATH; sglang: PATH``."""
+    if ":" not in value.split("/")[0]:
+        return {"*": Path(value.strip()).expanduser()}
+    paths: dict[str, Path] = {}
+    for backend, args in engine_args(value).items():
+        if len(args) != 1:
+            raise ValueError(f"{backend}: expected one path, got {len(args)} words")
+        paths[backend] = Path(args[0]).expanduser()
+    return paths
+
+
+def text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("expected a non-empty value")
+    return value.strip()
+
+
+def url(value: str) -> str:
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+        raise ValueError("expected an http:// or https:// URL such as http://127.0.0.1:8000/v1")
+    return value.rstrip("/")
+
+
+def env_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise ValueError("expected the NAME of an environment variable (not the key itself)")
+    return value
+
+
+def yes_no(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "yes", "true", "on"):
+        return True
+    if lowered in ("0", "no", "false", "off"):
+        return False
+    raise ValueError("expected yes or no")
+
+
+def run_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value):
+        raise ValueError("expected a name of letters, digits, '.', '_' or '-' (at most 64), "
+                         "such as before-upgrade")
+    return value
+
+
+def path(value: str) -> Path:
+    return Path(text(value)).expanduser()
+
+
+def baseline(value: str) -> str:
+    """A saved run's name, ``latest``, or the path of a result document (``.json``)."""
+    if value.endswith(".json"):
+        return str(path(value))
+    return run_name(value)
+
+
+def gates(value: str) -> tuple[Any, ...]:
+    """Regression gates: ``tpot_ms.p95:10%,ttft_ms.p95:50ms`` (results.thresholds.Gate)."""
+    from pytest_llmperf.results.thresholds import ThresholdError, parse_gate
+
+    gates = []
+    for item in list_of(text)(value):  # no gate holds a comma
+        try:
+            gates.append(parse_gate(item, "--llmperf-compare-fail"))
+        except ThresholdError as exc:  # "ORIGIN: 'ITEM': what is wrong": resolve names both
+            raise ValueError(f"{item!r}: {str(exc).split(': ', 2)[-1]}") from None
+    return tuple(gates)
