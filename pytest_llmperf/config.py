@@ -64,12 +64,13 @@ class Settings:
     repeats: int = 1
     duration: float | None = None
     users: tuple[int, ...] = (4,)
-    rate: tuple[float, ...] = (1.0,)
+    rate: tuple[float, ...] = (0.5,)
     arrivals: str | None = None
     burstiness: float = 1.0
     max_concurrency: int | None = None
     ramp: float = 0.0
-    capacity_budget: float = 120.0
+    capacity_budget: float = 45.0
+    probe_requests: int = 12
     capacity_max_users: int = 1024
     capacity_max_rate: float = 1000.0
     storage: Path = Path(".llmperf")
@@ -166,8 +167,8 @@ _OPTIONAL = ("gpus", "tp", "max_model_len", "max_num_seqs", "gpu_memory_utilizat
              "save", "autosave", "compare", "compare_runs", "compare_fail",
              "compare_any_hardware",
              "inconclusive", "repeats", "duration", "users", "rate", "arrivals", "burstiness",
-             "max_concurrency", "ramp", "capacity_budget", "capacity_max_users",
-             "capacity_max_rate")
+             "max_concurrency", "ramp", "capacity_budget", "probe_requests",
+             "capacity_max_users", "capacity_max_rate")
 
 
 def _lookup(

@@ -23,13 +23,13 @@ from pytest_llmperf.recorder import ResultRecorder
 from pytest_llmperf.session import RESULTS_KEY
 
 if TYPE_CHECKING:
+    from pytest_llmperf.checker import SLOChecker
     from pytest_llmperf.config import Settings
     from pytest_llmperf.engines.base import ServedModel
     from pytest_llmperf.load.prompts import PromptSource
     from pytest_llmperf.load.runner import PerfResult
     from pytest_llmperf.load.shapes import LoadShape
     from pytest_llmperf.observe.telemetry import Telemetry
-    from pytest_llmperf.results.slo import Verdict
 
 
 class LoadFunction(Protocol):
@@ -215,65 +215,8 @@ def _png_name(recorder: ResultRecorder) -> str:
     return f"{name}.{count}-timeline.png"
 
 
-class SLOChecker:
-    """``check(result)``: hold a result to the thresholds that apply to this test."""
-
-    def __init__(self, request: pytest.FixtureRequest, recorder: ResultRecorder) -> None:
-        self._request = request
-        self._recorder = recorder
-
-    def check(self, result: PerfResult) -> tuple[Verdict, ...]:
-        from pytest_llmperf.observe.telemetry import GPU_METRICS
-        from pytest_llmperf.results.slo import evaluate, failure_message
-        from pytest_llmperf.session import active_session
-
-        session = active_session(self._request.config)
-        settings, thresholds = session.settings, session.thresholds
-        if thresholds is None:
-            pytest.fail(f"no thresholds file: {settings.thresholds} does not exist; create it "
-                        "or pass --thresholds PATH", pytrace=False)
-        test_name = getattr(self._request.node, "originalname", self._request.node.name)
-        checks = thresholds.for_test(backend=result.served.backend, model=result.served.model,
-                                     test=test_name)
-        if not checks:
-            pytest.fail(f"no SLO in {thresholds.path} applies to {test_name} "
-                        f"({result.served.description})", pytrace=False)
-        lines: list[str] = []
-        first: tuple[Verdict, ...] = ()
-        windows = result.windows
-        for number, window in enumerate(windows, 1):
-            verdicts = evaluate(window.metrics, checks, unmeasured=_unmeasured(window),
-                                required=GPU_METRICS if settings.require_gpu else (),
-                                inconclusive=settings.inconclusive)
-            self._recorder.add_verdicts(window, verdicts)
-            first = first or verdicts
-            context = window.context + (f", window {number} of {len(windows)}"
-                                        if len(windows) > 1 else "")
-            message = failure_message(verdicts, context)
-            if window.overload:  # its latencies measure the window's length, not the server
-                lines.append(f"{context}: {window.overload}")
-            if message:
-                lines.append(message)
-                errors = [r.error for r in window.run.records if r.error]
-                if errors:
-                    lines.append(f"{len(errors)} request(s) failed; first error: {errors[0]}")
-        lines += self._recorder.gate_failures(result)
-        if lines:
-            if settings.report:
-                lines.append(f"full results: {settings.report}")
-            pytest.fail("\n".join(lines), pytrace=False)
-        return first
-
-
-def _unmeasured(result: PerfResult) -> dict[str, str]:
-    from pytest_llmperf.observe.telemetry import unmeasured_reasons
-    from pytest_llmperf.results.metrics import RESOURCES
-
-    if result.telemetry is None:
-        return {name: "no telemetry was taken for this result" for name in RESOURCES}
-    return unmeasured_reasons(dict(result.telemetry))
-
-
 @pytest.fixture
 def llmperf_slo(request: pytest.FixtureRequest, llmperf_recorder: ResultRecorder) -> SLOChecker:
+    from pytest_llmperf.checker import SLOChecker
+
     return SLOChecker(request, llmperf_recorder)

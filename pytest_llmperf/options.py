@@ -108,7 +108,7 @@ OPTIONS: tuple[Option[Any], ...] = (
            parse.list_of(parse.int_at_least(1)), "4"),
     Option("rate", "--llmperf-rate",
            "request rates (req/s) of the open-loop tests, comma-separated; inf sends every "
-           "request at once", parse.list_of(parse.rate), "1"),
+           "request at once", parse.list_of(parse.rate), "0.5"),
     Option("arrivals", "--llmperf-arrivals",
            "open-loop arrivals: constant (evenly spaced), poisson, or gamma (with "
            "--llmperf-burstiness; the default when a burstiness other than 1 is given)",
@@ -124,7 +124,12 @@ OPTIONS: tuple[Option[Any], ...] = (
            parse.seconds_or_zero, "0"),
     Option("capacity_budget", "--llmperf-capacity-budget",
            "seconds a capacity search may spend on its probes (it stops before a probe that "
-           "would overrun, and says the boundary lies beyond)", parse.seconds, "120"),
+           "would overrun, and says the boundary lies beyond); small by default, for CPU runs",
+           parse.seconds, "45"),
+    Option("probe_requests", "--llmperf-probe-requests",
+           "measured requests per capacity probe (a closed loop sends at least 2 per user; "
+           "an open loop at least 8 and at most 20 s of arrivals)", parse.int_at_least(4),
+           "12"),
     Option("capacity_max_users", "--llmperf-capacity-max-users",
            "highest concurrency a capacity search probes", parse.int_at_least(1), "1024"),
     Option("capacity_max_rate", "--llmperf-capacity-max-rate",

@@ -41,9 +41,34 @@ class ResultRecorder:
             self._property(self._prefix(entry) + name, value)
 
     def _prefix(self, entry: dict[str, Any]) -> str:
-        entries = self.item.stash.get(RESULTS_KEY, [])
-        number = next(i for i, e in enumerate(entries, 1) if e is entry)
+        windows = [e for e in self.item.stash.get(RESULTS_KEY, []) if "kind" not in e]
+        number = next(i for i, e in enumerate(windows, 1) if e is entry)
         return "llmperf." if number == 1 else f"llmperf.{number}."
+
+    def add_search(self, search: object, entry: dict[str, Any]) -> None:
+        """A sweep's or capacity search's entry (``kind``: sweep or capacity), kept beside
+        the windows; a capacity search's headline figures become junit properties
+        (``llmperf.capacity.max_concurrency``, ``.max_rate``, ``.goodput``, ...)."""
+        self.item.stash.setdefault(RESULTS_KEY, []).append(entry)
+        self._entries[id(search)] = entry
+        if entry["kind"] != "capacity":
+            return
+        name = "max_concurrency" if entry["dimension"] == "users" else "max_rate"
+        for key, value in ((name, entry["capacity"]), ("goodput", entry["goodput"]),
+                           ("first_failing", entry["first_failing"]),
+                           ("boundary", entry["boundary"]), ("summary", entry["summary"]),
+                           ("broke_first", "; ".join(entry["broke_first"]) or None),
+                           ("probes", len(entry["rows"])), ("elapsed_s", entry["elapsed_s"])):
+            self._property(f"llmperf.capacity.{key}", value)
+
+    def add_capacity_verdicts(self, search: object, verdicts: tuple[Verdict, ...]) -> None:
+        from pytest_llmperf.report.entry import verdict_entry
+
+        entry = self._entries[id(search)]
+        entry["verdicts"] = [verdict_entry(v) for v in verdicts]
+        for verdict in verdicts:
+            self._property(f"llmperf.capacity.slo[{verdict.check.text}]",
+                           f"{verdict.state}: {verdict.describe()}")
 
     def _entry(self, result: PerfResult) -> dict[str, Any]:
         if id(result.run) not in self._entries:

@@ -19,25 +19,27 @@ __all__ = ["LLMPerfReporter"]
 class LLMPerfReporter:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.entries: list[dict[str, Any]] = []
+        self.entries: list[dict[str, Any]] = []  # measured windows
+        self.searches: list[dict[str, Any]] = []  # sweeps and capacity searches (their kind)
         self.written: list[str] = []  # what the terminal summary names
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         results = getattr(report, "llmperf", None)
         if report.when == "call" and results:
             for result in results:
-                self.entries.append({**result, "nodeid": report.nodeid,
-                                     "outcome": report.outcome})
+                entry = {**result, "nodeid": report.nodeid, "outcome": report.outcome}
+                (self.searches if "kind" in entry else self.entries).append(entry)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not self.entries or _is_xdist_worker(self.config):
+        if not (self.entries or self.searches) or _is_xdist_worker(self.config):
             return
         from pytest_llmperf.report.files import write_reports
         from pytest_llmperf.report.markdown import render_markdown
 
         # Results exist, so these settings resolved once already (here or on the workers).
         settings = resolve(self.config)
-        markdown = render_markdown(self.entries, rootdir=self.config.rootpath)
+        markdown = render_markdown(self.entries, rootdir=self.config.rootpath,
+                                   searches=self.searches)
         write_reports(markdown, settings.report, os.environ.get("GITHUB_STEP_SUMMARY"))
         if settings.report:
             self.written.append(f"markdown report: {settings.report}")
@@ -49,7 +51,7 @@ class LLMPerfReporter:
 
         fingerprint = host_fingerprint(self.config.rootpath)
         fingerprint["thresholds_sha256"] = _sha256(settings.thresholds)
-        document = run_document(self.entries, fingerprint)
+        document = run_document(self.entries, fingerprint, self.searches)
         paths = [write_run(document, settings.output_dir / "results.json")]
         if settings.json:
             paths.append(write_run(document, settings.json))
@@ -61,13 +63,23 @@ class LLMPerfReporter:
             self.written.append(f"saved run: {save_run(document, settings.storage, name)}")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.entries:
+        if not (self.entries or self.searches):
             return
         from pytest_llmperf.report.comparison import comparison_terminal
-        from pytest_llmperf.report.terminal import inconclusive_lines, render_terminal_table
+        from pytest_llmperf.report.terminal import (
+            capacity_lines,
+            inconclusive_lines,
+            render_terminal_table,
+        )
 
         terminalreporter.write_sep("=", "llmperf results")
-        terminalreporter.write_line(render_terminal_table(self.entries))
+        if self.entries:
+            terminalreporter.write_line(render_terminal_table(self.entries))
+        capacity = capacity_lines(self.searches)
+        if capacity:
+            terminalreporter.write_sep("-", "llmperf capacity")
+            for line in capacity:
+                terminalreporter.write_line(line)
         comparison = comparison_terminal(self.entries)
         if comparison:
             terminalreporter.write_sep("-", "llmperf comparison with the baseline")

@@ -11,14 +11,22 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from pytest_llmperf.clients.base import RequestSender
 from pytest_llmperf.load.prompts import PromptSource
 from pytest_llmperf.results.records import LoadRun, RequestRecord
 
-__all__ = ["WindowObserver", "run_closed_loop"]
+__all__ = ["StopRule", "WindowObserver", "run_closed_loop"]
+
+# Told the measured requests completed so far; a reason to send no more, or None.  Asked
+# after every ``check_every(planned)``-th answer, so its cost stays out of the hot path.
+StopRule = Callable[[Sequence[RequestRecord]], "str | None"]
+
+
+def check_every(planned: int | None) -> int:
+    return max(1, (planned or 64) // 32)
 
 
 class WindowObserver(Protocol):
@@ -41,11 +49,13 @@ async def run_closed_loop(
     warmup: int = 0,
     ramp_s: float = 0.0,
     observers: Sequence[WindowObserver] = (),
+    stop: StopRule | None = None,
 ) -> LoadRun:
     """Measure ``users`` concurrent users for ``requests`` requests or ``duration_s`` seconds.
 
     With a duration, no request starts after the deadline; those in flight are finished and
-    counted, so the window can end a little after the deadline.
+    counted, so the window can end a little after the deadline.  ``stop`` may end the window
+    early the same way (the run's ``stopped_early`` says why).
     """
     if users < 1:
         raise ValueError(f"users must be >= 1, got {users}")
@@ -57,9 +67,11 @@ async def run_closed_loop(
         observer.window_started()
     start_ns = time.perf_counter_ns()
     deadline_ns = None if duration_s is None else start_ns + int(duration_s * 1e9)
+    stopped: list[str] = []
     try:
         records = await _phase(client, prompts, users, requests=requests,
-                               deadline_ns=deadline_ns, ramp_s=ramp_s)
+                               deadline_ns=deadline_ns, ramp_s=ramp_s, stop=stop,
+                               stopped=stopped)
     finally:
         for observer in reversed(observers):
             observer.window_ended()
@@ -70,6 +82,7 @@ async def run_closed_loop(
         window_end_ns=max(end_ns, start_ns),
         concurrency=users,
         warmup_requests=warmup,
+        stopped_early=stopped[0] if stopped else None,
     )
 
 
@@ -81,11 +94,16 @@ async def _phase(
     requests: int | None,
     deadline_ns: int | None,
     ramp_s: float = 0.0,
+    stop: StopRule | None = None,
+    stopped: list[str] | None = None,
 ) -> list[RequestRecord]:
     ids = itertools.count()
     records: list[RequestRecord] = []
+    every = check_every(requests)
 
     def next_id() -> int | None:
+        if stopped:
+            return None
         request_id = next(ids)
         if requests is not None and request_id >= requests:
             return None
@@ -98,6 +116,11 @@ async def _phase(
             await asyncio.sleep(number * ramp_s / users)
         while (request_id := next_id()) is not None:
             records.append(await client.send(request_id, prompts.next_prompt()))
+            if stop is not None and stopped is not None and not stopped \
+                    and len(records) % every == 0:
+                reason = stop(records)
+                if reason:
+                    stopped.append(reason)
 
     await asyncio.gather(*(user(number) for number in range(users)))
     return records

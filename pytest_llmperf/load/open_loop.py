@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 
 from pytest_llmperf.clients.base import RequestSender
-from pytest_llmperf.load.closed_loop import WindowObserver
+from pytest_llmperf.load.closed_loop import StopRule, WindowObserver, check_every
 from pytest_llmperf.load.prompts import PromptSource
 from pytest_llmperf.load.shapes import LoadShape, arrival_offsets
 from pytest_llmperf.results.records import LoadRun, RequestRecord
@@ -62,9 +62,11 @@ async def run_open_loop(
     duration_s: float | None = None,
     warmup: int = 0,
     observers: Sequence[WindowObserver] = (),
+    stop: StopRule | None = None,
 ) -> LoadRun:
     """Offer ``shape``'s arrivals: ``requests`` measured ones, or as many as are scheduled in
-    ``duration_s`` seconds, after ``warmup`` warm-up arrivals at the same pace."""
+    ``duration_s`` seconds, after ``warmup`` warm-up arrivals at the same pace.  ``stop`` may
+    cancel the arrivals still to come (those sent are answered and counted)."""
     if not shape.is_open:
         raise ValueError("run_open_loop needs an open-loop shape (a rate)")
     if (requests is None) == (duration_s is None):
@@ -73,10 +75,21 @@ async def run_open_loop(
     limit = (asyncio.Semaphore(shape.max_concurrency) if shape.max_concurrency
              else contextlib.nullcontext())
 
+    answered: list[RequestRecord] = []
+    stopped: list[str] = []
+    every = check_every(measured)
+
     async def one(request_id: int, due_ns: int) -> RequestRecord:
         async with limit:
             record = await client.send(request_id, prompts.next_prompt())
-        return dataclasses.replace(record, scheduled_ns=due_ns)
+        record = dataclasses.replace(record, scheduled_ns=due_ns)
+        if request_id >= 0 and stop is not None:
+            answered.append(record)
+            if not stopped and len(answered) % every == 0:
+                reason = stop(answered)
+                if reason:
+                    stopped.append(reason)
+        return record
 
     base_ns = time.perf_counter_ns()
     start_ns = base_ns + round(offsets[warmup] * _NS) if measured else base_ns
@@ -85,6 +98,8 @@ async def run_open_loop(
     started = False
     try:
         for index, offset in enumerate(offsets):
+            if stopped:
+                break
             due_ns = base_ns + round(offset * _NS)
             delay_ns = due_ns - time.perf_counter_ns()
             if delay_ns > 0:
@@ -115,6 +130,7 @@ async def run_open_loop(
         window_end_ns=max(end_ns, start_ns),
         concurrency=peak_in_flight(records),
         warmup_requests=warmup,
+        stopped_early=stopped[0] if stopped else None,
     )
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pytest_llmperf.engines.base import ServedModel
-from pytest_llmperf.load.closed_loop import WindowObserver, run_closed_loop
+from pytest_llmperf.load.closed_loop import StopRule, WindowObserver, run_closed_loop
 from pytest_llmperf.load.open_loop import run_open_loop
 from pytest_llmperf.load.prompts import PromptSource
 from pytest_llmperf.load.shapes import LoadShape
@@ -88,6 +88,7 @@ def run_load(
     timeout_s: float = 600.0,
     observers: Sequence[WindowObserver] = (),
     telemetry: Telemetry | None = None,
+    stop: StopRule | None = None,
 ) -> PerfResult:
     """One measured window of ``shape`` (load.closed_loop or load.open_loop); ``users=N``
     is short for ``shape=LoadShape.closed(N)``.
@@ -110,11 +111,11 @@ def run_load(
             if shape.is_open:
                 return await run_open_loop(client, prompts, shape=shape, requests=requests,
                                            duration_s=duration_s, warmup=warmup,
-                                           observers=watching)
+                                           observers=watching, stop=stop)
             return await run_closed_loop(client, prompts, users=shape.users or 1,
                                          requests=requests, duration_s=duration_s,
                                          warmup=warmup, ramp_s=shape.ramp_s,
-                                         observers=watching)
+                                         observers=watching, stop=stop)
 
     run = finish_records(asyncio.run(measure()), served, max_tokens)
     metrics = summarize(run)

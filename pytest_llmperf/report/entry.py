@@ -15,10 +15,13 @@ from pytest_llmperf.results.slo import Verdict
 from pytest_llmperf.results.store import encode_records
 
 if TYPE_CHECKING:
+    from pytest_llmperf.load.capacity import CapacityResult
     from pytest_llmperf.load.runner import PerfResult
+    from pytest_llmperf.load.sweep import SweepResult
     from pytest_llmperf.results.compare import Comparison
 
-__all__ = ["comparison_entry", "result_entry", "verdict_entry"]
+__all__ = ["capacity_entry", "comparison_entry", "load_row", "result_entry", "sweep_entry",
+           "verdict_entry"]
 
 
 def _rounded(value: float | None) -> float | None:
@@ -134,4 +137,75 @@ def comparison_entry(comparison: Comparison, baseline: str) -> dict[str, Any]:
             "needed": row.needed,
             "note": row.note,
         } for row in comparison.rows],
+    }
+
+
+def load_row(result: PerfResult) -> dict[str, Any]:
+    """One load of a sweep or a capacity search: the figures its table and charts show."""
+    value = result.metrics.value
+    return {
+        "load": result.shape.load,
+        "label": result.shape.label,
+        "requests": len(result.run.records),
+        "duration_s": _rounded(result.run.duration_s),
+        "ttft_ms_p95": _rounded(value("ttft_ms", "p95")),
+        "tpot_ms_p95": _rounded(value("tpot_ms", "p95")),
+        "decode_tokens_per_s_mean": _rounded(value("decode_tokens_per_s", "mean")),
+        "output_token_throughput": _rounded(value("output_token_throughput")),
+        "request_throughput": _rounded(value("request_throughput")),
+        "error_rate": _rounded(value("error_rate")),
+        "overload": result.overload,
+        "stopped_early": result.run.stopped_early,
+    }
+
+
+def _served(result: PerfResult) -> dict[str, Any]:
+    served = result.served
+    return {"backend": served.backend, "model": served.model, "engine": served.engine}
+
+
+def sweep_entry(sweep: SweepResult, chart_png: Path | None, calls: list[int],
+                slo_lines: dict[str, float]) -> dict[str, Any]:
+    """A sweep's table and chart; its points' windows are entries of their own (``calls``)."""
+    return {
+        "kind": "sweep",
+        **_served(sweep.points[0]),
+        "dimension": sweep.dimension,
+        "calls": calls,
+        "rows": [load_row(point) for point in sweep.points],
+        "slo_lines": slo_lines,
+        "chart_png": str(chart_png) if chart_png else None,
+        "verdicts": [],
+    }
+
+
+def capacity_entry(capacity: CapacityResult, chart_png: Path | None,
+                   slo_lines: dict[str, float]) -> dict[str, Any]:
+    """A capacity search: the headline figures, how sure they are, and every probe."""
+    first = capacity.probes[0].result
+    rows = []
+    for probe in capacity.probes:
+        row = load_row(probe.result) if probe.result is not None else {"load": probe.load}
+        rows.append({**row, "passed": probe.passed, "broke": list(probe.broke),
+                     "goodput": _rounded(probe.goodput), "headroom": _rounded(probe.headroom)})
+    return {
+        "kind": "capacity",
+        **(_served(first) if first is not None else {}),
+        "dimension": capacity.dimension,
+        "unit": capacity.unit,
+        "metric": capacity.metric,
+        "capacity": capacity.capacity,
+        "first_failing": capacity.first_failing,
+        "goodput": _rounded(capacity.goodput),
+        "boundary": capacity.boundary,
+        "broke_first": list(capacity.broke_first),
+        "summary": capacity.summary,
+        "stop_reason": capacity.stop_reason,
+        "elapsed_s": round(capacity.elapsed_s, 1),
+        "budget_s": capacity.budget_s,
+        "shape": first.shape.describe() if first is not None else None,
+        "rows": rows,
+        "slo_lines": slo_lines,
+        "chart_png": str(chart_png) if chart_png else None,
+        "verdicts": [],
     }

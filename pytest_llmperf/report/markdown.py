@@ -13,6 +13,7 @@ from pytest_llmperf.observe.host import host_facts
 from pytest_llmperf.report.cells import cell as _cell
 from pytest_llmperf.report.cells import count_cell as _count_cell
 from pytest_llmperf.report.comparison import comparison_markdown
+from pytest_llmperf.report.search_markdown import searches_markdown
 from pytest_llmperf.results.metrics import DISTRIBUTIONS, REPORTED_STATISTICS, SCALARS
 
 __all__ = ["render_markdown"]
@@ -43,8 +44,12 @@ _SERVER_ROWS = {
 }
 
 
-def render_markdown(entries: Sequence[Mapping[str, Any]], rootdir: Path) -> str:
-    lines = ["# LLM serving performance", "", *_environment_section(entries, rootdir), ""]
+def render_markdown(entries: Sequence[Mapping[str, Any]], rootdir: Path,
+                    searches: Sequence[Mapping[str, Any]] = ()) -> str:
+    """The report: environment, capacity figures and searches, then every measured window."""
+    lines = ["# LLM serving performance", "",
+             *_environment_section([*entries, *searches], rootdir), ""]
+    lines.extend(searches_markdown(searches))
     for entry in entries:
         lines.extend(_test_section(entry))
     lines.extend(_definitions(entries))

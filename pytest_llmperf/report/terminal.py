@@ -10,7 +10,7 @@ from tabulate import tabulate
 from pytest_llmperf.report.cells import cell as _cell
 from pytest_llmperf.report.cells import verdict_summary as _verdict_summary
 
-__all__ = ["inconclusive_lines", "render_terminal_table"]
+__all__ = ["capacity_lines", "inconclusive_lines", "render_terminal_table"]
 
 
 def render_terminal_table(entries: Sequence[Mapping[str, Any]]) -> str:
@@ -46,4 +46,21 @@ def inconclusive_lines(entries: Sequence[Mapping[str, Any]]) -> list[str]:
                 lines.append(f"{entry['nodeid'].split('::')[-1]}: {verdict['note']} "
                              f"[{counted}: --llmperf-inconclusive="
                              f"{verdict.get('inconclusive_policy')}]")
+    return lines
+
+
+def capacity_lines(searches: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per capacity search: the test, its headline figure and how sure it is."""
+    lines = []
+    for entry in searches:
+        if entry.get("kind") != "capacity":
+            continue
+        test = entry["nodeid"].split("::")[-1]
+        goodput = (f", goodput {_cell(entry['goodput'])} req/s"
+                   if entry.get("goodput") is not None else "")
+        boundary = f", {entry['boundary']} boundary" if entry.get("boundary") else ""
+        broke = (f"; broke first: {entry['broke_first'][0].split(' -- ')[0]}"
+                 if entry.get("broke_first") else "")
+        lines.append(f"{test}: {entry['summary']}{goodput}{boundary}{broke} "
+                     f"[{len(entry['rows'])} probes, {entry['elapsed_s']:g} s]")
     return lines

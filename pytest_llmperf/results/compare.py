@@ -18,8 +18,8 @@ from typing import Any
 from pytest_llmperf.results.metrics import (
     DISTRIBUTIONS,
     RESOURCES,
-    SCALARS,
     MetricInfo,
+    metric_info,
     statistic,
     summarize,
 )
@@ -186,7 +186,7 @@ def _cross_check(rows: Sequence[Row], before: float | None, after: float | None)
 
 
 def _info(metric: str) -> MetricInfo:
-    return DISTRIBUTIONS.get(metric) or SCALARS.get(metric) or RESOURCES[metric]
+    return metric_info(metric)
 
 
 def _engine(window: Mapping[str, Any]) -> str:

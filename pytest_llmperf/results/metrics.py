@@ -45,12 +45,15 @@ from pytest_llmperf.results.pacing import pacing_scalars
 from pytest_llmperf.results.records import LoadRun, RequestRecord
 
 __all__ = [
+    "CAPACITY",
     "DISTRIBUTIONS",
+    "PER_REQUEST",
     "REPORTED_STATISTICS",
     "RESOURCES",
     "SCALARS",
     "MetricInfo",
     "RunMetrics",
+    "metric_info",
     "parse_statistic",
     "statistic",
     "summarize",
@@ -130,10 +133,32 @@ RESOURCES: Mapping[str, MetricInfo] = MappingProxyType(
     }
 )
 
+# A capacity search's results (load.capacity), referenced by bare name in a capacity test's
+# SLOs (``capacity_max_concurrency >= 8``); no measured window has them.
+CAPACITY: Mapping[str, MetricInfo] = MappingProxyType(
+    {
+        "capacity_max_concurrency": MetricInfo(
+            "users", True, "most concurrent users at which every SLO of the test held"),
+        "capacity_max_rate": MetricInfo(
+            "req/s", True, "highest request rate at which every SLO of the test held"),
+        "capacity_goodput": MetricInfo(
+            "req/s", True, "goodput of the capacity point: requests meeting every "
+                           "per-request SLO / measured window"),
+    }
+)
+
 # The statistics shown in reports for every distribution.
 REPORTED_STATISTICS: tuple[str, ...] = (
     "mean", "median", "p90", "p95", "p99", "min", "max", "stdev",
 )
+
+def metric_info(name: str) -> MetricInfo:
+    """The unit, direction and description of any metric name (KeyError if unknown)."""
+    for table in (DISTRIBUTIONS, SCALARS, RESOURCES, CAPACITY):
+        if name in table:
+            return table[name]
+    raise KeyError(name)
+
 
 _PERCENTILE = re.compile(r"p(\d{1,3}(?:\.\d+)?)")
 
@@ -222,6 +247,25 @@ def itl_ms(record: RequestRecord) -> list[float]:
     return [(b - a) / _NS_PER_MS for a, b in itertools.pairwise(chunks)]
 
 
+def _decode_speed(record: RequestRecord) -> float | None:
+    tpot = tpot_ms(record)
+    return None if tpot is None else 1000.0 / tpot
+
+
+# A completed request's own value of each per-request distribution (goodput counts the
+# requests whose every value meets its SLO); None where the request has none.
+PER_REQUEST: Mapping[str, Callable[[RequestRecord], float | None]] = MappingProxyType(
+    {
+        "ttft_ms": ttft_ms,
+        "tpot_ms": tpot_ms,
+        "e2el_ms": e2el_ms,
+        "decode_tokens_per_s": _decode_speed,
+        "ttft_from_schedule_ms": lambda r: from_schedule_ms(r, r.chunk_ns[0]),
+        "e2el_from_schedule_ms": lambda r: from_schedule_ms(r, r.chunk_ns[-1]),
+    }
+)
+
+
 # --- aggregation ---------------------------------------------------------------------------
 
 
@@ -241,7 +285,7 @@ class RunMetrics:
 
     def value(self, metric: str, stat: str | None = None) -> float | None:
         """``metric`` (with ``stat`` for a distribution); None when nothing measured it."""
-        if metric in SCALARS or metric in RESOURCES:
+        if metric in SCALARS or metric in RESOURCES or metric in CAPACITY:
             return self.scalars.get(metric)
         values = self.distributions[metric]
         if not values:

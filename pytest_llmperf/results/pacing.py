@@ -7,10 +7,12 @@ finite rate (absent in a closed loop, where nothing is scheduled):
   rate of the schedule as drawn (a Poisson schedule of 64 arrivals differs from its nominal
   rate by about 1/sqrt(64) = 12 %).
 - ``send_rate``: the same over the times the requests were really sent.
-- ``queue_growth``: the least-squares slope of each completed request's wait from its scheduled
-  time to its first token against its scheduled time, in seconds per second.  About 0 when
+- ``queue_growth``: the least-squares slope of each completed request's time from its scheduled
+  time to its last token against its scheduled time, in seconds per second.  About 0 when
   the server keeps up; a server that sustains a rate mu against an offered lambda > mu starts
-  request i at i / mu instead of i / lambda, which makes it lambda / mu - 1.
+  request i at i / mu instead of i / lambda, which makes it lambda / mu - 1.  The last token,
+  not the first: a server that queues shows it in TTFT, one that slows every stream as more
+  arrive (no queue, no cap) only in how long each answer takes, and both in E2EL.
 
 A window is *overloaded* (:func:`overload`) when the queue grew through it (growth above
 ``GROWTH_LIMIT`` and more than 3 standard errors from 0) and it completed under
@@ -60,7 +62,7 @@ def _growth(records: Sequence[RequestRecord]) -> tuple[float, float] | None:
         return None
     first = min(r.scheduled_ns or 0 for r in done)
     xs = [((r.scheduled_ns or 0) - first) / _NS for r in done]
-    ys = [(r.chunk_ns[0] - (r.scheduled_ns or 0)) / _NS for r in done]
+    ys = [(r.chunk_ns[-1] - (r.scheduled_ns or 0)) / _NS for r in done]
     return _slope(xs, ys)
 
 
@@ -95,7 +97,7 @@ def overload(run: LoadRun, scalars: Mapping[str, float]) -> str | None:
     if slope <= GROWTH_LIMIT or slope <= 3 * error or sustained >= SUSTAINED_SHARE * offered:
         return None
     return (f"overloaded: offered {offered:.3g} req/s, sustained {sustained:.3g} req/s; the "
-            f"wait from each request's scheduled time to its first token grew by {slope:.2f} s "
+            f"time from each request's scheduled time to its last token grew by {slope:.2f} s "
             f"every second of the window, so the queue grew for the whole window and these "
             f"latencies are mostly queueing. Offer a lower rate (llmperf_capacity finds the "
             f"highest one the SLOs allow)")

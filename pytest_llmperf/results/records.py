@@ -77,6 +77,9 @@ class LoadRun:
     window_end_ns: int
     concurrency: int
     warmup_requests: int
+    # Why the load stopped sending before its planned end (a capacity probe that had
+    # clearly failed); None when it ran to the end.
+    stopped_early: str | None = None
 
     @property
     def duration_s(self) -> float:

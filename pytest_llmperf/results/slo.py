@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from pytest_llmperf.results.metrics import DISTRIBUTIONS, RESOURCES, SCALARS, RunMetrics
+from pytest_llmperf.results.metrics import DISTRIBUTIONS, RESOURCES, RunMetrics, metric_info
 from pytest_llmperf.results.thresholds import Check
 
 __all__ = ["Verdict", "evaluate", "failure_message", "format_number", "unsupported_reason"]
@@ -51,7 +51,7 @@ class Verdict:
     @property
     def unit(self) -> str:
         metric = self.check.metric
-        info = DISTRIBUTIONS.get(metric) or SCALARS.get(metric) or RESOURCES[metric]
+        info = metric_info(metric)
         return info.unit
 
     def describe(self) -> str:

@@ -126,13 +126,16 @@ def _source(value: Any) -> TokenSource | None:
     return None if value is None else TokenSource(value)
 
 
-def run_document(windows: Sequence[Mapping[str, Any]],
-                 fingerprint: Mapping[str, Any]) -> dict[str, Any]:
+def run_document(windows: Sequence[Mapping[str, Any]], fingerprint: Mapping[str, Any],
+                 searches: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """The run's document; ``searches`` are its sweeps' and capacity searches' entries (their
+    probes' figures, not their raw requests)."""
     return {
         "schema": SCHEMA,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "fingerprint": dict(fingerprint),
         "windows": [dict(window) for window in windows],
+        "searches": [dict(search) for search in searches],
     }
 
 

@@ -23,7 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_llmperf.results.metrics import DISTRIBUTIONS, RESOURCES, SCALARS, parse_statistic
+from pytest_llmperf.results.metrics import (
+    CAPACITY,
+    DISTRIBUTIONS,
+    RESOURCES,
+    SCALARS,
+    metric_info,
+    parse_statistic,
+)
 from pytest_llmperf.results.tomlfile import Locator, ThresholdError, TomlDocument, parse_toml
 
 __all__ = ["COMPARABLE", "SCOPES", "Check", "Gate", "ThresholdError", "Thresholds",
@@ -98,7 +105,7 @@ def _check_metric(metric: str, stat: str | None, text: str, origin: str) -> None
                 "valid: mean, median, min, max, stdev, or a percentile p0..p100 such as p95 or "
                 "p99.9"
             )
-    elif metric in SCALARS or metric in RESOURCES:
+    elif metric in SCALARS or metric in RESOURCES or metric in CAPACITY:
         if stat is not None:
             raise ThresholdError(
                 f"{origin}: {text!r}: {metric} is a whole-run number and takes no statistic"
@@ -107,7 +114,8 @@ def _check_metric(metric: str, stat: str | None, text: str, origin: str) -> None
         raise ThresholdError(
             f"{origin}: {text!r}: unknown metric {metric!r}; per-request metrics (use "
             f"metric.statistic): {', '.join(DISTRIBUTIONS)}; whole-run metrics: "
-            f"{', '.join(SCALARS)}; resource metrics: {', '.join(RESOURCES)}"
+            f"{', '.join(SCALARS)}; resource metrics: {', '.join(RESOURCES)}; capacity "
+            f"search results: {', '.join(CAPACITY)}"
         )
 
 
@@ -147,13 +155,14 @@ def parse_gate(text: str, origin: str) -> Gate:
         )
     metric, stat = match["metric"], match["stat"]
     _check_metric(metric, stat, text, origin)
-    if (metric in SCALARS and metric not in COMPARABLE) or stat in ("stdev", "min", "max"):
+    if ((metric in SCALARS and metric not in COMPARABLE) or metric in CAPACITY
+            or stat in ("stdev", "min", "max")):
         raise ThresholdError(
             f"{origin}: {text!r}: {metric}{'.' + stat if stat else ''} cannot be compared with "
             "a baseline; comparable: a distribution's mean, median or percentile, "
             f"{', '.join(COMPARABLE)}, or a resource metric"
         )
-    unit = (DISTRIBUTIONS.get(metric) or SCALARS.get(metric) or RESOURCES[metric]).unit
+    unit = metric_info(metric).unit
     given, amount = match["unit"], float(match["amount"])
     if given == "%":
         return Gate(metric, stat, amount / 100.0, True, text.strip(), origin)

@@ -69,8 +69,8 @@ def test_a_rate_above_capacity_fails_as_overloaded_with_the_rate_sustained(
                              "--llmperf-arrivals=constant")
     out = done.stdout
     assert done.returncode == 1, out + done.stderr
-    found = re.search(r"overloaded: offered ([\d.]+) req/s, sustained ([\d.]+) req/s; the wait "
-                      r"from each request's scheduled time to its first token grew by ([\d.]+) "
+    found = re.search(r"overloaded: offered ([\d.]+) req/s, sustained ([\d.]+) req/s; the time "
+                      r"from each request's scheduled time to its last token grew by ([\d.]+) "
                       r"s every second", out)
     assert found, out
     offered, sustained, growth = map(float, found.groups())

@@ -1,17 +1,21 @@
 """Requests arriving at a rate (open loop), whatever the server does: the latency users get
 at that traffic, and whether the server sustains it at all.
 
-One test per --llmperf-rate value (default 1 req/s), with --llmperf-arrivals,
---llmperf-burstiness and --llmperf-max-concurrency shaping the arrivals.  A rate the server
-cannot sustain fails as overloaded, with the rate it did sustain.
+One test per --llmperf-rate value (default 0.5 req/s), with --llmperf-arrivals,
+--llmperf-burstiness and --llmperf-max-concurrency shaping the arrivals.  The window is sized
+in time, as the rate sets the count: --llmperf-duration seconds of arrivals, 60 by default
+(30 requests at 0.5 req/s; 3000 at 50).  A rate the server cannot sustain fails as
+overloaded, with the rate it did sustain.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+WINDOW_S = 60.0
+
 
 def test_request_rate(llmperf_target: Any, llmperf_rate: float, llmperf_load: Any,
-                      llmperf_slo: Any) -> None:
-    result = llmperf_load(rate=llmperf_rate)
+                      llmperf_slo: Any, llmperf_settings: Any) -> None:
+    result = llmperf_load(rate=llmperf_rate, duration_s=llmperf_settings.duration or WINDOW_S)
     llmperf_slo.check(result)

@@ -26,7 +26,8 @@ ENGINE_OPTIONS = ("gpus", "tp", "max_model_len", "max_num_seqs", "gpu_memory_uti
                   "llamacpp_bin", "ngl", "ready_timeout", "telemetry_interval", "require_gpu")
 
 LOAD_OPTIONS = ("duration", "users", "rate", "arrivals", "burstiness", "max_concurrency", "ramp",
-                "capacity_budget", "capacity_max_users", "capacity_max_rate")
+                "capacity_budget", "probe_requests", "capacity_max_users",
+                "capacity_max_rate")
 
 
 def resolve(

@@ -128,7 +128,7 @@ def test_a_growing_queue_is_overloaded_and_says_by_how_much() -> None:
     assert scalars["queue_growth"] == pytest.approx(1.0)
     message = overload(loaded, scalars)
     assert message is not None
-    assert message.startswith("overloaded: offered 2 req/s, sustained 1 req/s; the wait")
+    assert message.startswith("overloaded: offered 2 req/s, sustained 1 req/s; the time")
     assert "grew by 1.00 s every second" in message
 
 
