@@ -132,4 +132,4 @@ class SLOChecker:
         verdicts = evaluate(result.metrics(), checks, unmeasured=result.unmeasured())
         self._recorder.add_capacity_verdicts(result, verdicts)
         message = failure_message(verdicts, f"{result.summary}, {served.description}")
-        return ([message] if message else []), verdicts
+        return ([message] if message else []) + self._recorder.gate_failures(result), verdicts

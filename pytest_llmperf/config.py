@@ -69,7 +69,7 @@ class Settings:
     burstiness: float = 1.0
     max_concurrency: int | None = None
     ramp: float = 0.0
-    capacity_budget: float = 45.0
+    capacity_budget: float = 40.0
     probe_requests: int = 12
     capacity_max_users: int = 1024
     capacity_max_rate: float = 1000.0

@@ -134,6 +134,8 @@ def llmperf_load(
     from pytest_llmperf.load.runner import run_load
     from pytest_llmperf.report.charts import write_timeline_png
 
+    progress = _terminal_progress(llmperf_recorder.item.config)
+
     def load(
         *,
         users: int | None = None,
@@ -164,6 +166,8 @@ def llmperf_load(
                 if repeat == 1 else 0,
                 max_tokens=max_tokens or llmperf_settings.max_tokens,
                 telemetry=llmperf_telemetry,
+                progress=progress,
+                progress_label=f"{llmperf_recorder.item.name} {shape.label}",
             )
             _fail_if_server_died(llmperf_server, result)
             png = None

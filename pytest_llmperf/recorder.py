@@ -105,7 +105,9 @@ class ResultRecorder:
                                   "missing": "this test and call are not in the baseline"}
             self._property(f"{self._prefix(last)}compare", "not in the baseline")
             return
-        comparison = compare_windows(before, windows, _gates(session, result, self.item),
+        comparison = compare_windows(before, windows,
+                                     _gates(session, result.served.backend,
+                                            result.served.model, self.item),
                                      seed=session.settings.seed,
                                      hardware_note=baseline.hardware_note)
         last["comparison"] = comparison_entry(comparison, baseline.label)
@@ -119,9 +121,39 @@ class ResultRecorder:
         if failed:
             self.item.stash.setdefault(GATE_FAILURES_KEY, {})[id(result.run)] = failed
 
-    def gate_failures(self, result: PerfResult) -> list[str]:
-        """The exceeded gates of ``result``'s load, taken: they are reported once."""
-        return self.item.stash.get(GATE_FAILURES_KEY, {}).pop(id(result.run), [])
+    def compare_capacity(self, search: object) -> None:
+        """Hold a capacity search against the baseline's search of the same test and
+        dimension (results.capacity_compare); a gate it fails is kept like a window's."""
+        from pytest_llmperf.results.capacity_compare import compare_capacity
+        from pytest_llmperf.session import active_session
+
+        session = active_session(self.item.config)
+        baseline = session.baseline
+        if baseline is None:
+            return
+        entry = self._entries[id(search)]
+        before = baseline.capacities.get((self.item.nodeid, entry["dimension"]))
+        if not before:
+            entry["comparison"] = {"baseline": baseline.label,
+                                   "missing": "this capacity search is not in the baseline"}
+            self._property("llmperf.capacity.compare", "not in the baseline")
+            return
+        gates = _gates(session, entry["backend"], entry["model"], self.item)
+        change = compare_capacity(before, entry,
+                                  next((g for g in gates if g.metric == entry["metric"]), None))
+        entry["comparison"] = {"baseline": baseline.label, "missing": None,
+                               "verdict": change.verdict, "failed": change.failed,
+                               "description": change.describe()}
+        self._property("llmperf.capacity.compare", change.describe())
+        if change.failed:
+            self.item.stash.setdefault(GATE_FAILURES_KEY, {})[id(search)] = [
+                f"{entry['metric']} {change.describe()} -- against {baseline.label}"]
+
+    def gate_failures(self, result: object) -> list[str]:
+        """The exceeded gates of a load (or a capacity search), taken: reported once."""
+        run = getattr(result, "run", None)
+        key = id(run) if run is not None else id(result)
+        return self.item.stash.get(GATE_FAILURES_KEY, {}).pop(key, [])
 
     def _property(self, name: str, value: object) -> None:
         # What the record_property fixture does, minus its warning under the default
@@ -129,12 +161,12 @@ class ResultRecorder:
         self.item.user_properties.append((name, value))
 
 
-def _gates(session: LLMPerfSession, result: PerfResult, item: pytest.Item) -> list[Gate]:
+def _gates(session: LLMPerfSession, backend: str, model: str, item: pytest.Item) -> list[Gate]:
     """thresholds.toml's gates for this test, replaced per metric by --llmperf-compare-fail."""
     gates: dict[str, Gate] = {}
     if session.thresholds is not None:
         for gate in session.thresholds.gates_for_test(
-                backend=result.served.backend, model=result.served.model,
+                backend=backend, model=model,
                 test=getattr(item, "originalname", item.name)):
             gates[gate.key] = gate
     for gate in session.settings.compare_fail:

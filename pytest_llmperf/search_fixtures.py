@@ -137,6 +137,7 @@ def llmperf_capacity(llmperf_server: ServedModel, llmperf_prompts: PromptSource,
         entry = capacity_entry(result, None, _slo_lines(checks))
         _chart(entry, settings, llmperf_recorder, "capacity")
         llmperf_recorder.add_search(result, entry)
+        llmperf_recorder.compare_capacity(result)
         return result
 
     return capacity
@@ -197,7 +198,9 @@ def _prober(served: ServedModel, prompts: PromptSource, settings: Settings,
         began = time.monotonic()
         result = run_load(served, prompts, shape=shape, requests=planned,
                           warmup=warmup, max_tokens=max_tokens, telemetry=telemetry,
-                          stop=lambda done: clearly_failed(checks, done, planned))
+                          stop=lambda done: clearly_failed(checks, done, planned),
+                          progress=progress, progress_label=f"capacity ({dimension}) probe "
+                                                            f"{shape.label}")
         _fail_if_server_died(served, result)
         verdicts = judge_window(result, checks, settings)
         broke = [v.describe() for v in verdicts if not v.passed]

@@ -68,6 +68,17 @@ class Baseline:
                 pooled.setdefault(key, []).extend(windows)
         return pooled
 
+    @functools.cached_property
+    def capacities(self) -> dict[tuple[str, str], list[Mapping[str, Any]]]:
+        """Their capacity searches by (node id, dimension), one per run that has it."""
+        found: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+        for document in self.documents:
+            for search in document.get("searches", []):
+                if search.get("kind") == "capacity":
+                    key = (str(search.get("nodeid")), str(search.get("dimension")))
+                    found.setdefault(key, []).append(search)
+        return found
+
 
 @dataclass(frozen=True)
 class LLMPerfSession:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pytest_llmperf.clients.base import RequestSender
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.load.closed_loop import StopRule, WindowObserver, run_closed_loop
 from pytest_llmperf.load.open_loop import run_open_loop
@@ -18,7 +20,7 @@ from pytest_llmperf.observe.server_metrics import ServerMetricsProbe
 from pytest_llmperf.results.metrics import RunMetrics, summarize
 from pytest_llmperf.results.outcome import judge
 from pytest_llmperf.results.pacing import overload
-from pytest_llmperf.results.records import LoadRun
+from pytest_llmperf.results.records import LoadRun, RequestRecord
 
 if TYPE_CHECKING:
     from pytest_llmperf.observe.telemetry import Telemetry
@@ -67,6 +69,39 @@ class PerfResult:
                 f"{self.served.description}")
 
 
+PROGRESS_EVERY_S = 15.0
+
+
+class _Counting:
+    """The window's client, counting answers for the progress line (no work per chunk)."""
+
+    def __init__(self, client: RequestSender) -> None:
+        self.client = client
+        self.done = self.tokens = self.errors = 0
+
+    async def send(self, request_id: int, prompt: str) -> RequestRecord:
+        record = await self.client.send(request_id, prompt)
+        self.done += 1
+        self.tokens += record.output_tokens
+        self.errors += record.error is not None
+        return record
+
+
+async def _tell_progress(counting: _Counting, report: Callable[[str], None], label: str,
+                         planned: str, every_s: float) -> None:
+    """``test_x 4 users: 23 of 68 requests answered (4 warm-up), 87.1 tok/s, 0 errors, 30 s``
+    every ``every_s`` seconds, so a long window is seen to move."""
+    began = last = time.monotonic()
+    tokens = 0
+    while True:
+        await asyncio.sleep(every_s)
+        now = time.monotonic()
+        rate = (counting.tokens - tokens) / (now - last)
+        last, tokens = now, counting.tokens
+        report(f"{label}: {counting.done}{planned} requests answered, {rate:.1f} tok/s, "
+               f"{counting.errors} errors, {now - began:.0f} s")
+
+
 def finish_records(run: LoadRun, served: ServedModel, max_tokens: int) -> LoadRun:
     """After the window: counts the server did not send (the model's tokenizer), then the one
     rule for what is a complete answer (:func:`pytest_llmperf.results.outcome.judge`)."""
@@ -89,12 +124,15 @@ def run_load(
     observers: Sequence[WindowObserver] = (),
     telemetry: Telemetry | None = None,
     stop: StopRule | None = None,
+    progress: Callable[[str], None] | None = None,
+    progress_label: str = "",
 ) -> PerfResult:
     """One measured window of ``shape`` (load.closed_loop or load.open_loop); ``users=N``
     is short for ``shape=LoadShape.closed(N)``.
 
     ``observers`` are told when the measured window starts and ends (telemetry samplers).
     When the engine has a Prometheus endpoint its metrics are scraped around the window too.
+    ``progress`` is told every 15 s how far the window (its warm-up included) has got.
     """
     if (shape is None) == (users is None):
         raise ValueError("give a load shape or a number of users, not both")
@@ -106,16 +144,28 @@ def run_load(
     # observers ending in reverse order, its last scrape the closest to the window's end).
     watching = [*observers, *([telemetry] if telemetry else []), *([probe] if probe else [])]
 
+    async def offer(client: RequestSender) -> LoadRun:
+        if shape.is_open:
+            return await run_open_loop(client, prompts, shape=shape, requests=requests,
+                                       duration_s=duration_s, warmup=warmup,
+                                       observers=watching, stop=stop)
+        return await run_closed_loop(client, prompts, users=shape.users or 1,
+                                     requests=requests, duration_s=duration_s, warmup=warmup,
+                                     ramp_s=shape.ramp_s, observers=watching, stop=stop)
+
     async def measure() -> LoadRun:
         async with served.client(max_tokens, timeout_s) as client:
-            if shape.is_open:
-                return await run_open_loop(client, prompts, shape=shape, requests=requests,
-                                           duration_s=duration_s, warmup=warmup,
-                                           observers=watching, stop=stop)
-            return await run_closed_loop(client, prompts, users=shape.users or 1,
-                                         requests=requests, duration_s=duration_s,
-                                         warmup=warmup, ramp_s=shape.ramp_s,
-                                         observers=watching, stop=stop)
+            if progress is None:
+                return await offer(client)
+            counting = _Counting(client)
+            planned = f" of {requests + warmup}" if requests is not None else ""
+            ticker = asyncio.create_task(_tell_progress(
+                counting, progress, progress_label or shape.label,
+                planned + (f" ({warmup} warm-up)" if warmup else ""), PROGRESS_EVERY_S))
+            try:
+                return await offer(counting)
+            finally:
+                ticker.cancel()
 
     run = finish_records(asyncio.run(measure()), served, max_tokens)
     metrics = summarize(run)

@@ -49,6 +49,10 @@ def _section(search: Mapping[str, Any]) -> list[str]:
                   f"{search['dimension']}: **{search['summary']}**. Stopped: "
                   f"{search['stop_reason']}, after {search['elapsed_s']:g} s of a "
                   f"{search['budget_s']:g} s budget.", ""]
+        comparison = search.get("comparison")
+        if comparison:
+            lines += [f"Against the baseline ({comparison['baseline']}): "
+                      f"{comparison.get('description') or comparison.get('missing')}.", ""]
         for verdict in search.get("verdicts", []):
             state = verdict.get("state", "pass")
             lines.append(f"- SLO `{verdict['check']}`: {'**FAIL**' if state == 'fail' else state}"

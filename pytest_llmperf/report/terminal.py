@@ -61,6 +61,10 @@ def capacity_lines(searches: Sequence[Mapping[str, Any]]) -> list[str]:
         boundary = f", {entry['boundary']} boundary" if entry.get("boundary") else ""
         broke = (f"; broke first: {entry['broke_first'][0].split(' -- ')[0]}"
                  if entry.get("broke_first") else "")
+        comparison = entry.get("comparison") or {}
+        against = (f"; against the baseline: "
+                   f"{comparison.get('description') or comparison.get('missing')}"
+                   if comparison else "")
         lines.append(f"{test}: {entry['summary']}{goodput}{boundary}{broke} "
-                     f"[{len(entry['rows'])} probes, {entry['elapsed_s']:g} s]")
+                     f"[{len(entry['rows'])} probes, {entry['elapsed_s']:g} s]{against}")
     return lines

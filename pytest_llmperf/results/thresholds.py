@@ -155,12 +155,11 @@ def parse_gate(text: str, origin: str) -> Gate:
         )
     metric, stat = match["metric"], match["stat"]
     _check_metric(metric, stat, text, origin)
-    if ((metric in SCALARS and metric not in COMPARABLE) or metric in CAPACITY
-            or stat in ("stdev", "min", "max")):
+    if (metric in SCALARS and metric not in COMPARABLE) or stat in ("stdev", "min", "max"):
         raise ThresholdError(
             f"{origin}: {text!r}: {metric}{'.' + stat if stat else ''} cannot be compared with "
             "a baseline; comparable: a distribution's mean, median or percentile, "
-            f"{', '.join(COMPARABLE)}, or a resource metric"
+            f"{', '.join(COMPARABLE)}, a resource metric or a capacity search's result"
         )
     unit = metric_info(metric).unit
     given, amount = match["unit"], float(match["amount"])

@@ -17,6 +17,9 @@ import pytest
 
 from tests.fakes.stub_process import running_stub
 
+# About two minutes in all: run on purpose (`pytest -m slow`, as CI does).
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 LINEAR = ("--token-ms", "4", "--per-stream-ms", "4", "--first-ms", "5", "--jitter", "0")
 
@@ -34,6 +37,8 @@ def suite(tmp_path: Path) -> Path:
     (tmp_path / "thresholds.toml").write_text(
         '[defaults]\nslo = ["tpot_ms.p95 < 38", "error_rate <= 0"]\n'
         '[tests.test_capacity_users]\nslo = ["capacity_max_concurrency >= 9"]\n')
+    (tmp_path / "no-capacity-slo.toml").write_text(
+        '[defaults]\nslo = ["tpot_ms.p95 < 38", "error_rate <= 0"]\n')
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     return tmp_path
 
@@ -111,3 +116,25 @@ def test_the_rate_search_brackets_the_known_rate_boundary(suite: Path) -> None:
     assert low < truth * 1.03 and high > truth * 0.97, props["llmperf.capacity.summary"]
     assert high / low <= 1.1 + 1e-9
     assert float(props["llmperf.capacity.goodput"]) > 0
+
+
+def test_a_capacity_lost_against_the_baseline_fails_its_gate(suite: Path) -> None:
+    with running_stub(*LINEAR) as url:
+        saved = run(suite, url, "perf/test_capacity.py::test_capacity_users",
+                    "--llmperf-capacity-budget=200", "--llmperf-save=before")
+    assert saved.returncode == 0, saved.stdout + saved.stderr
+    # 6 ms more per other stream: TPOT = 4 + 6 (n - 1) < 38 holds to 6 users, not 9.
+    slower = ("--token-ms", "4", "--per-stream-ms", "6", "--first-ms", "5", "--jitter", "0")
+    with running_stub(*slower) as url:
+        done = run(suite, url, "perf/test_capacity.py::test_capacity_users",
+                   "--llmperf-capacity-budget=200", "--llmperf-compare=before",
+                   "--llmperf-compare-fail=capacity_max_concurrency:10%",
+                   "--thresholds", str(suite / "no-capacity-slo.toml"))
+    assert done.returncode == 1, done.stdout + done.stderr
+    line = properties(suite)["llmperf.capacity.compare"]
+    assert line.startswith("9 -> 6 users (-33.3 %): regressed: 7 users failed 2 of 2; "
+                           "the baseline held 9"), line
+    assert line.endswith("[gate capacity_max_concurrency:10%: FAILED]")
+    assert "capacity_max_concurrency 9 -> 6 users" in done.stdout
+    assert "Against the baseline (0001_before.json): 9 -> 6 users" in (
+        suite / "report.md").read_text()

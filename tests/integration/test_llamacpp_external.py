@@ -77,7 +77,8 @@ def test_suite_passes_against_an_external_llama_server(
     suite_copy: Path, llama_server: Path
 ) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "perf", "--llamacpp-bin", str(llama_server), *FAST,
+        [sys.executable, "-m", "pytest", "perf/test_latency.py", "perf/test_concurrency.py",
+         "--llamacpp-bin", str(llama_server), *FAST,
          "--llmperf-report=report.md"],
         cwd=suite_copy, capture_output=True, text=True, timeout=300, check=False, env=_env(),
     )

@@ -25,6 +25,9 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = ["--llmperf-requests=4", "--llmperf-warmup=1", "-p", "no:cacheprovider"]
+# The suite's fixed-size tests; its rate, sweep and capacity tests take minutes by design
+# (they are exercised by the perf run itself and against the stub).
+QUICK = ["perf/test_latency.py", "perf/test_concurrency.py"]
 
 
 @pytest.fixture
@@ -49,7 +52,7 @@ def test_one_impossible_threshold_fails_exactly_that_test(suite_copy: Path) -> N
         '[defaults]\nslo = ["error_rate <= 0.01", "ttft_ms.p95 < 60000", "tpot_ms.p95 < 5000"]\n'
         '\n[tests.test_single_user_latency]\nslo = ["tpot_ms.p95 < 1"]\n')
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "perf", *FAST, "--llmperf-report=report.md",
+        [sys.executable, "-m", "pytest", *QUICK, *FAST, "--llmperf-report=report.md",
          "--junitxml=junit.xml"],
         cwd=suite_copy, capture_output=True, text=True, timeout=300, check=False,
     )
@@ -72,7 +75,7 @@ def test_one_impossible_threshold_fails_exactly_that_test(suite_copy: Path) -> N
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupted_session_leaves_no_engine(suite_copy: Path, sig: signal.Signals) -> None:
     session = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "perf", "--llmperf-requests=500", "-p",
+        [sys.executable, "-m", "pytest", *QUICK, "--llmperf-requests=500", "-p",
          "no:cacheprovider"],
         cwd=suite_copy, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -101,7 +104,7 @@ def test_attach_to_a_running_openai_compatible_server(suite_copy: Path) -> None:
     settings = resolve_settings({}, {}, {}, suite_copy)
     with get_backend("llamacpp").serve(settings, SMOLLM2, suite_copy / "engine") as served:
         done = subprocess.run(
-            [sys.executable, "-m", "pytest", "perf", *FAST, "--backend", "openai",
+            [sys.executable, "-m", "pytest", *QUICK, *FAST, "--backend", "openai",
              "--base-url", served.endpoint.base_url, "--model", served.endpoint.model,
              "--api-key-env", "LLMPERF_TEST_KEY", "--llmperf-report=report.md",
              "--junitxml=junit.xml"],

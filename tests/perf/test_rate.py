@@ -3,8 +3,8 @@ at that traffic, and whether the server sustains it at all.
 
 One test per --llmperf-rate value (default 0.5 req/s), with --llmperf-arrivals,
 --llmperf-burstiness and --llmperf-max-concurrency shaping the arrivals.  The window is sized
-in time, as the rate sets the count: --llmperf-duration seconds of arrivals, 60 by default
-(30 requests at 0.5 req/s; 3000 at 50).  A rate the server cannot sustain fails as
+in time, as the rate sets the count: --llmperf-duration seconds of arrivals, 40 by default
+(20 requests at 0.5 req/s; 2000 at 50).  A rate the server cannot sustain fails as
 overloaded, with the rate it did sustain.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-WINDOW_S = 60.0
+WINDOW_S = 40.0
 
 
 def test_request_rate(llmperf_target: Any, llmperf_rate: float, llmperf_load: Any,
