@@ -40,7 +40,8 @@ _CHART_SLOS = ("ttft_ms.p95", "tpot_ms.p95", "decode_tokens_per_s.mean")
 class SweepFunction(Protocol):
     def __call__(self, *, users: Sequence[int] | None = None,
                  rates: Sequence[float] | None = None,
-                 shapes: Sequence[LoadShape] | None = None, requests: int | None = None,
+                 shapes: Sequence[LoadShape] | None = None,
+                 requests: int | Sequence[int] | None = None,
                  duration_s: float | None = None,
                  max_tokens: int | None = None) -> SweepResult: ...
 
@@ -74,8 +75,10 @@ def llmperf_sweep(llmperf_load: LoadFunction, llmperf_settings: Settings,
     from pytest_llmperf.report.entry import sweep_entry
 
     def sweep(*, users: Sequence[int] | None = None, rates: Sequence[float] | None = None,
-              shapes: Sequence[LoadShape] | None = None, requests: int | None = None,
-              duration_s: float | None = None, max_tokens: int | None = None) -> SweepResult:
+              shapes: Sequence[LoadShape] | None = None,
+              requests: int | Sequence[int] | None = None, duration_s: float | None = None,
+              max_tokens: int | None = None) -> SweepResult:
+        """``requests``: one count for every point, or one per point."""
         if sum(x is not None for x in (users, rates, shapes)) != 1:
             raise TypeError("llmperf_sweep takes one of users=, rates= or shapes=")
         chosen = (list(shapes) if shapes is not None
@@ -83,10 +86,16 @@ def llmperf_sweep(llmperf_load: LoadFunction, llmperf_settings: Settings,
                   else [llmperf_settings.open_shape(r) for r in rates or ()])
         if not chosen:
             raise ValueError("llmperf_sweep needs at least one load")
+        counts = (list(requests) if isinstance(requests, Sequence)
+                  else [requests] * len(chosen))
+        if len(counts) != len(chosen):
+            raise ValueError(f"llmperf_sweep got {len(counts)} request counts for "
+                             f"{len(chosen)} loads")
         dimension = "rate" if chosen[0].is_open else "users"
         first_call = llmperf_recorder.calls + 1
-        points = tuple(llmperf_load(shape=shape, requests=requests, duration_s=duration_s,
-                                    max_tokens=max_tokens) for shape in chosen)
+        points = tuple(llmperf_load(shape=shape, requests=count, duration_s=duration_s,
+                                    max_tokens=max_tokens)
+                       for shape, count in zip(chosen, counts, strict=True))
         result = SweepResult(dimension, points)
         entry = sweep_entry(result, None, list(range(first_call, llmperf_recorder.calls + 1)),
                             _slo_lines(test_checks(request, llmperf_server)))

@@ -89,7 +89,7 @@ class _Counting:
 
 async def _tell_progress(counting: _Counting, report: Callable[[str], None], label: str,
                          planned: str, every_s: float) -> None:
-    """``test_x 4 users: 23 of 68 requests answered (4 warm-up), 87.1 tok/s, 0 errors, 30 s``
+    """``test_x 4 users: 23 of 68 requests answered (4 warm-up), 87.1 tok/s, 0 failed, 30 s``
     every ``every_s`` seconds, so a long window is seen to move."""
     began = last = time.monotonic()
     tokens = 0
@@ -98,8 +98,8 @@ async def _tell_progress(counting: _Counting, report: Callable[[str], None], lab
         now = time.monotonic()
         rate = (counting.tokens - tokens) / (now - last)
         last, tokens = now, counting.tokens
-        report(f"{label}: {counting.done}{planned} requests answered, {rate:.1f} tok/s, "
-               f"{counting.errors} errors, {now - began:.0f} s")
+        report(f"{label}: {counting.done}{planned}, {rate:.1f} tok/s, {counting.errors} failed, "
+               f"{now - began:.0f} s")
 
 
 def finish_records(run: LoadRun, served: ServedModel, max_tokens: int) -> LoadRun:
@@ -158,10 +158,10 @@ def run_load(
             if progress is None:
                 return await offer(client)
             counting = _Counting(client)
-            planned = f" of {requests + warmup}" if requests is not None else ""
+            planned = (f" of {requests + warmup}" if requests is not None else "")
+            planned += " requests answered" + (f" ({warmup} warm-up)" if warmup else "")
             ticker = asyncio.create_task(_tell_progress(
-                counting, progress, progress_label or shape.label,
-                planned + (f" ({warmup} warm-up)" if warmup else ""), PROGRESS_EVERY_S))
+                counting, progress, progress_label or shape.label, planned, PROGRESS_EVERY_S))
             try:
                 return await offer(counting)
             finally:
