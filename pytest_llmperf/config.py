@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from pytest_llmperf.options import BACKENDS, OPTIONS, Option
 
 if TYPE_CHECKING:
-    from pytest_llmperf.load.shapes import LoadShape
     from pytest_llmperf.results.thresholds import Gate
 
 __all__ = ["BACKENDS", "OPTIONS", "Option", "SettingError", "Settings", "resolve_settings"]
@@ -78,20 +77,6 @@ class Settings:
     require_gpu: bool = False
     # setting name -> where its value came from, e.g. "--backend (command line)"
     sources: Mapping[str, str] = field(default_factory=dict)
-
-    def closed_shape(self, users: int) -> LoadShape:
-        """A closed loop of ``users`` with this run's ramp."""
-        from pytest_llmperf.load.shapes import LoadShape
-
-        return LoadShape.closed(users, ramp_s=self.ramp)
-
-    def open_shape(self, rate: float) -> LoadShape:
-        """An open loop at ``rate`` with this run's arrivals, burstiness, cap and seed."""
-        from pytest_llmperf.load.shapes import LoadShape
-
-        return LoadShape.open(rate, arrivals=self.arrivals,  # type: ignore[arg-type]
-                              burstiness=self.burstiness,
-                              max_concurrency=self.max_concurrency, seed=self.seed)
 
     def api_key(self) -> str | None:
         """The key itself, read when needed so that it lives in no record or report."""

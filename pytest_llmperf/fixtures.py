@@ -189,13 +189,15 @@ def _shape(settings: Settings, *, users: int | None, rate: float | None,
            shape: LoadShape | None) -> LoadShape:
     """The one load a call asked for: ``users`` (with --llmperf-ramp), ``rate`` (with the
     run's arrivals, burstiness and cap) or a whole ``shape``; one user when none is given."""
+    from pytest_llmperf.load.shapes import closed_shape, open_shape
+
     if sum(x is not None for x in (users, rate, shape)) > 1:
         raise TypeError("llmperf_load takes one of users=, rate= or shape=")
     if shape is not None:
         return shape
     if rate is not None:
-        return settings.open_shape(rate)
-    return settings.closed_shape(users or 1)
+        return open_shape(settings, rate)
+    return closed_shape(settings, users or 1)
 
 
 def _fail_if_server_died(served: ServedModel, result: PerfResult) -> None:

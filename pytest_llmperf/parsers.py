@@ -79,57 +79,44 @@ def gpu_sets(value: str) -> tuple[tuple[int, ...], ...]:
     return tuple(sets)
 
 
-def seconds(value: str) -> float:
+def _number(value: str, accept: Callable[[float], bool], not_a_number: str,
+            out_of_range: str) -> float:
+    """``value`` as a float that ``accept`` takes; else ValueError with the message."""
     try:
         number = float(value)
     except ValueError:
-        raise ValueError("expected a number of seconds") from None
-    if not 0 < number < 86400:
-        raise ValueError("expected a number of seconds greater than 0")
+        raise ValueError(not_a_number) from None
+    if not accept(number):
+        raise ValueError(out_of_range)
     return number
+
+
+def seconds(value: str) -> float:
+    return _number(value, lambda n: 0 < n < 86400, "expected a number of seconds",
+                   "expected a number of seconds greater than 0")
+
+
+def seconds_or_zero(value: str) -> float:
+    return _number(value, lambda n: 0 <= n < 86400, "expected a number of seconds",
+                   "expected a number of seconds, 0 or more")
 
 
 def rate(value: str) -> float:
     """Requests per second: a number > 0, or ``inf`` (every request at once)."""
     if value.strip().lower() in ("inf", "infinity"):
         return math.inf
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError("expected requests per second: a number > 0, or inf") from None
-    if not (number > 0 and math.isfinite(number)):
-        raise ValueError("expected requests per second: a number > 0, or inf")
-    return number
+    expected = "expected requests per second: a number > 0, or inf"
+    return _number(value, lambda n: n > 0 and math.isfinite(n), expected, expected)
 
 
 def positive_number(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError("expected a number greater than 0") from None
-    if not (number > 0 and math.isfinite(number)):
-        raise ValueError("expected a number greater than 0")
-    return number
-
-
-def seconds_or_zero(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError("expected a number of seconds") from None
-    if not 0 <= number < 86400:
-        raise ValueError("expected a number of seconds, 0 or more")
-    return number
+    expected = "expected a number greater than 0"
+    return _number(value, lambda n: n > 0 and math.isfinite(n), expected, expected)
 
 
 def fraction(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError("expected a number between 0 and 1") from None
-    if not 0 < number <= 1:
-        raise ValueError("expected a number greater than 0 and at most 1")
-    return number
+    return _number(value, lambda n: 0 < n <= 1, "expected a number between 0 and 1",
+                   "expected a number greater than 0 and at most 1")
 
 
 def engine_args(value: str) -> Mapping[str, tuple[str, ...]]:

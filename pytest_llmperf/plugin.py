@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from pytest_llmperf.config import OPTIONS
+from pytest_llmperf.load.shapes import closed_shape, open_shape
 from pytest_llmperf.reporter import LLMPerfReporter
 from pytest_llmperf.session import (
     GATE_FAILURES_KEY,
@@ -95,10 +96,10 @@ def _parametrize_loads(metafunc: pytest.Metafunc) -> None:
         return  # the error stops pytest once collection ends
     if "llmperf_users" in wanted:
         metafunc.parametrize("llmperf_users", [
-            pytest.param(n, id=settings.closed_shape(n).id) for n in settings.users])
+            pytest.param(n, id=closed_shape(settings, n).id) for n in settings.users])
     if "llmperf_rate" in wanted:
         metafunc.parametrize("llmperf_rate", [
-            pytest.param(r, id=settings.open_shape(r).id) for r in settings.rate])
+            pytest.param(r, id=open_shape(settings, r).id) for r in settings.rate])
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 import pytest
 
 from pytest_llmperf.fixtures import LoadFunction, _png_name, _terminal_progress
+from pytest_llmperf.load.shapes import closed_shape, open_shape
 from pytest_llmperf.recorder import ResultRecorder
 
 if TYPE_CHECKING:
@@ -82,8 +83,8 @@ def llmperf_sweep(llmperf_load: LoadFunction, llmperf_settings: Settings,
         if sum(x is not None for x in (users, rates, shapes)) != 1:
             raise TypeError("llmperf_sweep takes one of users=, rates= or shapes=")
         chosen = (list(shapes) if shapes is not None
-                  else [llmperf_settings.closed_shape(n) for n in users] if users is not None
-                  else [llmperf_settings.open_shape(r) for r in rates or ()])
+                  else [closed_shape(llmperf_settings, n) for n in users] if users is not None
+                  else [open_shape(llmperf_settings, r) for r in rates or ()])
         if not chosen:
             raise ValueError("llmperf_sweep needs at least one load")
         counts = (list(requests) if isinstance(requests, Sequence)
@@ -124,8 +125,8 @@ def llmperf_capacity(llmperf_server: ServedModel, llmperf_prompts: PromptSource,
         if dimension not in ("users", "rate"):
             raise ValueError(f"llmperf_capacity searches users or rate, not {dimension!r}")
         settings = llmperf_settings
-        base = shape or (settings.closed_shape(1) if dimension == "users"
-                         else settings.open_shape(1.0))
+        base = shape or (closed_shape(settings, 1) if dimension == "users"
+                         else open_shape(settings, 1.0))
         if base.is_open != (dimension == "rate"):
             raise ValueError(f"a {dimension} search needs a "
                              f"{'open' if dimension == 'rate' else 'closed'}-loop shape")

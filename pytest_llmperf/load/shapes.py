@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-__all__ = ["ARRIVALS", "LoadShape", "arrival_offsets"]
+if TYPE_CHECKING:
+    from pytest_llmperf.config import Settings
+
+__all__ = ["ARRIVALS", "LoadShape", "arrival_offsets", "closed_shape", "open_shape"]
 
 Arrivals = Literal["constant", "poisson", "gamma"]
 ARRIVALS: tuple[str, ...] = ("constant", "poisson", "gamma")
@@ -117,6 +120,20 @@ class LoadShape:
         return {"shape": "open_loop", "rate": _json_rate(self.rate), "arrivals": self.arrivals,
                 "burstiness": self.burstiness, "max_concurrency": self.max_concurrency,
                 "seed": self.seed}
+
+
+def closed_shape(settings: Settings, users: int) -> LoadShape:
+    """A closed loop of ``users`` with the run's --llmperf-ramp."""
+    return LoadShape.closed(users, ramp_s=settings.ramp)
+
+
+def open_shape(settings: Settings, rate: float) -> LoadShape:
+    """An open loop at ``rate`` with the run's arrivals, burstiness, cap and seed."""
+    arrivals: Arrivals | None = None
+    if settings.arrivals in ARRIVALS:
+        arrivals = settings.arrivals  # type: ignore[assignment]
+    return LoadShape.open(rate, arrivals=arrivals, burstiness=settings.burstiness,
+                          max_concurrency=settings.max_concurrency, seed=settings.seed)
 
 
 def _json_rate(rate: float | None) -> float | str | None:

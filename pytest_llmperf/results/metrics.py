@@ -137,13 +137,9 @@ RESOURCES: Mapping[str, MetricInfo] = MappingProxyType(
 # SLOs (``capacity_max_concurrency >= 8``); no measured window has them.
 CAPACITY: Mapping[str, MetricInfo] = MappingProxyType(
     {
-        "capacity_max_concurrency": MetricInfo(
-            "users", True, "most concurrent users at which every SLO of the test held"),
-        "capacity_max_rate": MetricInfo(
-            "req/s", True, "highest request rate at which every SLO of the test held"),
-        "capacity_goodput": MetricInfo(
-            "req/s", True, "goodput of the capacity point: requests meeting every "
-                           "per-request SLO / measured window"),
+        "capacity_max_concurrency": MetricInfo("users", True, "most users every SLO held at"),
+        "capacity_max_rate": MetricInfo("req/s", True, "highest rate every SLO held at"),
+        "capacity_goodput": MetricInfo("req/s", True, "goodput at the capacity (probe.goodput)"),
     }
 )
 

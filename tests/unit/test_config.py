@@ -528,13 +528,15 @@ def test_settings_are_immutable(tmp_path: Path) -> None:
 
 
 def test_load_options_parse_lists_rates_and_seconds(tmp_path: Path) -> None:
+    from pytest_llmperf.load.shapes import closed_shape, open_shape
+
     settings = resolve(tmp_path, cli={"users": "1, 4,16", "rate": "0.5,inf", "ramp": "10",
                                       "burstiness": "0.5", "duration": "30"})
     assert settings.users == (1, 4, 16)
     assert settings.rate == (0.5, float("inf"))
     assert (settings.ramp, settings.burstiness, settings.duration) == (10.0, 0.5, 30.0)
-    assert settings.open_shape(0.5).label == "0.5 req/s gamma (burstiness 0.5)"
-    assert settings.closed_shape(4).label == "4 users, 10 s ramp"
+    assert open_shape(settings, 0.5).label == "0.5 req/s gamma (burstiness 0.5)"
+    assert closed_shape(settings, 4).label == "4 users, 10 s ramp"
 
 
 @pytest.mark.parametrize(("name", "value", "expected"), [
