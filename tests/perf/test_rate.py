@@ -4,12 +4,13 @@ at that traffic, and whether the server sustains it at all.
 One test per --llmperf-rate value (default 0.5 req/s), with --llmperf-arrivals,
 --llmperf-burstiness and --llmperf-max-concurrency shaping the arrivals.  The window is sized
 in time, as the rate sets the count: --llmperf-duration seconds of arrivals, 40 by default
-(20 requests at 0.5 req/s; 2000 at 50).  A rate the server cannot sustain fails as
-overloaded, with the rate it did sustain.
+(20 requests at 0.5 req/s; 2000 at 50); ``inf`` sends --llmperf-requests at once.  A rate
+the server cannot sustain fails as overloaded, with the rate it did sustain.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 WINDOW_S = 40.0
@@ -17,5 +18,9 @@ WINDOW_S = 40.0
 
 def test_request_rate(llmperf_target: Any, llmperf_rate: float, llmperf_load: Any,
                       llmperf_slo: Any, llmperf_settings: Any) -> None:
-    result = llmperf_load(rate=llmperf_rate, duration_s=llmperf_settings.duration or WINDOW_S)
+    if math.isinf(llmperf_rate):  # all at once: a burst of --llmperf-requests, not a duration
+        result = llmperf_load(rate=llmperf_rate, requests=llmperf_settings.requests)
+    else:
+        result = llmperf_load(rate=llmperf_rate,
+                              duration_s=llmperf_settings.duration or WINDOW_S)
     llmperf_slo.check(result)
