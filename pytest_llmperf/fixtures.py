@@ -113,9 +113,9 @@ def llmperf_telemetry(
 def llmperf_prompts(llmperf_server: ServedModel, llmperf_settings: Settings) -> PromptSource:
     """Never-repeating prompts, one source per served model (no cache hits across tests) with
     a fresh salt per run (none across runs either)."""
-    from pytest_llmperf.load.prompts import PromptSource
+    from pytest_llmperf.load.prompts import BuiltinPrompts
 
-    return PromptSource(seed=llmperf_settings.seed)
+    return BuiltinPrompts(seed=llmperf_settings.seed)
 
 
 @pytest.fixture

@@ -2,13 +2,50 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from pytest_llmperf.results.records import RequestRecord
 
-__all__ = ["ERROR_TEXT_LIMIT", "RequestSender", "TokenCounter", "short"]
+__all__ = ["ERROR_TEXT_LIMIT", "Prompt", "RequestSender", "TokenCounter", "Tokenizer",
+           "Turn", "as_prompt", "short"]
 
 ERROR_TEXT_LIMIT = 300
+
+Turn = tuple[str, str]  # (role, content) of one earlier message of a chat
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One request's input, as a prompt source hands it out.
+
+    ``text`` is the user's message (the newest turn of a chat); ``history`` the turns before
+    it, for multi-turn chats.  ``output_tokens`` is this request's answer length (its
+    max_tokens, forced where the engine can), None for the run's.  ``cache`` True lets this
+    request be served from the prefix cache where the engine switches it per request
+    (llama.cpp), for the tests about caching; None keeps the run's setting.
+    ``input_tokens`` is the user text's length by the model's tokenizer when the source made
+    it exact (the chat template adds a fixed overhead around it).
+    """
+
+    text: str
+    history: tuple[Turn, ...] = ()
+    output_tokens: int | None = None
+    cache: bool | None = None
+    input_tokens: int | None = None
+
+    def messages(self) -> list[dict[str, str]]:
+        """The chat messages of this request, oldest first."""
+        return [*({"role": role, "content": content} for role, content in self.history),
+                {"role": "user", "content": self.text}]
+
+    def flat_text(self) -> str:
+        """The whole conversation as one text, for a text-completions API."""
+        return "\n\n".join([*(content for _, content in self.history), self.text])
+
+    def max_tokens(self, default: int) -> int:
+        return self.output_tokens if self.output_tokens is not None else default
 
 
 class RequestSender(Protocol):
@@ -18,7 +55,7 @@ class RequestSender(Protocol):
     are; a load generator calls ``send`` from many tasks at once.
     """
 
-    async def send(self, request_id: int, prompt: str) -> RequestRecord: ...
+    async def send(self, request_id: int, prompt: Prompt) -> RequestRecord: ...
 
 
 class TokenCounter(Protocol):
@@ -33,9 +70,25 @@ class TokenCounter(Protocol):
         generated, so such counts are marked approximate)."""
         ...
 
-    def count_prompt(self, prompt: str) -> int:
-        """Tokens of a user prompt as the server saw it: inside the model's chat template."""
+    def count_prompt(self, prompt: str, history: Sequence[Turn] = ()) -> int:
+        """Tokens of a user prompt (after ``history``) as the server saw it: inside the
+        model's chat template."""
         ...
+
+
+class Tokenizer(Protocol):
+    """The served model's tokenizer as ids, for prompt sources that make exact lengths."""
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` with no special tokens and no chat template."""
+        ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+
+def as_prompt(prompt: Prompt | str) -> Prompt:
+    """A plain string is a one-turn prompt with the run's answer length."""
+    return prompt if isinstance(prompt, Prompt) else Prompt(prompt)
 
 
 def short(text: str) -> str:

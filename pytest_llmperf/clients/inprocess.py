@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
+from pytest_llmperf.clients.base import Prompt, Turn, as_prompt
 from pytest_llmperf.results.records import RequestRecord, TokenSource
 
 __all__ = ["EndEvent", "InProcessClient", "InProcessEngine", "InProcessRequest", "RequestEvent",
@@ -61,6 +62,7 @@ class InProcessRequest:
     max_tokens: int
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue[RequestEvent]
+    history: tuple[Turn, ...] = ()  # earlier chat turns before ``prompt``
     abandoned: bool = False  # the sender gave up (timeout, cancelled, loop closed)
     generated: int = 0  # tokens emitted so far
     done: bool = False  # the end event has been emitted
@@ -119,10 +121,12 @@ class InProcessClient:
     ) -> None:
         return None
 
-    async def send(self, request_id: int, prompt: str) -> RequestRecord:
+    async def send(self, request_id: int, prompt: Prompt | str) -> RequestRecord:
+        prompt = as_prompt(prompt)
+        max_tokens = prompt.max_tokens(self.max_tokens)
         send_ns = time.perf_counter_ns()
-        request = InProcessRequest(prompt, self.max_tokens, asyncio.get_running_loop(),
-                                   asyncio.Queue())
+        request = InProcessRequest(prompt.text, max_tokens, asyncio.get_running_loop(),
+                                   asyncio.Queue(), history=prompt.history)
         chunks: list[int] = []
         self.engine.submit(request)
         try:
@@ -146,6 +150,8 @@ class InProcessClient:
             input_token_source=TokenSource.ENGINE if end.input_tokens is not None else None,
             finish_reason=end.finish_reason,
             error=error,
+            max_tokens=max_tokens,
+            dataset_input_tokens=prompt.input_tokens,
         )
 
 

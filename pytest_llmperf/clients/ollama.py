@@ -15,6 +15,7 @@ Ollama has no ``ignore_eos``/``min_tokens``: ``num_predict`` only caps the answe
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from typing import Any
 
 import aiohttp
 
+from pytest_llmperf.clients.base import Prompt, as_prompt
 from pytest_llmperf.clients.base import short as _short
 from pytest_llmperf.clients.http import HttpClient, ResendFailed
 from pytest_llmperf.results.records import RequestRecord, TokenSource
@@ -31,12 +33,14 @@ __all__ = ["NDJSONLines", "OllamaClient", "build_chat_payload", "server_timings"
 _NS_PER_MS = 1e6
 
 
-def build_chat_payload(model: str, prompt: str, max_tokens: int) -> dict[str, Any]:
+def build_chat_payload(model: str, prompt: Prompt | str, max_tokens: int) -> dict[str, Any]:
+    """The ``/api/chat`` body; a prompt with its own answer length overrides ``max_tokens``."""
+    prompt = as_prompt(prompt)
     return {
         "model": model,
-        "messages": [{"role": "user", "content": prompt}],
+        "messages": prompt.messages(),
         "stream": True,
-        "options": {"num_predict": max_tokens},
+        "options": {"num_predict": prompt.max_tokens(max_tokens)},
     }
 
 
@@ -187,8 +191,9 @@ class OllamaClient(HttpClient):
         self.model = model
         self.max_tokens = max_tokens
 
-    async def send(self, request_id: int, prompt: str) -> RequestRecord:
+    async def send(self, request_id: int, prompt: Prompt | str) -> RequestRecord:
         """Send one request and stream its answer to the end; errors become the record's."""
+        prompt = as_prompt(prompt)
         body = json.dumps(build_chat_payload(self.model, prompt, self.max_tokens)).encode()
         answer = _Answer()
         send_ns = time.perf_counter_ns()
@@ -201,7 +206,9 @@ class OllamaClient(HttpClient):
             answer.fail(str(exc))
         except aiohttp.ClientError as exc:
             answer.fail(f"{type(exc).__name__}: {exc}")
-        return answer.record(request_id, send_ns)
+        return dataclasses.replace(answer.record(request_id, send_ns),
+                                   max_tokens=prompt.max_tokens(self.max_tokens),
+                                   dataset_input_tokens=prompt.input_tokens)
 
     async def _exchange(self, body: bytes, answer: _Answer) -> tuple[int, bool]:
         """POST ``body`` and read the answer into ``answer``; returns when it was sent and

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import aiohttp
 
-from pytest_llmperf.clients.base import short
+from pytest_llmperf.clients.base import Prompt, as_prompt, short
 from pytest_llmperf.clients.http import HttpClient, ResendFailed
 from pytest_llmperf.clients.sse import SSEEvent, SSEParser
 from pytest_llmperf.results.records import RequestRecord, TokenSource
@@ -46,6 +46,9 @@ class Endpoint:
     # request's own max_tokens.
     ignore_eos: bool = False
     min_tokens_field: str | None = None
+    # The request field that switches the prefix cache per request (llama.cpp
+    # "cache_prompt"); None where only the server's own setting decides.
+    cache_field: str | None = None
 
     @property
     def url(self) -> str:
@@ -53,8 +56,11 @@ class Endpoint:
         return f"{self.base_url.rstrip('/')}/{path}"
 
 
-def build_payload(endpoint: Endpoint, prompt: str, max_tokens: int) -> dict[str, Any]:
-    """The request body; the forced-length fields follow this request's ``max_tokens``."""
+def build_payload(endpoint: Endpoint, prompt: Prompt | str, max_tokens: int) -> dict[str, Any]:
+    """The request body.  ``max_tokens`` is the run's; a prompt with its own answer length
+    overrides it, and the forced-length fields follow the length this request asks for."""
+    prompt = as_prompt(prompt)
+    max_tokens = prompt.max_tokens(max_tokens)
     payload: dict[str, Any] = {
         "model": endpoint.model,
         "max_tokens": max_tokens,
@@ -62,10 +68,12 @@ def build_payload(endpoint: Endpoint, prompt: str, max_tokens: int) -> dict[str,
         "stream_options": {"include_usage": True},
     }
     if endpoint.api == "chat":
-        payload["messages"] = [{"role": "user", "content": prompt}]
+        payload["messages"] = prompt.messages()
     else:
-        payload["prompt"] = prompt
+        payload["prompt"] = prompt.flat_text()
     payload.update(endpoint.extra_body)
+    if prompt.cache is not None and endpoint.cache_field:
+        payload[endpoint.cache_field] = prompt.cache
     if endpoint.ignore_eos:
         payload["ignore_eos"] = True
         if endpoint.min_tokens_field:
@@ -143,8 +151,9 @@ class StreamingClient(HttpClient):
         self.endpoint = endpoint
         self.max_tokens = max_tokens
 
-    async def send(self, request_id: int, prompt: str) -> RequestRecord:
+    async def send(self, request_id: int, prompt: Prompt | str) -> RequestRecord:
         """Send one request and stream its answer to the end; errors become the record's."""
+        prompt = as_prompt(prompt)
         body = json.dumps(build_payload(self.endpoint, prompt, self.max_tokens)).encode()
         send_ns = time.perf_counter_ns()
         stream = _Stream()
@@ -158,7 +167,7 @@ class StreamingClient(HttpClient):
             stream.error = f"{type(exc).__name__}: {exc}"
         except UnicodeDecodeError:  # the stream ended inside a multi-byte character
             stream.error = "stream ended inside a UTF-8 character"
-        return _record(request_id, prompt, send_ns, stream)
+        return _record(request_id, prompt, prompt.max_tokens(self.max_tokens), send_ns, stream)
 
     async def _exchange(self, body: bytes, stream: _Stream) -> tuple[int, bool]:
         """POST ``body`` and read the answer into ``stream``; returns when it was sent and
@@ -178,7 +187,8 @@ class StreamingClient(HttpClient):
         return send_ns, resent
 
 
-def _record(request_id: int, prompt: str, send_ns: int, stream: _Stream) -> RequestRecord:
+def _record(request_id: int, prompt: Prompt, max_tokens: int, send_ns: int,
+            stream: _Stream) -> RequestRecord:
     error = stream.error
     if error is None and not stream.done and stream.finish_reason is None:
         error = "stream ended before the server finished the answer"
@@ -192,7 +202,7 @@ def _record(request_id: int, prompt: str, send_ns: int, stream: _Stream) -> Requ
     if usage.get("prompt_tokens") is not None:
         input_tokens, input_source = int(usage["prompt_tokens"]), TokenSource.USAGE
     elif error is None:
-        prompt_text = prompt
+        prompt_text = prompt.text
     return RequestRecord(
         request_id=request_id,
         send_ns=send_ns,
@@ -207,5 +217,22 @@ def _record(request_id: int, prompt: str, send_ns: int, stream: _Stream) -> Requ
         server_timings=dict(stream.timings or {}),
         output_text=output_text,
         prompt_text=prompt_text,
+        prompt_history=prompt.history if prompt_text is not None else (),
         resent=stream.resent,
+        max_tokens=max_tokens,
+        cached_tokens=cached_tokens(usage, stream.timings or {}),
+        dataset_input_tokens=prompt.input_tokens,
     )
+
+
+def cached_tokens(usage: Mapping[str, Any], timings: Mapping[str, Any]) -> int | None:
+    """Prompt tokens the server answered from its prefix cache, where it says: OpenAI's
+    ``usage.prompt_tokens_details.cached_tokens`` (vLLM, SGLang) or llama.cpp's
+    ``timings.cache_n``; None when it does not."""
+    details = usage.get("prompt_tokens_details")
+    if isinstance(details, Mapping) and isinstance(details.get("cached_tokens"), int):
+        return int(details["cached_tokens"])
+    cache_n = timings.get("cache_n")
+    if isinstance(cache_n, (int, float)) and not isinstance(cache_n, bool):
+        return int(cache_n)
+    return None

@@ -14,11 +14,13 @@ import importlib.util
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import requests
 
+from pytest_llmperf.clients.base import Prompt, Turn
 from pytest_llmperf.clients.openai import Endpoint
 from pytest_llmperf.config import Settings
 from pytest_llmperf.engines.base import ServedModel
@@ -46,10 +48,19 @@ class LlamaCppTokenizer:
     def count_text(self, text: str) -> int:
         return self._tokens(text, add_special=False)
 
-    def count_prompt(self, prompt: str) -> int:
-        messages = [{"role": "user", "content": prompt}]
-        templated = self._post("/apply-template", {"messages": messages})["prompt"]
-        return self._tokens(str(templated), add_special=True)
+    def count_prompt(self, prompt: str, history: Sequence[Turn] = ()) -> int:
+        return self._tokens(self.templated(Prompt(prompt, tuple(history))), add_special=True)
+
+    def templated(self, prompt: Prompt) -> str:
+        """The text the server makes of ``prompt``'s messages with the model's chat template."""
+        return str(self._post("/apply-template", {"messages": prompt.messages()})["prompt"])
+
+    def encode(self, text: str) -> list[int]:
+        answer = self._post("/tokenize", {"content": text, "add_special": False})
+        return [int(token) for token in answer["tokens"]]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return str(self._post("/detokenize", {"tokens": list(ids)})["content"])
 
     def _tokens(self, text: str, *, add_special: bool) -> int:
         answer = self._post("/tokenize", {"content": text, "add_special": add_special})
@@ -160,7 +171,8 @@ class LlamaCppBackend(LaunchedBackend):
         # It closes the connection after each streamed answer (see Endpoint).
         return Endpoint(base_url=base_url, model=model_id, api_key=settings.api_key(),
                         extra_body={"cache_prompt": settings.prefix_caching},
-                        reuse_connections=False, ignore_eos=settings.ignore_eos)
+                        reuse_connections=False, ignore_eos=settings.ignore_eos,
+                        cache_field="cache_prompt")
 
     def _engine_name(self, settings: Settings) -> str:
         if settings.llamacpp_bin is None:

@@ -232,10 +232,11 @@ class TransformersEngine:
     def _generate(self, batch: list[InProcessRequest]) -> None:
         if self.use_chat_template:
             texts = [self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": r.prompt}], tokenize=False,
+                [*({"role": role, "content": text} for role, text in r.history),
+                 {"role": "user", "content": r.prompt}], tokenize=False,
                 add_generation_prompt=True) for r in batch]
         else:
-            texts = [r.prompt for r in batch]
+            texts = ["\n\n".join([*(text for _, text in r.history), r.prompt]) for r in batch]
         # A chat template writes the special tokens itself; raw text gets the tokenizer's own.
         encoded = self.tokenizer(texts, return_tensors="pt", padding=True,
                                  add_special_tokens=not self.use_chat_template)

@@ -1,4 +1,4 @@
-"""Built-in prompt set and the source that hands out never-repeated prompts.
+"""What a prompt source is, the built-in prompt set, and the tag that keeps prompts unique.
 
 Engines cache prompt prefixes (llama.cpp slots, vLLM/SGLang prefix caching).  A suite that sends
 the same prompt twice measures the cache, not prefill: single-user TTFT on llama.cpp reads 23 ms
@@ -19,8 +19,34 @@ import itertools
 import random
 import secrets
 import threading
+from typing import Protocol
 
-__all__ = ["BUILTIN_PROMPTS", "PromptSource"]
+from pytest_llmperf.clients.base import Prompt
+
+__all__ = ["BUILTIN_PROMPTS", "BuiltinPrompts", "Prompt", "PromptSource", "unique_tag"]
+
+
+class PromptSource(Protocol):
+    """Hands out the prompts of a session, one per request, from any task or thread.
+
+    ``describe`` is what the result store and the report record about where the prompts came
+    from and how to get the same ones again (the dataset, its seed, its salt).
+    ``about_caching`` is True for sources built to hit the prefix cache (shared documents,
+    multi-turn chats): a cache hit is then the point, not a flaw of the measurement.
+    """
+
+    about_caching: bool
+
+    def next_prompt(self) -> Prompt: ...
+
+    def describe(self) -> dict[str, object]: ...
+
+
+def unique_tag(salt: str, number: int) -> str:
+    """``[1a2b3c4d]``: differs from the first character between any two numbers of a salt
+    ("[salt-1]" and "[salt-2]" would share the salt's tokens), so no two prompts share a
+    prefix a cache could match beyond the chat template's head."""
+    return "[" + hashlib.blake2s(f"{salt}-{number}".encode(), digest_size=4).hexdigest() + "]"
 
 # Short chat prompts of the kind the field notes measured with, English and Chinese.
 BUILTIN_PROMPTS: tuple[str, ...] = (
@@ -43,7 +69,7 @@ BUILTIN_PROMPTS: tuple[str, ...] = (
 )
 
 
-class PromptSource:
+class BuiltinPrompts:
     """Deterministic texts, never-repeating prompts: the order depends only on ``seed``, the
     salt (fresh random hex unless given) differs from run to run.
 
@@ -63,14 +89,13 @@ class PromptSource:
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
 
-    def next_prompt(self) -> str:
+    about_caching = False
+
+    def next_prompt(self) -> Prompt:
         with self._lock:
             number = next(self._counter)
             text = next(self._cycle)
-        # A tag that differs from the first character, also between two prompts of one run
-        # ("[salt-1]" and "[salt-2]" would share the salt's tokens); still fixed by salt.
-        tag = hashlib.blake2s(f"{self.salt}-{number}".encode(), digest_size=4).hexdigest()
-        return f"[{tag}] {text}"
+        return Prompt(f"{unique_tag(self.salt, number)} {text}")
 
     def describe(self) -> dict[str, object]:
         """What the result store and reports record: how to get the same texts again."""

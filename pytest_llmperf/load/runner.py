@@ -13,7 +13,7 @@ from pytest_llmperf.clients.base import RequestSender
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.load.closed_loop import StopRule, WindowObserver, run_closed_loop
 from pytest_llmperf.load.open_loop import run_open_loop
-from pytest_llmperf.load.prompts import PromptSource
+from pytest_llmperf.load.prompts import Prompt, PromptSource
 from pytest_llmperf.load.shapes import LoadShape
 from pytest_llmperf.load.token_count import count_missing_tokens
 from pytest_llmperf.observe.server_metrics import ServerMetricsProbe
@@ -79,7 +79,7 @@ class _Counting:
         self.client = client
         self.done = self.tokens = self.errors = 0
 
-    async def send(self, request_id: int, prompt: str) -> RequestRecord:
+    async def send(self, request_id: int, prompt: Prompt) -> RequestRecord:
         record = await self.client.send(request_id, prompt)
         self.done += 1
         self.tokens += record.output_tokens
@@ -105,9 +105,12 @@ async def _tell_progress(counting: _Counting, report: Callable[[str], None], lab
 def finish_records(run: LoadRun, served: ServedModel, max_tokens: int) -> LoadRun:
     """After the window: counts the server did not send (the model's tokenizer), then the one
     rule for what is a complete answer (:func:`pytest_llmperf.results.outcome.judge`)."""
-    forced = max_tokens if served.forces_length else None
     records = count_missing_tokens(run.records, served.token_counter)
-    return dataclasses.replace(run, records=tuple(judge(r, forced) for r in records))
+    if not served.forces_length:
+        return dataclasses.replace(run, records=tuple(judge(r, None) for r in records))
+    # Each request forced the length it asked for (a dataset may give each its own).
+    return dataclasses.replace(run, records=tuple(
+        judge(r, r.max_tokens if r.max_tokens is not None else max_tokens) for r in records))
 
 
 def run_load(

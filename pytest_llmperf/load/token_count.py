@@ -30,7 +30,7 @@ def count_missing_tokens(
 def _counted(record: RequestRecord, counter: TokenCounter | None) -> RequestRecord:
     if record.output_text is None and record.prompt_text is None:
         return record
-    done = dataclasses.replace(record, output_text=None, prompt_text=None)
+    done = dataclasses.replace(record, output_text=None, prompt_text=None, prompt_history=())
     if record.error is not None:
         return done
     if counter is None:
@@ -41,7 +41,10 @@ def _counted(record: RequestRecord, counter: TokenCounter | None) -> RequestReco
             changes["output_tokens"] = counter.count_text(record.output_text)
             changes["output_token_source"] = TokenSource.TOKENIZER
         if record.prompt_text is not None:
-            changes["input_tokens"] = counter.count_prompt(record.prompt_text)
+            # Earlier turns only where there are some: a one-turn counter needs no history.
+            changes["input_tokens"] = (
+                counter.count_prompt(record.prompt_text, record.prompt_history)
+                if record.prompt_history else counter.count_prompt(record.prompt_text))
             changes["input_token_source"] = TokenSource.TOKENIZER
     except Exception as exc:  # any failure costs this one request only
         return dataclasses.replace(

@@ -44,12 +44,19 @@ class RequestRecord:
     # for it; emptied once counted, after the measured window (load.token_count).
     output_text: str | None = field(default=None, repr=False)
     prompt_text: str | None = field(default=None, repr=False)
+    prompt_history: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     # Sent a second time because its pooled connection had been closed by the server before a
     # byte of answer came (clients.http); the times are the second send's.
     resent: bool = False
     # Open loop: when the schedule said this request should be sent (perf_counter_ns); the
     # wait until ``send_ns`` is the schedule slip.  None in a closed loop (sent when due).
     scheduled_ns: int | None = None
+    # The answer length this request asked for (its max_tokens); None where not known.
+    max_tokens: int | None = None
+    # Prompt tokens the server says it answered from its prefix cache; None: it does not say.
+    cached_tokens: int | None = None
+    # The user text's length by the model's tokenizer, when the prompt source made it exact.
+    dataset_input_tokens: int | None = None
 
     @property
     def approximate_counts(self) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ import pytest
 from pytest_llmperf.config import Settings, resolve_settings
 from pytest_llmperf.engines.base import ServedModel, get_backend
 from pytest_llmperf.engines.catalog import builtin_catalog
-from pytest_llmperf.load.prompts import PromptSource
+from pytest_llmperf.load.prompts import BuiltinPrompts
 from pytest_llmperf.load.runner import run_load
 from pytest_llmperf.results.metrics import tpot_ms
 from pytest_llmperf.results.records import TokenSource
@@ -55,7 +55,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_client_tpot_agrees_with_llamacpp_timings(served: ServedModel) -> None:
-    result = run_load(served, PromptSource(seed=1), users=1, requests=8, warmup=2,
+    result = run_load(served, BuiltinPrompts(seed=1), users=1, requests=8, warmup=2,
                       max_tokens=MAX_TOKENS)
     records = result.run.records
     assert all(r.ok for r in records), [r.error for r in records]
@@ -70,7 +70,7 @@ def test_client_tpot_agrees_with_llamacpp_timings(served: ServedModel) -> None:
 
 
 def test_output_tokens_are_the_servers_usage_counts(served: ServedModel) -> None:
-    result = run_load(served, PromptSource(seed=2), users=2, requests=4, warmup=0,
+    result = run_load(served, BuiltinPrompts(seed=2), users=2, requests=4, warmup=0,
                       max_tokens=MAX_TOKENS)
     for record in result.run.records:
         assert record.output_token_source is TokenSource.USAGE
@@ -83,7 +83,7 @@ def test_output_tokens_are_the_servers_usage_counts(served: ServedModel) -> None
 
 
 def test_prompts_are_not_served_from_the_prompt_cache(served: ServedModel) -> None:
-    result = run_load(served, PromptSource(seed=3), users=1, requests=3, warmup=0,
+    result = run_load(served, BuiltinPrompts(seed=3), users=1, requests=3, warmup=0,
                       max_tokens=8)
     for record in result.run.records:
         assert record.server_timings.get("cache_n", 0) == 0, record.server_timings
@@ -104,14 +104,14 @@ def test_tokenizer_counts_a_prompt_as_the_server_does_inside_its_chat_template(
     from pytest_llmperf.clients.openai import StreamingClient
 
     assert served.token_counter is not None and served.endpoint is not None
-    prompt = PromptSource(seed=4).next_prompt()
+    prompt = BuiltinPrompts(seed=4).next_prompt()
 
     async def send() -> int | None:
         async with StreamingClient(served.endpoint, max_tokens=4) as client:
             return (await client.send(0, prompt)).input_tokens
 
     usage = asyncio.run(send())
-    assert usage is not None and usage > len(prompt.split())  # the template adds its tokens
+    assert usage is not None and usage > len(prompt.text.split())  # the template adds its tokens
     assert served.token_counter.count_prompt(prompt) == usage
 
 
@@ -124,16 +124,16 @@ def test_a_second_run_against_a_server_that_stays_up_gets_no_cached_prompt(
 
     cached = dataclasses.replace(settings, prefix_caching=True)
     with get_backend("llamacpp").serve(cached, SMOLLM2, settings.output_dir) as server:
-        def cache_hits(prompts: PromptSource) -> list[float]:
+        def cache_hits(prompts: BuiltinPrompts) -> list[float]:
             result = run_load(server, prompts, users=1, requests=4, max_tokens=4)
             assert all(r.ok for r in result.run.records), [r.error for r in result.run.records]
             return [r.server_timings["cache_n"] for r in result.run.records]
 
-        first = cache_hits(PromptSource(seed=5))
-        second = cache_hits(PromptSource(seed=5))  # same texts, fresh salt: a rerun
-        repeat = PromptSource(seed=5)
-        third = cache_hits(PromptSource(seed=5, salt=repeat.salt))
-        replayed = cache_hits(PromptSource(seed=5, salt=repeat.salt))  # the old behaviour
+        first = cache_hits(BuiltinPrompts(seed=5))
+        second = cache_hits(BuiltinPrompts(seed=5))  # same texts, fresh salt: a rerun
+        repeat = BuiltinPrompts(seed=5)
+        third = cache_hits(BuiltinPrompts(seed=5, salt=repeat.salt))
+        replayed = cache_hits(BuiltinPrompts(seed=5, salt=repeat.salt))  # the old behaviour
     head = max(first)  # fresh prompts reuse only what every prompt shares
     print(f"cached prompt tokens: first run {first}, second {second}, same salt {replayed}")
     assert max(second) <= head + 1, (first, second)

@@ -12,7 +12,7 @@ import math
 import pytest
 
 from pytest_llmperf.engines.base import ServedModel
-from pytest_llmperf.load.prompts import PromptSource
+from pytest_llmperf.load.prompts import BuiltinPrompts
 from pytest_llmperf.load.runner import PerfResult, run_load
 
 pytestmark = pytest.mark.integration
@@ -25,7 +25,7 @@ def result(smollm2_served: ServedModel) -> PerfResult:
     assert smollm2_served.metrics_url and smollm2_served.metric_names
     # Warm-up requests run before the first scrape; two users make the counters sum requests
     # that overlap.
-    return run_load(smollm2_served, PromptSource(seed=21), users=2, requests=6, warmup=2,
+    return run_load(smollm2_served, BuiltinPrompts(seed=21), users=2, requests=6, warmup=2,
                     max_tokens=MAX_TOKENS)
 
 

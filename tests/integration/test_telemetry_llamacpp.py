@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pytest_llmperf.engines.base import ServedModel
-from pytest_llmperf.load.prompts import PromptSource
+from pytest_llmperf.load.prompts import BuiltinPrompts
 from pytest_llmperf.load.runner import run_load
 from pytest_llmperf.observe.telemetry import Telemetry
 from pytest_llmperf.report.charts import write_timeline_png
@@ -27,7 +27,7 @@ MAX_TOKENS = 16  # short answers: the shared CPU is slow
 def figures(smollm2_served: ServedModel) -> dict[str, Any]:
     with Telemetry.for_served(smollm2_served, interval_s=0.2) as telemetry:
         telemetry.baseline(samples=2, interval_s=0.1)
-        result = run_load(smollm2_served, PromptSource(seed=31), users=2, requests=4, warmup=1,
+        result = run_load(smollm2_served, BuiltinPrompts(seed=31), users=2, requests=4, warmup=1,
                           max_tokens=MAX_TOKENS, observers=[telemetry])
         assert all(r.ok for r in result.run.records), [r.error for r in result.run.records]
         tokens = sum(r.output_tokens for r in result.run.records)

@@ -17,7 +17,7 @@ from pytest_llmperf.clients.inprocess import InProcessClient
 from pytest_llmperf.config import Settings, resolve_settings
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.engines.catalog import builtin_catalog
-from pytest_llmperf.load.prompts import PromptSource
+from pytest_llmperf.load.prompts import BuiltinPrompts
 from pytest_llmperf.load.runner import PerfResult, run_load
 from pytest_llmperf.results.records import TokenSource
 
@@ -73,7 +73,7 @@ def test_smollm2_gguf_on_cpu(served: ServedModel, users: int, requests: int) -> 
     engine = _engine(served)
     before = len(engine.batch_sizes)
     start = time.perf_counter()
-    result = run_load(served, PromptSource(seed=0), users=users, requests=requests, warmup=1,
+    result = run_load(served, BuiltinPrompts(seed=0), users=users, requests=requests, warmup=1,
                       max_tokens=MAX_TOKENS)
     elapsed = time.perf_counter() - start
     _report(result, engine.batch_sizes[before:], elapsed)

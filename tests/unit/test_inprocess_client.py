@@ -189,17 +189,25 @@ def test_emitting_to_a_closed_loop_abandons_the_request() -> None:
     assert request.done
 
 
-def test_the_module_imports_only_the_standard_library_and_results() -> None:
-    import pytest_llmperf.clients.inprocess as module
-
-    tree = ast.parse(Path(module.__file__ or "").read_text())
+def _imports(module: object) -> tuple[set[str], set[str]]:
+    """(our modules, other modules) that ``module``'s source imports."""
+    tree = ast.parse(Path(getattr(module, "__file__", "") or "").read_text())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}
     imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     ours = {name for name in imported if name.startswith("pytest_llmperf")}
-    assert ours == {"pytest_llmperf.results.records"}
-    assert all(name.split(".")[0] in sys.stdlib_module_names for name in imported - ours
-               if name != "__future__")
+    return ours, imported - ours - {"__future__"}
+
+
+def test_the_module_imports_only_the_standard_library_and_results() -> None:
+    import pytest_llmperf.clients.base as base
+    import pytest_llmperf.clients.inprocess as module
+
+    ours, others = _imports(module)
+    assert ours == {"pytest_llmperf.results.records", "pytest_llmperf.clients.base"}
+    base_ours, base_others = _imports(base)
+    assert base_ours == {"pytest_llmperf.results.records"}
+    assert all(name.split(".")[0] in sys.stdlib_module_names for name in others | base_others)
 
 
 def test_importing_the_module_loads_nothing_heavy() -> None:
@@ -212,4 +220,5 @@ def test_importing_the_module_loads_nothing_heavy() -> None:
             "print(sorted(added), sorted(heavy))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=120).stdout
-    assert out.strip() == "['pytest_llmperf.clients', 'pytest_llmperf.clients.inprocess'] []"
+    assert out.strip() == ("['pytest_llmperf.clients', 'pytest_llmperf.clients.base', "
+                           "'pytest_llmperf.clients.inprocess'] []")

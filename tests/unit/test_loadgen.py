@@ -11,7 +11,7 @@ import pytest
 
 from pytest_llmperf.clients.openai import StreamingClient
 from pytest_llmperf.load import closed_loop as loadgen
-from pytest_llmperf.load.prompts import PromptSource
+from pytest_llmperf.load.prompts import BuiltinPrompts
 from pytest_llmperf.results.records import LoadRun, RequestRecord
 
 MS = 1_000_000
@@ -75,7 +75,7 @@ class FakeClient:
 
 
 def run(client: FakeClient, **kwargs: Any) -> LoadRun:
-    coro = loadgen.run_closed_loop(cast(StreamingClient, client), PromptSource(seed=1), **kwargs)
+    coro = loadgen.run_closed_loop(cast(StreamingClient, client), BuiltinPrompts(seed=1), **kwargs)
     return asyncio.run(coro)
 
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from pytest_llmperf.load.open_loop import peak_in_flight, run_open_loop
-from pytest_llmperf.load.prompts import PromptSource
+from pytest_llmperf.load.prompts import BuiltinPrompts
 from pytest_llmperf.load.shapes import LoadShape, arrival_offsets
 from pytest_llmperf.results.metrics import summarize
 from pytest_llmperf.results.pacing import overload, pacing_scalars
@@ -41,7 +41,7 @@ class SleepingClient:
 
 
 def run(shape: LoadShape, client: SleepingClient, **kwargs: object) -> LoadRun:
-    return asyncio.run(run_open_loop(client, PromptSource(seed=0), shape=shape,
+    return asyncio.run(run_open_loop(client, BuiltinPrompts(seed=0), shape=shape,
                                      **kwargs))  # type: ignore[arg-type]
 
 

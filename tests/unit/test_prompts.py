@@ -1,4 +1,4 @@
-"""PromptSource: deterministic per seed, and no two prompts share a cacheable prefix."""
+"""BuiltinPrompts: deterministic per seed, and no two prompts share a cacheable prefix."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import re
 
 import pytest
 
-from pytest_llmperf.load.prompts import BUILTIN_PROMPTS, PromptSource
+from pytest_llmperf.load.prompts import BUILTIN_PROMPTS, BuiltinPrompts
 
 TAG = re.compile(r"\[[0-9a-f]{8}\] ")
 
 
-def draw(source: PromptSource, n: int) -> list[str]:
-    return [source.next_prompt() for _ in range(n)]
+def draw(source: BuiltinPrompts, n: int) -> list[str]:
+    return [source.next_prompt().text for _ in range(n)]
 
 
 def body(prompt: str) -> str:
@@ -30,7 +30,7 @@ def shared_prefix(a: str, b: str) -> int:
 
 
 def test_same_seed_same_texts_and_a_fresh_salt_every_run() -> None:
-    first, second = PromptSource(seed=3), PromptSource(seed=3)
+    first, second = BuiltinPrompts(seed=3), BuiltinPrompts(seed=3)
     a, b = draw(first, 50), draw(second, 50)
     assert [body(p) for p in a] == [body(p) for p in b]  # the content is reproducible
     assert first.salt != second.salt  # 32 random bits: equal once in 4 billion runs
@@ -40,34 +40,34 @@ def test_same_seed_same_texts_and_a_fresh_salt_every_run() -> None:
 
 
 def test_a_given_salt_repeats_a_run_exactly() -> None:
-    assert draw(PromptSource(seed=3, salt="ab12"), 20) == draw(PromptSource(seed=3, salt="ab12"),
-                                                             20)
+    first = draw(BuiltinPrompts(seed=3, salt="ab12"), 20)
+    assert first == draw(BuiltinPrompts(seed=3, salt="ab12"), 20)
 
 
 def test_other_seed_other_order() -> None:
-    first = [body(p) for p in draw(PromptSource(seed=0), len(BUILTIN_PROMPTS))]
-    second = [body(p) for p in draw(PromptSource(seed=1), len(BUILTIN_PROMPTS))]
+    first = [body(p) for p in draw(BuiltinPrompts(seed=0), len(BUILTIN_PROMPTS))]
+    second = [body(p) for p in draw(BuiltinPrompts(seed=1), len(BUILTIN_PROMPTS))]
     assert first != second
     assert sorted(first) == sorted(second)
 
 
 def test_every_builtin_prompt_once_per_round() -> None:
     n = len(BUILTIN_PROMPTS)
-    bodies = [body(p) for p in draw(PromptSource(seed=5), 2 * n)]
+    bodies = [body(p) for p in draw(BuiltinPrompts(seed=5), 2 * n)]
     assert sorted(bodies[:n]) == sorted(BUILTIN_PROMPTS)
     assert sorted(bodies[n:]) == sorted(BUILTIN_PROMPTS)
 
 
 @pytest.mark.parametrize("seed", [0, 7])
 def test_never_repeats_a_prompt_or_a_prefix(seed: int) -> None:
-    prompts = draw(PromptSource(seed=seed), 200)
+    prompts = draw(BuiltinPrompts(seed=seed), 200)
     assert len(set(prompts)) == len(prompts)
     assert len({p[:20] for p in prompts}) == len(prompts)
 
 
 def test_prompts_differ_before_their_text_starts() -> None:
     """Any two prompts part ways inside their tags, so no text is a shared prefix."""
-    prompts = sorted(draw(PromptSource(seed=0), 200))
+    prompts = sorted(draw(BuiltinPrompts(seed=0), 200))
     # the longest prefix a string shares with any other is shared with a neighbour in order
     for a, b in itertools.pairwise(prompts):
         shared = shared_prefix(a, b)
@@ -85,11 +85,11 @@ def test_builtin_prompts_are_english_and_chinese() -> None:
 
 
 def test_custom_prompts_are_tagged_too() -> None:
-    prompts = draw(PromptSource(seed=2, prompts=("only one",)), 5)
+    prompts = draw(BuiltinPrompts(seed=2, prompts=("only one",)), 5)
     assert [body(p) for p in prompts] == ["only one"] * 5
     assert len(set(prompts)) == 5
 
 
 def test_empty_prompt_tuple_raises() -> None:
     with pytest.raises(ValueError, match="at least one prompt"):
-        PromptSource(prompts=())
+        BuiltinPrompts(prompts=())

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pytest_llmperf.engines.base import ServedModel
-from pytest_llmperf.load.prompts import PromptSource
+from pytest_llmperf.load.prompts import BuiltinPrompts
 from pytest_llmperf.load.runner import run_load
 from pytest_llmperf.results.outcome import judge
 from pytest_llmperf.results.records import RequestRecord, TokenSource
@@ -107,7 +107,7 @@ def served_without_usage(counter: LoggingCounter, *, forces_length: bool) -> Ser
 def test_missing_counts_are_taken_after_the_window_and_a_failed_count_fails_one_request(
 ) -> None:
     counter = LoggingCounter()
-    result = run_load(served_without_usage(counter, forces_length=True), PromptSource(seed=0),
+    result = run_load(served_without_usage(counter, forces_length=True), BuiltinPrompts(seed=0),
                       users=2, requests=6, max_tokens=4)
     records = result.run.records
     # Nothing asked the server's tokenizer while the window ran.
@@ -126,7 +126,7 @@ def test_a_forced_length_is_checked_against_the_counted_tokens() -> None:
         def count_text(self, text: str) -> int:
             return 2  # the server stopped after 2 of the 4 forced tokens
 
-    result = run_load(served_without_usage(Stingy(), forces_length=True), PromptSource(seed=0),
+    result = run_load(served_without_usage(Stingy(), forces_length=True), BuiltinPrompts(seed=0),
                       users=1, requests=3, max_tokens=4)
     assert result.metrics.scalars["completed"] == 0
     assert all("2 output tokens of the 4" in (r.error or "") for r in result.run.records
