@@ -57,12 +57,38 @@ class RequestRecord:
     cached_tokens: int | None = None
     # The user text's length by the model's tokenizer, when the prompt source made it exact.
     dataset_input_tokens: int | None = None
+    # Reasoning models.  ``reasoning_chunks`` counts the reads that carried reasoning
+    # ("thinking") text; ``answer_start_ns``/``answer_end_ns`` are the first and last reads
+    # that carried answer text (None: no answer text came).  A client that cannot tell the
+    # two apart, or a stream with no reasoning, leaves reasoning_chunks 0: then the whole
+    # stream is the answer and these two are not needed.
+    reasoning_chunks: int = 0
+    answer_start_ns: int | None = None
+    answer_end_ns: int | None = None
+    # Reasoning tokens (part of output_tokens): the server's usage
+    # (``completion_tokens_details.reasoning_tokens``) or the model's tokenizer after the
+    # window; None when reasoning came and nothing could count it.
+    reasoning_tokens: int | None = 0
+    reasoning_token_source: TokenSource | None = None
+    reasoning_text: str | None = field(default=None, repr=False)  # kept until counted
 
     @property
     def approximate_counts(self) -> tuple[str, ...]:
         """Counts that are estimates: output tokens re-tokenized from the answer's text can
         differ a little from the tokens the model generated."""
         return ("output_tokens",) if self.output_token_source is TokenSource.TOKENIZER else ()
+
+    @property
+    def has_reasoning(self) -> bool:
+        return self.reasoning_chunks > 0
+
+    @property
+    def answer_tokens(self) -> int | None:
+        """Output tokens of the answer a user reads (reasoning excluded); None when the
+        reasoning tokens are not known."""
+        if self.reasoning_tokens is None:
+            return None
+        return self.output_tokens - self.reasoning_tokens
 
     @property
     def ok(self) -> bool:
