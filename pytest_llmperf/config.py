@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_llmperf.options import BACKENDS, OPTIONS, Option
 
 if TYPE_CHECKING:
+    from pytest_llmperf.load.dataset_spec import DatasetSpec
     from pytest_llmperf.results.thresholds import Gate
 
 __all__ = ["BACKENDS", "OPTIONS", "Option", "SettingError", "Settings", "resolve_settings"]
@@ -52,6 +53,7 @@ class Settings:
     ngl: int | None = None
     ready_timeout: int = 900
     seed: int = 0
+    dataset: DatasetSpec | None = None  # None: the built-in prompts
     json: Path | None = None
     save: str | None = None
     autosave: bool = False
@@ -148,7 +150,7 @@ def resolve_settings(
 # Settings whose field keeps its own default when the option is not given.
 _OPTIONAL = ("gpus", "tp", "max_model_len", "max_num_seqs", "gpu_memory_utilization",
              "prefix_caching", "chunked_prefill", "engine_args", "llamacpp_bin", "engine_python",
-             "ngl", "ready_timeout", "telemetry_interval", "require_gpu", "seed", "json",
+             "ngl", "ready_timeout", "telemetry_interval", "require_gpu", "seed", "dataset", "json",
              "save", "autosave", "compare", "compare_runs", "compare_fail",
              "compare_any_hardware",
              "inconclusive", "repeats", "duration", "users", "rate", "arrivals", "burstiness",

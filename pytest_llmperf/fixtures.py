@@ -3,7 +3,8 @@
 - ``llmperf_target``: the (backend, model) cell of the matrix this test runs for.
 - ``llmperf_server``: that model being served; one per target, started once per session.
 - ``llmperf_load(users=N | rate=R | shape=LoadShape(...), requests=...)``: run a measured
-  window (closed loop of N users, open loop at R requests/s, or any shape), get a result.
+  window (closed loop of N users, open loop at R requests/s, or any shape), get a result;
+  ``prompts=`` sends another prompt source than the session's (``llmperf_prompts``).
 - ``llmperf_slo.check(result)``: hold the result to thresholds.toml; fails the test if missed.
 - A test taking ``llmperf_users`` (an int) runs once per --llmperf-users value, one taking
   ``llmperf_rate`` (req/s) once per --llmperf-rate value.
@@ -43,6 +44,7 @@ class LoadFunction(Protocol):
         duration_s: float | None = None,
         warmup: int | None = None,
         max_tokens: int | None = None,
+        prompts: PromptSource | None = None,
     ) -> PerfResult: ...
 
 
@@ -111,11 +113,14 @@ def llmperf_telemetry(
 
 @pytest.fixture(scope="session")
 def llmperf_prompts(llmperf_server: ServedModel, llmperf_settings: Settings) -> PromptSource:
-    """Never-repeating prompts, one source per served model (no cache hits across tests) with
-    a fresh salt per run (none across runs either)."""
-    from pytest_llmperf.load.prompts import BuiltinPrompts
+    """Never-repeating prompts of --llmperf-dataset, one source per served model (no cache
+    hits across tests) with a fresh salt per run (none across runs either)."""
+    from pytest_llmperf.load.sources import prompt_source
 
-    return BuiltinPrompts(seed=llmperf_settings.seed)
+    try:
+        return prompt_source(llmperf_settings.dataset, llmperf_server, llmperf_settings.seed)
+    except ValueError as exc:
+        pytest.fail(f"{llmperf_server.description}: {exc}", pytrace=False)
 
 
 @pytest.fixture
@@ -145,6 +150,7 @@ def llmperf_load(
         duration_s: float | None = None,
         warmup: int | None = None,
         max_tokens: int | None = None,
+        prompts: PromptSource | None = None,
     ) -> PerfResult:
         if requests is None and duration_s is None:
             requests = None if llmperf_settings.duration else llmperf_settings.requests
@@ -158,7 +164,7 @@ def llmperf_load(
             # first (the server is warm for the rest).
             result = run_load(
                 llmperf_server,
-                llmperf_prompts,
+                prompts or llmperf_prompts,
                 shape=shape,
                 requests=requests,
                 duration_s=duration_s,

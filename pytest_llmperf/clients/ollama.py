@@ -5,7 +5,10 @@ own counts and durations (nanoseconds), which are exact, so output tokens come f
 ``eval_count`` and no tokenizer is needed.  As in :class:`~.openai.StreamingClient`,
 there is one ``perf_counter_ns`` reading per network read that completed a line carrying
 generated text (``message.content`` or, for reasoning models, ``message.thinking``), and every
-failure becomes the record's ``error``, never an exception.
+failure becomes the record's ``error``, never an exception.  Which reads carried thinking and
+which the answer is noted too (content goes through the inline ``<think>`` splitter as well,
+for models Ollama has no thinking support for); Ollama counts no reasoning tokens, so the
+thinking's text is kept for the tokenizer to count after the window.
 
 Ollama has no ``ignore_eos``/``min_tokens``: ``num_predict`` only caps the answer.  The record's
 ``finish_reason`` is Ollama's ``done_reason``: ``"length"`` when the cap ended the answer,
@@ -26,6 +29,7 @@ import aiohttp
 from pytest_llmperf.clients.base import Prompt, as_prompt
 from pytest_llmperf.clients.base import short as _short
 from pytest_llmperf.clients.http import HttpClient, ResendFailed
+from pytest_llmperf.clients.reasoning import ReasoningTracker
 from pytest_llmperf.results.records import RequestRecord, TokenSource
 
 __all__ = ["NDJSONLines", "OllamaClient", "build_chat_payload", "server_timings"]
@@ -90,6 +94,7 @@ class _Answer:
 
     def __init__(self) -> None:
         self.chunk_ns: list[int] = []
+        self.kinds = ReasoningTracker()
         self.final: Mapping[str, Any] | None = None  # the "done": true object
         self.error: str | None = None
         self.end_ns = 0
@@ -122,13 +127,22 @@ class _Answer:
         said = message.get("message")
         if not isinstance(said, dict):
             return False
-        return bool(said.get("content") or said.get("thinking"))
+        thinking, answer = said.get("thinking"), said.get("content")
+        carried = False
+        if isinstance(thinking, str) and thinking:
+            self.kinds.reasoning(thinking)
+            carried = True
+        if isinstance(answer, str) and answer:
+            self.kinds.content(answer)
+            carried = True
+        return carried
 
     def read(self, lines: list[bytes], now_ns: int) -> None:
         """Apply the lines one network read completed: one reading if any carried text."""
         carried = [self.take(line) for line in lines]  # all of them, in order
         if any(carried):
             self.chunk_ns.append(now_ns)
+            self.kinds.end_read(now_ns)
 
     def close(self, rest: bytes, now_ns: int) -> None:
         """The stream ended; ``rest`` is what came after the last newline."""
@@ -158,6 +172,8 @@ class _Answer:
             if final.get("prompt_eval_count") is not None:
                 input_tokens = int(final["prompt_eval_count"])
                 input_source = TokenSource.USAGE
+        kinds = self.kinds.finish()
+        reasoned = kinds.reasoning_chunks > 0
         return RequestRecord(
             request_id=request_id,
             send_ns=send_ns,
@@ -171,6 +187,12 @@ class _Answer:
             error=self.error,
             server_timings=server_timings(final),
             resent=self.resent,
+            reasoning_chunks=kinds.reasoning_chunks,
+            answer_start_ns=kinds.answer_start_ns,
+            answer_end_ns=kinds.answer_end_ns,
+            # eval_count includes the thinking, but no count of it alone: the tokenizer's.
+            reasoning_tokens=None if reasoned else 0,
+            reasoning_text=kinds.reasoning_text if reasoned and self.error is None else None,
         )
 
 

@@ -3,9 +3,11 @@
 One :class:`StreamingClient` sends one request at a time per call to :meth:`send`; load
 generators call it from many tasks at once, and nothing here serialises them.  Each call returns
 an immutable :class:`~pytest_llmperf.results.records.RequestRecord` with a ``perf_counter_ns``
-reading per network read that carried generated text.  Output tokens come from the server's
-``usage`` block; without one the record keeps the text, and the model's tokenizer counts it
-after the measured window (:mod:`pytest_llmperf.load.token_count`).  Never characters.
+reading per network read that carried generated text, reasoning or answer, and notes which
+kind each read carried (:mod:`~pytest_llmperf.clients.reasoning`).  Output tokens come from the
+server's ``usage`` block; without one the record keeps the text, and the model's tokenizer
+counts it after the measured window (:mod:`pytest_llmperf.load.token_count`); so do reasoning
+tokens where usage has no ``completion_tokens_details.reasoning_tokens``.  Never characters.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import aiohttp
 
 from pytest_llmperf.clients.base import Prompt, as_prompt, short
 from pytest_llmperf.clients.http import HttpClient, ResendFailed
+from pytest_llmperf.clients.reasoning import ReasoningSummary, ReasoningTracker
 from pytest_llmperf.clients.sse import SSEEvent, SSEParser
 from pytest_llmperf.results.records import RequestRecord, TokenSource
 
@@ -87,6 +90,7 @@ class _Stream:
     def __init__(self) -> None:
         self.chunk_ns: list[int] = []
         self.text: list[str] = []
+        self.kinds = ReasoningTracker()
         self.finish_reason: str | None = None
         self.usage: Mapping[str, Any] | None = None
         self.timings: Mapping[str, float] | None = None
@@ -117,9 +121,7 @@ class _Stream:
             self.timings = message["timings"]
         carried = False
         for choice in message.get("choices") or ():
-            piece = _generated_text(choice)
-            if piece:
-                self.text.append(piece)
+            if self._generated(choice):
                 carried = True
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
@@ -130,16 +132,25 @@ class _Stream:
         carried = [self.take(event.data) for event in events]  # all of them, in order
         if any(carried):
             self.chunk_ns.append(now_ns)
+            self.kinds.end_read(now_ns)
 
-
-def _generated_text(choice: Mapping[str, Any]) -> str:
-    """Text a chunk generated: chat delta content or reasoning, or completions text."""
-    delta = choice.get("delta")
-    if delta is not None:
-        return (delta.get("content") or "") + (
-            delta.get("reasoning_content") or delta.get("reasoning") or ""
-        )
-    return choice.get("text") or ""
+    def _generated(self, choice: Mapping[str, Any]) -> bool:
+        """Note the text a choice generated: chat delta content and reasoning (vLLM and SGLang
+        name it ``reasoning_content`` or ``reasoning``), or completions text; True if any."""
+        delta = choice.get("delta")
+        if delta is not None:
+            answer = delta.get("content") or ""
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
+        else:
+            answer, reasoning = choice.get("text") or "", ""
+        if not (answer or reasoning):
+            return False
+        self.text.append(answer + reasoning)  # all of it, for a tokenizer's output count
+        if reasoning:
+            self.kinds.reasoning(reasoning)
+        if answer:
+            self.kinds.content(answer)  # inline <think> tags where no parser took them out
+        return True
 
 
 class StreamingClient(HttpClient):
@@ -198,6 +209,8 @@ def _record(request_id: int, prompt: Prompt, max_tokens: int, send_ns: int,
         output_tokens, output_source = int(usage["completion_tokens"] or 0), TokenSource.USAGE
     elif error is None and stream.chunk_ns:
         output_text = "".join(stream.text)  # counted by the tokenizer after the window
+    kinds = stream.kinds.finish()
+    reasoning_tokens, reasoning_source, reasoning_text = _reasoning_count(usage, kinds)
     input_tokens, input_source, prompt_text = None, None, None
     if usage.get("prompt_tokens") is not None:
         input_tokens, input_source = int(usage["prompt_tokens"]), TokenSource.USAGE
@@ -222,7 +235,29 @@ def _record(request_id: int, prompt: Prompt, max_tokens: int, send_ns: int,
         max_tokens=max_tokens,
         cached_tokens=cached_tokens(usage, stream.timings or {}),
         dataset_input_tokens=prompt.input_tokens,
+        reasoning_chunks=kinds.reasoning_chunks,
+        answer_start_ns=kinds.answer_start_ns,
+        answer_end_ns=kinds.answer_end_ns,
+        reasoning_tokens=reasoning_tokens,
+        reasoning_token_source=reasoning_source,
+        reasoning_text=reasoning_text if error is None else None,
     )
+
+
+def _reasoning_count(usage: Mapping[str, Any], kinds: ReasoningSummary
+                     ) -> tuple[int | None, TokenSource | None, str | None]:
+    """Reasoning tokens, their source and the text still to count: the server's
+    ``completion_tokens_details.reasoning_tokens`` where it says, else the tokenizer's after
+    the window.  A zero from a server whose stream did reason is a server that does not
+    count them, not a count."""
+    details = usage.get("completion_tokens_details")
+    told = details.get("reasoning_tokens") if isinstance(details, Mapping) else None
+    reasoned = kinds.reasoning_chunks > 0
+    if isinstance(told, int) and not isinstance(told, bool) and (told or not reasoned):
+        return told, TokenSource.USAGE, None
+    if reasoned:
+        return None, None, kinds.reasoning_text
+    return 0, None, None
 
 
 def cached_tokens(usage: Mapping[str, Any], timings: Mapping[str, Any]) -> int | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from pytest_llmperf.clients.base import RequestSender, TokenCounter
+from pytest_llmperf.clients.base import RequestSender, TokenCounter, Tokenizer
 from pytest_llmperf.clients.openai import Endpoint, StreamingClient
 from pytest_llmperf.config import Settings
 
@@ -55,6 +55,14 @@ class ServedModel:
     # Whether requests force their answer to exactly max_tokens (ignore_eos honoured): an
     # answer shorter than that is then a failed request, not a short one.
     forces_length: bool = False
+    # The model's tokenizer as ids, for prompts of an exact length; None where the engine
+    # offers none (those datasets then stop the test with the reason).
+    tokenizer: Tokenizer | None = field(default=None, repr=False)
+    # The most tokens one request may take, prompt and answer together (a llama.cpp slot's
+    # context, vLLM's max_model_len); None when not known.
+    context_tokens: int | None = None
+    # The catalogue marks the model as one that reasons before it answers.
+    reasoning: bool = False
 
     @property
     def description(self) -> str:

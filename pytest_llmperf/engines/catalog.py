@@ -46,7 +46,7 @@ __all__ = [
 
 SOURCE_KINDS = ("hf", "ollama", "gguf")
 _SIZE_KEYS = ("params_b", "layers", "kv_heads", "head_dim", "context", "tp")
-ENTRY_KEYS = frozenset((*SOURCE_KINDS, *_SIZE_KEYS))
+ENTRY_KEYS = frozenset((*SOURCE_KINDS, *_SIZE_KEYS, "reasoning"))
 _SOURCE_KEYS = ("id", "quantization", "bits")
 EMBEDDED_PREFIX = "embedded:"
 
@@ -84,6 +84,9 @@ class ModelEntry:
     context: int | None = None
     tp: int = 1
     origin: str = "command line"
+    # Thinks before it answers (DeepSeek-R1 distills): the suite then measures the time to
+    # the answer apart from the time to the first token (tests/perf/test_reasoning.py).
+    reasoning: bool = False
 
     def source(self, kinds: Iterable[str]) -> ModelSource | None:
         """The first of ``kinds`` this model has, in the order given."""
@@ -152,6 +155,9 @@ def parse_entry(alias: str, table: Mapping[str, Any], origin: str) -> ModelEntry
         if key != "params_b" and not isinstance(value, int):
             raise CatalogError(f"{key}: expected a whole number, got {value!r}")
         sizes[key] = value
+    reasoning = table.get("reasoning", False)
+    if not isinstance(reasoning, bool):
+        raise CatalogError(f"reasoning: expected true or false, got {reasoning!r}")
     sources: dict[str, ModelSource] = {}
     for kind in SOURCE_KINDS:
         if kind in table:
@@ -161,7 +167,7 @@ def parse_entry(alias: str, table: Mapping[str, Any], origin: str) -> ModelEntry
             f"{alias}: a catalogue entry needs at least one source: "
             f"{', '.join(k + ' = {{ id = ... }}' for k in SOURCE_KINDS)}"
         )
-    return ModelEntry(alias, sources, origin=origin, **sizes)
+    return ModelEntry(alias, sources, origin=origin, reasoning=reasoning, **sizes)
 
 
 def _parse_source(kind: str, value: Any) -> ModelSource:

@@ -62,6 +62,17 @@ class LlamaCppTokenizer:
     def decode(self, ids: Sequence[int]) -> str:
         return str(self._post("/detokenize", {"tokens": list(ids)})["content"])
 
+    def slot_context(self) -> int | None:
+        """The context of one slot (``/props``): the most tokens one request may take."""
+        try:
+            response = requests.get(self.root + "/props", headers=self._headers,
+                                    timeout=_TOKENIZE_TIMEOUT_S)
+            response.raise_for_status()
+            n_ctx = response.json()["default_generation_settings"]["n_ctx"]
+        except (requests.RequestException, ValueError, KeyError, TypeError):
+            return None
+        return int(n_ctx) if isinstance(n_ctx, int) and n_ctx > 0 else None
+
     def _tokens(self, text: str, *, add_special: bool) -> int:
         answer = self._post("/tokenize", {"content": text, "add_special": add_special})
         return len(answer["tokens"])
@@ -143,7 +154,8 @@ class LlamaCppBackend(LaunchedBackend):
 
     def server_args(self, settings: Settings, source: ModelSource, port: int) -> tuple[str, ...]:
         """llama-server's flags: model, address, slots, total context, offload, threads."""
-        ctx_per_slot = max(2048, settings.max_tokens + 1024)
+        # 4096 per slot: the prefill test's 2048-token prompts fit with their answers.
+        ctx_per_slot = max(4096, settings.max_tokens + 1024)
         ngl = settings.ngl if settings.ngl is not None else (999 if settings.gpus else 0)
         threads = len(os.sched_getaffinity(0))
         return (
@@ -159,10 +171,12 @@ class LlamaCppBackend(LaunchedBackend):
     ) -> ServedModel:
         served = super().served(settings, model, source, root, server)
         engine = self._engine_name(settings) if server else f"llama.cpp server at {root}"
+        tokenizer = LlamaCppTokenizer(root, settings.api_key())
         return ServedModel(
             **{**served.__dict__, "engine": engine, "model_sha256": self._digest if server
-               else None, "token_counter": LlamaCppTokenizer(root, settings.api_key()),
-               "model_file": source.id if server else None},
+               else None, "token_counter": tokenizer, "tokenizer": tokenizer,
+               "model_file": source.id if server else None,
+               "context_tokens": tokenizer.slot_context() or served.context_tokens},
         )
 
     def endpoint(self, settings: Settings, base_url: str, model_id: str) -> Endpoint:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib.util
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,12 +108,34 @@ class TransformersBackend:
                 server_pid=None,
                 open_client=engine.client,
                 forces_length=settings.ignore_eos,
+                tokenizer=HFTokenizer(tokenizer),
+                context_tokens=model.context or _positions(engine.model),
+                reasoning=model.reasoning,
             )
         finally:
             engine.close()
             gc.collect()
             if gpus:
                 torch.cuda.empty_cache()  # the next target gets this one's GPU memory
+
+
+class HFTokenizer:
+    """A Hugging Face tokenizer as the ids a prompt source of exact lengths needs."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._tokenizer.encode(text, add_special_tokens=False))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return str(self._tokenizer.decode(list(ids)))
+
+
+def _positions(model: Any) -> int | None:
+    """The model's own context length from its config, when it says."""
+    value = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return value if isinstance(value, int) and value > 0 else None
 
 
 def _gpus(settings: Settings, model: ModelEntry, torch: Any) -> tuple[int, ...]:

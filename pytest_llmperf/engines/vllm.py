@@ -8,7 +8,10 @@ the server inherits) and ``--enforce-eager`` etc. come through ``--llmperf-engin
 
 from __future__ import annotations
 
+import dataclasses
+
 from pytest_llmperf.config import Settings
+from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.engines.catalog import ModelEntry, ModelSource
 from pytest_llmperf.engines.launched import (
     AUTO_DETECTED_QUANTIZATION,
@@ -17,6 +20,8 @@ from pytest_llmperf.engines.launched import (
     get_json_field,
     python_module_missing,
 )
+from pytest_llmperf.engines.lifecycle import ManagedServer
+from pytest_llmperf.engines.server_tokenizer import VLLMTokenizer
 from pytest_llmperf.observe.server_metrics import ServerMetricNames
 
 __all__ = ["VLLMBackend"]
@@ -82,3 +87,13 @@ class VLLMBackend(LaunchedBackend):
 
     def version(self, root: str) -> str | None:
         return get_json_field(f"{root}/version", "version")
+
+    def served(
+        self, settings: Settings, model: ModelEntry, source: ModelSource, root: str,
+        server: ManagedServer | None,
+    ) -> ServedModel:
+        """vLLM's own tokenizer endpoints; a launched server's context is --max-model-len."""
+        served = super().served(settings, model, source, root, server)
+        return dataclasses.replace(
+            served, tokenizer=VLLMTokenizer(root, self.model_id(source), settings.api_key()),
+            context_tokens=settings.max_model_len if server else served.context_tokens)

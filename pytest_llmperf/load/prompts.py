@@ -14,6 +14,7 @@ seed and salt are recorded with every result.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import itertools
 import random
@@ -23,7 +24,8 @@ from typing import Protocol
 
 from pytest_llmperf.clients.base import Prompt
 
-__all__ = ["BUILTIN_PROMPTS", "BuiltinPrompts", "Prompt", "PromptSource", "unique_tag"]
+__all__ = ["BUILTIN_PROMPTS", "BuiltinPrompts", "MadeAhead", "Prompt", "PromptSource",
+           "unique_tag"]
 
 
 class PromptSource(Protocol):
@@ -37,6 +39,11 @@ class PromptSource(Protocol):
 
     about_caching: bool
 
+    def prepare(self, count: int) -> None:
+        """Have the next ``count`` prompts ready; called before a measured window, so that a
+        source that asks the server's tokenizer does it outside the window."""
+        ...
+
     def next_prompt(self) -> Prompt: ...
 
     def describe(self) -> dict[str, object]: ...
@@ -47,6 +54,32 @@ def unique_tag(salt: str, number: int) -> str:
     ("[salt-1]" and "[salt-2]" would share the salt's tokens), so no two prompts share a
     prefix a cache could match beyond the chat template's head."""
     return "[" + hashlib.blake2s(f"{salt}-{number}".encode(), digest_size=4).hexdigest() + "]"
+
+class MadeAhead:
+    """A source whose prompts cost tokenizer calls to make: ``prepare`` makes them before a
+    window; one the window needs before it is ready is made on the spot and counted in
+    ``made_in_window`` (the report says so).  Subclasses define ``_make``."""
+
+    def __init__(self) -> None:
+        self._ready: collections.deque[Prompt] = collections.deque()
+        self._lock = threading.Lock()
+        self.made_in_window = 0
+
+    def _make(self) -> Prompt:
+        raise NotImplementedError
+
+    def prepare(self, count: int) -> None:
+        with self._lock:
+            while len(self._ready) < count:
+                self._ready.append(self._make())
+
+    def next_prompt(self) -> Prompt:
+        with self._lock:
+            if self._ready:
+                return self._ready.popleft()
+            self.made_in_window += 1
+            return self._make()
+
 
 # Short chat prompts of the kind the field notes measured with, English and Chinese.
 BUILTIN_PROMPTS: tuple[str, ...] = (
@@ -90,6 +123,9 @@ class BuiltinPrompts:
         self._lock = threading.Lock()
 
     about_caching = False
+
+    def prepare(self, count: int) -> None:
+        """Nothing to make ahead: the texts are built in."""
 
     def next_prompt(self) -> Prompt:
         with self._lock:

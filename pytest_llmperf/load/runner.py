@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -102,6 +103,18 @@ async def _tell_progress(counting: _Counting, report: Callable[[str], None], lab
                f"{now - began:.0f} s")
 
 
+def planned_prompts(shape: LoadShape, requests: int | None, duration_s: float | None,
+                    warmup: int) -> int:
+    """About how many prompts a window sends: exact when sized by requests; for a duration,
+    the schedule's arrivals, or a closed loop's users at a request a second each."""
+    if requests is not None:
+        return warmup + requests
+    seconds = duration_s or 0.0
+    if shape.is_open and shape.rate is not None and math.isfinite(shape.rate):
+        return warmup + math.ceil(shape.rate * seconds * 1.1)
+    return warmup + (shape.users or 1) * max(4, math.ceil(seconds))
+
+
 def finish_records(run: LoadRun, served: ServedModel, max_tokens: int) -> LoadRun:
     """After the window: counts the server did not send (the model's tokenizer), then the one
     rule for what is a complete answer (:func:`pytest_llmperf.results.outcome.judge`)."""
@@ -170,6 +183,8 @@ def run_load(
             finally:
                 ticker.cancel()
 
+    # Sources that ask the server's tokenizer make their prompts now, outside the window.
+    prompts.prepare(planned_prompts(shape, requests, duration_s, warmup))
     run = finish_records(asyncio.run(measure()), served, max_tokens)
     metrics = summarize(run)
     figures = None

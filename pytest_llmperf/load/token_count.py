@@ -4,7 +4,9 @@ Asking the server's tokenizer between a user's requests would put extra calls to
 under test inside the window, so the clients only keep the text (``RequestRecord.output_text``,
 ``prompt_text``) and the counting happens here, once the window has ended.  The prompt is
 counted inside the model's chat template, as the server saw it.  A count that fails makes that
-request a failed one, with the reason; it never escapes to the other requests.
+request a failed one, with the reason; it never escapes to the other requests.  Reasoning
+text (``reasoning_text``) is counted the same way; without a tokenizer its count stays unknown
+(None), which costs only the answer-token metrics, not the request.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ def count_missing_tokens(
 
 
 def _counted(record: RequestRecord, counter: TokenCounter | None) -> RequestRecord:
-    if record.output_text is None and record.prompt_text is None:
+    if record.output_text is None and record.prompt_text is None and record.reasoning_text is None:
         return record
-    done = dataclasses.replace(record, output_text=None, prompt_text=None, prompt_history=())
+    done = dataclasses.replace(record, output_text=None, prompt_text=None, prompt_history=(),
+                               reasoning_text=None)
     if record.error is not None:
         return done
     if counter is None:
@@ -46,6 +49,9 @@ def _counted(record: RequestRecord, counter: TokenCounter | None) -> RequestReco
                 counter.count_prompt(record.prompt_text, record.prompt_history)
                 if record.prompt_history else counter.count_prompt(record.prompt_text))
             changes["input_token_source"] = TokenSource.TOKENIZER
+        if record.reasoning_text is not None:
+            changes["reasoning_tokens"] = counter.count_text(record.reasoning_text)
+            changes["reasoning_token_source"] = TokenSource.TOKENIZER
     except Exception as exc:  # any failure costs this one request only
         return dataclasses.replace(
             done, error=f"counting tokens with the model's tokenizer failed: "

@@ -27,6 +27,23 @@ for ``offered_rate``, ``send_rate`` and ``queue_growth``):
   the send (the server's view, as vLLM's benchmark reports them); an SLO names whichever it
   means.
 
+The answer a user reads (reasoning models think first; for any other model the answer is the
+whole stream and these equal TTFT, E2EL and decode speed; see
+:mod:`pytest_llmperf.clients.reasoning`):
+
+- reasoning tokens (``reasoning_tokens``) and answer tokens (``answer_tokens`` = output tokens
+  - reasoning tokens), per request.
+- time to first answer token (``time_to_answer_ms``): first streamed answer token - time sent.
+  TTFT stays the first token of any kind, reasoning included.
+- time to the complete answer (``answer_e2el_ms``): last answer token - time sent.
+- answer decode speed (``answer_decode_tokens_per_s``): (answer tokens - 1) / (last answer
+  token - first answer token), per request with 2+ answer tokens in 2+ reads.
+- ``unanswered``: completed requests that reasoned and never answered (the length ran out).
+
+Prefix cache (where the server says: OpenAI ``prompt_tokens_details.cached_tokens``, llama.cpp
+``timings.cache_n``): ``cached_tokens`` per request, and ``cache_hit_rate`` = cached prompt
+tokens / prompt tokens over the requests the server said it for.
+
 Latency metrics are taken over completed requests only.  Statistics: mean, median, min, max,
 stdev (population, as numpy's default) and any percentile ``pNN`` (linear interpolation between
 closest ranks, as ``numpy.percentile``'s default).
@@ -35,13 +52,19 @@ closest ranks, as ``numpy.percentile``'s default).
 from __future__ import annotations
 
 import itertools
-import math
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from pytest_llmperf.results.answer import (
+    answer_decode_speed,
+    answer_e2el_ms,
+    answer_span_ns,
+    cache_hit_rate,
+    time_to_answer_ms,
+)
 from pytest_llmperf.results.pacing import pacing_scalars
+from pytest_llmperf.results.percentiles import parse_statistic, percentile, statistic
 from pytest_llmperf.results.records import LoadRun, RequestRecord
 
 __all__ = [
@@ -55,6 +78,7 @@ __all__ = [
     "RunMetrics",
     "metric_info",
     "parse_statistic",
+    "percentile",
     "statistic",
     "summarize",
 ]
@@ -85,6 +109,13 @@ DISTRIBUTIONS: Mapping[str, MetricInfo] = MappingProxyType(
                                             "open loop: first token - scheduled time"),
         "e2el_from_schedule_ms": MetricInfo("ms", False,
                                             "open loop: last token - scheduled time"),
+        "reasoning_tokens": MetricInfo("tok", False, "reasoning tokens per request"),
+        "answer_tokens": MetricInfo("tok", True, "answer tokens per request (no reasoning)"),
+        "time_to_answer_ms": MetricInfo("ms", False, "time to the first answer token"),
+        "answer_e2el_ms": MetricInfo("ms", False, "time to the complete answer"),
+        "answer_decode_tokens_per_s": MetricInfo("tok/s", True, "answer decode speed"),
+        "cached_tokens": MetricInfo("tok", True,
+                                    "prompt tokens served from the prefix cache"),
     }
 )
 
@@ -103,6 +134,10 @@ SCALARS: Mapping[str, MetricInfo] = MappingProxyType(
         "queue_growth": MetricInfo("s/s", False,
                                    "open loop: growth of the wait for a first token over "
                                    "the window"),
+        "unanswered": MetricInfo("req", False,
+                                 "completed requests that reasoned and never answered"),
+        "cache_hit_rate": MetricInfo("", True,
+                                     "cached prompt tokens / prompt tokens, where reported"),
         "untimed_decodes": MetricInfo(
             "req", False, "completed answers of 2+ tokens that arrived in one network read: "
             "no decode time to see, so not in tpot_ms or decode_tokens_per_s"),
@@ -156,62 +191,6 @@ def metric_info(name: str) -> MetricInfo:
     raise KeyError(name)
 
 
-_PERCENTILE = re.compile(r"p(\d{1,3}(?:\.\d+)?)")
-
-
-def parse_statistic(name: str) -> Callable[[Sequence[float]], float] | None:
-    """The function computing statistic ``name``, or None when the name is not a statistic."""
-    if name in _NAMED_STATISTICS:
-        return _NAMED_STATISTICS[name]
-    match = _PERCENTILE.fullmatch(name)
-    if match is None:
-        return None
-    q = float(match.group(1))
-    if not 0.0 <= q <= 100.0:
-        return None
-    return lambda values: percentile(values, q)
-
-
-def statistic(values: Sequence[float], name: str) -> float:
-    func = parse_statistic(name)
-    if func is None:
-        raise ValueError(f"unknown statistic {name!r}")
-    return func(values)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default method)."""
-    if not values:
-        raise ValueError("percentile of no values")
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100.0
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def _mean(values: Sequence[float]) -> float:
-    if not values:
-        raise ValueError("mean of no values")
-    return math.fsum(values) / len(values)
-
-
-def _stdev(values: Sequence[float]) -> float:
-    mean = _mean(values)
-    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values))
-
-
-_NAMED_STATISTICS: Mapping[str, Callable[[Sequence[float]], float]] = MappingProxyType(
-    {
-        "mean": _mean,
-        "median": lambda values: percentile(values, 50.0),
-        "min": lambda values: float(min(values)),
-        "max": lambda values: float(max(values)),
-        "stdev": _stdev,
-    }
-)
-
-
 # --- per-request definitions -------------------------------------------------------------
 
 
@@ -258,6 +237,9 @@ PER_REQUEST: Mapping[str, Callable[[RequestRecord], float | None]] = MappingProx
         "decode_tokens_per_s": _decode_speed,
         "ttft_from_schedule_ms": lambda r: from_schedule_ms(r, r.chunk_ns[0]),
         "e2el_from_schedule_ms": lambda r: from_schedule_ms(r, r.chunk_ns[-1]),
+        "time_to_answer_ms": time_to_answer_ms,
+        "answer_e2el_ms": answer_e2el_ms,
+        "answer_decode_tokens_per_s": answer_decode_speed,
     }
 )
 
@@ -301,6 +283,10 @@ def _pooled(records: Iterable[RequestRecord], per_request: Callable[[RequestReco
     return tuple(v for r in records for v in per_request(r))
 
 
+def _float(value: int | None) -> float | None:
+    return None if value is None else float(value)
+
+
 def _defined(values: Iterable[float | None]) -> tuple[float, ...]:
     return tuple(v for v in values if v is not None)
 
@@ -329,6 +315,12 @@ def summarize(run: LoadRun) -> RunMetrics:
         "schedule_slip_ms": _defined(from_schedule_ms(r, r.send_ns) for r in run.records),
         "ttft_from_schedule_ms": _defined(from_schedule_ms(r, r.chunk_ns[0]) for r in done),
         "e2el_from_schedule_ms": _defined(from_schedule_ms(r, r.chunk_ns[-1]) for r in done),
+        "reasoning_tokens": _defined(_float(r.reasoning_tokens) for r in done),
+        "answer_tokens": _defined(_float(r.answer_tokens) for r in done),
+        "time_to_answer_ms": _defined(time_to_answer_ms(r) for r in done),
+        "answer_e2el_ms": _defined(answer_e2el_ms(r) for r in done),
+        "answer_decode_tokens_per_s": _defined(answer_decode_speed(r) for r in done),
+        "cached_tokens": _defined(_float(r.cached_tokens) for r in done),
     }
     scalars = {
         "request_throughput": per_second(len(done)),
@@ -338,10 +330,14 @@ def summarize(run: LoadRun) -> RunMetrics:
         "completed": float(len(done)),
         "failed": float(total - len(done)),
         "duration_s": duration,
+        "unanswered": float(sum(answer_span_ns(r) is None for r in done)),
         "untimed_decodes": float(sum(r.output_tokens > 1 and tpot_ms(r) is None
                                      for r in done)),
         **pacing_scalars(run),
     }
+    hit_rate = cache_hit_rate(done)
+    if hit_rate is not None:  # absent, never 0, where no server said
+        scalars["cache_hit_rate"] = hit_rate
     sources = sorted({r.output_token_source.value for r in done if r.output_token_source})
     return RunMetrics(
         distributions=MappingProxyType(distributions),

@@ -312,6 +312,12 @@ def test_reasoning_content_counts_as_generated_text() -> None:
     assert record.output_token_source is TokenSource.TOKENIZER
     assert counter.asked[0] == "Okay, the user asks about France.Paris."
     assert record.output_tokens == 6
+    # TTFT stays the first reasoning read; the answer is the third read.
+    assert record.reasoning_chunks == 2
+    assert record.answer_start_ns == record.answer_end_ns == record.chunk_ns[2]
+    assert counter.asked[-1] == "Okay, the user asks about France."
+    assert record.reasoning_tokens == 6
+    assert record.reasoning_token_source is TokenSource.TOKENIZER
 
 
 def test_without_usage_the_tokenizer_counts_the_generated_text() -> None:

@@ -169,6 +169,7 @@ def test_sources_name_each_setting_separately(tmp_path: Path) -> None:
         "report": "default",
         "requests": "llmperf_requests (ini/pyproject)",
         "warmup": "default",
+        "dataset": "default",
         "seed": "default",
         "json": "default",
         "save": "default",

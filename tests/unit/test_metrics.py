@@ -152,7 +152,8 @@ def test_whole_run_scalars() -> None:
     # 3 failed (D, E, F) / 6 requests
     assert s["failed"] == 3.0
     assert s["error_rate"] == pytest.approx(0.5)
-    assert set(s) == set(SCALARS) - {"offered_rate", "send_rate", "queue_growth"}  # open loop
+    # Open-loop figures and the cache hit rate (no server said) are absent, never 0.
+    assert set(s) == set(SCALARS) - {"offered_rate", "send_rate", "queue_growth", "cache_hit_rate"}
     assert set(m.distributions) == set(DISTRIBUTIONS)
 
 

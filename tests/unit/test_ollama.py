@@ -293,6 +293,11 @@ def test_thinking_counts_as_generated_text() -> None:
     assert record.ok
     assert len(record.chunk_ns) == 3  # two thinking reads and one content read
     assert record.output_tokens == 9
+    assert record.reasoning_chunks == 2
+    assert record.answer_start_ns == record.answer_end_ns == record.chunk_ns[2]
+    # Ollama counts no thinking tokens: the tokenizer does, after the window.
+    assert record.reasoning_tokens is None
+    assert record.reasoning_text == "Okay, the user asks about France."
     assert record.finish_reason == "stop"  # the model ended it before num_predict
 
 

@@ -350,7 +350,8 @@ def test_unknown_key_names_key_table_and_line(
     message = load_error(tmp_path, text)
     valid = "slo"
     if table.startswith("models."):  # a model's table also holds its catalogue entry
-        valid = "context, gguf, head_dim, hf, kv_heads, layers, ollama, params_b, slo, tp"
+        valid = ("context, gguf, head_dim, hf, kv_heads, layers, ollama, params_b, reasoning, "
+                 "slo, tp")
     assert message == (
         f"{tmp_path / 'thresholds.toml'}:{line}: unknown key {key!r} in [{table}]; valid: {valid}"
     )
