@@ -55,6 +55,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(TargetGroupPlugin(config), "llmperf-xdist")
     config.pluginmanager.import_plugin("pytest_llmperf.fixtures")
     config.pluginmanager.import_plugin("pytest_llmperf.search_fixtures")
+    config.pluginmanager.import_plugin("pytest_llmperf.dataset_fixtures")
     if cli_options_given(config):
         # Asked for by name: a bad value is an error now, even with no perf test collected.
         try:

@@ -51,6 +51,9 @@ class ResultRecorder:
         (``llmperf.capacity.max_concurrency``, ``.max_rate``, ``.goodput``, ...)."""
         self.item.stash.setdefault(RESULTS_KEY, []).append(entry)
         self._entries[id(search)] = entry
+        if entry["kind"] == "prefix_cache":
+            for key in ("ttft_gain", "warm_cached_share", "summary"):
+                self._property(f"llmperf.prefix_cache.{key}", entry[key])
         if entry["kind"] != "capacity":
             return
         name = "max_concurrency" if entry["dimension"] == "users" else "max_rate"

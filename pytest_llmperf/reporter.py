@@ -67,6 +67,7 @@ class LLMPerfReporter:
             return
         from pytest_llmperf.report.comparison import comparison_terminal
         from pytest_llmperf.report.terminal import (
+            cache_warning_lines,
             capacity_lines,
             inconclusive_lines,
             render_terminal_table,
@@ -77,13 +78,18 @@ class LLMPerfReporter:
             terminalreporter.write_line(render_terminal_table(self.entries))
         capacity = capacity_lines(self.searches)
         if capacity:
-            terminalreporter.write_sep("-", "llmperf capacity")
+            terminalreporter.write_sep("-", "llmperf capacity and cache")
             for line in capacity:
                 terminalreporter.write_line(line)
         comparison = comparison_terminal(self.entries)
         if comparison:
             terminalreporter.write_sep("-", "llmperf comparison with the baseline")
             terminalreporter.write_line(comparison)
+        cache_warnings = cache_warning_lines(self.entries)
+        if cache_warnings:
+            terminalreporter.write_sep("-", "llmperf: answered from the prefix cache")
+            for line in cache_warnings:
+                terminalreporter.write_line(line)
         inconclusive = inconclusive_lines(self.entries)
         if inconclusive:
             terminalreporter.write_sep("-", "llmperf: SLOs the sample cannot support yet")

@@ -145,4 +145,6 @@ def _scenario(text: str, scenario: str) -> DatasetSpec:
             raise ValueError(f"random {name}: {scenario!r} ends below where it starts")
     if lengths[0].first < MIN_PROMPT_TOKENS:
         raise ValueError(f"random input: at least {MIN_PROMPT_TOKENS} tokens, got {scenario!r}")
+    if lengths[1].first < 1:
+        raise ValueError(f"random output: at least 1 token, got {scenario!r}")
     return DatasetSpec("random", text, input_lengths=lengths[0], output_lengths=lengths[1])

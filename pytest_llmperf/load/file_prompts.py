@@ -50,10 +50,10 @@ class FilePrompts(MadeAhead):
 
     def _make(self) -> Prompt:
         for _ in range(2 * len(self._order) + 1):  # at most two passes to find a usable one
+            if self._position == len(self._order):  # a new pass starts: new tags
+                self._position, self._cycles = 0, self._cycles + 1
             conversation, entry = self._order[self._position]
             self._position += 1
-            if self._position == len(self._order):
-                self._position, self._cycles = 0, self._cycles + 1
             prompt = self._prompt(conversation, entry)
             if prompt is not None:
                 return prompt

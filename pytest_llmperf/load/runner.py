@@ -197,5 +197,5 @@ def run_load(
         server_metrics=probe.result() if probe else None,
         server_notes=tuple(probe.notes) if probe else (),
         telemetry=figures,
-        prompts=prompts.describe(),
+        prompts={**prompts.describe(), "about_caching": prompts.about_caching},
     )

@@ -15,9 +15,13 @@ __all__ = ["SweepResult"]
 class SweepResult:
     """The points of a sweep in the order they ran (the order of the loads asked for)."""
 
-    dimension: str  # "users" or "rate"
+    dimension: str  # "users", "rate", or "input_tokens" (a prefill sweep: one load)
     points: tuple[PerfResult, ...]
+    # Each point's place on the sweep's axis where it is not the load (input tokens).
+    values: tuple[float, ...] | None = None
 
     @property
     def loads(self) -> tuple[float, ...]:
+        if self.values is not None:
+            return self.values
         return tuple(point.shape.load for point in self.points)

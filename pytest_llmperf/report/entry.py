@@ -6,26 +6,54 @@ once, by the controlling process, at the end of the session.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_llmperf.results.metrics import SCALARS
+from pytest_llmperf.results.records import RequestRecord
 from pytest_llmperf.results.slo import Verdict
 from pytest_llmperf.results.store import encode_records
 
 if TYPE_CHECKING:
     from pytest_llmperf.load.capacity import CapacityResult
+    from pytest_llmperf.load.prefix_cache import PrefixCacheResult
     from pytest_llmperf.load.runner import PerfResult
     from pytest_llmperf.load.sweep import SweepResult
     from pytest_llmperf.results.compare import Comparison
 
-__all__ = ["capacity_entry", "comparison_entry", "load_row", "result_entry", "sweep_entry",
+__all__ = ["capacity_entry", "comparison_entry", "load_row", "prefix_cache_entry",
+           "prompt_cache_entry", "result_entry", "sweep_entry",
            "verdict_entry"]
 
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
+
+
+def prompt_cache_entry(records: Sequence[RequestRecord], about_caching: bool
+                       ) -> dict[str, Any] | None:
+    """What the server said it served from its prefix cache; None where it said nothing.
+    A request counts as a hit when more than half its prompt came from the cache: every
+    request shares the chat template's short head, so small counts are expected."""
+    told = [r for r in records if r.ok and r.cached_tokens is not None and r.input_tokens]
+    if not told:
+        return None
+    return {
+        "requests": len(told),
+        "cached_tokens": sum(r.cached_tokens or 0 for r in told),
+        "prompt_tokens": sum(r.input_tokens or 0 for r in told),
+        "hits": sum(2 * (r.cached_tokens or 0) > (r.input_tokens or 0) for r in told),
+        "about_caching": about_caching,
+    }
+
+
+def _template_overhead(records: Sequence[RequestRecord]) -> list[int] | None:
+    """[least, most] prompt tokens the server counted beyond the exact user text a dataset
+    made (the chat template's fixed overhead); None when no prompt was made exact."""
+    extra = [r.input_tokens - r.dataset_input_tokens for r in records
+             if r.ok and r.input_tokens is not None and r.dataset_input_tokens is not None]
+    return [min(extra), max(extra)] if extra else None
 
 
 def result_entry(result: PerfResult, timeline_png: Path | None = None) -> dict[str, Any]:
@@ -67,8 +95,13 @@ def result_entry(result: PerfResult, timeline_png: Path | None = None) -> dict[s
         },
         # Answers shorter than max_tokens: an engine that cannot ignore EOS (Ollama, TGI)
         # makes per-user speed a figure over shorter answers; the reader must see that.
-        "short_answers": sum(r.ok and r.output_tokens < result.max_tokens
+        "short_answers": sum(r.ok and r.output_tokens < (r.max_tokens or result.max_tokens)
                              for r in result.run.records),
+        "prompt_cache": prompt_cache_entry(result.run.records,
+                                           bool((result.prompts or {}).get("about_caching"))),
+        "template_overhead": _template_overhead(result.run.records),
+        # Answers that reasoned first: the report then shows the answer's own times.
+        "reasoning_requests": sum(r.ok and r.has_reasoning for r in result.run.records),
         "server_metrics": None if result.server_metrics is None else {
             name: _rounded(value) for name, value in result.server_metrics.items()
         },
@@ -164,6 +197,15 @@ def _served(result: PerfResult) -> dict[str, Any]:
     return {"backend": served.backend, "model": served.model, "engine": served.engine}
 
 
+def _sweep_rows(sweep: SweepResult) -> list[dict[str, Any]]:
+    rows = [load_row(point) for point in sweep.points]
+    if sweep.values is not None:  # a prefill sweep: the axis is the prompt's length
+        for row, value, point in zip(rows, sweep.values, sweep.points, strict=True):
+            row.update(load=value, label=f"{value:g} input tokens, {point.shape.label}",
+                       ttft_ms_median=_rounded(point.metrics.value("ttft_ms", "median")))
+    return rows
+
+
 def sweep_entry(sweep: SweepResult, chart_png: Path | None, calls: list[int],
                 slo_lines: dict[str, float]) -> dict[str, Any]:
     """A sweep's table and chart; its points' windows are entries of their own (``calls``)."""
@@ -172,9 +214,32 @@ def sweep_entry(sweep: SweepResult, chart_png: Path | None, calls: list[int],
         **_served(sweep.points[0]),
         "dimension": sweep.dimension,
         "calls": calls,
-        "rows": [load_row(point) for point in sweep.points],
+        "rows": _sweep_rows(sweep),
         "slo_lines": slo_lines,
         "chart_png": str(chart_png) if chart_png else None,
+        "verdicts": [],
+    }
+
+
+def prefix_cache_entry(result: PrefixCacheResult) -> dict[str, Any]:
+    """The cache comparison: both passes' rows and the gain (their windows are entries too)."""
+    rows = []
+    for name, point in (("first ask (nothing cached)", result.cold),
+                        ("second ask (document cached)", result.warm)):
+        cache = prompt_cache_entry(point.run.records, about_caching=True)
+        rows.append({**load_row(point), "label": name,
+                     "ttft_ms_median": _rounded(point.metrics.value("ttft_ms", "median")),
+                     "cached_share": _rounded(cache["cached_tokens"] / cache["prompt_tokens"])
+                     if cache and cache["prompt_tokens"] else None})
+    return {
+        "kind": "prefix_cache",
+        **_served(result.cold),
+        "dimension": "pass",
+        "document_tokens": result.document_tokens,
+        "ttft_gain": _rounded(result.ttft_gain),
+        "warm_cached_share": _rounded(result.warm_cached_share),
+        "summary": result.summary(),
+        "rows": rows,
         "verdicts": [],
     }
 

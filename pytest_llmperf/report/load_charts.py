@@ -36,7 +36,8 @@ def write_load_chart(entry: Mapping[str, Any], path: Path) -> Path | None:
     rows = entry["rows"]
     if len({row["load"] for row in rows}) < 2:
         return None
-    unit = "users" if entry["dimension"] == "users" else "requests per second"
+    unit = {"users": "users", "input_tokens": "input tokens per prompt (the user's text)"
+            }.get(entry["dimension"], "requests per second")
     figure, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True)
     for ax, (field, title, slo) in zip(axes.flat, _PANELS, strict=True):
         _panel(ax, rows, field, entry)
@@ -49,7 +50,7 @@ def write_load_chart(entry: Mapping[str, Any], path: Path) -> Path | None:
                        label=f"capacity {entry['capacity']:g}")
         if entry.get("kind") == "capacity" or limit is not None:
             ax.legend(fontsize=7, loc="best")
-        if entry["dimension"] == "users":
+        if entry["dimension"] != "rate":
             ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
         ax.set_title(title, fontsize=9)
         ax.set_ylim(bottom=0)
@@ -90,4 +91,6 @@ def _title(entry: Mapping[str, Any]) -> str:
     target = f"{entry.get('model')} on {entry.get('backend')}"
     if entry.get("kind") == "capacity":
         return f"capacity search ({entry['dimension']}), {target}: {entry['summary']}"[:160]
+    if entry["dimension"] == "input_tokens":
+        return f"prefill: TTFT and speed by prompt length, {target}"
     return f"sweep over {entry['dimension']}, {target}"

@@ -22,6 +22,9 @@ __all__ = ["render_markdown"]
 _TABLE_METRICS = ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms", "decode_tokens_per_s")
 # Shown too for an open loop (they have values only there).
 _SCHEDULE_METRICS = ("schedule_slip_ms", "ttft_from_schedule_ms", "e2el_from_schedule_ms")
+# Shown too when answers reasoned first (results.answer).
+_ANSWER_METRICS = ("time_to_answer_ms", "answer_e2el_ms", "answer_decode_tokens_per_s",
+                   "reasoning_tokens", "answer_tokens")
 # Client metric beside the engine's own: (row, client distribution, server fields, first
 # offered wins).  llama.cpp has no TPOT histogram; its decode time per token stands in.
 _SIDE_BY_SIDE = (
@@ -85,6 +88,50 @@ def _verdict_cell(verdict: Mapping[str, Any]) -> str:
     return "pass" if state == "pass" else "**FAIL**"
 
 
+_PROMPT_DETAILS = ("path", "input_tokens", "output_tokens", "documents", "questions",
+                   "document_tokens", "question_tokens", "left_out_by_length",
+                   "passes_over_the_file")
+
+
+def prompts_sentence(entry: Mapping[str, Any]) -> str:
+    """" Prompts: random (input_tokens 512, output_tokens 64), seed 0, salt ab12; the chat
+    template adds 30 tokens.": where the prompts came from and how to get them again."""
+    prompts = entry.get("prompts") or {}
+    if not prompts:
+        return ""
+    details = ", ".join(f"{key} {prompts[key]}" for key in _PROMPT_DETAILS
+                        if prompts.get(key) is not None)
+    sentence = (f" Prompts: {prompts.get('source')}" + (f" ({details})" if details else "")
+                + f", seed {prompts.get('seed')}, salt {prompts.get('salt')}")
+    overhead = entry.get("template_overhead")
+    if overhead:
+        added = f"{overhead[0]}" if overhead[0] == overhead[1] else f"{overhead[0]}-{overhead[1]}"
+        sentence += (f"; the server counted {added} prompt tokens beyond each exact user text "
+                     "(its chat template)")
+    if prompts.get("made_in_window"):
+        sentence += (f"; {prompts['made_in_window']} prompts were made inside the window "
+                     "(asking the tokenizer between requests)")
+    return sentence + "."
+
+
+def cache_lines(entry: Mapping[str, Any]) -> list[str]:
+    """The prefix cache's share of the prompts, and a warning when a test that is not about
+    caching was answered from it."""
+    cache = entry.get("prompt_cache")
+    if not cache:
+        return []
+    share = cache["cached_tokens"] / cache["prompt_tokens"] if cache["prompt_tokens"] else 0.0
+    line = (f"Prefix cache: the server served {cache['cached_tokens']} of "
+            f"{cache['prompt_tokens']} prompt tokens from its cache ({share:.0%}); "
+            f"{cache['hits']} of {cache['requests']} requests took more than half their "
+            "prompt from it.")
+    if cache["hits"] and not cache["about_caching"]:
+        line = (f"**Cache hits in a test not about caching: {cache['hits']} of "
+                f"{cache['requests']} requests took most of their prompt from the prefix "
+                "cache, so their TTFT is flattered.** " + line)
+    return [line, ""]
+
+
 def _test_section(entry: Mapping[str, Any]) -> list[str]:
     outcome = entry.get("outcome", "")
     title = f"## `{entry['nodeid']}`" + (f" - {outcome.upper()}" if outcome else "")
@@ -103,11 +150,13 @@ def _test_section(entry: Mapping[str, Any]) -> list[str]:
     if resent:
         header += (f" {resent} request(s) were sent a second time: the server had closed their "
                    "pooled connection before answering (not failures; timed from the resend).")
-    prompts = entry.get("prompts") or {}
-    if prompts:
-        header += (f" Prompts: {prompts.get('source')}, seed {prompts.get('seed')}, "
-                   f"salt {prompts.get('salt')}.")
+    header += prompts_sentence(entry)
     lines = [title, "", header, ""]
+    lines += cache_lines(entry)
+    if entry.get("reasoning_requests"):
+        lines += [f"{entry['reasoning_requests']} answers reasoned before they answered: TTFT "
+                  "is their first token of any kind, time_to_answer_ms their first answer "
+                  "token.", ""]
     if entry.get("overload"):
         lines += [f"**{entry['overload'][0].upper()}{entry['overload'][1:]}.**", ""]
     short = entry.get("short_answers") or 0
@@ -127,6 +176,8 @@ def _test_section(entry: Mapping[str, Any]) -> list[str]:
     stats = list(REPORTED_STATISTICS)
     shown = [*_TABLE_METRICS, *(name for name in _SCHEDULE_METRICS
                                 if entry["distributions"].get(name, {}).get("mean") is not None)]
+    if entry.get("reasoning_requests"):
+        shown += _ANSWER_METRICS
     rows = [[f"{name} ({DISTRIBUTIONS[name].unit})",
              *(_cell(entry["distributions"][name][s]) for s in stats)] for name in shown]
     lines += [tabulate(rows, headers=["metric", *stats], tablefmt="github"), ""]

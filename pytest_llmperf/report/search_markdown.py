@@ -42,9 +42,14 @@ def _headline(capacities: Sequence[Mapping[str, Any]]) -> str:
 
 def _section(search: Mapping[str, Any]) -> list[str]:
     kind = search["kind"]
-    title = f"## {'Capacity search' if kind == 'capacity' else 'Sweep'}: `{search['nodeid']}`"
-    lines = [title, ""]
-    if kind == "capacity":
+    name = {"capacity": "Capacity search", "prefix_cache": "Prefix cache"}.get(
+        kind, "Prefill sweep" if search.get("dimension") == "input_tokens" else "Sweep")
+    lines = [f"## {name}: `{search['nodeid']}`", ""]
+    if kind == "prefix_cache":
+        lines += [f"{search['model']} on {search['backend']} ({search['engine']}): "
+                  f"**{search['summary']}**. Each pass is a measured window of its own "
+                  "(full tables below).", ""]
+    elif kind == "capacity":
         lines += [f"{search['model']} on {search['backend']} ({search['engine']}), over "
                   f"{search['dimension']}: **{search['summary']}**. Stopped: "
                   f"{search['stop_reason']}, after {search['elapsed_s']:g} s of a "
@@ -62,6 +67,8 @@ def _section(search: Mapping[str, Any]) -> list[str]:
     else:
         lines += [f"{search['model']} on {search['backend']} ({search['engine']}): each load "
                   "its own warm-up and measured window (their full tables are below).", ""]
+        if search.get("left_out"):
+            lines += [f"{search['left_out']}.", ""]
     lines += [_table(search), ""]
     if search.get("chart_png"):
         lines += [f"![{kind} chart]({search['chart_png']})", ""]
@@ -70,10 +77,15 @@ def _section(search: Mapping[str, Any]) -> list[str]:
 
 def _table(search: Mapping[str, Any]) -> str:
     probe = search["kind"] == "capacity"
+    # A prefill sweep and the cache passes are about TTFT: its median leads.
+    median = any("ttft_ms_median" in row for row in search["rows"])
+    cached = search["kind"] == "prefix_cache"
     rows = []
     for row in search["rows"]:
         cells = [row.get("label") or row["load"], row.get("requests", "-"),
-                 *(_cell(row.get(key)) for _, key in _COLUMNS)]
+                 *([_cell(row.get("ttft_ms_median"))] if median else []),
+                 *(_cell(row.get(key)) for _, key in _COLUMNS),
+                 *([_cell(row.get("cached_share"))] if cached else [])]
         if probe:
             cells.insert(1, "pass" if row["passed"] else "**FAIL**")
             cells.append(_cell(row.get("goodput")))
@@ -81,7 +93,8 @@ def _table(search: Mapping[str, Any]) -> str:
         elif row.get("overload"):
             cells[0] = f"{cells[0]} (overloaded)"
         rows.append(cells)
-    headers = ["load", "requests", *(name for name, _ in _COLUMNS)]
+    headers = ["load", "requests", *(["TTFT median ms"] if median else []),
+               *(name for name, _ in _COLUMNS), *(["cached share"] if cached else [])]
     if probe:
         headers.insert(1, "verdict")
         headers += ["goodput req/s", "what broke"]

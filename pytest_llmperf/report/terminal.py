@@ -10,7 +10,8 @@ from tabulate import tabulate
 from pytest_llmperf.report.cells import cell as _cell
 from pytest_llmperf.report.cells import verdict_summary as _verdict_summary
 
-__all__ = ["capacity_lines", "inconclusive_lines", "render_terminal_table"]
+__all__ = ["cache_warning_lines", "capacity_lines", "inconclusive_lines",
+           "render_terminal_table"]
 
 
 def render_terminal_table(entries: Sequence[Mapping[str, Any]]) -> str:
@@ -31,6 +32,11 @@ def render_terminal_table(entries: Sequence[Mapping[str, Any]]) -> str:
 def _load(entry: Mapping[str, Any]) -> str:
     """``4 users`` or ``2 req/s poisson``, and ``OVERLOADED`` when the queue grew."""
     label = str(entry["load"].get("label") or f"{entry['users']} users")
+    prompts = entry.get("prompts") or {}
+    if prompts.get("source") == "random":  # the prompt length is part of the load
+        label += f", {prompts.get('input_tokens')} tok in"
+    elif prompts.get("source") not in (None, "built-in"):
+        label += f", {prompts['source']}"
     return label + (" OVERLOADED" if entry.get("overload") else "")
 
 
@@ -53,6 +59,8 @@ def capacity_lines(searches: Sequence[Mapping[str, Any]]) -> list[str]:
     """One line per capacity search: the test, its headline figure and how sure it is."""
     lines = []
     for entry in searches:
+        if entry.get("kind") == "prefix_cache":
+            lines.append(f"{entry['nodeid'].split('::')[-1]}: {entry['summary']}")
         if entry.get("kind") != "capacity":
             continue
         test = entry["nodeid"].split("::")[-1]
@@ -67,4 +75,16 @@ def capacity_lines(searches: Sequence[Mapping[str, Any]]) -> list[str]:
                    if comparison else "")
         lines.append(f"{test}: {entry['summary']}{goodput}{boundary}{broke} "
                      f"[{len(entry['rows'])} probes, {entry['elapsed_s']:g} s]{against}")
+    return lines
+
+
+def cache_warning_lines(entries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per window not about caching whose requests the prefix cache answered."""
+    lines = []
+    for entry in entries:
+        cache = entry.get("prompt_cache") or {}
+        if cache.get("hits") and not cache.get("about_caching"):
+            lines.append(f"{entry['nodeid'].split('::')[-1]}: {cache['hits']} of "
+                         f"{cache['requests']} requests took most of their prompt from the "
+                         "prefix cache: TTFT is flattered (the test is not about caching)")
     return lines

@@ -8,6 +8,7 @@ They match vLLM's and SGLang's serving benchmarks and MLPerf:
 - TPOT (``tpot_ms``): (E2EL - TTFT) / (output_tokens - 1), per request with output_tokens > 1
   whose tokens came in more than one streamed chunk (else the client saw no decode to time;
   such requests are counted in ``untimed_decodes``).
+- prefill speed (``prefill_tokens_per_s``): input tokens / TTFT, per request (as a user sees it).
 - ITL (``itl_ms``): every gap between consecutive streamed token chunks, pooled over requests.
 - per-user decode speed (``decode_tokens_per_s``): 1 / TPOT, per request, in tokens/s (the
   same requests as TPOT).
@@ -103,6 +104,7 @@ DISTRIBUTIONS: Mapping[str, MetricInfo] = MappingProxyType(
         "decode_tokens_per_s": MetricInfo("tok/s", True, "per-user decode speed, 1/TPOT"),
         "output_tokens": MetricInfo("tok", True, "output tokens per request"),
         "input_tokens": MetricInfo("tok", False, "input tokens per request"),
+        "prefill_tokens_per_s": MetricInfo("tok/s", True, "input tokens / TTFT"),
         "schedule_slip_ms": MetricInfo("ms", False,
                                        "open loop: send time - scheduled time"),
         "ttft_from_schedule_ms": MetricInfo("ms", False,
@@ -312,6 +314,8 @@ def summarize(run: LoadRun) -> RunMetrics:
         "decode_tokens_per_s": tuple(1000.0 / t for t in tpots),
         "output_tokens": tuple(float(r.output_tokens) for r in done),
         "input_tokens": tuple(float(r.input_tokens) for r in done if r.input_tokens is not None),
+        "prefill_tokens_per_s": tuple(r.input_tokens / (ttft_ms(r) / 1000) for r in done
+                                      if r.input_tokens and ttft_ms(r) > 0),
         "schedule_slip_ms": _defined(from_schedule_ms(r, r.send_ns) for r in run.records),
         "ttft_from_schedule_ms": _defined(from_schedule_ms(r, r.chunk_ns[0]) for r in done),
         "e2el_from_schedule_ms": _defined(from_schedule_ms(r, r.chunk_ns[-1]) for r in done),

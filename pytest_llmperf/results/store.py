@@ -80,7 +80,25 @@ def _encode(record: RequestRecord, start_ns: int) -> dict[str, Any]:
         # Open loop: when it was due, from the start of the window (absent: a closed loop).
         **({} if record.scheduled_ns is None
            else {"scheduled_us": (record.scheduled_ns - start_ns) // _NS_PER_US}),
+        # Written only where there is something to say, so a plain run stays small.
+        **_optional(record, send),
     }
+
+
+def _optional(record: RequestRecord, send: int) -> dict[str, Any]:
+    """The answer length asked for, cached and exact-input counts, and a reasoning answer's
+    split (answer times from the send, like chunk_us)."""
+    extra: dict[str, Any] = {key: value for key, value in (
+        ("max_tokens", record.max_tokens), ("cached_tokens", record.cached_tokens),
+        ("dataset_input_tokens", record.dataset_input_tokens)) if value is not None}
+    if record.has_reasoning:
+        extra["reasoning_chunks"] = record.reasoning_chunks
+        extra["reasoning_tokens"] = record.reasoning_tokens
+        extra["reasoning_token_source"] = _value(record.reasoning_token_source)
+        for key, at in (("answer_start_us", record.answer_start_ns),
+                        ("answer_end_us", record.answer_end_ns)):
+            extra[key] = None if at is None else (at - send) // _NS_PER_US
+    return extra
 
 
 def _value(source: Any) -> str | None:
@@ -119,7 +137,23 @@ def _decode(raw: Mapping[str, Any]) -> RequestRecord:
         resent=bool(raw.get("resent", False)),
         scheduled_ns=None if raw.get("scheduled_us") is None
         else int(raw["scheduled_us"]) * _NS_PER_US,
+        max_tokens=_int(raw.get("max_tokens")),
+        cached_tokens=_int(raw.get("cached_tokens")),
+        dataset_input_tokens=_int(raw.get("dataset_input_tokens")),
+        reasoning_chunks=int(raw.get("reasoning_chunks", 0)),
+        reasoning_tokens=_int(raw["reasoning_tokens"]) if "reasoning_tokens" in raw else 0,
+        reasoning_token_source=_source(raw.get("reasoning_token_source")),
+        answer_start_ns=_at(send, raw.get("answer_start_us")),
+        answer_end_ns=_at(send, raw.get("answer_end_us")),
     )
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _at(send_ns: int, us: Any) -> int | None:
+    return None if us is None else send_ns + int(us) * _NS_PER_US
 
 
 def _source(value: Any) -> TokenSource | None:

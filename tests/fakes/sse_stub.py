@@ -2,6 +2,7 @@
 
     python sse_stub.py PORT [--first-ms MS] [--token-ms MS] [--jitter SD]
                             [--per-stream-ms MS] [--slots N]
+                            [--reasoning N [--reasoning-style field|think]]
 
 Every chat completion streams exactly ``max_tokens`` tokens: the first after ``--first-ms``,
 each next one ``--token-ms`` later (times a lognormal factor with sdlog ``--jitter``, seeded
@@ -10,6 +11,10 @@ per request, so runs differ the way a real server's do), then a usage chunk.
 time per token grows linearly with the load (a known capacity boundary: with token gap
 ``t + s * (n - 1)`` at ``n`` streams, ``tpot < L`` holds up to ``n = (L - t) / s + 1``).
 ``--slots N`` serves at most N streams at once; the others wait, as in an engine's queue.
+``--reasoning N`` makes the first N tokens of each answer reasoning, sent as vLLM's
+``delta.reasoning_content`` (style ``field``, with ``reasoning_tokens`` in the usage) or inline
+in ``<think>...</think>`` (style ``think``): the answer's first token is then known to come
+after the first token by N token gaps.
 It stands in for no engine: it gives ground truth (a known slowdown, a known boundary) that
 a real server cannot.  Ready once ``GET /v1/models`` answers.
 """
@@ -28,8 +33,20 @@ def _chunk(payload: dict[str, object]) -> bytes:
     return f"data: {json.dumps(payload)}\n\n".encode()
 
 
+def _delta(index: int, reasoning: int, style: str) -> dict[str, str]:
+    """Token ``index``'s delta: reasoning for the first ``reasoning`` tokens, then answer."""
+    if index >= reasoning:
+        text = f" t{index}"
+        return {"content": ("</think>" + text) if style == "think" and index == reasoning
+                and reasoning else text}
+    if style == "think":
+        return {"content": ("<think>" if index == 0 else "") + f" r{index}"}
+    return {"reasoning_content": f" r{index}"}
+
+
 def make_app(first_ms: float, token_ms: float, jitter: float, per_stream_ms: float = 0.0,
-             slots: int | None = None) -> web.Application:
+             slots: int | None = None, reasoning: int = 0,
+             reasoning_style: str = "field") -> web.Application:
     counter = iter(range(1, 10**9))
     streaming = [0]
     gate = asyncio.Semaphore(slots) if slots else None
@@ -49,16 +66,19 @@ def make_app(first_ms: float, token_ms: float, jitter: float, per_stream_ms: flo
                 if index:
                     gap = token_ms + per_stream_ms * (streaming[0] - 1)
                     await asyncio.sleep(gap * rng.lognormvariate(0.0, jitter) / 1000)
-                await response.write(_chunk({"choices": [{"index": 0, "delta": {
-                    "content": f" t{index}"}, "finish_reason": None}]}))
+                await response.write(_chunk({"choices": [{"index": 0, "delta": _delta(
+                    index, reasoning, reasoning_style), "finish_reason": None}]}))
         finally:
             streaming[0] -= 1
             if gate:
                 gate.release()
         await response.write(_chunk({"choices": [{"index": 0, "delta": {},
                                                   "finish_reason": "length"}]}))
-        await response.write(_chunk({"choices": [], "usage": {
-            "prompt_tokens": 12, "completion_tokens": tokens, "total_tokens": 12 + tokens}}))
+        usage: dict[str, object] = {"prompt_tokens": 12, "completion_tokens": tokens,
+                                    "total_tokens": 12 + tokens}
+        if reasoning and reasoning_style == "field":
+            usage["completion_tokens_details"] = {"reasoning_tokens": min(reasoning, tokens)}
+        await response.write(_chunk({"choices": [], "usage": usage}))
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
@@ -80,8 +100,11 @@ def main() -> None:
     parser.add_argument("--jitter", type=float, default=0.05)
     parser.add_argument("--per-stream-ms", type=float, default=0.0)
     parser.add_argument("--slots", type=int, default=None)
+    parser.add_argument("--reasoning", type=int, default=0)
+    parser.add_argument("--reasoning-style", choices=("field", "think"), default="field")
     args = parser.parse_args()
-    app = make_app(args.first_ms, args.token_ms, args.jitter, args.per_stream_ms, args.slots)
+    app = make_app(args.first_ms, args.token_ms, args.jitter, args.per_stream_ms, args.slots,
+                   args.reasoning, args.reasoning_style)
     web.run_app(app, host="127.0.0.1", port=args.port, print=None,
                 handle_signals=True)
 

@@ -3,6 +3,7 @@ lost (numbered files, atomic writes), and the plugin writes one document per run
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -56,6 +57,36 @@ def test_an_open_loop_record_keeps_its_scheduled_time() -> None:
               "load": {"concurrency": 1, "warmup": 0}}
     decoded = decode_window(window).records[0]
     assert decoded.send_ns - decoded.scheduled_ns == 7 * MS
+
+
+def test_a_reasoning_answer_and_its_cache_figures_survive_the_round_trip() -> None:
+    """Compare recomputes every metric from stored requests, so the answer's split must come
+    back exactly (to the microsecond) and a plain request must come back plain."""
+    start = 1_000 * MS
+    reasoning = RequestRecord(
+        0, start + 1 * MS, (start + 40 * MS, start + 60 * MS, start + 90 * MS),
+        start + 91 * MS, 30, TokenSource.USAGE, 600, TokenSource.USAGE, "length",
+        max_tokens=30, cached_tokens=512, dataset_input_tokens=570, reasoning_chunks=2,
+        answer_start_ns=start + 90 * MS, answer_end_ns=start + 90 * MS, reasoning_tokens=20,
+        reasoning_token_source=TokenSource.USAGE)
+    unanswered = RequestRecord(1, start + 2 * MS, (start + 50 * MS,), start + 51 * MS, 5,
+                               reasoning_chunks=1, reasoning_tokens=None)
+    plain = RequestRecord(2, start + 3 * MS, (start + 30 * MS,), start + 31 * MS, 1)
+    run = LoadRun((reasoning, unanswered, plain), start, start + 91 * MS, 3, 0)
+    encoded = encode_records(run)
+    assert encoded[0]["answer_start_us"] == 89_000 and encoded[0]["cached_tokens"] == 512
+    assert "reasoning_chunks" not in encoded[2] and "cached_tokens" not in encoded[2]
+    window = {"records": encoded, "scalars": {"duration_s": 0.091},
+              "load": {"concurrency": 3, "warmup": 0}}
+    back = decode_window(window).records
+    shift = back[0].send_ns - reasoning.send_ns  # stored times are from the window's start
+    assert back[0] == dataclasses.replace(
+        reasoning, send_ns=reasoning.send_ns + shift,
+        chunk_ns=tuple(t + shift for t in reasoning.chunk_ns), end_ns=reasoning.end_ns + shift,
+        answer_start_ns=start + 90 * MS + shift, answer_end_ns=start + 90 * MS + shift)
+    assert back[1].has_reasoning and back[1].reasoning_tokens is None
+    assert back[1].answer_start_ns is None
+    assert back[2].reasoning_tokens == 0 and not back[2].has_reasoning
 
 
 def test_round_trip(tmp_path: Path) -> None:
