@@ -130,6 +130,8 @@ class OllamaBackend(LaunchedBackend):
             log_path=server.log_path if server else None,
             open_client=open_client,
             check_alive=server.check_running if server else None,
+            reasoning=model.reasoning,
+            context_tokens=model.context,
         )
 
     @contextlib.contextmanager

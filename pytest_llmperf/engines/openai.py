@@ -16,6 +16,7 @@ from pytest_llmperf.clients.openai import Endpoint
 from pytest_llmperf.config import Settings
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.engines.catalog import ModelEntry
+from pytest_llmperf.engines.server_tokenizer import VLLMTokenizer
 
 __all__ = ["OpenAIBackend"]
 
@@ -58,7 +59,21 @@ class OpenAIBackend:
                             ignore_eos=settings.ignore_eos, min_tokens_field="min_tokens")
         yield ServedModel(self.name, entry.alias, endpoint,
                           engine=_server_name(response, settings.base_url),
-                          forces_length=settings.ignore_eos)
+                          forces_length=settings.ignore_eos, reasoning=entry.reasoning,
+                          context_tokens=entry.context,
+                          tokenizer=_server_tokenizer(settings.base_url, model, key))
+
+
+def _server_tokenizer(base_url: str, model: str, key: str | None) -> VLLMTokenizer | None:
+    """vLLM's (and compatible servers') ``/tokenize`` beside ``/v1``, where it answers."""
+    root = base_url.rstrip("/").removesuffix("/v1")
+    tokenizer = VLLMTokenizer(root, model, key)
+    try:
+        if tokenizer.encode("hello"):
+            return tokenizer
+    except (requests.RequestException, ValueError, KeyError, TypeError):
+        pass
+    return None
 
 
 def _server_name(response: requests.Response, base_url: str) -> str:

@@ -124,7 +124,7 @@ def cache_lines(entry: Mapping[str, Any]) -> list[str]:
     line = (f"Prefix cache: the server served {cache['cached_tokens']} of "
             f"{cache['prompt_tokens']} prompt tokens from its cache ({share:.0%}); "
             f"{cache['hits']} of {cache['requests']} requests took more than half their "
-            "prompt from it.")
+            "prompt (and more than a chat template's head) from it.")
     if cache["hits"] and not cache["about_caching"]:
         line = (f"**Cache hits in a test not about caching: {cache['hits']} of "
                 f"{cache['requests']} requests took most of their prompt from the prefix "

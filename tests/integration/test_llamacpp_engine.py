@@ -123,10 +123,14 @@ def test_a_second_run_against_a_server_that_stays_up_gets_no_cached_prompt(
     import dataclasses
 
     cached = dataclasses.replace(settings, prefix_caching=True)
+    from pytest_llmperf.report.entry import prompt_cache_entry
+
+    entries = []
     with get_backend("llamacpp").serve(cached, SMOLLM2, settings.output_dir) as server:
         def cache_hits(prompts: BuiltinPrompts) -> list[float]:
             result = run_load(server, prompts, users=1, requests=4, max_tokens=4)
             assert all(r.ok for r in result.run.records), [r.error for r in result.run.records]
+            entries.append(prompt_cache_entry(result.run.records, about_caching=False))
             return [r.server_timings["cache_n"] for r in result.run.records]
 
         first = cache_hits(BuiltinPrompts(seed=5))
@@ -141,6 +145,9 @@ def test_a_second_run_against_a_server_that_stays_up_gets_no_cached_prompt(
     # (measured: 51 and 66 of about 70 prompt tokens; which request hits depends on the slot
     # llama.cpp picks).
     assert max(replayed) > head + 5, (third, replayed)
+    # What the report says: no hit in the honest runs; the replay's hits are seen as such.
+    assert [entry["hits"] for entry in entries[:3]] == [0, 0, 0], entries
+    assert entries[3]["hits"] >= 1, entries
 
 
 _ORPHAN_SCRIPT = textwrap.dedent(
