@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_llmperf.clients.base import Prompt
 from pytest_llmperf.clients.openai import StreamingClient
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.load.synthetic import Lengths, RandomPrompts
@@ -30,10 +31,10 @@ def test_exact_length_prompts_reach_the_server_at_their_length(
         smollm2_served: ServedModel) -> None:
     assert smollm2_served.tokenizer is not None and smollm2_served.endpoint is not None
     endpoint = smollm2_served.endpoint
-    lengths = (16, 100, 512, 1500)
+    lengths = (16, 100, 512, 1024)
     sources = [RandomPrompts(smollm2_served.tokenizer, input_lengths=Lengths("fixed", n),
                              output_lengths=Lengths("fixed", 2), seed=n) for n in lengths]
-    prompts = [source.next_prompt() for source in sources for _ in range(2)]
+    prompts = [source.next_prompt() for source in sources]
 
     async def send() -> list[tuple[int | None, int]]:
         async with StreamingClient(endpoint, max_tokens=64) as client:
@@ -42,7 +43,7 @@ def test_exact_length_prompts_reach_the_server_at_their_length(
         return [(r.input_tokens, r.output_tokens) for r in records]
 
     counted = asyncio.run(send())
-    wanted = [n for n in lengths for _ in range(2)]
+    wanted = list(lengths)
     # The server's own prompt count is the exact length plus the template's fixed overhead.
     assert [c[0] for c in counted] == [n + SMOLLM2_TEMPLATE_TOKENS for n in wanted]
     assert [c[1] for c in counted] == [2] * len(prompts)  # the forced answer length
@@ -68,7 +69,7 @@ def test_a_sharegpt_file_runs_the_suite_and_no_prompt_is_answered_from_the_cache
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "perf/test_latency.py", "perf/test_concurrency.py",
          "-p", "no:cacheprovider", f"--llmperf-dataset=sharegpt:{SHAREGPT},output=8",
-         "--llmperf-prefix-caching=yes", "--llmperf-requests=12", "--llmperf-warmup=2",
+         "--llmperf-prefix-caching=yes", "--llmperf-requests=8", "--llmperf-warmup=1",
          "--llmperf-json=result.json", "--llmperf-report=report.md"],
         cwd=suite, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -101,3 +102,55 @@ def test_a_malformed_dataset_file_stops_pytest_before_any_server_starts(
     assert ("--llmperf-dataset (command line): invalid value 'jsonl:bad.jsonl': bad.jsonl:2: "
             'expected "prompt" to be a string, found an integer (12)') in done.stderr
     assert not list((suite / "llmperf-output").glob("*.log"))  # no engine was launched
+
+
+def test_multi_turn_chats_carry_their_history_and_reuse_its_cache(tmp_path: Path) -> None:
+    """ShareGPT's multi-turn chats: each turn sends the conversation so far, so its prompt grows
+    turn by turn, and with the cache on the later turns find their history cached."""
+    import dataclasses
+
+    from pytest_llmperf.config import resolve_settings
+    from pytest_llmperf.engines.base import get_backend
+    from pytest_llmperf.engines.catalog import builtin_catalog
+    from pytest_llmperf.load.dataset_files import load_sharegpt
+    from pytest_llmperf.load.file_prompts import FilePrompts
+    from pytest_llmperf.load.runner import run_load
+
+    settings = dataclasses.replace(resolve_settings({}, {}, {}, tmp_path), prefix_caching=True)
+    entries = load_sharegpt(SHAREGPT, multi_turn=True)
+    chats = [e for e in entries if e.history and e.history[-1][0] == "assistant"]
+    assert chats, "the sample has multi-turn chats"
+    with get_backend("llamacpp").serve(settings, builtin_catalog().entries["smollm2-135m"],
+                                       tmp_path) as served:
+        # One chat after another, in order: (first turn, its second turn) pairs.
+        source = FilePrompts(entries, kind="sharegpt", path=str(SHAREGPT),
+                             tokenizer=served.tokenizer, output_tokens=4, multi_turn=True)
+        prompts = [source.next_prompt() for _ in range(12)]
+        turns = [len(p.history) // 2 for p in prompts]
+        result = run_load(served, _Replay(prompts), users=1, requests=12, max_tokens=4)
+    records = result.run.records
+    assert all(r.ok for r in records), [r.error for r in records]
+    later = [r for r, turn in zip(records, turns, strict=True) if turn > 0]
+    assert later, turns
+    for record, turn in zip(records, turns, strict=True):
+        if turn > 0:  # the history before this turn is what the cache served
+            assert record.cached_tokens is not None and record.cached_tokens > 32, record
+    assert result.prompts is not None
+
+
+class _Replay:
+    """The prompts given, in order (made before the window, as a dataset's are)."""
+
+    about_caching = True
+
+    def __init__(self, prompts: list[Prompt]) -> None:
+        self._prompts = list(prompts)
+
+    def prepare(self, count: int) -> None:
+        pass
+
+    def next_prompt(self) -> Prompt:
+        return self._prompts.pop(0)
+
+    def describe(self) -> dict[str, object]:
+        return {"source": "replay"}
