@@ -18,6 +18,9 @@ import pytest
 from tests.fakes.stub_process import running_stub
 
 REPO = Path(__file__).resolve().parents[2]
+# Load against the measuring-instrument stub, tens of seconds: run on purpose
+# (`pytest -m slow`, as CI does).
+pytestmark = pytest.mark.slow
 RUN = ["-p", "no:cacheprovider", "--backend", "openai",
        "--model", "stub", "--llmperf-requests=64", "--llmperf-warmup=4",
        "--llmperf-max-tokens=24", "--junitxml=junit.xml", "--llmperf-report=report.md"]

@@ -112,7 +112,7 @@ def test_tokenizer_counts_a_prompt_as_the_server_does_inside_its_chat_template(
 
     usage = asyncio.run(send())
     assert usage is not None and usage > len(prompt.text.split())  # the template adds its tokens
-    assert served.token_counter.count_prompt(prompt) == usage
+    assert served.token_counter.count_prompt(prompt.text) == usage
 
 
 def test_a_second_run_against_a_server_that_stays_up_gets_no_cached_prompt(

@@ -17,6 +17,9 @@ import pytest
 from tests.fakes.stub_process import running_stub
 
 REPO = Path(__file__).resolve().parents[2]
+# Load against the measuring-instrument stub, tens of seconds: run on purpose
+# (`pytest -m slow`, as CI does).
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture

@@ -15,6 +15,9 @@ import pytest
 from tests.fakes.stub_process import running_stub
 
 REPO = Path(__file__).resolve().parents[2]
+# Load against the measuring-instrument stub, tens of seconds: run on purpose
+# (`pytest -m slow`, as CI does).
+pytestmark = pytest.mark.slow
 REASONING, TOKEN_MS, MAX_TOKENS = 12, 10.0, 20
 
 

@@ -3,8 +3,9 @@ and 2048 tokens of the model's own tokenizer (lengths the context cannot hold wi
 are left out, and the report says so).  Each length is a measured window of its own, held to
 the SLOs of [tests.test_prefill]; the report has the table and a chart of TTFT by length.
 
-Two requests per length keep the default suite quick (a curve, not a p95 to rely on);
-``llmperf_prefill(lengths=..., requests=...)`` in a test of your own takes any size."""
+Two requests per length, each answering 8 tokens (TTFT is the point), keep the default suite
+quick (a curve, not a p95 to rely on); ``llmperf_prefill(lengths=..., requests=...)`` in a
+test of your own takes any size."""
 
 from __future__ import annotations
 
@@ -14,5 +15,5 @@ LENGTHS = (128, 512, 2048)
 
 
 def test_prefill(llmperf_target: Any, llmperf_prefill: Any, llmperf_slo: Any) -> None:
-    sweep = llmperf_prefill(LENGTHS)
+    sweep = llmperf_prefill(LENGTHS, max_tokens=8)
     llmperf_slo.check(sweep)
