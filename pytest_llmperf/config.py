@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from pytest_llmperf.options import BACKENDS, OPTIONS, Option
 
 if TYPE_CHECKING:
-    from pytest_llmperf.load.dataset_spec import DatasetSpec
     from pytest_llmperf.results.thresholds import Gate
 
 __all__ = ["BACKENDS", "OPTIONS", "Option", "SettingError", "Settings", "resolve_settings"]
@@ -53,7 +52,9 @@ class Settings:
     ngl: int | None = None
     ready_timeout: int = 900
     seed: int = 0
-    dataset: DatasetSpec | None = None  # None: the built-in prompts
+    # --llmperf-dataset as given; parsed, and its file checked, when the session activates
+    # (session.LLMPerfSession.dataset).  None: the built-in prompts.
+    dataset: str | None = None
     json: Path | None = None
     save: str | None = None
     autosave: bool = False

@@ -112,13 +112,16 @@ def llmperf_telemetry(
 
 
 @pytest.fixture(scope="session")
-def llmperf_prompts(llmperf_server: ServedModel, llmperf_settings: Settings) -> PromptSource:
+def llmperf_prompts(llmperf_server: ServedModel, llmperf_settings: Settings,
+                    pytestconfig: pytest.Config) -> PromptSource:
     """Never-repeating prompts of --llmperf-dataset, one source per served model (no cache
     hits across tests) with a fresh salt per run (none across runs either)."""
     from pytest_llmperf.load.sources import prompt_source
+    from pytest_llmperf.session import active_session
 
     try:
-        return prompt_source(llmperf_settings.dataset, llmperf_server, llmperf_settings.seed)
+        return prompt_source(active_session(pytestconfig).dataset, llmperf_server,
+                             llmperf_settings.seed)
     except ValueError as exc:
         pytest.fail(f"{llmperf_server.description}: {exc}", pytrace=False)
 

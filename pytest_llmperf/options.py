@@ -142,7 +142,7 @@ OPTIONS: tuple[Option[Any], ...] = (
            "prompts to send: builtin, random:input=512,output=128 (exact lengths in the model's "
            "tokens; LOW..HIGH uniform, MEAN~SD normal), sharegpt:PATH[,multi-turn], "
            "jsonl:PATH, shared-prefix:documents=4,questions=4,document=1024 (README, "
-           "\"Datasets\")", parse.dataset, None),
+           "\"Datasets\")", parse.text, None),
     Option("seed", "--llmperf-seed",
            "seed of the prompt order, for reproducible content (each run still gets a fresh "
            "salt at the start of every prompt, so no server cache can answer it)",

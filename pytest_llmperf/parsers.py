@@ -206,11 +206,3 @@ def gates(value: str) -> tuple[Any, ...]:
         except ThresholdError as exc:  # "ORIGIN: 'ITEM': what is wrong": resolve names both
             raise ValueError(f"{item!r}: {str(exc).split(': ', 2)[-1]}") from None
     return tuple(gates)
-
-
-def dataset(value: str) -> Any:
-    """``--llmperf-dataset``: a load.dataset_spec.DatasetSpec; a file named in it is read and
-    checked now (its errors name the file and line)."""
-    from pytest_llmperf.load.dataset_spec import parse_dataset
-
-    return parse_dataset(value)

@@ -23,6 +23,7 @@ from pytest_llmperf.matrix import Target, targets
 
 if TYPE_CHECKING:
     from pytest_llmperf.engines.catalog import Catalog
+    from pytest_llmperf.load.dataset_spec import DatasetSpec
     from pytest_llmperf.results.thresholds import Thresholds
 
 __all__ = ["GATE_FAILURES_KEY", "RESULTS_KEY", "ActivationError", "Baseline", "LLMPerfSession",
@@ -86,6 +87,7 @@ class LLMPerfSession:
     thresholds: Thresholds | None  # None: no thresholds file (an error only for SLO checks)
     targets: tuple[Target, ...]
     baseline: Baseline | None = None
+    dataset: DatasetSpec | None = None  # --llmperf-dataset, its file read and checked
 
 
 _SESSION_KEY = pytest.StashKey[LLMPerfSession]()
@@ -115,7 +117,8 @@ def activate(config: pytest.Config) -> LLMPerfSession:
         thresholds = _load_thresholds(settings)
         session = LLMPerfSession(settings, thresholds,
                                  tuple(_matrix(settings, thresholds, check=True)),
-                                 _load_baseline(settings, Path(config.rootpath)))
+                                 _load_baseline(settings, Path(config.rootpath)),
+                                 _load_dataset(settings))
         config.stash[_SESSION_KEY] = session
     return session
 
@@ -177,6 +180,20 @@ def _given(value: Any) -> str | None:
 def _ini(config: pytest.Config, name: str) -> str | None:
     value: Any = config.getini(name)
     return str(value) if value else None
+
+
+def _load_dataset(settings: Settings) -> DatasetSpec | None:
+    """The dataset the run sends; a malformed one (or its file) is an error now, naming the
+    setting's source and, for a file, its line."""
+    if settings.dataset is None:
+        return None
+    from pytest_llmperf.load.dataset_spec import parse_dataset
+
+    try:
+        return parse_dataset(settings.dataset)
+    except ValueError as exc:
+        raise ActivationError(f"{settings.sources.get('dataset', '--llmperf-dataset')}: "
+                              f"invalid value {settings.dataset!r}: {exc}") from None
 
 
 def _load_thresholds(settings: Settings) -> Thresholds | None:
