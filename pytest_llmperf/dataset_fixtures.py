@@ -14,7 +14,7 @@ test.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pytest
 
@@ -64,11 +64,9 @@ def fitting_lengths(lengths: Sequence[int], context: int | None, max_tokens: int
 def llmperf_prefill(llmperf_load: LoadFunction, llmperf_server: ServedModel,
                     llmperf_settings: Settings, llmperf_recorder: ResultRecorder,
                     request: pytest.FixtureRequest) -> PrefillFunction:
-    from pytest_llmperf.checker import test_checks
     from pytest_llmperf.load.sweep import SweepResult
     from pytest_llmperf.load.synthetic import Lengths, RandomPrompts
-    from pytest_llmperf.report.entry import sweep_entry
-    from pytest_llmperf.search_fixtures import _chart, _slo_lines
+    from pytest_llmperf.search_fixtures import record_sweep
 
     def prefill(lengths: Sequence[int] = (128, 512, 2048), *, requests: int = 2,
                 users: int = 1, max_tokens: int | None = None) -> SweepResult:
@@ -88,15 +86,11 @@ def llmperf_prefill(llmperf_load: LoadFunction, llmperf_server: ServedModel,
             for i, n in enumerate(sorted(fit)))
         fit = sorted(fit)
         result = SweepResult("input_tokens", points, values=tuple(float(n) for n in fit))
-        entry: dict[str, Any] = sweep_entry(
-            result, None, list(range(first_call, llmperf_recorder.calls + 1)),
-            _slo_lines(test_checks(request, llmperf_server)))
-        if left_out:
-            entry["left_out"] = (f"{', '.join(map(str, left_out))} tokens left out: the "
-                                 f"{llmperf_server.context_tokens}-token context holds no such "
-                                 f"prompt with its {answer}-token answer")
-        _chart(entry, llmperf_settings, llmperf_recorder, "prefill")
-        llmperf_recorder.add_search(result, entry)
+        extra = {"left_out": f"{', '.join(map(str, left_out))} tokens left out: the "
+                             f"{llmperf_server.context_tokens}-token context holds no such "
+                             f"prompt with its {answer}-token answer"} if left_out else {}
+        record_sweep(result, first_call, request, llmperf_server, llmperf_settings,
+                     llmperf_recorder, "prefill", **extra)
         return result
 
     return prefill

@@ -67,13 +67,26 @@ def _chart(entry: dict[str, object], settings: Settings, recorder: ResultRecorde
     entry["chart_png"] = str(png) if png else None
 
 
+def record_sweep(result: SweepResult, first_call: int, request: pytest.FixtureRequest,
+                 served: ServedModel, settings: Settings, recorder: ResultRecorder,
+                 kind: str = "sweep", **extra: object) -> None:
+    """A sweep's entry (its points are the load calls from ``first_call`` on), its chart
+    (``kind`` names the PNG) and the recorder's note of it; ``extra`` goes into the entry."""
+    from pytest_llmperf.checker import test_checks
+    from pytest_llmperf.report.entry import sweep_entry
+
+    entry = sweep_entry(result, None, list(range(first_call, recorder.calls + 1)),
+                        _slo_lines(test_checks(request, served)))
+    entry.update(extra)
+    _chart(entry, settings, recorder, kind)
+    recorder.add_search(result, entry)
+
+
 @pytest.fixture
 def llmperf_sweep(llmperf_load: LoadFunction, llmperf_settings: Settings,
                   llmperf_recorder: ResultRecorder, llmperf_server: ServedModel,
                   request: pytest.FixtureRequest) -> SweepFunction:
-    from pytest_llmperf.checker import test_checks
     from pytest_llmperf.load.sweep import SweepResult
-    from pytest_llmperf.report.entry import sweep_entry
 
     def sweep(*, users: Sequence[int] | None = None, rates: Sequence[float] | None = None,
               shapes: Sequence[LoadShape] | None = None,
@@ -98,10 +111,8 @@ def llmperf_sweep(llmperf_load: LoadFunction, llmperf_settings: Settings,
                                     max_tokens=max_tokens)
                        for shape, count in zip(chosen, counts, strict=True))
         result = SweepResult(dimension, points)
-        entry = sweep_entry(result, None, list(range(first_call, llmperf_recorder.calls + 1)),
-                            _slo_lines(test_checks(request, llmperf_server)))
-        _chart(entry, llmperf_settings, llmperf_recorder, "sweep")
-        llmperf_recorder.add_search(result, entry)
+        record_sweep(result, first_call, request, llmperf_server, llmperf_settings,
+                     llmperf_recorder)
         return result
 
     return sweep

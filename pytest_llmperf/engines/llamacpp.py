@@ -28,6 +28,7 @@ from pytest_llmperf.engines.catalog import ModelEntry, ModelSource
 from pytest_llmperf.engines.launched import LaunchedBackend, LaunchSpec
 from pytest_llmperf.engines.lifecycle import ManagedServer
 from pytest_llmperf.engines.modelfetch import MODEL_SHA256, ensure_smollm2, sha256_of
+from pytest_llmperf.engines.server_tokenizer import post_json
 from pytest_llmperf.observe.server_metrics import ServerMetricNames
 
 __all__ = ["LlamaCppBackend", "LlamaCppTokenizer", "resolve_gguf"]
@@ -78,11 +79,7 @@ class LlamaCppTokenizer:
         return len(answer["tokens"])
 
     def _post(self, path: str, payload: dict[str, object]) -> dict[str, Any]:
-        response = requests.post(self.root + path, json=payload, headers=self._headers,
-                                 timeout=_TOKENIZE_TIMEOUT_S)
-        response.raise_for_status()
-        answer: dict[str, Any] = response.json()
-        return answer
+        return post_json(self.root + path, payload, self._headers)
 
 
 def resolve_gguf(source: ModelSource) -> tuple[Path, str]:

@@ -1,4 +1,5 @@
-"""The served model's tokenizer through vLLM's ``/tokenize`` and ``/detokenize`` endpoints.
+"""The served model's tokenizer through a server's endpoints (vLLM's ``/tokenize`` and
+``/detokenize``; llama.cpp's take the same POSTs, see engines.llamacpp).
 
 Asked only outside measured windows (prompt sources prepare their prompts before a window
 starts), so these are plain blocking calls.
@@ -11,7 +12,7 @@ from typing import Any
 
 import requests
 
-__all__ = ["VLLMTokenizer"]
+__all__ = ["VLLMTokenizer", "post_json"]
 
 _TIMEOUT_S = 30.0
 
@@ -33,8 +34,12 @@ class VLLMTokenizer:
         return str(self._post("/detokenize", {"model": self.model, "tokens": list(ids)})["prompt"])
 
     def _post(self, path: str, payload: dict[str, object]) -> dict[str, Any]:
-        response = requests.post(self.root + path, json=payload, headers=self._headers,
-                                 timeout=_TIMEOUT_S)
-        response.raise_for_status()
-        answer: dict[str, Any] = response.json()
-        return answer
+        return post_json(self.root + path, payload, self._headers)
+
+
+def post_json(url: str, payload: dict[str, object], headers: dict[str, str]) -> dict[str, Any]:
+    """POST ``payload`` as JSON and the JSON object answered; raises on an HTTP error."""
+    response = requests.post(url, json=payload, headers=headers, timeout=_TIMEOUT_S)
+    response.raise_for_status()
+    answer: dict[str, Any] = response.json()
+    return answer
