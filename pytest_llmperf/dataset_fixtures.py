@@ -72,7 +72,7 @@ def llmperf_prefill(llmperf_load: LoadFunction, llmperf_server: ServedModel,
                 users: int = 1, max_tokens: int | None = None) -> SweepResult:
         tokenizer = _tokenizer(llmperf_server, "the prefill sweep")
         answer = max_tokens or llmperf_settings.max_tokens
-        fit, left_out = fitting_lengths(lengths, llmperf_server.context_tokens, answer)
+        fit, left_out = fitting_lengths(sorted(lengths), llmperf_server.context_tokens, answer)
         if not fit:
             pytest.skip(f"no prompt of {', '.join(map(str, lengths))} tokens fits the "
                         f"{llmperf_server.context_tokens}-token context with its answer")
@@ -83,8 +83,7 @@ def llmperf_prefill(llmperf_load: LoadFunction, llmperf_server: ServedModel,
             users=users, requests=requests, max_tokens=answer, warmup=None if i == 0 else 0,
             prompts=RandomPrompts(tokenizer, input_lengths=Lengths("fixed", n),
                                   seed=llmperf_settings.seed))
-            for i, n in enumerate(sorted(fit)))
-        fit = sorted(fit)
+            for i, n in enumerate(fit))
         result = SweepResult("input_tokens", points, values=tuple(float(n) for n in fit))
         extra = {"left_out": f"{', '.join(map(str, left_out))} tokens left out: the "
                              f"{llmperf_server.context_tokens}-token context holds no such "
