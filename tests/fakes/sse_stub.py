@@ -61,11 +61,17 @@ def make_app(first_ms: float, token_ms: float, jitter: float, per_stream_ms: flo
             await gate.acquire()
         streaming[0] += 1
         try:
-            await asyncio.sleep(first_ms / 1000)
+            # Each token is due at an absolute time (the last one's due time plus its gap), so
+            # the event loop's lateness on a busy machine does not add up over an answer: the
+            # delays delivered are the ones injected.
+            loop = asyncio.get_running_loop()
+            due = loop.time() + first_ms / 1000
+            await asyncio.sleep(max(0.0, due - loop.time()))
             for index in range(tokens):
                 if index:
                     gap = token_ms + per_stream_ms * (streaming[0] - 1)
-                    await asyncio.sleep(gap * rng.lognormvariate(0.0, jitter) / 1000)
+                    due += gap * rng.lognormvariate(0.0, jitter) / 1000
+                    await asyncio.sleep(max(0.0, due - loop.time()))
                 await response.write(_chunk({"choices": [{"index": 0, "delta": _delta(
                     index, reasoning, reasoning_style), "finish_reason": None}]}))
         finally:

@@ -104,7 +104,10 @@ def test_the_rate_search_brackets_the_known_rate_boundary(suite: Path) -> None:
     # Constant arrivals at lambda/s with n streams in flight: token gaps 4 n ms, E2EL = 5 + 23
     # x 4 n ms, and Little's law n = lambda E2EL give n = 5 lambda / (1000 - 92 lambda); TPOT
     # = 4 n < 38 holds up to lambda = 9500 / 879 = 10.8 req/s (and the stub is unstable from
-    # 1000 / 92 = 10.9).  Within a few percent of it a finite probe cannot tell.
+    # 1000 / 92 = 10.9).  Just above it a finite probe cannot tell: at 11.3 req/s the queue
+    # grows by only about 0.5 streams a second, too slowly to lift TPOT over the limit within a
+    # 3 s probe (measured: 11.3 passes 2 of 2, 12.3 fails 2 of 2, on a stub that delivers
+    # its delays exactly).
     truth = 9500 / 879
     with running_stub(*LINEAR) as url:
         done = run(suite, url, "perf/test_rate_capacity.py", "--llmperf-arrivals=constant",
@@ -113,7 +116,7 @@ def test_the_rate_search_brackets_the_known_rate_boundary(suite: Path) -> None:
     props = properties(suite)
     low = float(props["llmperf.capacity.max_rate"])
     high = float(props["llmperf.capacity.first_failing"])
-    assert low < truth * 1.03 and high > truth * 0.97, props["llmperf.capacity.summary"]
+    assert low < truth * 1.06 and high > truth * 0.97, props["llmperf.capacity.summary"]
     assert high / low <= 1.1 + 1e-9
     assert float(props["llmperf.capacity.goodput"]) > 0
 
