@@ -100,6 +100,7 @@ class SLOChecker:
         return active_session(self._request.config).settings
 
     def _window_lines(self, result: PerfResult) -> tuple[list[str], tuple[Verdict, ...]]:
+        from pytest_llmperf.results.errors import error_summary
         from pytest_llmperf.results.slo import failure_message
 
         settings = self._settings()
@@ -118,9 +119,11 @@ class SLOChecker:
                 lines.append(f"{context}: {window.overload}")
             if message:
                 lines.append(message)
-                errors = [r.error for r in window.run.records if r.error]
+                if window.run.stopped_early:  # e.g. the deadline cut it
+                    lines.append(f"{context}: stopped early: {window.run.stopped_early}")
+                errors = error_summary(window.run.records)
                 if errors:
-                    lines.append(f"{len(errors)} request(s) failed; first error: {errors[0]}")
+                    lines.append(errors)
         lines += self._recorder.gate_failures(result)
         return lines, first
 

@@ -65,6 +65,9 @@ class Settings:
     inconclusive: str = "warn"
     repeats: int = 1
     duration: float | None = None
+    request_timeout: float = 600.0
+    ttft_timeout: float | None = None
+    window_timeout: float = 1800.0
     users: tuple[int, ...] = (4,)
     rate: tuple[float, ...] = (0.5,)
     arrivals: str | None = None
@@ -154,7 +157,8 @@ _OPTIONAL = ("gpus", "tp", "max_model_len", "max_num_seqs", "gpu_memory_utilizat
              "ngl", "ready_timeout", "telemetry_interval", "require_gpu", "seed", "dataset", "json",
              "save", "autosave", "compare", "compare_runs", "compare_fail",
              "compare_any_hardware",
-             "inconclusive", "repeats", "duration", "users", "rate", "arrivals", "burstiness",
+             "inconclusive", "repeats", "duration", "request_timeout", "ttft_timeout",
+             "window_timeout", "users", "rate", "arrivals", "burstiness",
              "max_concurrency", "ramp", "capacity_budget", "probe_requests",
              "capacity_max_users", "capacity_max_rate")
 
@@ -192,6 +196,13 @@ def _check_combination(
         raise SettingError(
             f"{sources['compare_fail']}: a regression gate needs a baseline to hold the run "
             "against: give --llmperf-compare NAME (or latest) too"
+        )
+    first, whole = values["ttft_timeout"], values["request_timeout"]
+    if first is not None and first >= whole:
+        raise SettingError(
+            f"{sources['ttft_timeout']}: a first-token timeout of {first:g} s never fires "
+            f"before the request timeout of {whole:g} s ({sources['request_timeout']}): give "
+            "a shorter one, or raise the request timeout"
         )
     arrivals, burstiness = values["arrivals"], values["burstiness"]
     if burstiness != 1.0 and arrivals in ("constant", "poisson"):

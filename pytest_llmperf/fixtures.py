@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from pytest_llmperf.config import Settings
     from pytest_llmperf.engines.base import ServedModel
     from pytest_llmperf.load.prompts import PromptSource
-    from pytest_llmperf.load.runner import PerfResult
+    from pytest_llmperf.load.runner import PerfResult, TimeLimits
     from pytest_llmperf.load.shapes import LoadShape
     from pytest_llmperf.observe.telemetry import Telemetry
 
@@ -174,11 +174,12 @@ def llmperf_load(
                 warmup=(llmperf_settings.warmup if warmup is None else warmup)
                 if repeat == 1 else 0,
                 max_tokens=max_tokens or llmperf_settings.max_tokens,
+                limits=time_limits(llmperf_settings),
                 telemetry=llmperf_telemetry,
                 progress=progress,
                 progress_label=f"{llmperf_recorder.item.name} {shape.label}",
             )
-            _fail_if_server_died(llmperf_server, result)
+            _fail_if_server_died(llmperf_server, result, llmperf_recorder)
             png = None
             if result.telemetry is not None:
                 png = write_timeline_png(
@@ -209,17 +210,52 @@ def _shape(settings: Settings, *, users: int | None, rate: float | None,
     return closed_shape(settings, users or 1)
 
 
-def _fail_if_server_died(served: ServedModel, result: PerfResult) -> None:
+def time_limits(settings: Settings) -> TimeLimits:
+    """The run's --llmperf-request-timeout, --llmperf-ttft-timeout, --llmperf-window-timeout."""
+    from pytest_llmperf.load.runner import TimeLimits
+
+    return TimeLimits(settings.request_timeout, settings.ttft_timeout, settings.window_timeout)
+
+
+def _fail_if_server_died(served: ServedModel, result: PerfResult,
+                         recorder: ResultRecorder | None = None) -> None:
     """Failed requests from a server that has died: say why it died (its exit code, an
-    out-of-memory line from its log) instead of leaving only the connection errors."""
+    out-of-memory line from its log) instead of leaving only the connection errors.  The
+    requests the death cost are failures of kind ``server_died``; with a ``recorder`` the
+    window is recorded first, so the report and the result store show it."""
     from pytest_llmperf.engines.lifecycle import ServerStartError
+    from pytest_llmperf.results.errors import error_summary
 
     if served.check_alive is None or not any(r.error for r in result.run.records):
         return
     try:
         served.check_alive()
     except ServerStartError as exc:
-        pytest.fail(f"{served.description}: {exc}", pytrace=False)
+        result = lost_to_the_death(result)
+        if recorder is not None:
+            recorder.add(result, None, call=recorder.calls)
+        summary = error_summary(result.run.records)
+        pytest.fail(f"{served.description}: {exc}" + (f"\n{summary}" if summary else ""),
+                    pytrace=False)
+
+
+# Failures a dying server gives its requests in flight (an HTTP error it sent is its own).
+_DEATH_KINDS = frozenset({"connection", "truncated", "timeout", "empty"})
+
+
+def lost_to_the_death(result: PerfResult) -> PerfResult:
+    """``result`` with the requests the server's death failed marked ``server_died``."""
+    from pytest_llmperf.results.errors import ErrorKind, kind_of
+    from pytest_llmperf.results.metrics import summarize
+
+    records = tuple(
+        dataclasses.replace(r, error_kind=ErrorKind.SERVER_DIED.value)
+        if kind_of(r) in _DEATH_KINDS else r for r in result.run.records)
+    run = dataclasses.replace(result.run, records=records)
+    metrics = summarize(run)
+    if result.telemetry is not None:
+        metrics = metrics.with_resources(result.telemetry["metrics"])
+    return dataclasses.replace(result, run=run, metrics=metrics)
 
 
 def _png_name(recorder: ResultRecorder) -> str:

@@ -102,6 +102,16 @@ OPTIONS: tuple[Option[Any], ...] = (
     Option("duration", "--llmperf-duration",
            "seconds each measured window lasts, instead of --llmperf-requests (no request "
            "starts after it; those in flight finish)", parse.seconds, None),
+    Option("request_timeout", "--llmperf-request-timeout",
+           "seconds a request may take to its last token; it then fails as a timeout (counted "
+           "in the error rate, never dropped)", parse.seconds, "600"),
+    Option("ttft_timeout", "--llmperf-ttft-timeout",
+           "seconds a request may wait for its first token; it then fails as a timeout "
+           "(default: only --llmperf-request-timeout applies)", parse.seconds, None),
+    Option("window_timeout", "--llmperf-window-timeout",
+           "seconds a load may run, warm-up included: requests still in flight are then cut "
+           "and fail as timeouts, and none is sent after it (a hung server cannot hang the "
+           "session)", parse.seconds, "1800"),
     Option("users", "--llmperf-users",
            "concurrent users of the closed-loop tests, comma-separated: each a test of its own "
            "(test_concurrent_users, and the points of test_sweep)",

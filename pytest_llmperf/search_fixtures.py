@@ -207,7 +207,7 @@ def _prober(served: ServedModel, prompts: PromptSource, settings: Settings,
     """One probe per call: a measured window at ``load`` judged against ``checks``, stopped
     early once clearly failed; its verdicts never fail the test."""
     from pytest_llmperf.checker import judge_window
-    from pytest_llmperf.fixtures import _fail_if_server_died
+    from pytest_llmperf.fixtures import _fail_if_server_died, time_limits
     from pytest_llmperf.load.capacity import ProbeOutcome
     from pytest_llmperf.load.runner import run_load
     from pytest_llmperf.results.probe import clearly_failed, goodput, headroom
@@ -219,6 +219,7 @@ def _prober(served: ServedModel, prompts: PromptSource, settings: Settings,
         began = time.monotonic()
         result = run_load(served, prompts, shape=shape, requests=planned,
                           warmup=warmup, max_tokens=max_tokens, telemetry=telemetry,
+                          limits=time_limits(settings),
                           stop=lambda done: clearly_failed(checks, done, planned),
                           progress=progress, progress_label=f"capacity ({dimension}) probe "
                                                             f"{shape.label}")

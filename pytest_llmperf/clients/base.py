@@ -9,7 +9,7 @@ from typing import Protocol
 from pytest_llmperf.results.records import RequestRecord
 
 __all__ = ["ERROR_TEXT_LIMIT", "Prompt", "RequestSender", "TokenCounter", "Tokenizer",
-           "Turn", "as_prompt", "short"]
+           "Turn", "as_prompt", "short", "timeout_message"]
 
 ERROR_TEXT_LIMIT = 300
 
@@ -89,6 +89,13 @@ class Tokenizer(Protocol):
 def as_prompt(prompt: Prompt | str) -> Prompt:
     """A plain string is a one-turn prompt with the run's answer length."""
     return prompt if isinstance(prompt, Prompt) else Prompt(prompt)
+
+
+def timeout_message(request_s: float, first_token_s: float | None, answered: bool) -> str:
+    """What a request that ran out of time is told: which limit it ran into."""
+    if not answered and first_token_s is not None and first_token_s < request_s:
+        return f"no first token within {first_token_s:g} s (--llmperf-ttft-timeout)"
+    return f"no complete answer within {request_s:g} s (--llmperf-request-timeout)"
 
 
 def short(text: str) -> str:

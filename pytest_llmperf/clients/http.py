@@ -26,7 +26,10 @@ from typing import Any, NamedTuple, TypeVar
 
 import aiohttp
 
-__all__ = ["HttpClient", "ResendFailed", "Sent"]
+from pytest_llmperf.clients.base import timeout_message
+from pytest_llmperf.results.errors import ErrorKind
+
+__all__ = ["HttpClient", "ResendFailed", "Sent", "transport_kind"]
 
 _Client = TypeVar("_Client", bound="HttpClient")
 # Below the 5 s keep-alive of uvicorn (vLLM, SGLang) and llama.cpp: a connection idle longer
@@ -61,8 +64,11 @@ class HttpClient:
     close them), one that opens a fresh connection for every request."""
 
     def __init__(self, *, timeout_s: float, api_key: str | None = None,
-                 reuse_connections: bool = True) -> None:
-        self.timeout_s = timeout_s
+                 reuse_connections: bool = True,
+                 first_token_timeout_s: float | None = None) -> None:
+        self.timeout_s = timeout_s  # the whole answer
+        # The first token (of any kind); None: only the whole answer's limit applies.
+        self.first_token_timeout_s = first_token_timeout_s
         self.reuse_connections = reuse_connections
         self.resends = 0  # requests sent once more after their pooled connection had closed
         self._api_key = api_key
@@ -130,6 +136,10 @@ class HttpClient:
             except aiohttp.ClientError as second:
                 raise ResendFailed(first, second, send_ns) from second
 
+    def timeout_message(self, answered: bool) -> str:
+        """What a request that ran out of time is told: which limit it ran into."""
+        return timeout_message(self.timeout_s, self.first_token_timeout_s, answered)
+
     async def _post(self, url: str, body: bytes, attempt: dict[str, Any]) -> Any:
         return await self.session.post(url, data=body, trace_request_ctx=attempt)
 
@@ -138,3 +148,11 @@ async def _mark_reused(session: aiohttp.ClientSession, context: SimpleNamespace,
                        params: Any) -> None:
     # aiohttp hands the request's trace_request_ctx to the trace as context.trace_request_ctx.
     context.trace_request_ctx["reused"] = True
+
+
+def transport_kind(exc: aiohttp.ClientError, *, answered: bool) -> ErrorKind:
+    """A transport failure's category: a stream cut after the answer began is truncated; one
+    that never got that far could not connect (refused, reset, closed)."""
+    if answered or isinstance(exc, aiohttp.ClientPayloadError):
+        return ErrorKind.TRUNCATED
+    return ErrorKind.CONNECTION

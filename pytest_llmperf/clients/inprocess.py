@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
-from pytest_llmperf.clients.base import Prompt, Turn, as_prompt
+from pytest_llmperf.clients.base import Prompt, Turn, as_prompt, timeout_message
+from pytest_llmperf.results.errors import ErrorKind
 from pytest_llmperf.results.records import RequestRecord, TokenSource
 
 __all__ = ["EndEvent", "InProcessClient", "InProcessEngine", "InProcessRequest", "RequestEvent",
@@ -44,6 +46,7 @@ class EndEvent:
     finish_reason: str | None = None
     error: str | None = None
     input_tokens: int | None = None
+    error_kind: ErrorKind = ErrorKind.IN_BAND  # with an error: what kind (results.errors)
 
 
 RequestEvent = TokenEvent | EndEvent
@@ -78,12 +81,13 @@ class InProcessRequest:
             self.abandoned = True
 
     def finish(self, t_ns: int, finish_reason: str | None = None,
-               error: str | None = None) -> None:
-        """Emit the end event, once: later calls do nothing."""
+               error: str | None = None, kind: ErrorKind = ErrorKind.IN_BAND) -> None:
+        """Emit the end event, once: later calls do nothing.  ``kind`` says what an error
+        was: by default one the engine raised while answering."""
         if self.done:
             return
         self.done = True
-        self.emit(EndEvent(t_ns, finish_reason, error, self.input_tokens))
+        self.emit(EndEvent(t_ns, finish_reason, error, self.input_tokens, kind))
 
 
 class InProcessEngine(Protocol):
@@ -105,10 +109,12 @@ class InProcessClient:
     with no end within ``timeout_s`` gets an error record.  Use as ``async with``.
     """
 
-    def __init__(self, engine: InProcessEngine, *, max_tokens: int, timeout_s: float):
+    def __init__(self, engine: InProcessEngine, *, max_tokens: int, timeout_s: float,
+                 first_token_timeout_s: float | None = None):
         self.engine = engine
         self.max_tokens = max_tokens
-        self.timeout_s = timeout_s
+        self.timeout_s = timeout_s  # the whole answer
+        self.first_token_timeout_s = first_token_timeout_s  # None: only the whole answer's
 
     async def __aenter__(self) -> InProcessClient:
         return self
@@ -130,15 +136,20 @@ class InProcessClient:
         chunks: list[int] = []
         self.engine.submit(request)
         try:
-            end = await asyncio.wait_for(_collect(request.events, chunks), self.timeout_s)
-        except asyncio.TimeoutError:
-            end = EndEvent(time.perf_counter_ns(),
-                           error=f"no complete answer within {self.timeout_s:g} s")
+            async with asyncio.timeout(self.timeout_s):
+                async with asyncio.timeout(self.first_token_timeout_s) as first_token:
+                    end = await _collect(request.events, chunks,
+                                         first_token.reschedule if self.first_token_timeout_s
+                                         else None)
+        except TimeoutError:
+            end = EndEvent(time.perf_counter_ns(), error_kind=ErrorKind.TIMEOUT,
+                           error=timeout_message(self.timeout_s, self.first_token_timeout_s,
+                                                 answered=bool(chunks)))
         finally:
             request.abandoned = True  # finished, timed out or cancelled: send nothing more
-        error = end.error
+        error, kind = end.error, end.error_kind
         if error is None and not chunks:
-            error = "the engine generated no token"
+            error, kind = "the engine generated no token", ErrorKind.EMPTY
         return RequestRecord(
             request_id=request_id,
             send_ns=send_ns,
@@ -150,14 +161,19 @@ class InProcessClient:
             input_token_source=TokenSource.ENGINE if end.input_tokens is not None else None,
             finish_reason=end.finish_reason,
             error=error,
+            error_kind=None if error is None else kind.value,
             max_tokens=max_tokens,
             dataset_input_tokens=prompt.input_tokens,
         )
 
 
-async def _collect(events: asyncio.Queue[RequestEvent], chunks: list[int]) -> EndEvent:
+async def _collect(events: asyncio.Queue[RequestEvent], chunks: list[int],
+                   first_token_met: Callable[[None], None] | None) -> EndEvent:
     while True:
         event = await events.get()
         if isinstance(event, EndEvent):
             return event
         chunks.append(event.t_ns)
+        if first_token_met is not None:  # the first token came: lift its limit
+            first_token_met(None)
+            first_token_met = None

@@ -28,8 +28,9 @@ import aiohttp
 
 from pytest_llmperf.clients.base import Prompt, as_prompt
 from pytest_llmperf.clients.base import short as _short
-from pytest_llmperf.clients.http import HttpClient, ResendFailed
+from pytest_llmperf.clients.http import HttpClient, ResendFailed, transport_kind
 from pytest_llmperf.clients.reasoning import ReasoningTracker
+from pytest_llmperf.results.errors import ErrorKind, http_kind
 from pytest_llmperf.results.records import RequestRecord, TokenSource
 
 __all__ = ["NDJSONLines", "OllamaClient", "build_chat_payload", "server_timings"]
@@ -97,12 +98,13 @@ class _Answer:
         self.kinds = ReasoningTracker()
         self.final: Mapping[str, Any] | None = None  # the "done": true object
         self.error: str | None = None
+        self.error_kind: ErrorKind | None = None
         self.end_ns = 0
         self.resent = False
 
-    def fail(self, error: str) -> None:
+    def fail(self, kind: ErrorKind, error: str) -> None:
         if self.error is None:  # the first failure is the cause; later ones follow from it
-            self.error = error
+            self.error, self.error_kind = error, kind
 
     def take(self, line: bytes) -> bool:
         """Apply one complete line; True when it carried generated text."""
@@ -111,18 +113,23 @@ class _Answer:
         try:
             message = json.loads(line.decode("utf-8"))
         except UnicodeDecodeError:
-            self.fail("stream line is not valid UTF-8")
+            self.fail(ErrorKind.MALFORMED, "stream line is not valid UTF-8")
             return False
-        except ValueError:
-            self.fail(f"malformed stream line: {_short(line.decode('utf-8'))}")
+        except (ValueError, RecursionError):  # RecursionError: nested too deep to read
+            self.fail(ErrorKind.MALFORMED, f"malformed stream line: {_short(line.decode('utf-8'))}")
             return False
         if not isinstance(message, dict):
-            self.fail(f"unexpected stream line: {_short(json.dumps(message))}")
+            self.fail(ErrorKind.MALFORMED, f"unexpected stream line: {_short(json.dumps(message))}")
             return False
         if "error" in message:
-            self.fail(f"server error in stream: {_short(str(message['error']))}")
+            self.fail(ErrorKind.IN_BAND, f"server error in stream: {_short(str(message['error']))}")
             return False
         if message.get("done"):
+            counts = (message.get("eval_count"), message.get("prompt_eval_count"))
+            if any(c is not None and type(c) is not int for c in counts):  # record() int()s them
+                self.fail(ErrorKind.MALFORMED,
+                          f"malformed final stream line: {_short(line.decode('utf-8'))}")
+                return False
             self.final = message
         said = message.get("message")
         if not isinstance(said, dict):
@@ -150,16 +157,17 @@ class _Answer:
             try:
                 text = rest.decode("utf-8")
             except UnicodeDecodeError:
-                self.fail("stream ended inside a UTF-8 character")
+                self.fail(ErrorKind.TRUNCATED, "stream ended inside a UTF-8 character")
             else:
                 try:
                     json.loads(text)
-                except ValueError:
-                    self.fail(f"stream ended in the middle of a line: {_short(text)}")
+                except (ValueError, RecursionError):
+                    self.fail(ErrorKind.TRUNCATED,
+                              f"stream ended in the middle of a line: {_short(text)}")
                 else:  # a whole object without its newline: still the server's word
                     self.read([rest], now_ns)
         if self.final is None:
-            self.fail("stream ended before the server finished the answer")
+            self.fail(ErrorKind.TRUNCATED, "stream ended before the server finished the answer")
         self.end_ns = time.perf_counter_ns()
 
     def record(self, request_id: int, send_ns: int) -> RequestRecord:
@@ -185,6 +193,7 @@ class _Answer:
             input_token_source=input_source,
             finish_reason=final.get("done_reason") or None,
             error=self.error,
+            error_kind=None if self.error_kind is None else self.error_kind.value,
             server_timings=server_timings(final),
             resent=self.resent,
             reasoning_chunks=kinds.reasoning_chunks,
@@ -207,8 +216,10 @@ class OllamaClient(HttpClient):
         max_tokens: int,
         timeout_s: float = 600.0,
         api_key: str | None = None,  # Ollama itself has no auth; a proxy in front of it may
+        first_token_timeout_s: float | None = None,
     ) -> None:
-        super().__init__(timeout_s=timeout_s, api_key=api_key)
+        super().__init__(timeout_s=timeout_s, api_key=api_key,
+                         first_token_timeout_s=first_token_timeout_s)
         self.url = f"{root.rstrip('/')}/api/chat"
         self.model = model
         self.max_tokens = max_tokens
@@ -221,13 +232,14 @@ class OllamaClient(HttpClient):
         send_ns = time.perf_counter_ns()
         try:
             send_ns, answer.resent = await self._exchange(body, answer)
-        except asyncio.TimeoutError:
-            answer.fail(f"no complete answer within {self.timeout_s:g} s")
+        except TimeoutError:
+            answer.fail(ErrorKind.TIMEOUT, self.timeout_message(bool(answer.chunk_ns)))
         except ResendFailed as exc:
             send_ns = exc.first_send_ns
-            answer.fail(str(exc))
+            answer.fail(ErrorKind.CONNECTION, str(exc))
         except aiohttp.ClientError as exc:
-            answer.fail(f"{type(exc).__name__}: {exc}")
+            answer.fail(transport_kind(exc, answered=bool(answer.chunk_ns)),
+                        f"{type(exc).__name__}: {exc}")
         return dataclasses.replace(answer.record(request_id, send_ns),
                                    max_tokens=prompt.max_tokens(self.max_tokens),
                                    dataset_input_tokens=prompt.input_tokens)
@@ -235,17 +247,23 @@ class OllamaClient(HttpClient):
     async def _exchange(self, body: bytes, answer: _Answer) -> tuple[int, bool]:
         """POST ``body`` and read the answer into ``answer``; returns when it was sent and
         whether it was sent a second time."""
-        send_ns, response, resent = await self.post(self.url, body)
-        async with response:
-            if response.status != 200:
-                answer.fail(f"HTTP {response.status}: {_error_text(await response.read())}")
-                answer.end_ns = time.perf_counter_ns()
-                return send_ns, resent
-            lines = NDJSONLines()
-            async for raw in response.content.iter_any():
-                now_ns = time.perf_counter_ns()  # before parsing: the read arrived now
-                answer.read(lines.feed(raw), now_ns)
-            answer.close(lines.close(), time.perf_counter_ns())
+        async with asyncio.timeout(self.first_token_timeout_s) as first_token:
+            send_ns, response, resent = await self.post(self.url, body)
+            async with response:
+                if response.status != 200:
+                    answer.fail(http_kind(response.status),
+                                f"HTTP {response.status}: {_error_text(await response.read())}")
+                    answer.end_ns = time.perf_counter_ns()
+                    return send_ns, resent
+                lines = NDJSONLines()
+                waiting = self.first_token_timeout_s is not None
+                async for raw in response.content.iter_any():
+                    now_ns = time.perf_counter_ns()  # before parsing: the read arrived now
+                    answer.read(lines.feed(raw), now_ns)
+                    if waiting and answer.chunk_ns:  # the first token came: that limit is met
+                        first_token.reschedule(None)
+                        waiting = False
+                answer.close(lines.close(), time.perf_counter_ns())
         return send_ns, resent
 
 

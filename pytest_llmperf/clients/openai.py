@@ -22,9 +22,10 @@ from typing import Any, Literal
 import aiohttp
 
 from pytest_llmperf.clients.base import Prompt, as_prompt, short
-from pytest_llmperf.clients.http import HttpClient, ResendFailed
+from pytest_llmperf.clients.http import HttpClient, ResendFailed, transport_kind
 from pytest_llmperf.clients.reasoning import ReasoningSummary, ReasoningTracker
 from pytest_llmperf.clients.sse import SSEEvent, SSEParser
+from pytest_llmperf.results.errors import ErrorKind, http_kind
 from pytest_llmperf.results.records import RequestRecord, TokenSource
 
 __all__ = ["Endpoint", "StreamingClient", "build_payload"]
@@ -95,9 +96,14 @@ class _Stream:
         self.usage: Mapping[str, Any] | None = None
         self.timings: Mapping[str, float] | None = None
         self.error: str | None = None
+        self.error_kind: ErrorKind | None = None
         self.done = False
         self.end_ns = 0
         self.resent = False
+
+    def fail(self, kind: ErrorKind, error: str) -> None:
+        if self.error is None:  # the first failure is the cause; later ones follow from it
+            self.error, self.error_kind = error, kind
 
     def take(self, data: str) -> bool:
         """Apply one SSE data payload; True when it carried generated text."""
@@ -106,16 +112,20 @@ class _Stream:
             return False
         try:
             message = json.loads(data)
-        except ValueError:
-            self.error = f"malformed stream chunk: {short(data)}"
+        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
+            self.fail(ErrorKind.MALFORMED, f"malformed stream chunk: {short(data)}")
             return False
         if not isinstance(message, dict):
-            self.error = f"unexpected stream chunk: {short(data)}"
+            self.fail(ErrorKind.MALFORMED, f"unexpected stream chunk: {short(data)}")
             return False
         if "error" in message:
-            self.error = f"server error in stream: {short(json.dumps(message['error']))}"
+            self.fail(ErrorKind.IN_BAND,
+                      f"server error in stream: {short(json.dumps(message['error']))}")
             return False
         if message.get("usage"):
+            if not _counts(message["usage"]):
+                self.fail(ErrorKind.MALFORMED, f"malformed usage in stream: {short(data)}")
+                return False
             self.usage = message["usage"]
         if message.get("timings"):
             self.timings = message["timings"]
@@ -156,9 +166,11 @@ class _Stream:
 class StreamingClient(HttpClient):
     """Sends streaming requests to one OpenAI-compatible endpoint; use as ``async with``."""
 
-    def __init__(self, endpoint: Endpoint, *, max_tokens: int, timeout_s: float = 600.0) -> None:
+    def __init__(self, endpoint: Endpoint, *, max_tokens: int, timeout_s: float = 600.0,
+                 first_token_timeout_s: float | None = None) -> None:
         super().__init__(timeout_s=timeout_s, api_key=endpoint.api_key,
-                         reuse_connections=endpoint.reuse_connections)
+                         reuse_connections=endpoint.reuse_connections,
+                         first_token_timeout_s=first_token_timeout_s)
         self.endpoint = endpoint
         self.max_tokens = max_tokens
 
@@ -170,39 +182,55 @@ class StreamingClient(HttpClient):
         stream = _Stream()
         try:
             send_ns, stream.resent = await self._exchange(body, stream)
-        except asyncio.TimeoutError:
-            stream.error = f"no complete answer within {self.timeout_s:g} s"
+        except TimeoutError:
+            stream.fail(ErrorKind.TIMEOUT, self.timeout_message(bool(stream.chunk_ns)))
         except ResendFailed as exc:
-            send_ns, stream.error = exc.first_send_ns, str(exc)
+            send_ns = exc.first_send_ns
+            stream.fail(ErrorKind.CONNECTION, str(exc))
         except aiohttp.ClientError as exc:
-            stream.error = f"{type(exc).__name__}: {exc}"
+            stream.fail(transport_kind(exc, answered=bool(stream.chunk_ns)),
+                        f"{type(exc).__name__}: {exc}")
         except UnicodeDecodeError:  # the stream ended inside a multi-byte character
-            stream.error = "stream ended inside a UTF-8 character"
+            stream.fail(ErrorKind.TRUNCATED, "stream ended inside a UTF-8 character")
         return _record(request_id, prompt, prompt.max_tokens(self.max_tokens), send_ns, stream)
 
     async def _exchange(self, body: bytes, stream: _Stream) -> tuple[int, bool]:
         """POST ``body`` and read the answer into ``stream``; returns when it was sent and
         whether it was sent a second time."""
-        send_ns, response, resent = await self.post(self.endpoint.url, body)
-        parser = SSEParser()
-        async with response:
-            if response.status != 200:
-                stream.error = f"HTTP {response.status}: {short(await response.text())}"
-                stream.end_ns = time.perf_counter_ns()
-                return send_ns, resent
-            async for raw in response.content.iter_any():
-                now_ns = time.perf_counter_ns()  # before parsing: the read arrived now
-                stream.read(parser.feed(raw), now_ns)
-            stream.read(parser.close(), time.perf_counter_ns())
+        async with asyncio.timeout(self.first_token_timeout_s) as first_token:
+            send_ns, response, resent = await self.post(self.endpoint.url, body)
+            parser = SSEParser()
+            async with response:
+                if response.status != 200:
+                    stream.fail(http_kind(response.status),
+                                f"HTTP {response.status}: {short(await response.text())}")
+                    stream.end_ns = time.perf_counter_ns()
+                    return send_ns, resent
+                waiting = self.first_token_timeout_s is not None
+                async for raw in response.content.iter_any():
+                    now_ns = time.perf_counter_ns()  # before parsing: the read arrived now
+                    stream.read(parser.feed(raw), now_ns)
+                    if waiting and stream.chunk_ns:  # the first token came: that limit is met
+                        first_token.reschedule(None)
+                        waiting = False
+                stream.read(parser.close(), time.perf_counter_ns())
         stream.end_ns = time.perf_counter_ns()
         return send_ns, resent
 
 
+def _counts(usage: Any) -> bool:
+    """A usage block whose token counts are whole numbers (or absent)."""
+    return isinstance(usage, dict) and all(
+        isinstance(usage.get(key, 0), int) or usage.get(key) is None
+        for key in ("completion_tokens", "prompt_tokens"))
+
+
 def _record(request_id: int, prompt: Prompt, max_tokens: int, send_ns: int,
             stream: _Stream) -> RequestRecord:
-    error = stream.error
+    error, error_kind = stream.error, stream.error_kind
     if error is None and not stream.done and stream.finish_reason is None:
-        error = "stream ended before the server finished the answer"
+        error, error_kind = ("stream ended before the server finished the answer",
+                             ErrorKind.TRUNCATED)
     usage = stream.usage or {}
     output_tokens, output_source, output_text = 0, None, None
     if "completion_tokens" in usage:
@@ -227,6 +255,7 @@ def _record(request_id: int, prompt: Prompt, max_tokens: int, send_ns: int,
         input_token_source=input_source,
         finish_reason=stream.finish_reason,
         error=error,
+        error_kind=None if error_kind is None else error_kind.value,
         server_timings=dict(stream.timings or {}),
         output_text=output_text,
         prompt_text=prompt_text,

@@ -27,8 +27,10 @@ if TYPE_CHECKING:
 __all__ = ["BACKEND_CLASSES", "Backend", "ClientFactory", "ServedModel",
            "get_backend"]
 
-# Opens a client for one measured run: (max_tokens, timeout_s) -> ``async with`` sender.
-ClientFactory = Callable[[int, float], contextlib.AbstractAsyncContextManager[RequestSender]]
+# Opens a client for one measured run: (max_tokens, timeout_s, first_token_timeout_s or None)
+# -> ``async with`` sender.
+ClientFactory = Callable[[int, float, float | None],
+                         contextlib.AbstractAsyncContextManager[RequestSender]]
 
 
 @dataclass(frozen=True)
@@ -69,13 +71,16 @@ class ServedModel:
         return f"{self.model} on {self.backend} ({self.engine})"
 
     def client(
-        self, max_tokens: int, timeout_s: float
+        self, max_tokens: int, timeout_s: float, first_token_timeout_s: float | None = None
     ) -> contextlib.AbstractAsyncContextManager[RequestSender]:
+        """A client whose requests fail as timeouts after ``timeout_s`` without a complete
+        answer, or ``first_token_timeout_s`` without a first token."""
         if self.open_client is not None:
-            return self.open_client(max_tokens, timeout_s)
+            return self.open_client(max_tokens, timeout_s, first_token_timeout_s)
         if self.endpoint is None:
             raise RuntimeError(f"{self.description} has neither an endpoint nor a client")
-        return StreamingClient(self.endpoint, max_tokens=max_tokens, timeout_s=timeout_s)
+        return StreamingClient(self.endpoint, max_tokens=max_tokens, timeout_s=timeout_s,
+                               first_token_timeout_s=first_token_timeout_s)
 
 
 class Backend(Protocol):

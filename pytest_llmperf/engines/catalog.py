@@ -15,7 +15,7 @@ A model given on the command line that is no alias but plainly an engine's own i
 from __future__ import annotations
 
 import importlib.resources
-import sys
+import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +25,6 @@ from pytest_llmperf.results.tomlfile import Locator, ThresholdError, parse_toml
 
 if TYPE_CHECKING:
     from pytest_llmperf.results.thresholds import Thresholds
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
 
 __all__ = [
     "EMBEDDED_PREFIX",

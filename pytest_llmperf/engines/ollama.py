@@ -114,9 +114,11 @@ class OllamaBackend(LaunchedBackend):
         if server is None:
             engine += f" at {root}"
 
-        def open_client(max_tokens: int, timeout_s: float) -> OllamaClient:
+        def open_client(max_tokens: int, timeout_s: float,
+                        first_token_timeout_s: float | None) -> OllamaClient:
             return OllamaClient(root, tag, max_tokens=max_tokens, timeout_s=timeout_s,
-                                api_key=settings.api_key())
+                                api_key=settings.api_key(),
+                                first_token_timeout_s=first_token_timeout_s)
 
         return ServedModel(
             backend=self.name,

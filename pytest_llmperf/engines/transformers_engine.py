@@ -36,6 +36,7 @@ from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaLis
 from transformers.generation.streamers import BaseStreamer
 
 from pytest_llmperf.clients.inprocess import InProcessClient, InProcessRequest, TokenEvent
+from pytest_llmperf.results.errors import ErrorKind
 
 __all__ = ["TransformersEngine"]
 
@@ -142,13 +143,15 @@ class TransformersEngine:
             self._cond.notify_all()
         if self._thread.is_alive():
             self._thread.join(timeout_s)
-        self._fail_waiting(_STOPPED)
+        self._fail_waiting(_STOPPED, ErrorKind.ABORTED)
         # Clients opened from this engine may outlive it: they must not keep the model alive.
         self.model = None
         self.tokenizer = None
 
-    def client(self, max_tokens: int, timeout_s: float) -> InProcessClient:
-        return InProcessClient(self, max_tokens=max_tokens, timeout_s=timeout_s)
+    def client(self, max_tokens: int, timeout_s: float,
+               first_token_timeout_s: float | None = None) -> InProcessClient:
+        return InProcessClient(self, max_tokens=max_tokens, timeout_s=timeout_s,
+                               first_token_timeout_s=first_token_timeout_s)
 
     # -- the sender's side -------------------------------------------------------------------
 
@@ -156,7 +159,8 @@ class TransformersEngine:
         """Queue ``request`` for a batch; a stopped or dead engine fails it at once."""
         with self._cond:
             if self._dead is not None or self.stopping:
-                request.finish(time.perf_counter_ns(), error=self._dead or _STOPPED)
+                request.finish(time.perf_counter_ns(), error=self._dead or _STOPPED,
+                               kind=ErrorKind.SERVER_DIED if self._dead else ErrorKind.ABORTED)
                 return
             self._waiting.append(request)
             self._cond.notify_all()
@@ -177,7 +181,8 @@ class TransformersEngine:
             self._dead = f"the transformers worker died: {_describe(exc)}"
             raise
         finally:
-            self._fail_waiting(self._dead or _STOPPED)
+            self._fail_waiting(self._dead or _STOPPED,
+                               ErrorKind.SERVER_DIED if self._dead else ErrorKind.ABORTED)
 
     def _take_batch(self) -> list[InProcessRequest] | None:
         """The next batch; None once the engine is closing."""
@@ -227,7 +232,8 @@ class TransformersEngine:
         for request in batch:
             # Open only when generate ended the row itself (the engine is closing): no answer.
             request.finish(now, error=_STOPPED if self.stopping else None,
-                           finish_reason=None if self.stopping else "stop")
+                           finish_reason=None if self.stopping else "stop",
+                           kind=ErrorKind.ABORTED)
 
     def _generate(self, batch: list[InProcessRequest]) -> None:
         if self.use_chat_template:
@@ -261,12 +267,12 @@ class TransformersEngine:
             stopping_criteria=StoppingCriteriaList([_StopAbandoned(batch, self)]),
         )
 
-    def _fail_waiting(self, error: str) -> None:
+    def _fail_waiting(self, error: str, kind: ErrorKind) -> None:
         with self._cond:
             waiting, self._waiting = self._waiting, collections.deque()
         now = time.perf_counter_ns()
         for request in waiting:
-            request.finish(now, error=error)
+            request.finish(now, error=error, kind=kind)
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:

@@ -1,7 +1,11 @@
 """Closed loop: N users, each sending its next request when its last one ends.
 
 Warm-up requests run first, at the same concurrency, and are thrown away; the measured window
-starts after the last warm-up answer and ends when the last measured answer ends.  With a ramp,
+starts after the last warm-up answer and ends when the last measured answer ends.
+
+A deadline (``cut_after_s``, counted from the first warm-up request) bounds the whole run: at
+the deadline the requests still in flight are cut and recorded as failed ``timeout`` requests
+(never dropped: a hung server must not look fast), and no request starts after it.  With a ramp,
 user ``i`` of N sends its first measured request ``i * ramp_s / N`` seconds into the window.
 Users are plain asyncio tasks sharing one client: nothing serialises their requests.
 """
@@ -16,9 +20,10 @@ from typing import Protocol
 
 from pytest_llmperf.clients.base import RequestSender
 from pytest_llmperf.load.prompts import PromptSource
+from pytest_llmperf.results.errors import ErrorKind
 from pytest_llmperf.results.records import LoadRun, RequestRecord
 
-__all__ = ["StopRule", "WindowObserver", "run_closed_loop"]
+__all__ = ["StopRule", "WindowObserver", "cut_record", "deadline_reason", "run_closed_loop"]
 
 # Told the measured requests completed so far; a reason to send no more, or None.  Asked
 # after every ``check_every(planned)``-th answer, so its cost stays out of the hot path.
@@ -27,6 +32,19 @@ StopRule = Callable[[Sequence[RequestRecord]], "str | None"]
 
 def check_every(planned: int | None) -> int:
     return max(1, (planned or 64) // 32)
+
+
+def cut_record(request_id: int, sent_ns: int, cut_after_s: float) -> RequestRecord:
+    """A request still in flight at the run's deadline: a failed request of kind timeout."""
+    return RequestRecord(
+        request_id=request_id, send_ns=sent_ns, end_ns=time.perf_counter_ns(),
+        error=f"cut at the window's deadline of {cut_after_s:g} s (--llmperf-window-timeout) "
+              "with no complete answer", error_kind=ErrorKind.TIMEOUT.value)
+
+
+def deadline_reason(cut_after_s: float, cut: int) -> str:
+    return (f"the deadline of {cut_after_s:g} s (--llmperf-window-timeout) passed: "
+            f"{cut} request(s) in flight were cut and count as timeouts")
 
 
 class WindowObserver(Protocol):
@@ -50,6 +68,7 @@ async def run_closed_loop(
     ramp_s: float = 0.0,
     observers: Sequence[WindowObserver] = (),
     stop: StopRule | None = None,
+    cut_after_s: float | None = None,
 ) -> LoadRun:
     """Measure ``users`` concurrent users for ``requests`` requests or ``duration_s`` seconds.
 
@@ -61,17 +80,19 @@ async def run_closed_loop(
         raise ValueError(f"users must be >= 1, got {users}")
     if (requests is None) == (duration_s is None):
         raise ValueError("give exactly one of requests or duration_s")
+    cut = None if cut_after_s is None else _Cut(cut_after_s)
+    stopped: list[str] = []
     if warmup:
-        await _phase(client, prompts, users, requests=warmup, deadline_ns=None)
+        await _phase(client, prompts, users, requests=warmup, deadline_ns=None, cut=cut,
+                     stopped=stopped)
     for observer in observers:
         observer.window_started()
     start_ns = time.perf_counter_ns()
     deadline_ns = None if duration_s is None else start_ns + int(duration_s * 1e9)
-    stopped: list[str] = []
     try:
         records = await _phase(client, prompts, users, requests=requests,
                                deadline_ns=deadline_ns, ramp_s=ramp_s, stop=stop,
-                               stopped=stopped)
+                               stopped=stopped, cut=cut)
     finally:
         for observer in reversed(observers):
             observer.window_ended()
@@ -86,6 +107,17 @@ async def run_closed_loop(
     )
 
 
+class _Cut:
+    """The run's deadline: ``cut_after_s`` from its creation (the first warm-up request)."""
+
+    def __init__(self, cut_after_s: float) -> None:
+        self.after_s = cut_after_s
+        self.at = time.monotonic() + cut_after_s
+
+    def remaining_s(self) -> float:
+        return max(0.0, self.at - time.monotonic())
+
+
 async def _phase(
     client: RequestSender,
     prompts: PromptSource,
@@ -96,6 +128,7 @@ async def _phase(
     ramp_s: float = 0.0,
     stop: StopRule | None = None,
     stopped: list[str] | None = None,
+    cut: _Cut | None = None,
 ) -> list[RequestRecord]:
     ids = itertools.count()
     records: list[RequestRecord] = []
@@ -115,12 +148,33 @@ async def _phase(
         if ramp_s:
             await asyncio.sleep(number * ramp_s / users)
         while (request_id := next_id()) is not None:
-            records.append(await client.send(request_id, prompts.next_prompt()))
+            sent_ns = time.perf_counter_ns()
+            try:
+                records.append(await client.send(request_id, prompts.next_prompt()))
+            except asyncio.CancelledError:  # the deadline: this request counts as a timeout
+                if cut is None:
+                    raise
+                records.append(cut_record(request_id, sent_ns, cut.after_s))
+                return
             if stop is not None and stopped is not None and not stopped \
                     and len(records) % every == 0:
                 reason = stop(records)
                 if reason:
                     stopped.append(reason)
 
-    await asyncio.gather(*(user(number) for number in range(users)))
+    tasks = [asyncio.create_task(user(number)) for number in range(users)]
+    try:
+        _, late = await asyncio.wait(tasks, timeout=None if cut is None else cut.remaining_s())
+        if late and cut is not None:
+            before = len(records)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+            if stopped is not None and not stopped:
+                stopped.append(deadline_reason(cut.after_s, len(records) - before))
+        for task in tasks:
+            task.result()  # a user's own failure (a bug) is raised, not lost
+    finally:
+        for task in tasks:
+            task.cancel()
     return records

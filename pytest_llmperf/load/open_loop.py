@@ -9,6 +9,10 @@ Each request is launched at its absolute scheduled time (never "a gap after the 
 its record keeps that time (``scheduled_ns``) beside the time it was really sent (``send_ns``):
 the difference is the schedule slip, the wait behind ``max_concurrency`` plus the client's own
 lateness.  A client too slow to keep the pace shows slip; it cannot silently offer less.
+
+A deadline (``cut_after_s``, from the first arrival, warm-up included) bounds the run: no
+arrival is sent after it, and the requests still in flight are cut and recorded as failed
+``timeout`` requests.
 """
 
 from __future__ import annotations
@@ -21,7 +25,13 @@ import time
 from collections.abc import Sequence
 
 from pytest_llmperf.clients.base import RequestSender
-from pytest_llmperf.load.closed_loop import StopRule, WindowObserver, check_every
+from pytest_llmperf.load.closed_loop import (
+    StopRule,
+    WindowObserver,
+    check_every,
+    cut_record,
+    deadline_reason,
+)
 from pytest_llmperf.load.prompts import PromptSource
 from pytest_llmperf.load.shapes import LoadShape, arrival_offsets
 from pytest_llmperf.results.records import LoadRun, RequestRecord
@@ -63,6 +73,7 @@ async def run_open_loop(
     warmup: int = 0,
     observers: Sequence[WindowObserver] = (),
     stop: StopRule | None = None,
+    cut_after_s: float | None = None,
 ) -> LoadRun:
     """Offer ``shape``'s arrivals: ``requests`` measured ones, or as many as are scheduled in
     ``duration_s`` seconds, after ``warmup`` warm-up arrivals at the same pace.  ``stop`` may
@@ -80,8 +91,15 @@ async def run_open_loop(
     every = check_every(measured)
 
     async def one(request_id: int, due_ns: int) -> RequestRecord:
-        async with limit:
-            record = await client.send(request_id, prompts.next_prompt())
+        sent_ns = time.perf_counter_ns()
+        try:
+            async with limit:
+                sent_ns = time.perf_counter_ns()
+                record = await client.send(request_id, prompts.next_prompt())
+        except asyncio.CancelledError:  # the deadline: this request counts as a timeout
+            if cut_after_s is None:
+                raise
+            record = cut_record(request_id, sent_ns, cut_after_s)
         record = dataclasses.replace(record, scheduled_ns=due_ns)
         if request_id >= 0 and stop is not None:
             answered.append(record)
@@ -92,6 +110,7 @@ async def run_open_loop(
         return record
 
     base_ns = time.perf_counter_ns()
+    cut_ns = None if cut_after_s is None else base_ns + round(cut_after_s * _NS)
     start_ns = base_ns + round(offsets[warmup] * _NS) if measured else base_ns
     warm: list[asyncio.Task[RequestRecord]] = []
     tasks: list[asyncio.Task[RequestRecord]] = []
@@ -101,6 +120,11 @@ async def run_open_loop(
             if stopped:
                 break
             due_ns = base_ns + round(offset * _NS)
+            if cut_ns is not None and due_ns >= cut_ns:  # never sent; the wait below cuts
+                stopped.append(f"the deadline of {cut_after_s:g} s (--llmperf-window-timeout) "
+                               f"passed before {len(offsets) - index} arrival(s) were due: "
+                               "they were not sent")
+                break
             delay_ns = due_ns - time.perf_counter_ns()
             if delay_ns > 0:
                 await asyncio.sleep(delay_ns / _NS)
@@ -115,6 +139,13 @@ async def run_open_loop(
             started = True
             for observer in observers:
                 observer.window_started()
+        if cut_ns is not None:
+            _, late = await asyncio.wait(
+                [*warm, *tasks], timeout=max(0.0, (cut_ns - time.perf_counter_ns()) / _NS))
+            for task in late:
+                task.cancel()  # each records itself as cut (see one())
+            if late and cut_after_s is not None and not stopped:
+                stopped.append(deadline_reason(cut_after_s, len(late)))
         records = list(await asyncio.gather(*tasks))
         await asyncio.gather(*warm)
     finally:

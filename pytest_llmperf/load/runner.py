@@ -26,7 +26,18 @@ from pytest_llmperf.results.records import LoadRun, RequestRecord
 if TYPE_CHECKING:
     from pytest_llmperf.observe.telemetry import Telemetry
 
-__all__ = ["PerfResult", "finish_records", "run_load"]
+__all__ = ["PerfResult", "TimeLimits", "finish_records", "run_load"]
+
+
+@dataclass(frozen=True)
+class TimeLimits:
+    """How long a request may take to its last token (``request_s``) and to its first
+    (``first_token_s``; None: no limit of its own), and a whole run, warm-up included
+    (``window_s``; None: none).  A request over a limit is a failed ``timeout`` request."""
+
+    request_s: float = 600.0
+    first_token_s: float | None = None
+    window_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -136,7 +147,7 @@ def run_load(
     duration_s: float | None = None,
     warmup: int = 0,
     max_tokens: int = 64,
-    timeout_s: float = 600.0,
+    limits: TimeLimits = TimeLimits(),
     observers: Sequence[WindowObserver] = (),
     telemetry: Telemetry | None = None,
     stop: StopRule | None = None,
@@ -164,13 +175,16 @@ def run_load(
         if shape.is_open:
             return await run_open_loop(client, prompts, shape=shape, requests=requests,
                                        duration_s=duration_s, warmup=warmup,
-                                       observers=watching, stop=stop)
+                                       observers=watching, stop=stop,
+                                       cut_after_s=limits.window_s)
         return await run_closed_loop(client, prompts, users=shape.users or 1,
                                      requests=requests, duration_s=duration_s, warmup=warmup,
-                                     ramp_s=shape.ramp_s, observers=watching, stop=stop)
+                                     ramp_s=shape.ramp_s, observers=watching, stop=stop,
+                                     cut_after_s=limits.window_s)
 
     async def measure() -> LoadRun:
-        async with served.client(max_tokens, timeout_s) as client:
+        async with served.client(max_tokens, limits.request_s,
+                                 limits.first_token_s) as client:
             if progress is None:
                 return await offer(client)
             counting = _Counting(client)

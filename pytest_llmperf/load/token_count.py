@@ -15,11 +15,14 @@ import dataclasses
 from collections.abc import Iterable
 
 from pytest_llmperf.clients.base import TokenCounter, short
+from pytest_llmperf.results.errors import ErrorKind
 from pytest_llmperf.results.records import RequestRecord, TokenSource
 
 __all__ = ["NO_TOKENIZER", "count_missing_tokens"]
 
 NO_TOKENIZER = "the server reported no token usage and no tokenizer is available"
+# An answer nothing could count is one the client could not read as a measurement.
+UNCOUNTABLE = ErrorKind.MALFORMED.value
 
 
 def count_missing_tokens(
@@ -37,7 +40,8 @@ def _counted(record: RequestRecord, counter: TokenCounter | None) -> RequestReco
     if record.error is not None:
         return done
     if counter is None:
-        return done if record.output_text is None else dataclasses.replace(done, error=NO_TOKENIZER)
+        return done if record.output_text is None else dataclasses.replace(
+            done, error=NO_TOKENIZER, error_kind=UNCOUNTABLE)
     changes: dict[str, object] = {}
     try:
         if record.output_text is not None:
@@ -55,5 +59,5 @@ def _counted(record: RequestRecord, counter: TokenCounter | None) -> RequestReco
     except Exception as exc:  # any failure costs this one request only
         return dataclasses.replace(
             done, error=f"counting tokens with the model's tokenizer failed: "
-                        f"{type(exc).__name__}: {short(str(exc))}")
+                        f"{type(exc).__name__}: {short(str(exc))}", error_kind=UNCOUNTABLE)
     return dataclasses.replace(done, **changes)  # type: ignore[arg-type]

@@ -82,7 +82,7 @@ def _version(distribution: str) -> str:
 def host_facts(rootdir: Path) -> dict[str, str]:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
-        "date (UTC)": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+        "date (UTC)": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S"),
         "host": platform.node(),
         "CPU": f"{cpu_model()}, {cores} usable cores",
         "RAM": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",

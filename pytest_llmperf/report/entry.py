@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_llmperf.results.errors import error_counts, error_examples
 from pytest_llmperf.results.metrics import SCALARS
 from pytest_llmperf.results.records import RequestRecord
 from pytest_llmperf.results.slo import Verdict
@@ -94,6 +95,9 @@ def result_entry(result: PerfResult, timeline_png: Path | None = None) -> dict[s
         },
         "scalars": {name: _rounded(value) for name, value in result.metrics.scalars.items()
                     if name in SCALARS},
+        # Failed requests by kind, with the first message of each (results.errors).
+        "errors": {kind: {"count": count, "example": error_examples(result.run.records)[kind]}
+                   for kind, count in error_counts(result.run.records).items() if count},
         "resources": _resources_entry(result.telemetry, timeline_png),
         # What the client counted, beside the engine's token counters.
         "client_tokens": {

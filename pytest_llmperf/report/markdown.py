@@ -181,14 +181,32 @@ def _test_section(entry: Mapping[str, Any]) -> list[str]:
     rows = [[f"{name} ({DISTRIBUTIONS[name].unit})",
              *(_cell(entry["distributions"][name][s]) for s in stats)] for name in shown]
     lines += [tabulate(rows, headers=["metric", *stats], tablefmt="github"), ""]
+    # Error kinds that did not occur are left out (junit and the store keep every count).
     scalar_rows = [[f"{name} ({SCALARS[name].unit})" if SCALARS[name].unit else name,
-                    _cell(value)] for name, value in entry["scalars"].items()]
+                    _cell(value)] for name, value in entry["scalars"].items()
+                   if value or not name.startswith("errors.")]
     lines += [tabulate(scalar_rows, headers=["run", "value"], tablefmt="github"), ""]
+    lines += _errors_section(entry.get("errors") or {})
     lines += _server_section(entry)
     lines += _resources_section(entry.get("resources"))
     if entry.get("comparison"):
         lines += comparison_markdown(entry["comparison"])
     return lines
+
+
+def _errors_section(errors: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Failed requests by kind, with the first message of each."""
+    if not errors:
+        return []
+    rows = [[kind, found["count"], _message_cell(found["example"])]
+            for kind, found in errors.items()]
+    return ["Failed requests by kind:", "",
+            tabulate(rows, headers=["kind", "requests", "first message"], tablefmt="github"), ""]
+
+
+def _message_cell(message: str) -> str:
+    """A server's message as one table cell: a | in it would split the row."""
+    return "`" + message.replace("`", "'").replace("|", "\\|") + "`"
 
 
 def _resources_section(resources: Mapping[str, Any] | None) -> list[str]:

@@ -16,6 +16,8 @@ They match vLLM's and SGLang's serving benchmarks and MLPerf:
 - output throughput (``output_token_throughput``): sum(output_tokens) / measured window.
 - total throughput (``total_token_throughput``): sum(input + output tokens) / measured window.
 - error rate (``error_rate``): failed requests / all requests in the window.
+- error counts (``errors.<kind>``): failed requests of each category, e.g. ``errors.timeout``
+  (:mod:`pytest_llmperf.results.errors` names the categories).
 
 Open loop only (each request has a scheduled time; see :mod:`pytest_llmperf.results.pacing`
 for ``offered_rate``, ``send_rate`` and ``queue_growth``):
@@ -64,6 +66,8 @@ from pytest_llmperf.results.answer import (
     cache_hit_rate,
     time_to_answer_ms,
 )
+from pytest_llmperf.results.errors import DESCRIPTIONS as ERROR_DESCRIPTIONS
+from pytest_llmperf.results.errors import error_counts, metric_name
 from pytest_llmperf.results.pacing import pacing_scalars
 from pytest_llmperf.results.percentiles import parse_statistic, percentile, statistic
 from pytest_llmperf.results.records import LoadRun, RequestRecord
@@ -143,6 +147,8 @@ SCALARS: Mapping[str, MetricInfo] = MappingProxyType(
         "untimed_decodes": MetricInfo(
             "req", False, "completed answers of 2+ tokens that arrived in one network read: "
             "no decode time to see, so not in tpot_ms or decode_tokens_per_s"),
+        **{metric_name(kind): MetricInfo("req", False, text)
+           for kind, text in ERROR_DESCRIPTIONS.items()},
     }
 )
 
@@ -338,6 +344,7 @@ def summarize(run: LoadRun) -> RunMetrics:
         "untimed_decodes": float(sum(r.output_tokens > 1 and tpot_ms(r) is None
                                      for r in done)),
         **pacing_scalars(run),
+        **{metric_name(kind): float(n) for kind, n in error_counts(run.records).items()},
     }
     hit_rate = cache_hit_rate(done)
     if hit_rate is not None:  # absent, never 0, where no server said

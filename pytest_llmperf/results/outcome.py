@@ -4,16 +4,17 @@ A client records what it saw (chunks, counts, the server's ``finish_reason``, a 
 error); :func:`judge` then decides, once the measured window has ended, whether that was a
 complete answer.  An answer that is not becomes a failed request with the reason as its error:
 
-- no token at all (an empty stream);
-- the server aborted it (``finish_reason`` ``abort``, ``error`` or ``cancelled``);
+- no token at all (an empty stream): ``empty``;
+- the server aborted it (``finish_reason`` ``abort``, ``error`` or ``cancelled``): ``aborted``;
 - the request forced its length (``ignore_eos``/``min_tokens``) and got fewer tokens, for
-  example because the context ran out.
+  example because the context ran out: ``aborted`` too (the server ended it early).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+from pytest_llmperf.results.errors import ErrorKind
 from pytest_llmperf.results.records import RequestRecord
 
 __all__ = ["FAILED_FINISH_REASONS", "judge"]
@@ -31,19 +32,24 @@ def judge(record: RequestRecord, forced_tokens: int | None) -> RequestRecord:
     """
     if record.error is not None:
         return record
-    error = _incomplete(record, forced_tokens)
-    return record if error is None else dataclasses.replace(record, error=error)
+    failure = _incomplete(record, forced_tokens)
+    if failure is None:
+        return record
+    kind, error = failure
+    return dataclasses.replace(record, error=error, error_kind=kind.value)
 
 
-def _incomplete(record: RequestRecord, forced_tokens: int | None) -> str | None:
+def _incomplete(record: RequestRecord, forced_tokens: int | None
+                ) -> tuple[ErrorKind, str] | None:
     reason = record.finish_reason
     if not record.chunk_ns:
-        return f"the answer carried no token (finish_reason {reason!r})"
+        return ErrorKind.EMPTY, f"the answer carried no token (finish_reason {reason!r})"
     if reason is not None and reason.lower() in FAILED_FINISH_REASONS:
-        return f"the server ended the answer with finish_reason {reason!r}"
+        return ErrorKind.ABORTED, f"the server ended the answer with finish_reason {reason!r}"
     if record.output_tokens < 1:
-        return "no output token was counted"
+        return ErrorKind.EMPTY, "no output token was counted"
     if forced_tokens is not None and record.output_tokens < forced_tokens:
-        return (f"{record.output_tokens} output tokens of the {forced_tokens} the request "
-                f"forced (finish_reason {reason!r}): the server stopped it early")
+        return ErrorKind.ABORTED, (
+            f"{record.output_tokens} output tokens of the {forced_tokens} the request "
+            f"forced (finish_reason {reason!r}): the server stopped it early")
     return None

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
-class TokenSource(str, enum.Enum):
+class TokenSource(enum.StrEnum):
     """Where a token count came from.  Characters or words are never a source."""
 
     USAGE = "usage"  # the server's own `usage` block
@@ -38,6 +38,8 @@ class RequestRecord:
     input_token_source: TokenSource | None = None
     finish_reason: str | None = None
     error: str | None = None
+    # The failure's category (results.errors.ErrorKind value); set with every error.
+    error_kind: str | None = None
     # Numbers the engine reported about this request (llama.cpp `timings`), for cross-checks.
     server_timings: Mapping[str, float] = field(default_factory=dict)
     # Text kept only until the model's tokenizer has counted it, when the server sent no usage

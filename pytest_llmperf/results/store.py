@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_llmperf.results.errors import kind_of
 from pytest_llmperf.results.records import LoadRun, RequestRecord, TokenSource
 
 __all__ = ["SCHEMA", "SavedRun", "StoreError", "decode_window", "describe_saved", "encode_records",
@@ -76,6 +77,7 @@ def _encode(record: RequestRecord, start_ns: int) -> dict[str, Any]:
         "input_token_source": _value(record.input_token_source),
         "finish_reason": record.finish_reason,
         "error": record.error,
+        **({} if record.error is None else {"error_kind": kind_of(record)}),
         "resent": record.resent,
         # Open loop: when it was due, from the start of the window (absent: a closed loop).
         **({} if record.scheduled_ns is None
@@ -134,6 +136,7 @@ def _decode(raw: Mapping[str, Any]) -> RequestRecord:
         input_token_source=_source(raw.get("input_token_source")),
         finish_reason=raw.get("finish_reason"),
         error=raw.get("error"),
+        error_kind=raw.get("error_kind"),  # absent in older files: read from the message
         resent=bool(raw.get("resent", False)),
         scheduled_ns=None if raw.get("scheduled_us") is None
         else int(raw["scheduled_us"]) * _NS_PER_US,
@@ -166,7 +169,7 @@ def run_document(windows: Sequence[Mapping[str, Any]], fingerprint: Mapping[str,
     probes' figures, not their raw requests)."""
     return {
         "schema": SCHEMA,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "fingerprint": dict(fingerprint),
         "windows": [dict(window) for window in windows],
         "searches": [dict(search) for search in searches],

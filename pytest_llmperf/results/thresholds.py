@@ -91,6 +91,10 @@ def parse_check(text: str, origin: str) -> Check:
             f"{', '.join(_OPERATORS)})"
         )
     metric, stat = match["metric"], match["stat"]
+    if stat is not None:  # a dotted whole-run name (errors.timeout), maybe with a statistic
+        dotted, _, rest = stat.partition(".")
+        if f"{metric}.{dotted}" in SCALARS:
+            metric, stat = f"{metric}.{dotted}", rest or None
     _check_metric(metric, stat, text, origin)
     return Check(metric, stat, match["op"], float(match["limit"]), text.strip(), origin)
 

@@ -6,16 +6,11 @@ tomllib keeps no positions, so :class:`Locator` finds the line a table, key or s
 from __future__ import annotations
 
 import re
-import sys
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
 
 __all__ = ["Locator", "ThresholdError", "TomlDocument", "parse_toml"]
 
@@ -35,7 +30,9 @@ def parse_toml(text: str, path: Path) -> TomlDocument:
     """``text`` (read from ``path``) parsed; malformed TOML raises with file:line."""
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    # TOMLDecodeError is a ValueError; tomllib also raises a bare ValueError for an integer
+    # of over 4300 digits, and RecursionError for arrays or tables nested too deep.
+    except (ValueError, RecursionError) as exc:
         line = _toml_error_line(exc)
         where = f"{path}:{line}" if line else str(path)
         raise ThresholdError(f"{where}: malformed TOML: {exc}") from None

@@ -220,11 +220,13 @@ class WordCounter:
         return self.count_text(prompt) + 2
 
 
-def assert_failed(record: RequestRecord, *fragments: str) -> None:
+def assert_failed(record: RequestRecord, *fragments: str, kind: str | None = None) -> None:
     assert not record.ok
     assert record.error is not None
     for fragment in fragments:
         assert fragment in record.error, record.error
+    if kind is not None:
+        assert record.error_kind == kind, (record.error_kind, record.error)
 
 
 # --- a good answer ---------------------------------------------------------------------------
@@ -352,7 +354,7 @@ def test_without_usage_or_tokenizer_the_record_says_so() -> None:
     stub = Replay(writes=(ROLE, content("Paris"), sse(chat_chunk({}, "stop")), DONE))
     record = send_one(stub)
 
-    assert_failed(record, "no token usage", "no tokenizer")
+    assert_failed(record, "no token usage", "no tokenizer", kind="malformed")
     assert record.output_tokens == 0
     assert record.output_token_source is None
     assert len(record.chunk_ns) == 1
@@ -440,7 +442,7 @@ def test_http_error_status() -> None:
     ).encode()
     record = send_one(Replay(writes=(body,), status=400))
 
-    assert_failed(record, "exceeds the available context size")
+    assert_failed(record, "exceeds the available context size", kind="http_4xx")
     assert record.error is not None
     assert record.error.startswith("HTTP 400: ")
     assert record.chunk_ns == ()
@@ -457,7 +459,7 @@ def test_error_event_mid_stream() -> None:
     )
     record = send_one(stub)
 
-    assert_failed(record, "server error in stream", "Failed to decode the batch")
+    assert_failed(record, "server error in stream", "Failed to decode the batch", kind="in_band")
 
 
 def test_malformed_json_line_is_an_error_not_an_exception() -> None:
@@ -474,7 +476,7 @@ def test_malformed_json_line_is_an_error_not_an_exception() -> None:
     )
     record = send_one(stub)
 
-    assert_failed(record, "malformed stream chunk")
+    assert_failed(record, "malformed stream chunk", kind="malformed")
 
 
 def test_stream_ending_inside_a_utf8_character_is_an_error_not_an_exception() -> None:
@@ -482,13 +484,13 @@ def test_stream_ending_inside_a_utf8_character_is_an_error_not_an_exception() ->
     cut = 'data: {"choices":[{"delta":{"content":"你"}}]}'.encode()[:-7]
     record = send_one(Replay(writes=(ROLE, content("The"), cut)))
 
-    assert_failed(record, "stream ended inside a UTF-8 character")
+    assert_failed(record, "stream ended inside a UTF-8 character", kind="truncated")
 
 
 def test_stream_without_done_or_finish_reason() -> None:
     record = send_one(Replay(writes=(ROLE, content("The"), content(" capital"))))
 
-    assert_failed(record, "stream ended before the server finished")
+    assert_failed(record, "stream ended before the server finished", kind="truncated")
     assert len(record.chunk_ns) == 2
 
 
@@ -524,7 +526,7 @@ def test_nothing_listening_is_an_error_record(reuse_connections: bool) -> None:
 
     record = asyncio.run(use())
 
-    assert_failed(record, "ClientConnectorError")
+    assert_failed(record, "ClientConnectorError", kind="connection")
     assert record.chunk_ns == ()
 
 
@@ -534,7 +536,7 @@ def test_timeout_is_an_error_record() -> None:
     record = send_one(stub, timeout_s=0.3)
     elapsed = time.monotonic() - started
 
-    assert_failed(record, "no complete answer within 0.3 s")
+    assert_failed(record, "no complete answer within 0.3 s", kind="timeout")
     assert elapsed < 2.0
 
 
@@ -584,7 +586,7 @@ def test_concurrent_requests_are_not_serialised() -> None:
             # Nobody answers until every request is in: a client that waited for one answer
             # before sending the next would never get there.
             await asyncio.wait_for(all_arrived.wait(), timeout=2.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return web.Response(status=503, text="only some requests arrived")
         return await replay(request)
 
@@ -652,7 +654,7 @@ class DropsAfterReading:
 def test_a_request_the_server_dropped_on_a_fresh_connection_is_not_sent_again() -> None:
     stub = DropsAfterReading(good=0)
     record = send_one(stub)
-    assert_failed(record, "ServerDisconnectedError")
+    assert_failed(record, "ServerDisconnectedError", kind="connection")
     assert stub.received == 1  # no second copy reached the server
 
 
@@ -670,7 +672,8 @@ def test_a_request_the_server_dropped_on_a_pooled_connection_fails_with_its_firs
             return await client.send(1, PROMPT), before_ns
 
     record, before_ns = with_stub(stub, use)
-    assert_failed(record, "on a pooled connection", "sent again on a fresh connection")
+    assert_failed(record, "on a pooled connection", "sent again on a fresh connection",
+                  kind="connection")
     assert stub.received == 3
     assert 0 <= record.send_ns - before_ns < 5_000_000  # the first send, not the resend
 

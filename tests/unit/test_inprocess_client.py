@@ -204,7 +204,8 @@ def test_the_module_imports_only_the_standard_library_and_results() -> None:
     import pytest_llmperf.clients.inprocess as module
 
     ours, others = _imports(module)
-    assert ours == {"pytest_llmperf.results.records", "pytest_llmperf.clients.base"}
+    assert ours == {"pytest_llmperf.results.records", "pytest_llmperf.results.errors",
+                    "pytest_llmperf.clients.base"}
     base_ours, base_others = _imports(base)
     assert base_ours == {"pytest_llmperf.results.records"}
     assert all(name.split(".")[0] in sys.stdlib_module_names for name in others | base_others)

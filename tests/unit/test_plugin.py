@@ -309,9 +309,15 @@ def test_a_server_that_died_under_load_fails_with_its_own_reason(
 def test_load(llmperf_load, llmperf_slo):
     llmperf_slo.check(llmperf_load(users=2, requests=4))
 """)
-    result = pytester.runpytest()
+    result = pytester.runpytest("--junitxml=junit.xml")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         "smollm2-135m on llamacpp (vllm 0.11.0): vllm ran out of GPU memory: "
         "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
+        '4 of 4 requests failed: server_died 4 (e.g. "ClientConnectorError: refused")',
     ])
+    # The window the death cost is recorded, its requests counted under their kind.
+    properties = {p.get("name"): p.get("value")
+                  for p in ET.parse(pytester.path / "junit.xml").iter("property")}
+    assert properties["llmperf.errors.server_died"] == "4.0"
+    assert properties["llmperf.errors.connection"] == "0.0"

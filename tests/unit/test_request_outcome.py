@@ -97,7 +97,8 @@ class LoggingCounter:
 
 def served_without_usage(counter: LoggingCounter, *, forces_length: bool) -> ServedModel:
     @contextlib.asynccontextmanager
-    async def open_client(max_tokens: int, timeout_s: float) -> AsyncIterator[Any]:
+    async def open_client(max_tokens: int, timeout_s: float,
+                          first_token_timeout_s: float | None) -> AsyncIterator[Any]:
         yield SaysNoUsage(max_tokens)
 
     return ServedModel("fake", "m", None, "fake engine", token_counter=counter,
