@@ -117,8 +117,15 @@ class SLOChecker:
             message = failure_message(verdicts, context)
             if window.overload:  # its latencies measure the window's length, not the server
                 lines.append(f"{context}: {window.overload}")
+            marks = "; ".join(f"{mark}: {', '.join(crossed)}"
+                              for mark, crossed in window.validity_marks.items())
+            if marks and settings.strict_validity:
+                lines.append(f"{context}: the numbers cannot be trusted "
+                             f"(--llmperf-strict-validity): {marks}")
             if message:
                 lines.append(message)
+                if marks and not settings.strict_validity:  # why the numbers may be off
+                    lines.append(f"{context}: note: {marks}")
                 if window.run.stopped_early:  # e.g. the deadline cut it
                     lines.append(f"{context}: stopped early: {window.run.stopped_early}")
                 errors = error_summary(window.run.records)

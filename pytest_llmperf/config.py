@@ -68,6 +68,7 @@ class Settings:
     request_timeout: float = 600.0
     ttft_timeout: float | None = None
     window_timeout: float = 1800.0
+    strict_validity: bool = False
     users: tuple[int, ...] = (4,)
     rate: tuple[float, ...] = (0.5,)
     arrivals: str | None = None
@@ -158,7 +159,7 @@ _OPTIONAL = ("gpus", "tp", "max_model_len", "max_num_seqs", "gpu_memory_utilizat
              "save", "autosave", "compare", "compare_runs", "compare_fail",
              "compare_any_hardware",
              "inconclusive", "repeats", "duration", "request_timeout", "ttft_timeout",
-             "window_timeout", "users", "rate", "arrivals", "burstiness",
+             "window_timeout", "strict_validity", "users", "rate", "arrivals", "burstiness",
              "max_concurrency", "ramp", "capacity_budget", "probe_requests",
              "capacity_max_users", "capacity_max_rate")
 

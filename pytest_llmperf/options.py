@@ -112,6 +112,10 @@ OPTIONS: tuple[Option[Any], ...] = (
            "seconds a load may run, warm-up included: requests still in flight are then cut "
            "and fail as timeouts, and none is sent after it (a hung server cannot hang the "
            "session)", parse.seconds, "1800"),
+    Option("strict_validity", "--llmperf-strict-validity",
+           "yes: a window marked client-bound (the load generator could not keep up) or "
+           "disturbed (other work on the machine) fails its test; by default it is marked",
+           parse.yes_no, "no"),
     Option("users", "--llmperf-users",
            "concurrent users of the closed-loop tests, comma-separated: each a test of its own "
            "(test_concurrent_users, and the points of test_sweep)",

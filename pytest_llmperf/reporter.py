@@ -71,6 +71,7 @@ class LLMPerfReporter:
             capacity_lines,
             inconclusive_lines,
             render_terminal_table,
+            validity_lines,
         )
 
         terminalreporter.write_sep("=", "llmperf results")
@@ -89,6 +90,12 @@ class LLMPerfReporter:
         if cache_warnings:
             terminalreporter.write_sep("-", "llmperf: answered from the prefix cache")
             for line in cache_warnings:
+                terminalreporter.write_line(line)
+        validity = validity_lines(self.entries)
+        if validity:
+            terminalreporter.write_sep("-", "llmperf: numbers that cannot be fully trusted "
+                                            "(README, \"Can the numbers be trusted?\")")
+            for line in validity:
                 terminalreporter.write_line(line)
         inconclusive = inconclusive_lines(self.entries)
         if inconclusive:

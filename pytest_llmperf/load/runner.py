@@ -17,6 +17,7 @@ from pytest_llmperf.load.open_loop import run_open_loop
 from pytest_llmperf.load.prompts import Prompt, PromptSource
 from pytest_llmperf.load.shapes import LoadShape
 from pytest_llmperf.load.token_count import count_missing_tokens
+from pytest_llmperf.observe.health import HealthWatch, judge_health
 from pytest_llmperf.observe.server_metrics import ServerMetricsProbe
 from pytest_llmperf.results.metrics import RunMetrics, summarize
 from pytest_llmperf.results.outcome import judge
@@ -58,6 +59,17 @@ class PerfResult:
     prompts: Mapping[str, object] | None = None
     # The further measured windows of the same load (--llmperf-repeats), run right after this.
     repeats: tuple[PerfResult, ...] = ()
+    # Whether the numbers can be trusted (observe.health.judge_health): the client's and the
+    # machine's figures over the window, and the marks they earned.  None: not watched.
+    health: Mapping[str, Any] | None = None
+
+    @property
+    def validity_marks(self) -> dict[str, list[str]]:
+        """``{"client-bound": [...limits crossed], "disturbed": [...]}``, marks earned only."""
+        health = self.health or {}
+        return {mark: list(health[key]) for mark, key in (("client-bound", "client_bound"),
+                                                          ("disturbed", "disturbed"))
+                if health.get(key)}
 
     @property
     def users(self) -> int:
@@ -169,7 +181,9 @@ def run_load(
         probe = ServerMetricsProbe(served.metrics_url, served.metric_names)
     # The probe goes last: its first scrape is then the closest to the window's start (and,
     # observers ending in reverse order, its last scrape the closest to the window's end).
-    watching = [*observers, *([telemetry] if telemetry else []), *([probe] if probe else [])]
+    watch = HealthWatch(served.server_pid, in_process=served.endpoint is None)
+    watching = [watch, *observers, *([telemetry] if telemetry else []),
+                *([probe] if probe else [])]
 
     async def offer(client: RequestSender) -> LoadRun:
         if shape.is_open:
@@ -183,19 +197,24 @@ def run_load(
                                      cut_after_s=limits.window_s)
 
     async def measure() -> LoadRun:
-        async with served.client(max_tokens, limits.request_s,
-                                 limits.first_token_s) as client:
-            if progress is None:
-                return await offer(client)
-            counting = _Counting(client)
-            planned = (f" of {requests + warmup}" if requests is not None else "")
-            planned += " requests answered" + (f" ({warmup} warm-up)" if warmup else "")
-            ticker = asyncio.create_task(_tell_progress(
-                counting, progress, progress_label or shape.label, planned, PROGRESS_EVERY_S))
-            try:
-                return await offer(counting)
-            finally:
-                ticker.cancel()
+        lag = asyncio.create_task(watch.lag_probe())  # the event loop's own lateness
+        try:
+            async with served.client(max_tokens, limits.request_s,
+                                     limits.first_token_s) as client:
+                if progress is None:
+                    return await offer(client)
+                counting = _Counting(client)
+                planned = (f" of {requests + warmup}" if requests is not None else "")
+                planned += " requests answered" + (f" ({warmup} warm-up)" if warmup else "")
+                ticker = asyncio.create_task(_tell_progress(
+                    counting, progress, progress_label or shape.label, planned,
+                    PROGRESS_EVERY_S))
+                try:
+                    return await offer(counting)
+                finally:
+                    ticker.cancel()
+        finally:
+            lag.cancel()
 
     # Sources that ask the server's tokenizer make their prompts now, outside the window.
     prompts.prepare(planned_prompts(shape, requests, duration_s, warmup))
@@ -212,4 +231,5 @@ def run_load(
         server_notes=tuple(probe.notes) if probe else (),
         telemetry=figures,
         prompts={**prompts.describe(), "about_caching": prompts.about_caching},
+        health=judge_health(watch.figures, metrics.distributions["schedule_slip_ms"]),
     )

@@ -95,6 +95,10 @@ def result_entry(result: PerfResult, timeline_png: Path | None = None) -> dict[s
         },
         "scalars": {name: _rounded(value) for name, value in result.metrics.scalars.items()
                     if name in SCALARS},
+        # Can the numbers be trusted: the client's and the machine's figures, and the marks
+        # (client-bound, disturbed) with the limits crossed (observe.health).
+        "health": dict(result.health) if result.health is not None else None,
+        "validity": result.validity_marks,
         # Failed requests by kind, with the first message of each (results.errors).
         "errors": {kind: {"count": count, "example": error_examples(result.run.records)[kind]}
                    for kind, count in error_counts(result.run.records).items() if count},

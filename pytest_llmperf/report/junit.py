@@ -30,6 +30,11 @@ def result_properties(entry: Mapping[str, Any]) -> list[tuple[str, object]]:
             continue  # a closed loop schedules nothing
         props.extend((f"{name}.{stat}", value) for stat, value in stats.items())
     props.extend(entry["scalars"].items())
+    health = entry.get("health") or {}
+    props.extend((f"health.{name}", value) for name, value in health.items()
+                 if isinstance(value, (int, float)))
+    props.extend((f"validity.{mark}", "; ".join(crossed))
+                 for mark, crossed in (entry.get("validity") or {}).items())
     props.extend((f"server.{name}", value)
                  for name, value in (entry["server_metrics"] or {}).items())
     resources = entry["resources"] or {}

@@ -153,6 +153,7 @@ def _test_section(entry: Mapping[str, Any]) -> list[str]:
     header += prompts_sentence(entry)
     lines = [title, "", header, ""]
     lines += cache_lines(entry)
+    lines += validity_markdown(entry)
     if entry.get("reasoning_requests"):
         lines += [f"{entry['reasoning_requests']} answers reasoned before they answered: TTFT "
                   "is their first token of any kind, time_to_answer_ms their first answer "
@@ -192,6 +193,21 @@ def _test_section(entry: Mapping[str, Any]) -> list[str]:
     if entry.get("comparison"):
         lines += comparison_markdown(entry["comparison"])
     return lines
+
+
+def validity_markdown(entry: Mapping[str, Any]) -> list[str]:
+    """A bold line per mark the window earned, and the health figures behind it."""
+    lines = [f"**{mark}**: {', '.join(crossed)} (README, \"Can the numbers be trusted?\")"
+             for mark, crossed in (entry.get("validity") or {}).items()]
+    health = entry.get("health") or {}
+    figures = [f"{name} {health[name]:g}" for name in _HEALTH_FIGURES if name in health]
+    if figures:
+        lines.append("Client and machine over the window: " + ", ".join(figures) + ".")
+    return [*lines, ""] if lines else []
+
+
+_HEALTH_FIGURES = ("loop_lag_ms_p99", "loop_lag_ms_max", "client_cpu_pct",
+                   "schedule_slip_ms_p99", "other_cpu_pct", "steal_pct")
 
 
 def _errors_section(errors: Mapping[str, Mapping[str, Any]]) -> list[str]:

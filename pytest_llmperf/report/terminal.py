@@ -11,7 +11,7 @@ from pytest_llmperf.report.cells import cell as _cell
 from pytest_llmperf.report.cells import verdict_summary as _verdict_summary
 
 __all__ = ["cache_warning_lines", "capacity_lines", "inconclusive_lines",
-           "render_terminal_table"]
+           "render_terminal_table", "validity_lines"]
 
 
 def render_terminal_table(entries: Sequence[Mapping[str, Any]]) -> str:
@@ -37,7 +37,8 @@ def _load(entry: Mapping[str, Any]) -> str:
         label += f", {prompts.get('input_tokens')} tok in"
     elif prompts.get("source") not in (None, "built-in"):
         label += f", {prompts['source']}"
-    return label + (" OVERLOADED" if entry.get("overload") else "")
+    marks = "".join(f" {mark.upper()}" for mark in entry.get("validity") or {})
+    return label + (" OVERLOADED" if entry.get("overload") else "") + marks
 
 
 def inconclusive_lines(entries: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -76,6 +77,14 @@ def capacity_lines(searches: Sequence[Mapping[str, Any]]) -> list[str]:
         lines.append(f"{test}: {entry['summary']}{goodput}{boundary}{broke} "
                      f"[{len(entry['rows'])} probes, {entry['elapsed_s']:g} s]{against}")
     return lines
+
+
+def validity_lines(entries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per window whose numbers cannot be fully trusted: the mark and the limits its
+    figures crossed (observe.health)."""
+    return [f"{entry['nodeid'].split('::')[-1]} ({entry['load'].get('label')}): {mark}: "
+            f"{', '.join(crossed)}"
+            for entry in entries for mark, crossed in (entry.get("validity") or {}).items()]
 
 
 def cache_warning_lines(entries: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -1,0 +1,150 @@
+"""Whether a measured window's numbers can be trusted: the client's health and the machine's.
+
+A load generator that cannot keep up reads latencies it caused itself, and a machine busy with
+other work slows the server for reasons that are not the server's.  Neither shows in the
+latencies, so every window is watched for both:
+
+- **client-bound**: the client's event loop ran late (a timer that should fire every 5 ms
+  fired late by ``loop_lag_ms``; p99 over the window), or the client process used most of the
+  one core its event loop can use (``client_cpu_pct``), or an open loop sent its requests late
+  (``schedule_slip_ms`` p99, from the records).  Read with an in-process engine, the client's
+  CPU includes the engine's, so only the lag and the slip judge it there.
+- **disturbed**: processes other than the server's tree and the client used more than a share
+  of the machine's CPU (``other_cpu_pct``, % of the usable cores), or the hypervisor stole more
+  than a share of it (``steal_pct``, where the kernel reports steal).
+
+The limits are :data:`LIMITS`; README ("Can the numbers be trusted?") says how they were set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+from pytest_llmperf.results.percentiles import percentile
+
+__all__ = ["LIMITS", "HealthWatch", "judge_health"]
+
+TICK_S = 0.005  # the lag probe's period
+
+# Above these the window is marked (README, "Can the numbers be trusted?").
+LIMITS: Mapping[str, float] = {
+    "loop_lag_ms_p99": 10.0,  # the client read a token up to this late
+    "client_cpu_pct": 90.0,  # % of one core: the event loop runs on one
+    "schedule_slip_ms_p99": 10.0,  # open loop: sent this late
+    "other_cpu_pct": 25.0,  # % of the usable cores, used by neither server nor client
+    "steal_pct": 10.0,  # % of the usable cores, taken by the hypervisor
+}
+
+
+@dataclass
+class _Snapshot:
+    at_s: float
+    client_cpu_s: float
+    busy_s: float  # every CPU's non-idle time
+    steal_s: float | None
+    server_cpu: dict[tuple[int, float], float]
+
+
+class HealthWatch:
+    """A window observer: CPU snapshots at the window's start and end, and (``lag_probe``,
+    run as a task on the client's event loop) the loop's lateness in between."""
+
+    def __init__(self, server_pid: int | None, *, in_process: bool) -> None:
+        self.server_pid = server_pid
+        self.in_process = in_process
+        self.cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else (os.cpu_count() or 1)
+        self.lags_ms: list[float] = []
+        self._start: _Snapshot | None = None
+        self.figures: dict[str, float] = {}
+
+    def window_started(self) -> None:
+        self.lags_ms = []
+        self._start = self._snapshot()
+
+    def window_ended(self) -> None:
+        if self._start is not None:
+            self.figures = self._compare(self._start, self._snapshot())
+
+    async def lag_probe(self) -> None:
+        """Sleep ``TICK_S`` again and again; each wake-up's lateness is the loop's lag."""
+        while True:
+            due = time.perf_counter() + TICK_S
+            await asyncio.sleep(TICK_S)
+            if self._start is not None:
+                self.lags_ms.append(max(0.0, (time.perf_counter() - due) * 1000))
+
+    def _snapshot(self) -> _Snapshot:
+        own = psutil.Process().cpu_times()
+        system = psutil.cpu_times()
+        idle = system.idle + getattr(system, "iowait", 0.0)
+        return _Snapshot(time.perf_counter(), own.user + own.system,
+                         sum(system) - idle - getattr(system, "guest", 0.0)
+                         - getattr(system, "guest_nice", 0.0),
+                         getattr(system, "steal", None), _tree_cpu(self.server_pid))
+
+    def _compare(self, start: _Snapshot, end: _Snapshot) -> dict[str, float]:
+        span = max(end.at_s - start.at_s, 1e-9)
+        capacity = span * self.cores
+        client = end.client_cpu_s - start.client_cpu_s
+        server = sum(cpu - start.server_cpu.get(key, 0.0)
+                     for key, cpu in end.server_cpu.items()) if not self.in_process else 0.0
+        steal = None if end.steal_s is None or start.steal_s is None \
+            else end.steal_s - start.steal_s
+        busy = end.busy_s - start.busy_s - (steal or 0.0)
+        figures = {
+            "window_s": round(span, 3),
+            "other_cpu_pct": round(max(0.0, busy - client - max(server, 0.0)) / capacity * 100,
+                                   1),
+            "loop_lag_ms_p99": round(percentile(self.lags_ms, 99), 2) if self.lags_ms else 0.0,
+            "loop_lag_ms_max": round(max(self.lags_ms, default=0.0), 2),
+        }
+        if not self.in_process:  # else the engine's CPU is in it too
+            figures["client_cpu_pct"] = round(client / span * 100, 1)
+        if steal is not None:
+            figures["steal_pct"] = round(max(0.0, steal) / capacity * 100, 1)
+        return figures
+
+
+def _tree_cpu(pid: int | None) -> dict[tuple[int, float], float]:
+    """CPU seconds of ``pid`` and its descendants, keyed by (pid, birth) so a reused pid is
+    not mistaken for the same process."""
+    if pid is None:
+        return {}
+    seen: dict[tuple[int, float], float] = {}
+    with contextlib.suppress(psutil.Error):
+        root = psutil.Process(pid)
+        for process in (root, *root.children(recursive=True)):
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                seen[(process.pid, process.create_time())] = times.user + times.system
+    return seen
+
+
+def judge_health(figures: Mapping[str, float], slips_ms: Sequence[float]
+                 ) -> dict[str, Any]:
+    """``figures`` of a window plus its schedule slips, with the marks they earn:
+    ``client_bound`` and ``disturbed``, each the list of the limits crossed (empty: none)."""
+    health: dict[str, Any] = dict(figures)
+    if slips_ms:
+        health["schedule_slip_ms_p99"] = round(percentile(list(slips_ms), 99), 2)
+    health["client_bound"] = list(_crossed(health, ("loop_lag_ms_p99", "client_cpu_pct",
+                                                    "schedule_slip_ms_p99")))
+    health["disturbed"] = list(_crossed(health, ("other_cpu_pct", "steal_pct")))
+    health["limits"] = dict(LIMITS)
+    return health
+
+
+def _crossed(health: Mapping[str, Any], names: Sequence[str]) -> Iterator[str]:
+    for name in names:
+        value = health.get(name)
+        if isinstance(value, (int, float)) and value > LIMITS[name]:
+            yield f"{name} {value:g} > {LIMITS[name]:g}"

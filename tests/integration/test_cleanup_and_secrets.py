@@ -1,0 +1,243 @@
+"""A launched engine outlives nothing and leaks nothing, with real processes throughout.
+
+The session that launched the embedded llama.cpp engine (the ``xllamacpp_server`` process) may
+end badly: a user's test raises after the server is up, a test calls ``os._exit`` so that no
+teardown runs at all, or a pytest-xdist worker is SIGKILLed mid-load.  In every case the engine
+must be gone within a bounded wait.  And an API key named by ``--api-key-env`` must appear in
+no output of a launched run: terminal, report, JUnit XML, results, charts or the engine's log.
+
+(Interrupting a whole session with SIGINT/SIGTERM, and the key with an *attached* server, are
+covered in test_suite_end_to_end.py; this module reuses its suite copy and engine lookup.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import IO
+
+import psutil
+import pytest
+import requests
+
+from tests.integration import test_suite_end_to_end as end_to_end
+from tests.integration.test_suite_end_to_end import FAST, SECRET, _engines_under
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+suite_copy = end_to_end.suite_copy  # the shipped suite in tmp_path, as a user runs it
+
+ENGINE_START_S = 120.0  # a busy 2-core machine: launch, load SmolLM2, first /health
+PARENT_GONE_S = 30.0  # the launcher polls its parent every 0.5 s; generous for a loaded box
+
+LENIENT = '[defaults]\nslo = ["error_rate <= 0.01", "ttft_ms.p95 < 60000", "tpot_ms.p95 < 5000"]\n'
+
+# A user's perf test that dies once the server is up and has served a load.  It says which
+# engine it was given, then waits for the harness to have seen that engine, so that the
+# harness records the engine while it is certainly alive.
+CRASHING_TEST = '''\
+"""A user's perf test with a bug: it dies after the load."""
+import os
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parents[1]
+
+
+def test_dies_after_the_load(llmperf_server, llmperf_load):
+    llmperf_load(users=1)
+    (HERE / "engine.pid.partial").write_text(str(llmperf_server.server_pid))
+    os.replace(HERE / "engine.pid.partial", HERE / "engine.pid")  # seen whole or not at all
+    deadline = time.monotonic() + 60
+    while not (HERE / "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    {crash}
+'''
+
+
+def _running(process: psutil.Process) -> bool:
+    """Alive and not a zombie.  An orphan re-parented to this container's init stays a zombie
+    (that init reaps nothing); it holds no memory, port or CPU, so it counts as gone."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _still_running(processes: Sequence[psutil.Process], within_s: float) -> list[psutil.Process]:
+    """Those of ``processes`` still running after at most ``within_s`` seconds."""
+    psutil.wait_procs(processes, timeout=0)  # reaps any that are our own children
+    deadline = time.monotonic() + within_s
+    while True:
+        alive = [p for p in processes if _running(p)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.2)
+
+
+def _kill_all(processes: Sequence[psutil.Process]) -> None:
+    """Clean up after a failed assertion: these were launched by the session under test."""
+    for process in processes:
+        if _running(process):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+    psutil.wait_procs(processes, timeout=5)
+
+
+def _wait_for(what: str, predicate: Callable[[], bool], session: subprocess.Popen[bytes],
+              console: IO[bytes], timeout_s: float = ENGINE_START_S) -> None:
+    """Poll ``predicate`` while ``session`` runs; fail, showing its output, if the session
+    ends or time runs out first."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if session.poll() is not None:
+            pytest.fail(f"the session ended (rc {session.returncode}) before {what}:\n"
+                        f"{_text(console)}")
+        if time.monotonic() >= deadline:
+            pytest.fail(f"no {what} within {timeout_s:g} s:\n{_text(console)}")
+        time.sleep(0.2)
+
+
+def _port_of(engine: psutil.Process) -> int:
+    argv = engine.cmdline()
+    return int(argv[argv.index("--port") + 1])
+
+
+def _ready(port: int) -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+@pytest.fixture
+def console(tmp_path: Path) -> Iterator[IO[bytes]]:
+    """Where a session's stdout and stderr go (a file: a pipe nobody reads could block it)."""
+    with (tmp_path / "console.txt").open("w+b") as log:
+        yield log
+
+
+def _text(log: IO[bytes]) -> str:
+    log.flush()
+    log.seek(0)
+    return log.read().decode(errors="replace")
+
+
+@pytest.mark.parametrize(
+    ("crash", "exit_code", "within_s"),
+    [
+        # pytest's own teardown stops the engine, and stop() returns only once it is gone.
+        ('raise RuntimeError("planted bug in a user test")', 1, 0.0),
+        # No teardown, no atexit: only the launcher's parent watch can end the engine.
+        ("os._exit(3)", 3, PARENT_GONE_S),
+    ],
+    ids=["raises", "os-exit"],
+)
+def test_a_test_that_dies_leaves_no_engine(suite_copy: Path, console: IO[bytes], crash: str,
+                                           exit_code: int, within_s: float) -> None:
+    (suite_copy / "perf" / "test_dies.py").write_text(CRASHING_TEST.format(crash=crash))
+    session = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "perf/test_dies.py", *FAST],
+        cwd=suite_copy, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+    )
+    engines: list[psutil.Process] = []
+    try:
+        pid_file = suite_copy / "engine.pid"
+        _wait_for("engine pid from the test", pid_file.exists, session, console)
+        engines = _engines_under(session.pid)
+        served_pid = int(pid_file.read_text())
+        assert served_pid in [e.pid for e in engines], (served_pid, engines)
+        assert all(_running(e) for e in engines)
+        (suite_copy / "go").touch()
+        assert session.wait(timeout=60) == exit_code, _text(console)
+        if exit_code == 1:
+            assert "RuntimeError: planted bug in a user test" in _text(console)
+        alive = _still_running(engines, within_s)
+        assert not alive, (f"engine outlived the session by {within_s:g} s: "
+                           f"{[p.pid for p in alive]}\n{_text(console)}")
+    finally:
+        if session.poll() is None:
+            session.kill()
+            session.wait()
+        _kill_all(engines)
+
+
+def test_killed_xdist_worker_leaves_no_engine(suite_copy: Path, console: IO[bytes]) -> None:
+    controller = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-n", "1", "--max-worker-restart=0",
+         "perf/test_latency.py", "--llmperf-requests=500", "-p", "no:cacheprovider"],
+        cwd=suite_copy, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+    )
+    engines: list[psutil.Process] = []
+    try:
+        def engine_started() -> bool:
+            engines[:] = _engines_under(controller.pid)
+            return bool(engines)
+
+        _wait_for("engine under the xdist worker", engine_started, controller, console)
+        assert len(engines) == 1, engines
+        engine = engines[0]
+        # The engine's launcher: the worker, a child of the controller (not the controller).
+        worker = engine.parent()
+        assert worker is not None and worker.ppid() == controller.pid, (worker, controller.pid)
+        argv = engine.cmdline()
+        assert argv[argv.index("--parent-pid") + 1] == str(worker.pid), argv
+        port = _port_of(engine)
+        _wait_for("ready engine", lambda: _ready(port), controller, console)
+        time.sleep(3)  # let the 500-request load run
+        assert controller.poll() is None, "the load ended before the worker was killed"
+
+        worker.send_signal(signal.SIGKILL)
+        alive = _still_running(engines, PARENT_GONE_S)
+        assert not alive, (f"engine outlived its killed xdist worker by {PARENT_GONE_S:g} s: "
+                           f"{[p.pid for p in alive]}")
+        assert not _ready(port), "the engine's port still answers"
+        rc = controller.wait(timeout=60)
+        out = _text(console)
+        assert rc == 1, out
+        assert "crashed" in out, out
+        assert _engines_under(controller.pid) == []
+    finally:
+        if controller.poll() is None:
+            controller.kill()
+            controller.wait()
+        _kill_all(engines)
+
+
+def test_launched_run_writes_the_api_key_nowhere(suite_copy: Path) -> None:
+    # Limits any busy 2-core machine meets: the run is to pass, and to write all its outputs.
+    (suite_copy / "thresholds.toml").write_text(LENIENT)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "perf/test_latency.py", *FAST,
+         "--api-key-env", "LLMPERF_TEST_KEY", "--llmperf-report=report.md",
+         "--junitxml=junit.xml"],
+        cwd=suite_copy, capture_output=True, timeout=300, check=False,
+        env={**os.environ, "LLMPERF_TEST_KEY": SECRET},
+    )
+    console = done.stdout + done.stderr
+    assert done.returncode == 0, console.decode(errors="replace")
+    assert b"1 passed" in done.stdout, console.decode(errors="replace")
+
+    # Not vacuous: every output the run is known to write is there, the engine's log included.
+    output = suite_copy / "llmperf-output"
+    for written in (suite_copy / "report.md", suite_copy / "junit.xml",
+                    output / "results.json"):
+        assert written.is_file() and written.stat().st_size > 0, written
+    assert list(output.glob("*.png")), sorted(output.iterdir())
+    engine_logs = list(output.glob("llamacpp-*.log"))
+    assert len(engine_logs) == 1, sorted(output.iterdir())
+    engine_log = engine_logs[0].read_bytes()
+    assert b"pytest-llmperf: serving " in engine_log, engine_log[-2000:]
+
+    files = [path for path in suite_copy.rglob("*") if path.is_file()]
+    assert engine_logs[0] in files
+    assert SECRET.encode() not in console
+    leaked = [str(path.relative_to(suite_copy)) for path in files
+              if SECRET.encode() in path.read_bytes()]
+    assert leaked == [], f"the API key was written to {leaked}"

@@ -1,0 +1,157 @@
+"""The tool checks itself: a window is marked client-bound when its event loop ran late, and
+disturbed when other processes took the machine's CPU; --llmperf-strict-validity fails it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pytest_llmperf.observe.health import LIMITS, HealthWatch, judge_health
+
+SPIN = "import time\nend = time.time() + 30\nwhile time.time() < end: pass\n"
+
+
+def _watch_window(watch: HealthWatch, seconds: float, block_s: float = 0.0) -> None:
+    """A window of ``seconds`` on an event loop that runs the lag probe; ``block_s`` > 0 blocks
+    the loop that long every 20 ms, as a client drowning in chunks would."""
+
+    async def window() -> None:
+        probe = asyncio.create_task(watch.lag_probe())
+        watch.window_started()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            await asyncio.sleep(0.02)
+            busy_until = time.perf_counter() + block_s
+            while time.perf_counter() < busy_until:  # the loop can do nothing else meanwhile
+                pass
+        watch.window_ended()
+        probe.cancel()
+
+    asyncio.run(window())
+
+
+def test_a_blocked_event_loop_marks_the_window_client_bound() -> None:
+    idle, busy = HealthWatch(None, in_process=False), HealthWatch(None, in_process=False)
+    _watch_window(idle, 0.6)
+    _watch_window(busy, 0.8, block_s=0.03)
+    quiet, drowned = judge_health(idle.figures, []), judge_health(busy.figures, [])
+    assert quiet["client_cpu_pct"] < 50, quiet  # an idle loop costs next to nothing
+    # Blocked for 30 ms at a time, the 5 ms timer fires up to 30 ms late.
+    assert drowned["loop_lag_ms_p99"] > max(20.0, quiet["loop_lag_ms_p99"] + 10), drowned
+    assert any(c.startswith("loop_lag_ms_p99 ") for c in drowned["client_bound"]), drowned
+    # Busy-waiting in the loop is the client's own CPU, not other processes'.
+    assert drowned["client_cpu_pct"] > quiet["client_cpu_pct"] + 20, (quiet, drowned)
+
+
+def test_other_processes_burning_every_core_mark_the_window_disturbed() -> None:
+    cores = len(os.sched_getaffinity(0))
+    spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(cores)]
+    try:
+        time.sleep(0.3)  # let them start
+        watch = HealthWatch(None, in_process=False)
+        _watch_window(watch, 1.5)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    health = judge_health(watch.figures, [])
+    assert health["other_cpu_pct"] > LIMITS["other_cpu_pct"], health
+    assert health["disturbed"] and health["disturbed"][0].startswith("other_cpu_pct "), health
+
+
+def test_the_server_tree_is_not_other_work() -> None:
+    # A spinner watched as the served process, and the same window watched without it: the
+    # difference is its core, counted as the server's own in the first.
+    spinner = subprocess.Popen([sys.executable, "-c", SPIN])
+    served, unserved = HealthWatch(spinner.pid, in_process=False), HealthWatch(None,
+                                                                               in_process=False)
+    try:
+        time.sleep(0.3)
+
+        async def window() -> None:
+            for watch in (served, unserved):
+                watch.window_started()
+            await asyncio.sleep(1.2)
+            for watch in (served, unserved):
+                watch.window_ended()
+
+        asyncio.run(window())
+    finally:
+        spinner.kill()
+        spinner.wait()
+    one_core = 100 / len(os.sched_getaffinity(0))
+    apart = unserved.figures["other_cpu_pct"] - served.figures["other_cpu_pct"]
+    assert apart > 0.6 * one_core, (served.figures, unserved.figures)
+
+
+def test_schedule_slip_and_missing_figures() -> None:
+    health = judge_health({"other_cpu_pct": 3.0, "loop_lag_ms_p99": 1.0},
+                          [0.5] * 90 + [40.0] * 10)
+    assert health["schedule_slip_ms_p99"] == 40.0
+    assert health["client_bound"] == ["schedule_slip_ms_p99 40 > 10"]
+    assert health["disturbed"] == []
+    assert "steal_pct" not in health  # not reported by this kernel here: not invented
+
+
+STRICT_CONFTEST = """
+import pytest
+from pytest_llmperf.load import runner
+from pytest_llmperf.engines.base import ServedModel
+from pytest_llmperf.clients.openai import Endpoint
+from pytest_llmperf.results.metrics import summarize
+from pytest_llmperf.results.records import LoadRun, RequestRecord, TokenSource
+from pytest_llmperf.observe.health import judge_health
+
+
+@pytest.fixture(scope="session")
+def llmperf_server(llmperf_target):
+    return ServedModel(llmperf_target.backend, llmperf_target.model,
+                       Endpoint("http://127.0.0.1:9/v1", "m"), engine="stub 1")
+
+
+@pytest.fixture(scope="session")
+def llmperf_telemetry():
+    return None
+
+
+@pytest.fixture(autouse=True)
+def busy_machine(monkeypatch):
+    # Good answers, measured while other work took 70 % of the machine.
+    def run_load(served, prompts, *, shape, requests, **_):
+        records = tuple(RequestRecord(i, 0, (10_000_000, 20_000_000), 20_000_000, 2,
+                                      TokenSource.USAGE, 10, TokenSource.USAGE, "length")
+                        for i in range(requests))
+        run = LoadRun(records, 0, 20_000_000, shape.users, 0)
+        return runner.PerfResult(served, run, summarize(run), shape, 2,
+                                 health=judge_health({"other_cpu_pct": 70.0}, []))
+
+    monkeypatch.setattr(runner, "run_load", run_load)
+"""
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_strict_validity_fails_a_disturbed_window(pytester: pytest.Pytester,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  strict: bool) -> None:
+    monkeypatch.delenv("LLMPERF_BACKEND", raising=False)
+    monkeypatch.delenv("LLMPERF_MODEL", raising=False)
+    pytester.makeconftest(STRICT_CONFTEST)
+    pytester.makefile(".toml", thresholds='[defaults]\nslo = ["error_rate <= 0"]\n')
+    pytester.makepyfile(test_suite="""
+def test_load(llmperf_load, llmperf_slo):
+    llmperf_slo.check(llmperf_load(users=2, requests=4))
+""")
+    result = pytester.runpytest_subprocess(*(["--llmperf-strict-validity"] if strict else []))
+    result.assert_outcomes(failed=int(strict), passed=int(not strict))
+    # Marked either way: in the summary table and in its own section.
+    result.stdout.fnmatch_lines(["*2 users DISTURBED*",
+                                 "test_load* (2 users): disturbed: other_cpu_pct 70 > 25"])
+    if strict:
+        result.stdout.fnmatch_lines([
+            "*the numbers cannot be trusted (--llmperf-strict-validity): disturbed: "
+            "other_cpu_pct 70 > 25"])
