@@ -20,7 +20,9 @@ them cannot cost another resend, and the resend itself never takes a pooled conn
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 from types import SimpleNamespace, TracebackType
 from typing import Any, NamedTuple, TypeVar
 
@@ -139,6 +141,18 @@ class HttpClient:
     def timeout_message(self, answered: bool) -> str:
         """What a request that ran out of time is told: which limit it ran into."""
         return timeout_message(self.timeout_s, self.first_token_timeout_s, answered)
+
+    async def read_all(self, response: aiohttp.ClientResponse, first_token: asyncio.Timeout,
+                       on_read: Callable[[bytes, int], None],
+                       answered: Callable[[], bool]) -> None:
+        """Hand every network read of ``response``, with the time it arrived, to ``on_read``;
+        ``first_token`` (the first-token limit) is lifted once ``answered()``."""
+        waiting = self.first_token_timeout_s is not None
+        async for raw in response.content.iter_any():
+            on_read(raw, time.perf_counter_ns())  # the time first: the read arrived now
+            if waiting and answered():  # the first token came: that limit is met
+                first_token.reschedule(None)
+                waiting = False
 
     async def _post(self, url: str, body: bytes, attempt: dict[str, Any]) -> Any:
         return await self.session.post(url, data=body, trace_request_ctx=attempt)

@@ -256,13 +256,9 @@ class OllamaClient(HttpClient):
                     answer.end_ns = time.perf_counter_ns()
                     return send_ns, resent
                 lines = NDJSONLines()
-                waiting = self.first_token_timeout_s is not None
-                async for raw in response.content.iter_any():
-                    now_ns = time.perf_counter_ns()  # before parsing: the read arrived now
-                    answer.read(lines.feed(raw), now_ns)
-                    if waiting and answer.chunk_ns:  # the first token came: that limit is met
-                        first_token.reschedule(None)
-                        waiting = False
+                await self.read_all(response, first_token,
+                                    lambda raw, now_ns: answer.read(lines.feed(raw), now_ns),
+                                    lambda: bool(answer.chunk_ns))
                 answer.close(lines.close(), time.perf_counter_ns())
         return send_ns, resent
 

@@ -206,13 +206,9 @@ class StreamingClient(HttpClient):
                                 f"HTTP {response.status}: {short(await response.text())}")
                     stream.end_ns = time.perf_counter_ns()
                     return send_ns, resent
-                waiting = self.first_token_timeout_s is not None
-                async for raw in response.content.iter_any():
-                    now_ns = time.perf_counter_ns()  # before parsing: the read arrived now
-                    stream.read(parser.feed(raw), now_ns)
-                    if waiting and stream.chunk_ns:  # the first token came: that limit is met
-                        first_token.reschedule(None)
-                        waiting = False
+                await self.read_all(response, first_token,
+                                    lambda raw, now_ns: stream.read(parser.feed(raw), now_ns),
+                                    lambda: bool(stream.chunk_ns))
                 stream.read(parser.close(), time.perf_counter_ns())
         stream.end_ns = time.perf_counter_ns()
         return send_ns, resent

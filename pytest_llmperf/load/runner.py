@@ -17,7 +17,7 @@ from pytest_llmperf.load.open_loop import run_open_loop
 from pytest_llmperf.load.prompts import Prompt, PromptSource
 from pytest_llmperf.load.shapes import LoadShape
 from pytest_llmperf.load.token_count import count_missing_tokens
-from pytest_llmperf.observe.health import HealthWatch, judge_health
+from pytest_llmperf.observe.health import HealthWatch, judge_health, local_server_pid
 from pytest_llmperf.observe.server_metrics import ServerMetricsProbe
 from pytest_llmperf.results.metrics import RunMetrics, summarize
 from pytest_llmperf.results.outcome import judge
@@ -181,7 +181,10 @@ def run_load(
         probe = ServerMetricsProbe(served.metrics_url, served.metric_names)
     # The probe goes last: its first scrape is then the closest to the window's start (and,
     # observers ending in reverse order, its last scrape the closest to the window's end).
-    watch = HealthWatch(served.server_pid, in_process=served.endpoint is None)
+    server_pid = served.server_pid
+    if server_pid is None and served.endpoint is not None:  # attached: maybe on this machine
+        server_pid = local_server_pid(served.endpoint.base_url)
+    watch = HealthWatch(server_pid, in_process=served.endpoint is None)
     watching = [watch, *observers, *([telemetry] if telemetry else []),
                 *([probe] if probe else [])]
 

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import os
 import time
+import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +31,7 @@ import psutil
 
 from pytest_llmperf.results.percentiles import percentile
 
-__all__ = ["LIMITS", "HealthWatch", "judge_health"]
+__all__ = ["LIMITS", "HealthWatch", "judge_health", "local_server_pid"]
 
 TICK_S = 0.005  # the lag probe's period
 
@@ -112,6 +113,20 @@ class HealthWatch:
         if steal is not None:
             figures["steal_pct"] = round(max(0.0, steal) / capacity * 100, 1)
         return figures
+
+
+def local_server_pid(base_url: str) -> int | None:
+    """The process listening on an attached server's port, when the URL is this machine's
+    (its CPU is then the server's, not other work); None when remote or not ours to see."""
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.hostname not in ("127.0.0.1", "localhost", "::1") or parts.port is None:
+        return None
+    with contextlib.suppress(psutil.Error, OSError):
+        for connection in psutil.net_connections(kind="tcp"):
+            if connection.status == psutil.CONN_LISTEN and connection.laddr \
+                    and connection.laddr.port == parts.port and connection.pid:
+                return int(connection.pid)
+    return None
 
 
 def _tree_cpu(pid: int | None) -> dict[tuple[int, float], float]:

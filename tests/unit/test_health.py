@@ -155,3 +155,17 @@ def test_load(llmperf_load, llmperf_slo):
         result.stdout.fnmatch_lines([
             "*the numbers cannot be trusted (--llmperf-strict-validity): disturbed: "
             "other_cpu_pct 70 > 25"])
+
+
+def test_an_attached_server_on_this_machine_is_found_by_its_port() -> None:
+    import http.server
+
+    from pytest_llmperf.observe.health import local_server_pid
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    try:
+        port = server.server_address[1]
+        assert local_server_pid(f"http://127.0.0.1:{port}/v1") == os.getpid()
+    finally:
+        server.server_close()
+    assert local_server_pid("http://gpu-box.example:8000/v1") is None  # not ours to see
