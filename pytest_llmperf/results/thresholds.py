@@ -90,13 +90,19 @@ def parse_check(text: str, origin: str) -> Check:
             f"such as 'tpot_ms.p95 < 100' or 'error_rate <= 0.01' (OP one of "
             f"{', '.join(_OPERATORS)})"
         )
-    metric, stat = match["metric"], match["stat"]
-    if stat is not None:  # a dotted whole-run name (errors.timeout), maybe with a statistic
-        dotted, _, rest = stat.partition(".")
-        if f"{metric}.{dotted}" in SCALARS:
-            metric, stat = f"{metric}.{dotted}", rest or None
+    metric, stat = _dotted(match["metric"], match["stat"])
     _check_metric(metric, stat, text, origin)
     return Check(metric, stat, match["op"], float(match["limit"]), text.strip(), origin)
+
+
+def _dotted(metric: str, stat: str | None) -> tuple[str, str | None]:
+    """``errors`` + ``timeout.p95`` -> ``errors.timeout`` + ``p95``: a whole-run name with a
+    dot in it (the error kinds) read whole; anything else as it came."""
+    if stat is not None:
+        dotted, _, rest = stat.partition(".")
+        if f"{metric}.{dotted}" in SCALARS:
+            return f"{metric}.{dotted}", rest or None
+    return metric, stat
 
 
 def _check_metric(metric: str, stat: str | None, text: str, origin: str) -> None:
@@ -157,7 +163,7 @@ def parse_gate(text: str, origin: str) -> Gate:
             "TOLERANCE' such as 'tpot_ms.p95:10%' or 'ttft_ms.p95:50ms' (in thresholds.toml: "
             "'tpot_ms.p95 regresses < 10%')"
         )
-    metric, stat = match["metric"], match["stat"]
+    metric, stat = _dotted(match["metric"], match["stat"])
     _check_metric(metric, stat, text, origin)
     if (metric in SCALARS and metric not in COMPARABLE) or stat in ("stdev", "min", "max"):
         raise ThresholdError(

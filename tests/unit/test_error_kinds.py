@@ -248,3 +248,11 @@ def test_time_limits_resolve_and_a_useless_first_token_limit_is_refused(tmp_path
         "--llmperf-ttft-timeout (command line): a first-token timeout of 60 s never fires "
         "before the request timeout of 20 s (LLMPERF_REQUEST_TIMEOUT (environment)): give a "
         "shorter one, or raise the request timeout")
+
+
+def test_an_error_count_is_no_regression_gate() -> None:
+    from pytest_llmperf.results.thresholds import ThresholdError, parse_gate
+
+    with pytest.raises(ThresholdError, match=r"errors\.timeout cannot be compared with a "
+                                             r"baseline"):
+        parse_gate("errors.timeout:5%", "--llmperf-compare-fail (command line)")
