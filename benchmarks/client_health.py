@@ -22,25 +22,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pytest_llmperf.clients.openai import Endpoint
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.load.prompts import BuiltinPrompts
-from pytest_llmperf.load.runner import run_load
+from pytest_llmperf.load.runner import PerfResult, run_load
 from tests.fakes.stub_process import running_stub
 
 FIRST_MS, TOKEN_MS, TOKENS = 100.0, 10.0, 32
+STUB_ARGS = ("--first-ms", str(FIRST_MS), "--token-ms", str(TOKEN_MS), "--jitter", "0")
+
+
+def measure(url: str, streams: int) -> tuple[PerfResult, float, float]:
+    """A closed loop of ``streams`` users on the stub at ``url``: the result, and its mean
+    TTFT error (ms) and TPOT error (%) against the injected delays."""
+    served = ServedModel("openai", "stub", Endpoint(url, "stub"), engine="stub")
+    result = run_load(served, BuiltinPrompts(), users=streams, requests=max(2 * streams, 32),
+                      warmup=min(streams, 32), max_tokens=TOKENS)
+    d = result.metrics.distributions
+    return (result, fmean(d["ttft_ms"]) - FIRST_MS,
+            (fmean(d["tpot_ms"]) / TOKEN_MS - 1) * 100)
 
 
 def main(levels: list[int]) -> None:
-    with running_stub("--first-ms", str(FIRST_MS), "--token-ms", str(TOKEN_MS),
-                      "--jitter", "0") as url:
-        served = ServedModel("openai", "stub", Endpoint(url, "stub"), engine="stub")
+    with running_stub(*STUB_ARGS) as url:
         print(f"{'streams':>7} {'TTFT err ms':>11} {'TPOT err %':>10} {'lag p99 ms':>10} "
               f"{'client CPU %':>12} {'other CPU %':>11}  marks")
         for streams in levels:
-            result = run_load(served, BuiltinPrompts(), users=streams,
-                              requests=max(2 * streams, 32), warmup=min(streams, 32),
-                              max_tokens=TOKENS)
-            d, h = result.metrics.distributions, result.health or {}
-            ttft_err = fmean(d["ttft_ms"]) - FIRST_MS
-            tpot_err = (fmean(d["tpot_ms"]) / TOKEN_MS - 1) * 100
+            result, ttft_err, tpot_err = measure(url, streams)
+            h = result.health or {}
             marks = "; ".join(f"{k}: {', '.join(v)}" for k, v in result.validity_marks.items())
             print(f"{streams:>7} {ttft_err:>11.1f} {tpot_err:>10.1f} "
                   f"{h.get('loop_lag_ms_p99', float('nan')):>10.1f} "

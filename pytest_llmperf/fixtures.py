@@ -142,7 +142,8 @@ def llmperf_load(
     from pytest_llmperf.load.runner import run_load
     from pytest_llmperf.report.charts import write_timeline_png
 
-    progress = _terminal_progress(llmperf_recorder.item.config)
+    config = llmperf_recorder.item.config
+    progress = _terminal_progress(config)
 
     def load(
         *,
@@ -160,13 +161,14 @@ def llmperf_load(
             duration_s = llmperf_settings.duration
         shape = _shape(llmperf_settings, users=users, rate=rate, shape=shape)
         llmperf_recorder.calls += 1
+        served = live_server(llmperf_server, llmperf_recorder, llmperf_telemetry)
         repeats = llmperf_settings.repeats
         windows = []
         for repeat in range(1, repeats + 1):
             # Each repeat is a measured window of its own; the warm-up runs once, before the
             # first (the server is warm for the rest).
             result = run_load(
-                llmperf_server,
+                served,
                 prompts or llmperf_prompts,
                 shape=shape,
                 requests=requests,
@@ -179,7 +181,7 @@ def llmperf_load(
                 progress=progress,
                 progress_label=f"{llmperf_recorder.item.name} {shape.label}",
             )
-            _fail_if_server_died(llmperf_server, result, llmperf_recorder)
+            _fail_if_server_died(served, result, llmperf_recorder)
             png = None
             if result.telemetry is not None:
                 png = write_timeline_png(
@@ -208,6 +210,48 @@ def _shape(settings: Settings, *, users: int | None, rate: float | None,
     if rate is not None:
         return open_shape(settings, rate)
     return closed_shape(settings, users or 1)
+
+
+_RESTARTED = pytest.StashKey[dict[int, "ServedModel"]]()
+
+
+def live_server(served: ServedModel, recorder: ResultRecorder,
+                telemetry: Telemetry | None) -> ServedModel:
+    """``served``; or, when its launched server died during an earlier test, that server
+    started again (once per session: a server that dies twice fails the tests after it).
+    The restart is said in the terminal and in the test's junit properties."""
+    from pytest_llmperf.engines.lifecycle import ServerStartError
+
+    config = recorder.item.config
+    restarted = config.stash.setdefault(_RESTARTED, {})
+    current = restarted.get(id(served), served)
+    if current.check_alive is None or current.restart is None:
+        return current
+    try:
+        current.check_alive()
+        return current
+    except ServerStartError as exc:
+        death = exc
+    died = str(death).splitlines()[0]
+    if id(served) in restarted:
+        pytest.fail(f"{served.description}: {death}\n(it was started again once already this "
+                    "session; not again)", pytrace=False)
+    failed_start = None
+    try:
+        pid = current.restart()
+    except ServerStartError as exc:
+        failed_start = exc
+    if failed_start is not None:
+        pytest.fail(f"{served.description}: it died ({died}) and did not start again: "
+                    f"{failed_start}", pytrace=False)
+    current = dataclasses.replace(served, server_pid=pid)
+    restarted[id(served)] = current
+    if telemetry is not None:
+        telemetry.follow(pid)
+    _terminal_progress(config)(f"{served.description}: the server died in an earlier test "
+                               f"({died}); started it again, once (pid {pid})")
+    recorder.item.user_properties.append(("llmperf.server_restarted", died))
+    return current
 
 
 def time_limits(settings: Settings) -> TimeLimits:

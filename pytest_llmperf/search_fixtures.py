@@ -124,6 +124,7 @@ def llmperf_capacity(llmperf_server: ServedModel, llmperf_prompts: PromptSource,
                      llmperf_telemetry: Telemetry, request: pytest.FixtureRequest,
                      pytestconfig: pytest.Config) -> CapacityFunction:
     from pytest_llmperf.checker import test_checks
+    from pytest_llmperf.fixtures import live_server
     from pytest_llmperf.load.capacity import search_capacity
     from pytest_llmperf.report.entry import capacity_entry
 
@@ -141,8 +142,9 @@ def llmperf_capacity(llmperf_server: ServedModel, llmperf_prompts: PromptSource,
         if base.is_open != (dimension == "rate"):
             raise ValueError(f"a {dimension} search needs a "
                              f"{'open' if dimension == 'rate' else 'closed'}-loop shape")
-        checks = test_checks(request, llmperf_server)
-        probe = _prober(llmperf_server, llmperf_prompts, settings, llmperf_telemetry, base,
+        served = live_server(llmperf_server, llmperf_recorder, llmperf_telemetry)
+        checks = test_checks(request, served)
+        probe = _prober(served, llmperf_prompts, settings, llmperf_telemetry, base,
                         checks, requests or settings.probe_requests,
                         max_tokens or settings.max_tokens, progress, dimension, probe_s)
         result = search_capacity(

@@ -54,6 +54,9 @@ class ServedModel:
     # Raises ServerStartError (ServerExited, ServerOutOfMemory) if a launched server has died
     # since it was ready; None when there is no process of ours to ask.
     check_alive: Callable[[], None] | None = field(default=None, repr=False)
+    # Starts a launched server that died again, on the same port, and returns its new pid;
+    # None when there is no process of ours to start (fixtures.live_server does it once).
+    restart: Callable[[], int | None] | None = field(default=None, repr=False)
     # Whether requests force their answer to exactly max_tokens (ignore_eos honoured): an
     # answer shorter than that is then a failed request, not a short one.
     forces_length: bool = False

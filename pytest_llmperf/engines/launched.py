@@ -105,6 +105,7 @@ class LaunchedBackend:
             metrics_url=f"{root}{self.metrics_path}" if self.metrics_path else None,
             metric_names=self.metric_names,
             check_alive=server.check_running if server else None,
+            restart=server.restart if server else None,
             context_tokens=model.context,
             reasoning=model.reasoning,
         )

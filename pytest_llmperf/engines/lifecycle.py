@@ -248,6 +248,16 @@ class ManagedServer:
             self._log = None
         _LIVE.discard(self)
 
+    def restart(self) -> int | None:
+        """Start the same command again (the same port) after the process died, and wait
+        until it is ready; returns the new pid.  The log of the run that died is kept beside
+        the new one as ``NAME.died.log``."""
+        self.stop()
+        if self.log_path.exists():
+            self.log_path.replace(self.log_path.with_suffix(".died.log"))
+        self.__enter__()
+        return self.pid
+
     def log_tail(self, lines: int = 20) -> str:
         try:
             text = self.log_path.read_text(encoding="utf-8", errors="replace")

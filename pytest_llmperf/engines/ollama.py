@@ -132,6 +132,7 @@ class OllamaBackend(LaunchedBackend):
             log_path=server.log_path if server else None,
             open_client=open_client,
             check_alive=server.check_running if server else None,
+            restart=server.restart if server else None,
             reasoning=model.reasoning,
             context_tokens=model.context,
         )

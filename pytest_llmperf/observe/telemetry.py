@@ -113,6 +113,10 @@ class Telemetry:
         pid, scope = measured_pid(served.server_pid, in_process=served.endpoint is None)
         return cls.for_pid(pid, scope=scope, interval_s=interval_s, nvml=nvml)
 
+    def follow(self, pid: int | None) -> None:
+        """Watch ``pid``'s tree from now on: the server was started again."""
+        self._process.pid = pid
+
     def close(self) -> None:
         """Stops any window still open and releases NVML."""
         if self._thread is not None:

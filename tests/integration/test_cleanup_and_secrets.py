@@ -241,3 +241,41 @@ def test_launched_run_writes_the_api_key_nowhere(suite_copy: Path) -> None:
     leaked = [str(path.relative_to(suite_copy)) for path in files
               if SECRET.encode() in path.read_bytes()]
     assert leaked == [], f"the API key was written to {leaked}"
+
+
+KILLED_SERVER_TESTS = '''\
+"""The engine is killed after the first test; the second finds it started again."""
+import os
+import signal
+
+
+def test_1_the_engine_dies(llmperf_server, llmperf_load):
+    llmperf_load(users=1, requests=2)
+    os.kill(llmperf_server.server_pid, signal.SIGKILL)
+    # Until every thread has gone (WEXITED), left for the plugin to reap (WNOWAIT): a killed
+    # multi-threaded engine reads as a zombie a moment before it can be reaped.
+    os.waitid(os.P_PID, llmperf_server.server_pid, os.WEXITED | os.WNOWAIT)
+
+
+def test_2_after_the_crash(llmperf_load, llmperf_slo):
+    result = llmperf_load(users=1, requests=4)
+    llmperf_slo.check(result)
+    assert result.run.records and all(r.ok for r in result.run.records)
+'''
+
+
+def test_a_killed_engine_is_started_again_for_the_next_test(suite_copy: Path) -> None:
+    (suite_copy / "thresholds.toml").write_text(LENIENT)
+    (suite_copy / "perf" / "test_killed.py").write_text(KILLED_SERVER_TESTS)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "perf/test_killed.py", "-p", "no:cacheprovider",
+         "--llmperf-warmup=1", "-s"],
+        cwd=suite_copy, capture_output=True, text=True, timeout=300, check=False)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "2 passed" in out
+    assert "the server died in an earlier test (llamacpp exited with code -9 after it was " \
+           "ready); started it again, once (pid " in out, out
+    logs = sorted(path.name for path in (suite_copy / "llmperf-output").glob("llamacpp-*.log"))
+    assert any(name.endswith(".died.log") for name in logs), logs  # the dead run's log kept
+    assert len(logs) == 2, logs

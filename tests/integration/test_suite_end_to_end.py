@@ -43,7 +43,16 @@ def _engines_under(pid: int) -> list[psutil.Process]:
         children = psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
-    return [c for c in children if "xllamacpp_server" in " ".join(c.cmdline())]
+    return [c for c in children if "xllamacpp_server" in " ".join(_cmdline(c))]
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    """A process's command line; none for one that is already gone or a zombie (a child's
+    short-lived probe that its parent has not reaped yet)."""
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
 
 
 def test_one_impossible_threshold_fails_exactly_that_test(suite_copy: Path) -> None:
