@@ -69,6 +69,7 @@ class Settings:
     ttft_timeout: float | None = None
     window_timeout: float = 1800.0
     strict_validity: bool = False
+    client_processes: int = 1
     users: tuple[int, ...] = (4,)
     rate: tuple[float, ...] = (0.5,)
     arrivals: str | None = None
@@ -159,7 +160,8 @@ _OPTIONAL = ("gpus", "tp", "max_model_len", "max_num_seqs", "gpu_memory_utilizat
              "save", "autosave", "compare", "compare_runs", "compare_fail",
              "compare_any_hardware",
              "inconclusive", "repeats", "duration", "request_timeout", "ttft_timeout",
-             "window_timeout", "strict_validity", "users", "rate", "arrivals", "burstiness",
+             "window_timeout", "strict_validity", "client_processes", "users", "rate",
+             "arrivals", "burstiness",
              "max_concurrency", "ramp", "capacity_budget", "probe_requests",
              "capacity_max_users", "capacity_max_rate")
 
@@ -192,6 +194,12 @@ def _check_combination(
         raise SettingError(
             f"{sources['base_url']}: --base-url attaches to one running server, so it takes "
             "one --backend and one --model"
+        )
+    if values["client_processes"] > 1 and "transformers" in backends:
+        raise SettingError(
+            f"{sources['client_processes']}: the transformers engine runs in the test process, "
+            "so its load cannot come from other processes: leave --llmperf-client-processes "
+            "at 1, or run that backend on its own"
         )
     if values["compare_fail"] and not values["compare"]:
         raise SettingError(

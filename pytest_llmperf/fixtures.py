@@ -180,6 +180,7 @@ def llmperf_load(
                 telemetry=llmperf_telemetry,
                 progress=progress,
                 progress_label=f"{llmperf_recorder.item.name} {shape.label}",
+                client_processes=llmperf_settings.client_processes,
             )
             _fail_if_server_died(served, result, llmperf_recorder)
             png = None

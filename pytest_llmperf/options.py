@@ -116,6 +116,10 @@ OPTIONS: tuple[Option[Any], ...] = (
            "yes: a window marked client-bound (the load generator could not keep up) or "
            "disturbed (other work on the machine) fails its test; by default it is marked",
            parse.yes_no, "no"),
+    Option("client_processes", "--llmperf-client-processes",
+           "processes the load is offered from, with one shared schedule and their records "
+           "merged: for a server that takes more streams than one client event loop reads in "
+           "time (a window marked client-bound)", parse.int_at_least(1), "1"),
     Option("users", "--llmperf-users",
            "concurrent users of the closed-loop tests, comma-separated: each a test of its own "
            "(test_concurrent_users, and the points of test_sweep)",

@@ -224,7 +224,8 @@ def _prober(served: ServedModel, prompts: PromptSource, settings: Settings,
                           limits=time_limits(settings),
                           stop=lambda done: clearly_failed(checks, done, planned),
                           progress=progress, progress_label=f"capacity ({dimension}) probe "
-                                                            f"{shape.label}")
+                                                            f"{shape.label}",
+                          client_processes=settings.client_processes)
         _fail_if_server_died(served, result)
         verdicts = judge_window(result, checks, settings)
         broke = [v.describe() for v in verdicts if not v.passed]

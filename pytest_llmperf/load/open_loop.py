@@ -23,6 +23,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from pytest_llmperf.clients.base import RequestSender
 from pytest_llmperf.load.closed_loop import (
@@ -36,12 +37,24 @@ from pytest_llmperf.load.prompts import PromptSource
 from pytest_llmperf.load.shapes import LoadShape, arrival_offsets
 from pytest_llmperf.results.records import LoadRun, RequestRecord
 
-__all__ = ["peak_in_flight", "run_open_loop"]
+__all__ = ["Share", "peak_in_flight", "run_open_loop", "schedule"]
 
 _NS = 1_000_000_000
 
 
-def _schedule(shape: LoadShape, warmup: int, requests: int | None,
+@dataclass(frozen=True)
+class Share:
+    """One client process's part of a schedule offered from several (load.processes): it
+    sends the arrivals ``index``, ``index + count``, ... of the one schedule, whose arrival 0
+    is due at ``base_ns`` (``perf_counter_ns``: the machine's monotonic clock, the same in
+    every process)."""
+
+    index: int
+    count: int
+    base_ns: int
+
+
+def schedule(shape: LoadShape, warmup: int, requests: int | None,
               duration_s: float | None) -> tuple[list[float], int]:
     """Offsets of every arrival (warm-up first) and how many are measured."""
     if requests is not None:
@@ -74,15 +87,18 @@ async def run_open_loop(
     observers: Sequence[WindowObserver] = (),
     stop: StopRule | None = None,
     cut_after_s: float | None = None,
+    share: Share | None = None,
 ) -> LoadRun:
     """Offer ``shape``'s arrivals: ``requests`` measured ones, or as many as are scheduled in
     ``duration_s`` seconds, after ``warmup`` warm-up arrivals at the same pace.  ``stop`` may
-    cancel the arrivals still to come (those sent are answered and counted)."""
+    cancel the arrivals still to come (those sent are answered and counted).  With a
+    ``share``, only that share of the arrivals is sent (the window is the schedule's all the
+    same)."""
     if not shape.is_open:
         raise ValueError("run_open_loop needs an open-loop shape (a rate)")
     if (requests is None) == (duration_s is None):
         raise ValueError("give exactly one of requests or duration_s")
-    offsets, measured = _schedule(shape, warmup, requests, duration_s)
+    offsets, measured = schedule(shape, warmup, requests, duration_s)
     limit = (asyncio.Semaphore(shape.max_concurrency) if shape.max_concurrency
              else contextlib.nullcontext())
 
@@ -109,26 +125,27 @@ async def run_open_loop(
                     stopped.append(reason)
         return record
 
-    base_ns = time.perf_counter_ns()
+    base_ns = time.perf_counter_ns() if share is None else share.base_ns
+    ours = range(len(offsets)) if share is None else range(share.index, len(offsets), share.count)
     cut_ns = None if cut_after_s is None else base_ns + round(cut_after_s * _NS)
     start_ns = base_ns + round(offsets[warmup] * _NS) if measured else base_ns
     warm: list[asyncio.Task[RequestRecord]] = []
     tasks: list[asyncio.Task[RequestRecord]] = []
     started = False
     try:
-        for index, offset in enumerate(offsets):
+        for index in ours:
             if stopped:
                 break
-            due_ns = base_ns + round(offset * _NS)
+            due_ns = base_ns + round(offsets[index] * _NS)
             if cut_ns is not None and due_ns >= cut_ns:  # never sent; the wait below cuts
                 stopped.append(f"the deadline of {cut_after_s:g} s (--llmperf-window-timeout) "
-                               f"passed before {len(offsets) - index} arrival(s) were due: "
-                               "they were not sent")
+                               f"passed before {len(ours) - ours.index(index)} arrival(s) "
+                               "were due: they were not sent")
                 break
             delay_ns = due_ns - time.perf_counter_ns()
             if delay_ns > 0:
                 await asyncio.sleep(delay_ns / _NS)
-            if index == warmup:
+            if index >= warmup and not started:
                 started = True
                 for observer in observers:
                     observer.window_started()

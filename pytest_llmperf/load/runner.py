@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +13,8 @@ from pytest_llmperf.clients.base import RequestSender
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.load.closed_loop import StopRule, WindowObserver, run_closed_loop
 from pytest_llmperf.load.open_loop import run_open_loop
-from pytest_llmperf.load.prompts import Prompt, PromptSource
+from pytest_llmperf.load.progress import PROGRESS_EVERY_S, Counting, Tally, tell_progress
+from pytest_llmperf.load.prompts import PromptSource
 from pytest_llmperf.load.shapes import LoadShape
 from pytest_llmperf.load.token_count import count_missing_tokens
 from pytest_llmperf.observe.health import HealthWatch, judge_health, local_server_pid
@@ -22,7 +22,7 @@ from pytest_llmperf.observe.server_metrics import ServerMetricsProbe
 from pytest_llmperf.results.metrics import RunMetrics, summarize
 from pytest_llmperf.results.outcome import judge
 from pytest_llmperf.results.pacing import overload
-from pytest_llmperf.results.records import LoadRun, RequestRecord
+from pytest_llmperf.results.records import LoadRun
 
 if TYPE_CHECKING:
     from pytest_llmperf.observe.telemetry import Telemetry
@@ -93,39 +93,6 @@ class PerfResult:
                 f"{self.served.description}")
 
 
-PROGRESS_EVERY_S = 15.0
-
-
-class _Counting:
-    """The window's client, counting answers for the progress line (no work per chunk)."""
-
-    def __init__(self, client: RequestSender) -> None:
-        self.client = client
-        self.done = self.tokens = self.errors = 0
-
-    async def send(self, request_id: int, prompt: Prompt) -> RequestRecord:
-        record = await self.client.send(request_id, prompt)
-        self.done += 1
-        self.tokens += record.output_tokens
-        self.errors += record.error is not None
-        return record
-
-
-async def _tell_progress(counting: _Counting, report: Callable[[str], None], label: str,
-                         planned: str, every_s: float) -> None:
-    """``test_x 4 users: 23 of 68 requests answered (4 warm-up), 87.1 tok/s, 0 failed, 30 s``
-    every ``every_s`` seconds, so a long window is seen to move."""
-    began = last = time.monotonic()
-    tokens = 0
-    while True:
-        await asyncio.sleep(every_s)
-        now = time.monotonic()
-        rate = (counting.tokens - tokens) / (now - last)
-        last, tokens = now, counting.tokens
-        report(f"{label}: {counting.done}{planned}, {rate:.1f} tok/s, {counting.errors} failed, "
-               f"{now - began:.0f} s")
-
-
 def planned_prompts(shape: LoadShape, requests: int | None, duration_s: float | None,
                     warmup: int) -> int:
     """About how many prompts a window sends: exact when sized by requests; for a duration,
@@ -165,6 +132,7 @@ def run_load(
     stop: StopRule | None = None,
     progress: Callable[[str], None] | None = None,
     progress_label: str = "",
+    client_processes: int = 1,
 ) -> PerfResult:
     """One measured window of ``shape`` (load.closed_loop or load.open_loop); ``users=N``
     is short for ``shape=LoadShape.closed(N)``.
@@ -172,6 +140,8 @@ def run_load(
     ``observers`` are told when the measured window starts and ends (telemetry samplers).
     When the engine has a Prometheus endpoint its metrics are scraped around the window too.
     ``progress`` is told every 15 s how far the window (its warm-up included) has got.
+    ``client_processes`` above 1 offers the load from that many processes (load.processes),
+    as many as it can use.
     """
     if (shape is None) == (users is None):
         raise ValueError("give a load shape or a number of users, not both")
@@ -199,6 +169,13 @@ def run_load(
                                      ramp_s=shape.ramp_s, observers=watching, stop=stop,
                                      cut_after_s=limits.window_s)
 
+    def tell(tally: Tally) -> Coroutine[Any, Any, None]:
+        assert progress is not None
+        planned = (f" of {requests + warmup}" if requests is not None else "")
+        planned += " requests answered" + (f" ({warmup} warm-up)" if warmup else "")
+        return tell_progress(tally, progress, progress_label or shape.label, planned,
+                             PROGRESS_EVERY_S)
+
     async def measure() -> LoadRun:
         lag = asyncio.create_task(watch.lag_probe())  # the event loop's own lateness
         try:
@@ -206,12 +183,8 @@ def run_load(
                                      limits.first_token_s) as client:
                 if progress is None:
                     return await offer(client)
-                counting = _Counting(client)
-                planned = (f" of {requests + warmup}" if requests is not None else "")
-                planned += " requests answered" + (f" ({warmup} warm-up)" if warmup else "")
-                ticker = asyncio.create_task(_tell_progress(
-                    counting, progress, progress_label or shape.label, planned,
-                    PROGRESS_EVERY_S))
+                counting = Counting(client)
+                ticker = asyncio.create_task(tell(counting))
                 try:
                     return await offer(counting)
                 finally:
@@ -221,7 +194,25 @@ def run_load(
 
     # Sources that ask the server's tokenizer make their prompts now, outside the window.
     prompts.prepare(planned_prompts(shape, requests, duration_s, warmup))
-    run = finish_records(asyncio.run(measure()), served, max_tokens)
+    workers = 1
+    if client_processes > 1:
+        if served.endpoint is None:
+            raise ValueError(f"{served.description} runs in the test process: its load cannot "
+                             "come from client processes (--llmperf-client-processes)")
+        from pytest_llmperf.load.processes import worker_count
+
+        workers = worker_count(client_processes, shape, requests, duration_s, warmup)
+    worker_figures: list[dict[str, float]] = []
+    if workers > 1:
+        from pytest_llmperf.load.processes import offer_from_processes
+
+        offered, worker_figures = offer_from_processes(
+            workers, served, prompts, shape=shape, requests=requests, duration_s=duration_s,
+            warmup=warmup, max_tokens=max_tokens, limits=limits, watch=watch,
+            observers=watching[1:], stop=stop, progress=tell if progress else None)
+    else:
+        offered = asyncio.run(measure())
+    run = finish_records(offered, served, max_tokens)
     metrics = summarize(run)
     figures = None
     if telemetry is not None:
@@ -234,5 +225,15 @@ def run_load(
         server_notes=tuple(probe.notes) if probe else (),
         telemetry=figures,
         prompts={**prompts.describe(), "about_caching": prompts.about_caching},
-        health=judge_health(watch.figures, metrics.distributions["schedule_slip_ms"]),
+        health=judge_health(_client_health(watch.figures, worker_figures),
+                            metrics.distributions["schedule_slip_ms"]),
     )
+
+
+def _client_health(figures: dict[str, float], workers: list[dict[str, float]]
+                   ) -> dict[str, float]:
+    if not workers:
+        return figures
+    from pytest_llmperf.load.processes import busiest
+
+    return busiest(figures, workers)

@@ -64,6 +64,9 @@ class HealthWatch:
         self.cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
             else (os.cpu_count() or 1)
         self.lags_ms: list[float] = []
+        # Further processes of the client's (load.processes' workers): their CPU is the
+        # client's, not other work.
+        self.client_pids: Sequence[int] = ()
         self._start: _Snapshot | None = None
         self.figures: dict[str, float] = {}
 
@@ -84,10 +87,14 @@ class HealthWatch:
                 self.lags_ms.append(max(0.0, (time.perf_counter() - due) * 1000))
 
     def _snapshot(self) -> _Snapshot:
-        own = psutil.Process().cpu_times()
+        client = 0.0
+        for pid in (os.getpid(), *self.client_pids):
+            with contextlib.suppress(psutil.Error):
+                own = psutil.Process(pid).cpu_times()
+                client += own.user + own.system
         system = psutil.cpu_times()
         idle = system.idle + getattr(system, "iowait", 0.0)
-        return _Snapshot(time.perf_counter(), own.user + own.system,
+        return _Snapshot(time.perf_counter(), client,
                          sum(system) - idle - getattr(system, "guest", 0.0)
                          - getattr(system, "guest_nice", 0.0),
                          getattr(system, "steal", None), _tree_cpu(self.server_pid))

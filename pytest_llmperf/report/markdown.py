@@ -206,7 +206,7 @@ def validity_markdown(entry: Mapping[str, Any]) -> list[str]:
     return [*lines, ""] if lines else []
 
 
-_HEALTH_FIGURES = ("loop_lag_ms_p99", "loop_lag_ms_max", "client_cpu_pct",
+_HEALTH_FIGURES = ("client_processes", "loop_lag_ms_p99", "loop_lag_ms_max", "client_cpu_pct",
                    "schedule_slip_ms_p99", "other_cpu_pct", "steal_pct")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pytest_llmperf.load.runner import _Counting, _tell_progress
+from pytest_llmperf.load.progress import Counting, tell_progress
 from pytest_llmperf.results.records import RequestRecord
 
 
@@ -18,8 +18,8 @@ def test_the_progress_line_counts_answers_tokens_and_errors() -> None:
     lines: list[str] = []
 
     async def run() -> None:
-        counting = _Counting(Instant())
-        ticker = asyncio.create_task(_tell_progress(
+        counting = Counting(Instant())
+        ticker = asyncio.create_task(tell_progress(
             counting, lines.append, "test_x 4 users", " of 8 requests answered (2 warm-up)",
             0.05))
         for request_id in range(5):

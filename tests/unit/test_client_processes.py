@@ -1,0 +1,205 @@
+"""--llmperf-client-processes: one load offered from several forked client processes.
+
+A fake client (no network) returns each request's prompt and the process that sent it, so
+the merge can be checked exactly: every request once, every prompt once and in the order one
+process draws them, one schedule, one clock.  A real stream check against the measuring stub
+is at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import statistics
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from pytest_llmperf.clients.base import Prompt
+from pytest_llmperf.clients.openai import Endpoint
+from pytest_llmperf.config import SettingError, resolve_settings
+from pytest_llmperf.engines.base import ServedModel
+from pytest_llmperf.load.prompts import BuiltinPrompts
+from pytest_llmperf.load.runner import run_load
+from pytest_llmperf.load.shapes import LoadShape, arrival_offsets
+from pytest_llmperf.results.records import RequestRecord, TokenSource
+from tests.fakes.stub_process import running_stub
+
+
+class Numbered:
+    """A prompt source of ``p0``, ``p1``, ... so the order they are drawn in shows."""
+
+    about_caching = False
+
+    def __init__(self) -> None:
+        self.drawn = 0
+
+    def prepare(self, count: int) -> None:
+        pass
+
+    def next_prompt(self) -> Prompt:
+        self.drawn += 1
+        return Prompt(f"p{self.drawn - 1}")
+
+    def describe(self) -> dict[str, object]:
+        return {"dataset": "numbered"}
+
+
+class Echo:
+    """Answers after ``delay_s``; the record names the prompt and this process's pid."""
+
+    def __init__(self, delay_s: float, on_send: Callable[[], None] | None = None) -> None:
+        self.delay_s, self.on_send = delay_s, on_send
+
+    async def send(self, request_id: int, prompt: Prompt) -> RequestRecord:
+        if self.on_send:
+            self.on_send()
+        sent = time.perf_counter_ns()
+        await asyncio.sleep(self.delay_s)
+        first = time.perf_counter_ns()
+        return RequestRecord(
+            request_id=request_id, send_ns=sent, chunk_ns=(first, time.perf_counter_ns()),
+            end_ns=time.perf_counter_ns(), output_tokens=2,
+            output_token_source=TokenSource.USAGE, finish_reason="length",
+            # The prompt's number, where the record keeps a number to the end.
+            input_tokens=int(prompt.text[1:]), input_token_source=TokenSource.USAGE,
+            server_timings={"pid": float(os.getpid())})
+
+
+def served_by(client: Echo) -> ServedModel:
+    @contextlib.asynccontextmanager
+    async def open_client(max_tokens: int, timeout_s: float,
+                          first_token_timeout_s: float | None) -> AsyncIterator[Echo]:
+        yield client
+
+    return ServedModel("openai", "echo", Endpoint("http://127.0.0.1:9/v1", "echo"),
+                       engine="echo", open_client=open_client)
+
+
+def pids(result_records: tuple[RequestRecord, ...]) -> set[float]:
+    return {r.server_timings["pid"] for r in result_records}
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+def test_a_closed_loop_merges_every_request_once_with_the_prompts_of_one_process(
+        processes: int) -> None:
+    prompts = Numbered()
+    result = run_load(served_by(Echo(0.01)), prompts, users=6, requests=31, warmup=5,
+                      max_tokens=2, client_processes=processes)
+    records = result.run.records
+    assert [r.request_id for r in records] == list(range(31))
+    # Request i got prompt warmup + i, as one process hands them out.
+    assert [r.input_tokens for r in records] == [5 + i for i in range(31)]
+    assert len(pids(records)) == processes and os.getpid() not in pids(records)
+    assert prompts.drawn == 36  # the session's source goes on after the run's prompts
+    assert result.run.concurrency == 6 and result.run.warmup_requests == 5
+    assert result.run.window_start_ns <= min(r.send_ns for r in records)
+    assert result.run.window_end_ns == max(r.end_ns for r in records)
+    assert result.health is not None and result.health["client_processes"] == processes
+    assert result.metrics.scalars["completed"] == 31
+
+
+def test_an_open_loop_keeps_one_schedule_across_processes() -> None:
+    shape = LoadShape.open(40.0, seed=7)
+    result = run_load(served_by(Echo(0.05)), Numbered(), shape=shape, requests=24, warmup=4,
+                      max_tokens=2, client_processes=3)
+    records = result.run.records
+    assert [r.request_id for r in records] == list(range(24))
+    assert len(pids(records)) == 3
+    offsets = arrival_offsets(shape, 28)[4:]
+    due = [r.scheduled_ns for r in records]
+    assert all(d is not None for d in due)
+    # Every process reads the same clock: the due times are the one schedule's, to the ns.
+    start = due[0]
+    assert start is not None
+    for d, offset in zip(due, offsets, strict=True):
+        assert d is not None
+        assert abs((d - start) / 1e9 - (offset - offsets[0])) < 2e-9
+    assert result.run.window_start_ns == start
+    assert all(r.send_ns >= (r.scheduled_ns or 0) for r in records)
+
+
+def test_a_window_by_duration_hands_out_more_prompts_and_none_twice() -> None:
+    prompts = Numbered()
+    result = run_load(served_by(Echo(0.005)), prompts, users=4, duration_s=1.0, warmup=2,
+                      max_tokens=2, client_processes=2)
+    texts = [r.input_tokens for r in result.run.records]
+    assert len(texts) > 40  # far more than the 2 rounds each process was dealt
+    assert len(set(texts)) == len(texts)
+    assert len(pids(result.run.records)) == 2
+
+
+def test_one_process_stopping_stops_them_all(tmp_path: Path) -> None:
+    chosen = tmp_path / "chosen"
+
+    def stop(done: object) -> str | None:
+        # Only the first process to ask says stop; the other must hear it from that one.
+        try:
+            os.close(os.open(chosen, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return None if chosen.read_text() != str(os.getpid()) else "clearly failed"
+        chosen.write_text(str(os.getpid()))
+        return "clearly failed"
+
+    result = run_load(served_by(Echo(0.01)), Numbered(), users=4, requests=400,
+                      max_tokens=2, client_processes=2, stop=stop)  # type: ignore[arg-type]
+    assert result.run.stopped_early == "clearly failed"
+    records = result.run.records
+    assert len(pids(records)) == 2
+    for pid in pids(records):  # 200 each, had either gone on
+        assert sum(r.server_timings["pid"] == pid for r in records) < 60
+
+
+def test_a_failing_process_fails_the_run_with_its_traceback() -> None:
+    def boom() -> None:
+        raise RuntimeError("the fake client broke")
+
+    began = time.monotonic()
+    with pytest.raises(RuntimeError, match="client process .* failed:(.|\n)*the fake client"):
+        run_load(served_by(Echo(0.01, on_send=boom)), Numbered(), users=4, requests=8,
+                 warmup=2, max_tokens=2, client_processes=2)
+    assert time.monotonic() - began < 20
+
+
+def test_a_killed_process_fails_the_run_instead_of_hanging_it() -> None:
+    def die() -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    began = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"ended without a result \(exit code -9\)"):
+        run_load(served_by(Echo(0.01, on_send=die)), Numbered(), users=4, requests=8,
+                 max_tokens=2, client_processes=2)
+    assert time.monotonic() - began < 20
+
+
+def test_processes_are_never_more_than_the_load_can_use() -> None:
+    result = run_load(served_by(Echo(0.01)), Numbered(), users=2, requests=8,
+                      max_tokens=2, client_processes=8)
+    assert result.health is not None and result.health["client_processes"] == 2
+
+
+def test_an_in_process_engine_is_refused(tmp_path: Path) -> None:
+    served = ServedModel("transformers", "m", None, engine="transformers",
+                         open_client=served_by(Echo(0.0)).open_client)
+    with pytest.raises(ValueError, match="runs in the test process"):
+        run_load(served, Numbered(), users=2, requests=2, client_processes=2)
+    with pytest.raises(SettingError, match="--llmperf-client-processes.*transformers engine"):
+        resolve_settings({"backend": "transformers", "client_processes": "2"}, {}, {},
+                         tmp_path)
+
+
+def test_real_streams_from_two_processes_against_the_stub() -> None:
+    with running_stub("--first-ms", "30", "--token-ms", "5", "--jitter", "0") as url:
+        served = ServedModel("openai", "stub", Endpoint(url, "stub"), engine="stub")
+        result = run_load(served, BuiltinPrompts(), users=8, requests=32, warmup=4,
+                          max_tokens=8, client_processes=2)
+    records = result.run.records
+    assert [r.request_id for r in records] == list(range(32))
+    assert all(r.ok and r.output_tokens == 8 for r in records)
+    assert 30 <= statistics.median(result.metrics.distributions["ttft_ms"]) < 300
+    assert result.health is not None and {"loop_lag_ms_p99", "client_cpu_pct",
+                                          "other_cpu_pct"} <= set(result.health)
