@@ -7,6 +7,7 @@ This module imports nothing heavy: it runs when pytest loads the plugin.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Mapping
@@ -70,6 +71,7 @@ class Settings:
     window_timeout: float = 1800.0
     strict_validity: bool = False
     client_processes: int = 1
+    event_loop: str = "asyncio"
     users: tuple[int, ...] = (4,)
     rate: tuple[float, ...] = (0.5,)
     arrivals: str | None = None
@@ -160,8 +162,8 @@ _OPTIONAL = ("gpus", "tp", "max_model_len", "max_num_seqs", "gpu_memory_utilizat
              "save", "autosave", "compare", "compare_runs", "compare_fail",
              "compare_any_hardware",
              "inconclusive", "repeats", "duration", "request_timeout", "ttft_timeout",
-             "window_timeout", "strict_validity", "client_processes", "users", "rate",
-             "arrivals", "burstiness",
+             "window_timeout", "strict_validity", "client_processes", "event_loop", "users",
+             "rate", "arrivals", "burstiness",
              "max_concurrency", "ramp", "capacity_budget", "probe_requests",
              "capacity_max_users", "capacity_max_rate")
 
@@ -200,6 +202,11 @@ def _check_combination(
             f"{sources['client_processes']}: the transformers engine runs in the test process, "
             "so its load cannot come from other processes: leave --llmperf-client-processes "
             "at 1, or run that backend on its own"
+        )
+    if values["event_loop"] == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        raise SettingError(
+            f"{sources['event_loop']}: uvloop is not installed in this environment: "
+            "pip install uvloop, or leave --llmperf-event-loop at asyncio"
         )
     if values["compare_fail"] and not values["compare"]:
         raise SettingError(

@@ -181,6 +181,7 @@ def llmperf_load(
                 progress=progress,
                 progress_label=f"{llmperf_recorder.item.name} {shape.label}",
                 client_processes=llmperf_settings.client_processes,
+                event_loop=llmperf_settings.event_loop,
             )
             _fail_if_server_died(served, result, llmperf_recorder)
             png = None

@@ -120,6 +120,10 @@ OPTIONS: tuple[Option[Any], ...] = (
            "processes the load is offered from, with one shared schedule and their records "
            "merged: for a server that takes more streams than one client event loop reads in "
            "time (a window marked client-bound)", parse.int_at_least(1), "1"),
+    Option("event_loop", "--llmperf-event-loop",
+           "the client's event loop: asyncio, or uvloop (pip install uvloop; reads more "
+           "streams per core, see README \"Can the numbers be trusted?\")",
+           parse.choice("asyncio", "uvloop"), "asyncio"),
     Option("users", "--llmperf-users",
            "concurrent users of the closed-loop tests, comma-separated: each a test of its own "
            "(test_concurrent_users, and the points of test_sweep)",

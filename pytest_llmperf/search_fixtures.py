@@ -225,7 +225,8 @@ def _prober(served: ServedModel, prompts: PromptSource, settings: Settings,
                           stop=lambda done: clearly_failed(checks, done, planned),
                           progress=progress, progress_label=f"capacity ({dimension}) probe "
                                                             f"{shape.label}",
-                          client_processes=settings.client_processes)
+                          client_processes=settings.client_processes,
+                          event_loop=settings.event_loop)
         _fail_if_server_died(served, result)
         verdicts = judge_window(result, checks, settings)
         broke = [v.describe() for v in verdicts if not v.passed]

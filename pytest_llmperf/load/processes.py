@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_llmperf.clients.base import RequestSender
 from pytest_llmperf.load.closed_loop import StopRule, WindowObserver, run_closed_loop
+from pytest_llmperf.load.event_loop import run_client
 from pytest_llmperf.load.open_loop import Share, peak_in_flight, run_open_loop, schedule
 from pytest_llmperf.load.progress import Tally
 from pytest_llmperf.load.prompts import Prompt, PromptSource
@@ -103,6 +104,7 @@ class _Job:
     limits: TimeLimits
     stop: StopRule | None
     workers: int
+    event_loop: str
     prompts: list[list[Prompt]]  # each worker's, in the order it sends them
     batch: int  # prompts a worker asks for at a time, once its own are sent
     base_ns: int  # open loop: when arrival 0 is due
@@ -127,16 +129,18 @@ def offer_from_processes(
     observers: Sequence[WindowObserver],
     stop: StopRule | None,
     progress: Callable[[Tally], Coroutine[Any, Any, None]] | None = None,
+    event_loop: str = "asyncio",
 ) -> tuple[LoadRun, list[dict[str, float]]]:
-    """The window offered from ``workers`` processes: the merged run, and each worker's
-    health figures (:data:`WORKER_FIGURES`).  ``watch`` (this process's machine health) is
+    """The window offered from ``workers`` processes, each on an ``event_loop``
+    (load.event_loop): the merged run, and each worker's health figures
+    (:data:`WORKER_FIGURES`).  ``watch`` (this process's machine health) is
     told the workers' pids, so their CPU counts as the client's."""
     if served.endpoint is None and served.open_client is None:
         raise ValueError(f"{served.description} has no client to fork")
     context = multiprocessing.get_context("fork")
     job = _Job(
         served=served, shape=shape, requests=requests, duration_s=duration_s, warmup=warmup,
-        max_tokens=max_tokens, limits=limits, stop=stop, workers=workers,
+        max_tokens=max_tokens, limits=limits, stop=stop, workers=workers, event_loop=event_loop,
         prompts=_deal_prompts(prompts, shape, workers, requests, duration_s, warmup),
         batch=max(16, 2 * (shape.users or 1) // workers),
         base_ns=0, started=context.Barrier(workers + 1), ended=context.Barrier(workers + 1),
@@ -201,6 +205,7 @@ async def _lead(job: _Job, processes: Sequence[multiprocessing.process.BaseProce
             kind, body = pipes[k].recv()
         except (EOFError, OSError):
             loop.remove_reader(pipes[k].fileno())
+            processes[k].join(2)  # it is ending: its exit code says how
             if not answers[k].done():
                 answers[k].set_exception(RuntimeError(
                     f"client process {k} ended without a result (exit code "
@@ -325,7 +330,7 @@ def _work(job: _Job, k: int, pipe: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
-        pipe.send(("result", asyncio.run(_offer_share(job, k, pipe))))
+        pipe.send(("result", run_client(_offer_share(job, k, pipe), job.event_loop)))
     except BaseException:  # every failure goes back to the test process
         job.started.abort()
         job.ended.abort()

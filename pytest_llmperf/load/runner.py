@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_llmperf.clients.base import RequestSender
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.load.closed_loop import StopRule, WindowObserver, run_closed_loop
+from pytest_llmperf.load.event_loop import run_client
 from pytest_llmperf.load.open_loop import run_open_loop
 from pytest_llmperf.load.progress import PROGRESS_EVERY_S, Counting, Tally, tell_progress
 from pytest_llmperf.load.prompts import PromptSource
@@ -133,6 +134,7 @@ def run_load(
     progress: Callable[[str], None] | None = None,
     progress_label: str = "",
     client_processes: int = 1,
+    event_loop: str = "asyncio",
 ) -> PerfResult:
     """One measured window of ``shape`` (load.closed_loop or load.open_loop); ``users=N``
     is short for ``shape=LoadShape.closed(N)``.
@@ -141,7 +143,7 @@ def run_load(
     When the engine has a Prometheus endpoint its metrics are scraped around the window too.
     ``progress`` is told every 15 s how far the window (its warm-up included) has got.
     ``client_processes`` above 1 offers the load from that many processes (load.processes),
-    as many as it can use.
+    as many as it can use; ``event_loop`` is the client's (load.event_loop).
     """
     if (shape is None) == (users is None):
         raise ValueError("give a load shape or a number of users, not both")
@@ -209,9 +211,10 @@ def run_load(
         offered, worker_figures = offer_from_processes(
             workers, served, prompts, shape=shape, requests=requests, duration_s=duration_s,
             warmup=warmup, max_tokens=max_tokens, limits=limits, watch=watch,
-            observers=watching[1:], stop=stop, progress=tell if progress else None)
+            observers=watching[1:], stop=stop, progress=tell if progress else None,
+            event_loop=event_loop)
     else:
-        offered = asyncio.run(measure())
+        offered = run_client(measure(), event_loop)
     run = finish_records(offered, served, max_tokens)
     metrics = summarize(run)
     figures = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import statistics
@@ -159,7 +160,7 @@ def test_a_failing_process_fails_the_run_with_its_traceback() -> None:
         raise RuntimeError("the fake client broke")
 
     began = time.monotonic()
-    with pytest.raises(RuntimeError, match="client process .* failed:(.|\n)*the fake client"):
+    with pytest.raises(RuntimeError, match=r"(?s)client process .* failed:.*the fake client"):
         run_load(served_by(Echo(0.01, on_send=boom)), Numbered(), users=4, requests=8,
                  warmup=2, max_tokens=2, client_processes=2)
     assert time.monotonic() - began < 20
@@ -187,7 +188,7 @@ def test_an_in_process_engine_is_refused(tmp_path: Path) -> None:
                          open_client=served_by(Echo(0.0)).open_client)
     with pytest.raises(ValueError, match="runs in the test process"):
         run_load(served, Numbered(), users=2, requests=2, client_processes=2)
-    with pytest.raises(SettingError, match="--llmperf-client-processes.*transformers engine"):
+    with pytest.raises(SettingError, match=r"--llmperf-client-processes.*transformers engine"):
         resolve_settings({"backend": "transformers", "client_processes": "2"}, {}, {},
                          tmp_path)
 
@@ -203,3 +204,41 @@ def test_real_streams_from_two_processes_against_the_stub() -> None:
     assert 30 <= statistics.median(result.metrics.distributions["ttft_ms"]) < 300
     assert result.health is not None and {"loop_lag_ms_p99", "client_cpu_pct",
                                           "other_cpu_pct"} <= set(result.health)
+
+
+def test_uvloop_drives_a_window_in_one_process_and_in_several() -> None:
+    import uvloop
+
+    loops: list[bool] = []
+
+    def note() -> None:
+        loops.append(isinstance(asyncio.get_running_loop(), uvloop.Loop))
+
+    result = run_load(served_by(Echo(0.01, on_send=note)), Numbered(), users=2, requests=4,
+                      max_tokens=2, event_loop="uvloop")
+    assert loops and all(loops) and len(result.run.records) == 4
+    result = run_load(served_by(Echo(0.01)), Numbered(), users=4, requests=8,
+                      max_tokens=2, event_loop="uvloop", client_processes=2)
+    assert [r.request_id for r in result.run.records] == list(range(8))
+
+
+def test_the_window_runs_with_the_session_frozen_out_of_the_collector() -> None:
+    frozen: list[int] = []
+    run_load(served_by(Echo(0.0, on_send=lambda: frozen.append(gc.get_freeze_count()))),
+             Numbered(), users=1, requests=2, max_tokens=2)
+    assert frozen and min(frozen) > 0
+    assert gc.get_freeze_count() == 0
+
+
+def test_uvloop_missing_is_refused_naming_the_option(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "uvloop" else real(name, *a))
+    with pytest.raises(SettingError, match=r"LLMPERF_EVENT_LOOP \(environment\): uvloop is "
+                                           "not installed"):
+        resolve_settings({}, {"LLMPERF_EVENT_LOOP": "uvloop"}, {}, tmp_path)
+    with pytest.raises(SettingError, match="--llmperf-event-loop"):
+        resolve_settings({"event_loop": "trio"}, {}, {}, tmp_path)

@@ -26,7 +26,7 @@ ENGINE_OPTIONS = ("gpus", "tp", "max_model_len", "max_num_seqs", "gpu_memory_uti
                   "llamacpp_bin", "ngl", "ready_timeout", "telemetry_interval", "require_gpu")
 
 LOAD_OPTIONS = ("duration", "request_timeout", "ttft_timeout", "window_timeout", "strict_validity",
-                "client_processes", "users", "rate",
+                "client_processes", "event_loop", "users", "rate",
                 "arrivals", "burstiness", "max_concurrency", "ramp", "capacity_budget",
                 "probe_requests", "capacity_max_users", "capacity_max_rate")
 
