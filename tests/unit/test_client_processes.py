@@ -28,7 +28,7 @@ from pytest_llmperf.load.prompts import BuiltinPrompts
 from pytest_llmperf.load.runner import run_load
 from pytest_llmperf.load.shapes import LoadShape, arrival_offsets
 from pytest_llmperf.results.records import RequestRecord, TokenSource
-from tests.fakes.stub_process import running_stub
+from tests.fakes.stub_process import FAST_STUB, running_stub
 
 
 class Numbered:
@@ -242,3 +242,31 @@ def test_uvloop_missing_is_refused_naming_the_option(tmp_path: Path,
         resolve_settings({}, {"LLMPERF_EVENT_LOOP": "uvloop"}, {}, tmp_path)
     with pytest.raises(SettingError, match="--llmperf-event-loop"):
         resolve_settings({"event_loop": "trio"}, {}, {}, tmp_path)
+
+
+def test_the_suite_runs_from_client_processes_and_says_so(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+    import xml.etree.ElementTree as ET
+
+    repo = Path(__file__).resolve().parents[2]
+    shutil.copytree(repo / "tests" / "perf", tmp_path / "perf")
+    (tmp_path / "thresholds.toml").write_text('[defaults]\nslo = ["error_rate <= 0"]\n')
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    with running_stub("--first-ms", "20", "--token-ms", "2", script=FAST_STUB) as url:
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "perf/test_concurrency.py", "-p",
+             "no:cacheprovider", "-k", "test_concurrent_users", "--backend", "openai",
+             "--model", "stub", "--base-url", url, "--llmperf-users=8",
+             "--llmperf-requests=24", "--llmperf-max-tokens=8",
+             "--llmperf-client-processes=2", "--junitxml=junit.xml",
+             "--llmperf-report=report.md"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+            env={**os.environ, "GITHUB_STEP_SUMMARY": ""})
+    assert done.returncode == 0, done.stdout + done.stderr
+    props = {str(p.get("name")): str(p.get("value"))
+             for p in ET.parse(tmp_path / "junit.xml").iter("property")}
+    assert props["llmperf.health.client_processes"] == "2"
+    assert float(props["llmperf.completed"]) == 24
+    assert "client_processes 2" in (tmp_path / "report.md").read_text()
