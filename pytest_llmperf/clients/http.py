@@ -16,6 +16,11 @@ there is no resend, and a resend to a dead server fails too; the record then car
 the first send and both errors.  After the first such failure the client stops reusing
 connections (a session whose connector opens a fresh one per request), so a server that closes
 them cannot cost another resend, and the resend itself never takes a pooled connection.
+
+A request's send time is when its body was written to the connection (aiohttp's chunk-sent
+trace, read just before the write), not when the client began to build it: with many streams,
+building the others' requests first (on Python 3.11 aiohttp writes the body from a task of its
+own) would otherwise be timed as the server's.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ _CLOSED_CONNECTION = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
 
 
 class Sent(NamedTuple):
-    send_ns: int  # when the request that got this response was sent
+    send_ns: int  # when the request that got this response was written (module docstring)
     response: aiohttp.ClientResponse
     resent: bool  # the first attempt's pooled connection had closed (see the module docstring)
 
@@ -87,6 +92,7 @@ class HttpClient:
             headers["Authorization"] = f"Bearer {self._api_key}"
         trace = aiohttp.TraceConfig()
         trace.on_connection_reuseconn.append(_mark_reused)
+        trace.on_request_chunk_sent.append(_mark_sent)
         return aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, force_close=True) if force_close
             else aiohttp.TCPConnector(limit=0, keepalive_timeout=_KEEPALIVE_S),
@@ -126,17 +132,20 @@ class HttpClient:
         attempt: dict[str, Any] = {}
         send_ns = time.perf_counter_ns()
         try:
-            return Sent(send_ns, await self._post(url, body, attempt), resent=False)
+            response = await self._post(url, body, attempt)
+            return Sent(attempt.get("sent_ns", send_ns), response, resent=False)
         except _CLOSED_CONNECTION as first:
             if not attempt.get("reused"):
                 raise
             self.reuse_connections = False  # this server closes connections: stop reusing
             self.resends += 1
+            again: dict[str, Any] = {}
             resend_ns = time.perf_counter_ns()
             try:
-                return Sent(resend_ns, await self._post(url, body, {}), resent=True)
+                response = await self._post(url, body, again)
+                return Sent(again.get("sent_ns", resend_ns), response, resent=True)
             except aiohttp.ClientError as second:
-                raise ResendFailed(first, second, send_ns) from second
+                raise ResendFailed(first, second, attempt.get("sent_ns", send_ns)) from second
 
     def timeout_message(self, answered: bool) -> str:
         """What a request that ran out of time is told: which limit it ran into."""
@@ -162,6 +171,12 @@ async def _mark_reused(session: aiohttp.ClientSession, context: SimpleNamespace,
                        params: Any) -> None:
     # aiohttp hands the request's trace_request_ctx to the trace as context.trace_request_ctx.
     context.trace_request_ctx["reused"] = True
+
+
+async def _mark_sent(session: aiohttp.ClientSession, context: SimpleNamespace,
+                     params: Any) -> None:
+    # Called just before each body chunk is written; the last one's time is the send time.
+    context.trace_request_ctx["sent_ns"] = time.perf_counter_ns()
 
 
 def transport_kind(exc: aiohttp.ClientError, *, answered: bool) -> ErrorKind:

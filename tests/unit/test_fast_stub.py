@@ -3,6 +3,7 @@ it injects, stamps on the client's clock, keep-alive, and a client that hangs up
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import socket
@@ -17,6 +18,7 @@ from pytest_llmperf.clients.openai import Endpoint
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.load.prompts import BuiltinPrompts
 from pytest_llmperf.load.runner import run_load
+from pytest_llmperf.results.records import RequestRecord
 from tests.fakes.stub_process import FAST_STUB, running_stub
 
 FIRST_MS, TOKEN_MS = 20.0, 5.0
@@ -114,3 +116,24 @@ def test_a_client_hanging_up_mid_answer_leaves_the_stub_serving(stub: str) -> No
 
 def test_an_unknown_path_is_404(stub: str) -> None:
     assert requests.get(f"{stub}/nothing", timeout=5).status_code == 404
+
+
+def test_a_request_is_timed_from_when_it_was_written_not_built(stub: str) -> None:
+    from typing import Any
+
+    from pytest_llmperf.clients.openai import StreamingClient
+
+    class SlowToWrite(StreamingClient):
+        async def _post(self, url: str, body: bytes, attempt: dict[str, Any]) -> Any:
+            await asyncio.sleep(0.05)  # the client busy with other streams before the write
+            return await super()._post(url, body, attempt)
+
+    async def send() -> tuple[int, RequestRecord]:
+        async with SlowToWrite(Endpoint(stub, "stub"), max_tokens=2) as client:
+            began = time.perf_counter_ns()
+            return began, await client.send(0, "hi")
+
+    began, record = asyncio.run(send())
+    assert record.ok
+    assert record.send_ns - began >= 50_000_000  # the wait is not the server's
+    assert 0 <= record.server_timings["stub_received_ns"] - record.send_ns < 20_000_000
