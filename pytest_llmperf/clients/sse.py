@@ -31,6 +31,17 @@ class SSEParser:
         """Events completed by ``chunk``, in order."""
         self._buffer += chunk
         events: list[SSEEvent] = []
+        if b"\r" in self._buffer:  # \r\n or a lone \r: the general rule, line by line
+            return self._feed_lines(events)
+        # Only \n ends lines (vLLM, SGLang, llama.cpp): split them all at once, the hot path.
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            event = self._take_line(line.decode("utf-8"))
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _feed_lines(self, events: list[SSEEvent]) -> list[SSEEvent]:
         while True:
             line, found = self._next_line()
             if not found:
