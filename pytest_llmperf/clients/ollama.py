@@ -28,7 +28,12 @@ import aiohttp
 
 from pytest_llmperf.clients.base import Prompt, as_prompt
 from pytest_llmperf.clients.base import short as _short
-from pytest_llmperf.clients.http import HttpClient, ResendFailed, transport_kind
+from pytest_llmperf.clients.http import (
+    HttpClient,
+    ResendFailed,
+    transport_kind,
+    yield_to_other_reads,
+)
 from pytest_llmperf.clients.reasoning import ReasoningTracker
 from pytest_llmperf.results.errors import ErrorKind, http_kind
 from pytest_llmperf.results.records import RequestRecord, TokenSource
@@ -260,6 +265,7 @@ class OllamaClient(HttpClient):
                                     lambda raw, now_ns: answer.read(lines.feed(raw), now_ns),
                                     lambda: bool(answer.chunk_ns))
                 answer.close(lines.close(), time.perf_counter_ns())
+        await yield_to_other_reads()
         return send_ns, resent
 
 

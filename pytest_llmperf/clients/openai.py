@@ -22,7 +22,12 @@ from typing import Any, Literal
 import aiohttp
 
 from pytest_llmperf.clients.base import Prompt, as_prompt, short
-from pytest_llmperf.clients.http import HttpClient, ResendFailed, transport_kind
+from pytest_llmperf.clients.http import (
+    HttpClient,
+    ResendFailed,
+    transport_kind,
+    yield_to_other_reads,
+)
 from pytest_llmperf.clients.reasoning import ReasoningSummary, ReasoningTracker
 from pytest_llmperf.clients.sse import SSEEvent, SSEParser
 from pytest_llmperf.results.errors import ErrorKind, http_kind
@@ -211,6 +216,7 @@ class StreamingClient(HttpClient):
                                     lambda: bool(stream.chunk_ns))
                 stream.read(parser.close(), time.perf_counter_ns())
         stream.end_ns = time.perf_counter_ns()
+        await yield_to_other_reads()
         return send_ns, resent
 
 

@@ -6,11 +6,12 @@ Every chat or text completion streams exactly ``max_tokens`` tokens (default 16)
 ``--first-ms`` after the request's last byte was read, each next one ``--token-ms`` after the
 one before it was due (absolute due times: lateness does not add up), then a finish chunk, a
 usage chunk, ``[DONE]``.  The usage chunk carries ``timings``: ``stub_received_ns`` (the
-request read), ``stub_first_sent_ns`` and ``stub_last_sent_ns`` (the first and the last token
-written), ``time.perf_counter_ns()`` readings.  On Linux that is the machine's monotonic clock,
-the one our client's records use, so a benchmark can tell the client's error from the stub's
-own lateness request by request.  ``GET /stamps`` lists ``[R, F, L, tokens]`` of every finished
-request (for a client whose records cannot be read), ``POST /stamps/reset`` empties it.
+request read), ``stub_first_sent_ns`` and ``stub_last_sent_ns`` (just before the first and
+the last token were written), ``time.perf_counter_ns()`` readings.  On Linux that is the
+machine's monotonic clock, the one our client's records use, so a benchmark can tell the
+client's error from the stub's own lateness request by request.  ``GET /stamps`` lists
+``[R, F, L, tokens]`` of every finished request (for a client whose records cannot be read),
+``POST /stamps/reset`` empties it.
 
 It is fast because it does little: a raw asyncio protocol (no web framework), pre-encoded token
 chunks, one timer callback and one write per token, keep-alive connections, and uvloop with
@@ -92,15 +93,18 @@ class _Stream:
         if time.perf_counter_ns() < self.due_ns:
             self._arm()
             return
+        # Stamped just before the write: the client may read a token before a stamp taken
+        # after it returned.
+        sent_ns = time.perf_counter_ns()
         transport.write(_token(self.index, self.chat))
         if self.index == 0:
-            self.first_ns = time.perf_counter_ns()
+            self.first_ns = sent_ns
         self.index += 1
         if self.index < self.tokens:
             self.due_ns += self.token_ns
             self._arm()
             return
-        last_ns = time.perf_counter_ns()
+        last_ns = sent_ns
         self.timer = None
         usage = {"choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": self.tokens,
                                           "total_tokens": 12 + self.tokens},

@@ -679,7 +679,9 @@ def test_a_request_the_server_dropped_on_a_pooled_connection_fails_with_its_firs
 
 
 def test_a_pooled_connection_closed_while_idle_costs_nothing_and_ends_reuse() -> None:
-    # silent close after every answer (llama.cpp): the first reuse proves it, then no more.
+    # silent close after every answer (llama.cpp): the client mostly sees the close before its
+    # next request (it yields once after each answer); where it does not, the first reuse
+    # proves it, and there are no more.
     stub = Replay(delay_s=0.001, drop_after=True)
 
     async def use(base_url: str) -> tuple[list[RequestRecord], int, bool]:
@@ -692,4 +694,4 @@ def test_a_pooled_connection_closed_while_idle_costs_nothing_and_ends_reuse() ->
     assert [r.error for r in records] == [None] * 6
     assert len(stub.received) == 6  # each request reached the server once
     assert resends <= 1 and sum(r.resent for r in records) == resends  # and says so
-    assert not reusing
+    assert not (resends and reusing)
