@@ -24,46 +24,32 @@ when the window starts and ends, as with one process.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import dataclasses
 import itertools
 import multiprocessing
-import signal
 import threading
 import time
-import traceback
 import warnings
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-from pytest_llmperf.clients.base import RequestSender
-from pytest_llmperf.load.closed_loop import StopRule, WindowObserver, run_closed_loop
-from pytest_llmperf.load.event_loop import run_client
-from pytest_llmperf.load.open_loop import Share, peak_in_flight, run_open_loop, schedule
+from pytest_llmperf.load.closed_loop import StopRule, WindowObserver
+from pytest_llmperf.load.limits import TimeLimits
+from pytest_llmperf.load.open_loop import peak_in_flight, schedule
+from pytest_llmperf.load.process_worker import REASON_BYTES, WORKER_FIGURES, Job, split, work
 from pytest_llmperf.load.progress import Tally
 from pytest_llmperf.load.prompts import Prompt, PromptSource
 from pytest_llmperf.load.shapes import LoadShape
 from pytest_llmperf.observe.health import HealthWatch
-from pytest_llmperf.results.records import LoadRun, RequestRecord
+from pytest_llmperf.results.records import LoadRun
 
 if TYPE_CHECKING:
     from pytest_llmperf.engines.base import ServedModel
-    from pytest_llmperf.load.runner import TimeLimits
 
 __all__ = ["WORKER_FIGURES", "busiest", "offer_from_processes", "worker_count"]
 
-# The health figures each worker reads about itself; the run's are the worst worker's.
-WORKER_FIGURES = ("loop_lag_ms_p99", "loop_lag_ms_max", "client_cpu_pct")
 _START_S = 0.5  # an open loop's first arrival is due this long after the workers are forked
-_REASON_BYTES = 4096
-
-
-def split(total: int, count: int) -> list[int]:
-    """``total`` shared between ``count`` workers the way ``range(k, total, count)`` does."""
-    return [len(range(k, total, count)) for k in range(count)]
 
 
 def worker_count(wanted: int, shape: LoadShape, requests: int | None, duration_s: float | None,
@@ -91,29 +77,6 @@ def busiest(figures: Mapping[str, float], workers: Sequence[Mapping[str, float]]
     return merged
 
 
-@dataclass
-class _Job:
-    """What every worker inherits at the fork."""
-
-    served: ServedModel
-    shape: LoadShape
-    requests: int | None
-    duration_s: float | None
-    warmup: int
-    max_tokens: int
-    limits: TimeLimits
-    stop: StopRule | None
-    workers: int
-    event_loop: str
-    prompts: list[list[Prompt]]  # each worker's, in the order it sends them
-    batch: int  # prompts a worker asks for at a time, once its own are sent
-    base_ns: int  # open loop: when arrival 0 is due
-    started: Any  # multiprocessing Barrier: every worker's warm-up done (closed loop)
-    ended: Any  # multiprocessing Barrier: every worker's measured requests done
-    reason: Any  # multiprocessing Array of chars: the first stop rule's reason, empty until then
-    counts: Any  # multiprocessing Array: per worker, answers, tokens, failed
-
-
 def offer_from_processes(
     workers: int,
     served: ServedModel,
@@ -138,17 +101,17 @@ def offer_from_processes(
     if served.endpoint is None and served.open_client is None:
         raise ValueError(f"{served.description} has no client to fork")
     context = multiprocessing.get_context("fork")
-    job = _Job(
+    job = Job(
         served=served, shape=shape, requests=requests, duration_s=duration_s, warmup=warmup,
         max_tokens=max_tokens, limits=limits, stop=stop, workers=workers, event_loop=event_loop,
         prompts=_deal_prompts(prompts, shape, workers, requests, duration_s, warmup),
         batch=max(16, 2 * (shape.users or 1) // workers),
         base_ns=0, started=context.Barrier(workers + 1), ended=context.Barrier(workers + 1),
-        reason=context.Array("c", _REASON_BYTES),
+        reason=context.Array("c", REASON_BYTES),
         counts=context.Array("q", 3 * workers, lock=False))
     job.base_ns = time.perf_counter_ns() + round(_START_S * 1e9)
     pipes = [context.Pipe() for _ in range(workers)]
-    processes = [context.Process(target=_work, args=(job, k, pipes[k][1]), daemon=True,
+    processes = [context.Process(target=work, args=(job, k, pipes[k][1]), daemon=True,
                                  name=f"llmperf-client-{k}") for k in range(workers)]
     with warnings.catch_warnings():
         # Python 3.12+ warns that forking a process with threads may deadlock the child on a
@@ -191,7 +154,7 @@ def _deal_prompts(prompts: PromptSource, shape: LoadShape, workers: int, request
             for k in range(workers)]
 
 
-async def _lead(job: _Job, processes: Sequence[multiprocessing.process.BaseProcess],
+async def _lead(job: Job, processes: Sequence[multiprocessing.process.BaseProcess],
                 pipes: Sequence[Connection], prompts: PromptSource,
                 observers: Sequence[WindowObserver],
                 progress: Callable[[Tally], Coroutine[Any, Any, None]] | None
@@ -248,7 +211,7 @@ async def _lead(job: _Job, processes: Sequence[multiprocessing.process.BaseProce
     return _merge(job, [run for run, _ in results]), [figures for _, figures in results]
 
 
-async def _follow_window(job: _Job, observers: Sequence[WindowObserver],
+async def _follow_window(job: Job, observers: Sequence[WindowObserver],
                          answers: Sequence[asyncio.Future[Any]]) -> None:
     """Tell ``observers`` when the workers' window starts and ends.  A worker that fails
     first breaks the barriers, and its error is the one raised."""
@@ -285,7 +248,7 @@ def _meet(barrier: Any) -> None:
         barrier.wait()
 
 
-def _merge(job: _Job, runs: Sequence[LoadRun]) -> LoadRun:
+def _merge(job: Job, runs: Sequence[LoadRun]) -> LoadRun:
     records = sorted(itertools.chain.from_iterable(run.records for run in runs),
                      key=lambda r: r.request_id)
     start = min(run.window_start_ns for run in runs)
@@ -318,127 +281,3 @@ class _SharedTally:
     @property
     def errors(self) -> int:
         return self._sum(2)
-
-
-# ---- in a worker ----------------------------------------------------------------------------
-
-
-def _work(job: _Job, k: int, pipe: Connection) -> None:
-    """A worker's whole life: offer its share, send the result (or the error) back."""
-    # Ctrl+C reaches the whole process group: the test process stops the workers (SIGTERM),
-    # and a worker must not run the test process's own handlers (they stop its servers).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    try:
-        pipe.send(("result", run_client(_offer_share(job, k, pipe), job.event_loop)))
-    except BaseException:  # every failure goes back to the test process
-        job.started.abort()
-        job.ended.abort()
-        with contextlib.suppress(OSError):
-            pipe.send(("error", traceback.format_exc()))
-
-
-async def _offer_share(job: _Job, k: int, pipe: Connection
-                       ) -> tuple[LoadRun, dict[str, float]]:
-    watch = HealthWatch(None, in_process=False)  # only its own lag and CPU are used
-    lag = asyncio.create_task(watch.lag_probe())
-    prompts = _Handed(job.prompts[k], pipe, job.batch)
-    stop = _shared_stop(job) if job.stop else None
-    try:
-        async with job.served.client(job.max_tokens, job.limits.request_s,
-                                     job.limits.first_token_s) as client:
-            tally = _Tallied(client, job.counts, k)
-            if job.shape.is_open:
-                shape = job.shape
-                if shape.max_concurrency:
-                    shape = dataclasses.replace(
-                        shape, max_concurrency=split(shape.max_concurrency, job.workers)[k])
-                run = await run_open_loop(
-                    tally, prompts, shape=shape, requests=job.requests,
-                    duration_s=job.duration_s, warmup=job.warmup,
-                    observers=[_Meeting(None, job.ended), watch], stop=stop,
-                    cut_after_s=job.limits.window_s,
-                    share=Share(k, job.workers, job.base_ns))
-            else:
-                run = await run_closed_loop(
-                    tally, prompts, users=split(job.shape.users or 1, job.workers)[k],
-                    requests=None if job.requests is None
-                    else split(job.requests, job.workers)[k],
-                    duration_s=job.duration_s, warmup=split(job.warmup, job.workers)[k],
-                    ramp_s=job.shape.ramp_s, observers=[_Meeting(job.started, job.ended),
-                                                        watch],
-                    stop=stop, cut_after_s=job.limits.window_s)
-                run = dataclasses.replace(run, records=tuple(
-                    dataclasses.replace(r, request_id=r.request_id * job.workers + k)
-                    for r in run.records))
-    finally:
-        lag.cancel()
-    return run, {name: watch.figures[name] for name in WORKER_FIGURES if name in watch.figures}
-
-
-def _shared_stop(job: _Job) -> StopRule:
-    """The job's stop rule on this worker's answers; once any worker's says stop, all do."""
-    assert job.stop is not None
-    rule = job.stop
-
-    def stop(records: Sequence[RequestRecord]) -> str | None:
-        if job.reason.value:
-            return str(job.reason.value.decode(errors="replace"))
-        reason = rule(records)
-        if reason:
-            with job.reason.get_lock():
-                if not job.reason.value:
-                    job.reason.value = reason.encode()[:_REASON_BYTES - 1]
-        return reason
-
-    return stop
-
-
-class _Meeting:
-    """A worker's window observer: waits for the others at the window's start and end."""
-
-    def __init__(self, started: Any, ended: Any) -> None:
-        self.started, self.ended = started, ended
-
-    def window_started(self) -> None:
-        if self.started is not None:
-            self.started.wait()
-
-    def window_ended(self) -> None:
-        self.ended.wait()
-
-
-class _Handed:
-    """A worker's prompt source: the prompts it was dealt, then more from the test process."""
-
-    about_caching = False
-
-    def __init__(self, dealt: list[Prompt], pipe: Connection, batch: int) -> None:
-        self._ready = collections.deque(dealt)
-        self._pipe, self._batch = pipe, batch
-
-    def prepare(self, count: int) -> None:
-        pass
-
-    def next_prompt(self) -> Prompt:
-        if not self._ready:
-            self._pipe.send(("prompts", self._batch))
-            self._ready.extend(self._pipe.recv())
-        return self._ready.popleft()
-
-    def describe(self) -> dict[str, object]:
-        return {}
-
-
-class _Tallied:
-    """A worker's client, counting its answers into the shared tally."""
-
-    def __init__(self, client: RequestSender, counts: Any, k: int) -> None:
-        self.client, self.counts, self.at = client, counts, 3 * k
-
-    async def send(self, request_id: int, prompt: Prompt) -> RequestRecord:
-        record = await self.client.send(request_id, prompt)
-        self.counts[self.at] += 1
-        self.counts[self.at + 1] += record.output_tokens
-        self.counts[self.at + 2] += record.error is not None
-        return record

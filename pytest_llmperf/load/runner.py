@@ -13,6 +13,7 @@ from pytest_llmperf.clients.base import RequestSender
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.load.closed_loop import StopRule, WindowObserver, run_closed_loop
 from pytest_llmperf.load.event_loop import run_client
+from pytest_llmperf.load.limits import DEFAULT_LIMITS, TimeLimits
 from pytest_llmperf.load.open_loop import run_open_loop
 from pytest_llmperf.load.progress import PROGRESS_EVERY_S, Counting, Tally, tell_progress
 from pytest_llmperf.load.prompts import PromptSource
@@ -29,17 +30,6 @@ if TYPE_CHECKING:
     from pytest_llmperf.observe.telemetry import Telemetry
 
 __all__ = ["PerfResult", "TimeLimits", "finish_records", "run_load"]
-
-
-@dataclass(frozen=True)
-class TimeLimits:
-    """How long a request may take to its last token (``request_s``) and to its first
-    (``first_token_s``; None: no limit of its own), and a whole run, warm-up included
-    (``window_s``; None: none).  A request over a limit is a failed ``timeout`` request."""
-
-    request_s: float = 600.0
-    first_token_s: float | None = None
-    window_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -127,7 +117,7 @@ def run_load(
     duration_s: float | None = None,
     warmup: int = 0,
     max_tokens: int = 64,
-    limits: TimeLimits = TimeLimits(),
+    limits: TimeLimits = DEFAULT_LIMITS,
     observers: Sequence[WindowObserver] = (),
     telemetry: Telemetry | None = None,
     stop: StopRule | None = None,
