@@ -21,12 +21,13 @@ import pytest
 from pytest_llmperf.config import Settings, resolve_settings
 from pytest_llmperf.engines.base import ServedModel, get_backend
 from pytest_llmperf.engines.catalog import builtin_catalog
-from pytest_llmperf.load.prompts import BuiltinPrompts
+from pytest_llmperf.load.prompts import BuiltinPrompts, unique_tag
 from pytest_llmperf.load.runner import run_load
 from pytest_llmperf.results.metrics import tpot_ms
 from pytest_llmperf.results.records import TokenSource
 
 SMOLLM2 = builtin_catalog().entries["smollm2-135m"]
+TAG_HEX_CHARACTERS = len(unique_tag("any", 0)) - 2  # "[1a2b3c4d]"
 
 pytestmark = pytest.mark.integration
 
@@ -140,11 +141,14 @@ def test_a_second_run_against_a_server_that_stays_up_gets_no_cached_prompt(
         replayed = cache_hits(BuiltinPrompts(seed=5, salt=repeat.salt))  # the old behaviour
     head = max(first)  # fresh prompts reuse only what every prompt shares
     print(f"cached prompt tokens: first run {first}, second {second}, same salt {replayed}")
-    assert max(second) <= head + 1, (first, second)
+    # Two tags may start with the same hex characters, and so share a token or two (CI read
+    # [25, 26, 25, 27] against a head of 25), but they differ within their 8 characters: no
+    # run with a fresh salt reuses a token past the tag.
+    assert max(second) <= head + TAG_HEX_CHARACTERS - 1, (first, second)
     # The control: the same salt again (what every rerun did before) is served from the cache
     # (measured: 51 and 66 of about 70 prompt tokens; which request hits depends on the slot
     # llama.cpp picks).
-    assert max(replayed) > head + 5, (third, replayed)
+    assert max(replayed) > head + TAG_HEX_CHARACTERS + 5, (third, replayed)
     # What the report says: no hit in the honest runs; the replay's hits are seen as such.
     assert [entry["hits"] for entry in entries[:3]] == [0, 0, 0], entries
     assert entries[3]["hits"] >= 1, entries
