@@ -49,6 +49,8 @@ class ThinkSplitter:
         self.lone_close = False
         if self._state == _DONE:  # the block is over: the rest is answer, nothing held
             return "", piece
+        if "<" not in piece and not self._held and self._state != _START:  # most pieces
+            return (piece, "") if self._state == _THINK else ("", piece)
         text, self._held = self._held + piece, ""
         reasoning, answer = "", ""
         while text:

@@ -8,15 +8,16 @@ nothing; an event's ``data`` lines are joined with newlines as the format requir
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["SSEEvent", "SSEParser"]
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
-@dataclass(frozen=True)
-class SSEEvent:
+class SSEEvent(NamedTuple):
+    """One dispatched event (a named tuple: made once per token, it must be cheap)."""
+
     data: str
     event: str = "message"
 
@@ -34,8 +35,17 @@ class SSEParser:
         if b"\r" in self._buffer:  # \r\n or a lone \r: the general rule, line by line
             return self._feed_lines(events)
         # Only \n ends lines (vLLM, SGLang, llama.cpp): split them all at once, the hot path.
+        # Its two common lines, "data: ..." and the blank line that dispatches, are taken
+        # here; every other line goes by the general rule.
         *lines, self._buffer = self._buffer.split(b"\n")
         for line in lines:
+            if line.startswith(b"data: "):
+                self._data.append(line[6:].decode("utf-8"))
+                continue
+            if not line and self._data and not self._event:
+                events.append(SSEEvent("\n".join(self._data)))
+                self._data = []
+                continue
             event = self._take_line(line.decode("utf-8"))
             if event is not None:
                 events.append(event)
