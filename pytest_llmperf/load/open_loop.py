@@ -107,7 +107,7 @@ async def run_open_loop(
     every = check_every(measured)
 
     async def one(request_id: int, due_ns: int) -> RequestRecord:
-        sent_ns = time.perf_counter_ns()
+        sent_ns = launched_ns = time.perf_counter_ns()
         try:
             async with limit:
                 sent_ns = time.perf_counter_ns()
@@ -116,7 +116,7 @@ async def run_open_loop(
             if cut_after_s is None:
                 raise
             record = cut_record(request_id, sent_ns, cut_after_s)
-        record = dataclasses.replace(record, scheduled_ns=due_ns)
+        record = dataclasses.replace(record, scheduled_ns=due_ns, queued_ns=sent_ns - launched_ns)
         if request_id >= 0 and stop is not None:
             answered.append(record)
             if not stopped and len(answered) % every == 0:

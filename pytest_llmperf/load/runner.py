@@ -19,7 +19,12 @@ from pytest_llmperf.load.progress import PROGRESS_EVERY_S, Counting, Tally, tell
 from pytest_llmperf.load.prompts import PromptSource
 from pytest_llmperf.load.shapes import LoadShape
 from pytest_llmperf.load.token_count import count_missing_tokens
-from pytest_llmperf.observe.health import HealthWatch, judge_health, local_server_pid
+from pytest_llmperf.observe.health import (
+    HealthWatch,
+    judge_health,
+    local_server_pid,
+    send_lateness,
+)
 from pytest_llmperf.observe.server_metrics import ServerMetricsProbe
 from pytest_llmperf.results.metrics import RunMetrics, summarize
 from pytest_llmperf.results.outcome import judge
@@ -219,7 +224,7 @@ def run_load(
         telemetry=figures,
         prompts={**prompts.describe(), "about_caching": prompts.about_caching},
         health=judge_health(_client_health(watch.figures, worker_figures),
-                            metrics.distributions["schedule_slip_ms"]),
+                            *send_lateness(run.records)),
     )
 
 

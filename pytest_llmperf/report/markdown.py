@@ -207,7 +207,7 @@ def validity_markdown(entry: Mapping[str, Any]) -> list[str]:
 
 
 _HEALTH_FIGURES = ("client_processes", "loop_lag_ms_p99", "loop_lag_ms_max", "client_cpu_pct",
-                   "schedule_slip_ms_p99", "other_cpu_pct", "steal_pct")
+                   "send_late_ms_p99", "other_cpu_pct", "steal_pct")
 
 
 def _errors_section(errors: Mapping[str, Mapping[str, Any]]) -> list[str]:

@@ -55,6 +55,9 @@ class RequestRecord:
     # Open loop: when the schedule said this request should be sent (perf_counter_ns); the
     # wait until ``send_ns`` is the schedule slip.  None in a closed loop (sent when due).
     scheduled_ns: int | None = None
+    # Open loop with max_concurrency: how long it waited for a free slot, the part of the slip
+    # that is the server's (slow answers hold the slots), not the client's lateness.
+    queued_ns: int = 0
     # The answer length this request asked for (its max_tokens); None where not known.
     max_tokens: int | None = None
     # Prompt tokens the server says it answered from its prefix cache; None: it does not say.

@@ -93,6 +93,8 @@ def _optional(record: RequestRecord, send: int) -> dict[str, Any]:
     extra: dict[str, Any] = {key: value for key, value in (
         ("max_tokens", record.max_tokens), ("cached_tokens", record.cached_tokens),
         ("dataset_input_tokens", record.dataset_input_tokens)) if value is not None}
+    if record.queued_ns:
+        extra["queued_us"] = record.queued_ns // _NS_PER_US
     if record.has_reasoning:
         extra["reasoning_chunks"] = record.reasoning_chunks
         extra["reasoning_tokens"] = record.reasoning_tokens
@@ -141,6 +143,7 @@ def _decode(raw: Mapping[str, Any]) -> RequestRecord:
         scheduled_ns=None if raw.get("scheduled_us") is None
         else int(raw["scheduled_us"]) * _NS_PER_US,
         max_tokens=_int(raw.get("max_tokens")),
+        queued_ns=(_int(raw.get("queued_us")) or 0) * _NS_PER_US,
         cached_tokens=_int(raw.get("cached_tokens")),
         dataset_input_tokens=_int(raw.get("dataset_input_tokens")),
         reasoning_chunks=int(raw.get("reasoning_chunks", 0)),

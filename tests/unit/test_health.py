@@ -11,7 +11,10 @@ import time
 
 import pytest
 
-from pytest_llmperf.observe.health import LIMITS, HealthWatch, judge_health
+from pytest_llmperf.observe.health import LIMITS, HealthWatch, judge_health, send_lateness
+from pytest_llmperf.results.records import RequestRecord
+
+MS = 1_000_000
 
 SPIN = "import time\nend = time.time() + 30\nwhile time.time() < end: pass\n"
 
@@ -89,13 +92,50 @@ def test_the_server_tree_is_not_other_work() -> None:
     assert apart > 0.6 * one_core, (served.figures, unserved.figures)
 
 
-def test_schedule_slip_and_missing_figures() -> None:
+def test_send_lateness_and_missing_figures() -> None:
     health = judge_health({"other_cpu_pct": 3.0, "loop_lag_ms_p99": 1.0},
                           [0.5] * 90 + [40.0] * 10)
-    assert health["schedule_slip_ms_p99"] == 40.0
-    assert health["client_bound"] == ["schedule_slip_ms_p99 40 > 10"]
+    assert health["send_late_ms_p99"] == 40.0
+    assert health["client_bound"] == ["send_late_ms_p99 40 > 10"]
     assert health["disturbed"] == []
     assert "steal_pct" not in health  # not reported by this kernel here: not invented
+
+
+def _open_loop(gap_ms: float, ttft_ms: float, late_ms: float, queued_ms: float = 0.0
+               ) -> list[RequestRecord]:
+    """Twenty requests due ``gap_ms`` apart, each sent ``late_ms`` + ``queued_ms`` after it
+    was due (``queued_ms`` of it waiting for a max_concurrency slot)."""
+    records = []
+    for i in range(20):
+        due = int(i * gap_ms * MS)
+        send = due + int((late_ms + queued_ms) * MS)
+        first = send + int(ttft_ms * MS)
+        records.append(RequestRecord(i, send, (first, first + MS), first + MS, 2,
+                                     scheduled_ns=due, queued_ns=int(queued_ms * MS)))
+    return records
+
+
+@pytest.mark.parametrize(("gap_ms", "ttft_ms", "late_ms", "limit_ms", "bound"), [
+    (2000, 1000, 16, 50, False),  # 0.5 req/s, 1 s TTFT: 16 ms late changes nothing
+    (2000, 1000, 60, 50, True),
+    (2000, 100, 16, 10, True),  # a fast answer: 16 ms is 16 % of its TTFT from schedule
+    (20, 1000, 16, 10, True),  # 50 req/s: 16 ms is most of the gap between arrivals
+    (20, 50, 5, 10, False),
+])
+def test_the_lateness_limit_follows_the_gap_and_the_ttft(
+        gap_ms: float, ttft_ms: float, late_ms: float, limit_ms: float, bound: bool) -> None:
+    late, limit = send_lateness(_open_loop(gap_ms, ttft_ms, late_ms))
+    assert limit == pytest.approx(limit_ms)
+    assert late == pytest.approx([late_ms] * 20)
+    health = judge_health({}, late, limit)
+    assert health["limits"]["send_late_ms_p99"] == pytest.approx(limit_ms)
+    assert bool(health["client_bound"]) is bound, health
+
+
+def test_the_wait_for_a_concurrency_slot_is_not_the_clients_lateness() -> None:
+    late, _ = send_lateness(_open_loop(20, 50, 1, queued_ms=500))
+    assert max(late) == pytest.approx(1)
+    assert send_lateness([RequestRecord(0, 0, (MS,), MS, 1)]) == ([], 10.0)  # a closed loop
 
 
 STRICT_CONFTEST = """

@@ -11,6 +11,7 @@ import pytest
 from pytest_llmperf.load.open_loop import peak_in_flight, run_open_loop
 from pytest_llmperf.load.prompts import BuiltinPrompts
 from pytest_llmperf.load.shapes import LoadShape, arrival_offsets
+from pytest_llmperf.observe.health import judge_health, send_lateness
 from pytest_llmperf.results.metrics import summarize
 from pytest_llmperf.results.pacing import overload, pacing_scalars
 from pytest_llmperf.results.records import LoadRun, RequestRecord
@@ -81,6 +82,12 @@ def test_the_concurrency_cap_holds_and_the_wait_behind_it_is_slip() -> None:
     # Measured from the schedule, the wait counts; measured from the send, it does not.
     assert max(metrics.distributions["ttft_from_schedule_ms"]) > 4 * 50
     assert max(metrics.distributions["ttft_ms"]) < 2 * 50 + 50
+    # The wait is the server's doing: the client's own lateness leaves it out, so a server
+    # behind a cap does not make the client look late (observe.health).
+    assert max(r.queued_ns for r in loaded.records) > 3 * 50 * MS
+    late, _ = send_lateness(loaded.records)
+    assert max(late) < 20, late
+    assert judge_health({}, *send_lateness(loaded.records))["client_bound"] == []
 
 
 def test_a_duration_bounds_the_arrivals_not_the_answers() -> None:

@@ -49,14 +49,16 @@ def test_records_are_kept_raw_in_microseconds_from_the_window_and_the_send() -> 
 
 def test_an_open_loop_record_keeps_its_scheduled_time() -> None:
     record = RequestRecord(0, 1_000 * MS + 9 * MS, (1_000 * MS + 50 * MS,), 1_000 * MS + 51 * MS,
-                           1, scheduled_ns=1_000 * MS + 2 * MS)
+                           1, scheduled_ns=1_000 * MS + 2 * MS, queued_ns=4 * MS)
     run = LoadRun((record,), 1_000 * MS, 1_000 * MS + 51 * MS, 1, 0)
     encoded = encode_records(run)
     assert encoded[0]["scheduled_us"] == 2_000
+    assert encoded[0]["queued_us"] == 4_000
     window = {"records": encoded, "scalars": {"duration_s": 0.051},
               "load": {"concurrency": 1, "warmup": 0}}
     decoded = decode_window(window).records[0]
     assert decoded.send_ns - decoded.scheduled_ns == 7 * MS
+    assert decoded.queued_ns == 4 * MS
 
 
 def test_a_reasoning_answer_and_its_cache_figures_survive_the_round_trip() -> None:
