@@ -135,7 +135,12 @@ def _spread(values: Sequence[float]) -> str:
 
 
 def _row(streams: int, name: str, runs: Sequence[Reading]) -> str:
-    marks = sorted({run.marks for run in runs if run.marks})
+    marked: dict[str, int] = {}
+    for run in runs:  # "client-bound: loop_lag_ms_p99 14.2 > 10; disturbed: ..."
+        for mark in {part.split(":")[0] for part in run.marks.split("; ") if part}:
+            marked[mark] = marked.get(mark, 0) + 1
+    marks = [f"{mark} {count} of {len(runs)}" if len(runs) > 1 else mark
+             for mark, count in sorted(marked.items())]
     return (f"{streams:>7} {name:<16} {median(r.stub_late_ms for r in runs):>12.1f} "
             f"{_spread([r.ttft_err_ms for r in runs]):>17} "
             f"{_spread([r.tpot_err_pct for r in runs]):>17} "
