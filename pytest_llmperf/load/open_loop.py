@@ -116,7 +116,8 @@ async def run_open_loop(
             if cut_after_s is None:
                 raise
             record = cut_record(request_id, sent_ns, cut_after_s)
-        record = dataclasses.replace(record, scheduled_ns=due_ns, queued_ns=sent_ns - launched_ns)
+        queued_ns = sent_ns - launched_ns if shape.max_concurrency else 0  # no cap: no wait
+        record = dataclasses.replace(record, scheduled_ns=due_ns, queued_ns=queued_ns)
         if request_id >= 0 and stop is not None:
             answered.append(record)
             if not stopped and len(answered) % every == 0:
