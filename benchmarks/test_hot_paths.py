@@ -5,6 +5,8 @@ assert only that the work was done, never a time.
 
 - SSE parsing: an OpenAI-style stream of 1000 token events, fed as the network splits it
   (one event per read, as llama.cpp and vLLM write them): events per second in ``extra_info``.
+- HTTP framing: the same 1000 events as chunked-encoding reads through the client's HTTP/1.1
+  connection (clients/transport.py: httptools, a stamp per read): reads per second.
 - Per-chunk bookkeeping: what the client does with each read after parsing (JSON, reasoning
   split, the timestamp), for the same 1000 reads.
 - Aggregation: every metric of a window of 100 000 requests (``results.metrics.summarize``).
@@ -12,11 +14,13 @@ assert only that the work was done, never a time.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 from pytest_llmperf.clients.openai import _Stream
 from pytest_llmperf.clients.sse import SSEParser
+from pytest_llmperf.clients.transport import Connection
 from pytest_llmperf.results.metrics import summarize
 from pytest_llmperf.results.records import LoadRun, RequestRecord, TokenSource
 
@@ -41,6 +45,46 @@ def test_sse_parsing(benchmark: Any) -> None:
     parsed = benchmark(parse)
     assert parsed == EVENTS
     benchmark.extra_info["events_per_s"] = round(EVENTS / benchmark.stats.stats.mean)
+
+
+class _Sink:
+    """The transport side a connection writes requests to: they go nowhere."""
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+def test_http_framing(benchmark: Any) -> None:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    wire = [b"%x\r\n%s\r\n" % (len(read), read) for read in READS] + [b"0\r\n\r\n"]
+    loop = asyncio.new_event_loop()
+
+    async def frame() -> int:
+        got: list[int] = []
+        connection = Connection()
+        connection.connection_made(_Sink())  # type: ignore[arg-type]
+        sending = loop.create_task(connection.send(b"", b""))
+        await asyncio.sleep(0)
+        connection.data_received(head)
+        await sending
+        streaming = loop.create_task(connection.stream(lambda raw, now_ns: got.append(now_ns)))
+        await asyncio.sleep(0)
+        for read in wire:
+            connection.data_received(read)
+        await streaming
+        return len(got)
+
+    try:
+        assert benchmark(lambda: loop.run_until_complete(frame())) == EVENTS
+    finally:
+        loop.close()
+    benchmark.extra_info["reads_per_s"] = round(EVENTS / benchmark.stats.stats.mean)
 
 
 def test_per_chunk_bookkeeping(benchmark: Any) -> None:

@@ -1,11 +1,15 @@
-"""The aiohttp base of the streaming clients: their sessions, and one rule for connections the
-server has closed.
+"""The HTTP base of the streaming clients: their connections, one rule for connections the
+server has closed, and the time limits.
+
+The connections are our own (:mod:`~pytest_llmperf.clients.transport`): each network read of an
+answer is stamped and parsed where the event loop delivers it, so the client keeps up with
+hundreds of streams without timing its own backlog as the server's.
 
 Servers may close a kept-alive connection while it sits in our pool: llama.cpp closes it after
 every streamed answer although it announces ``Keep-Alive: timeout=5``, and uvicorn-based
 servers (vLLM, SGLang) close connections idle for 5 s.  The next request on such a connection
-fails before the server has said a byte.  That is not a failed request, so :meth:`post` sends it
-once more, on a fresh connection, only when all of these hold:
+fails before the server has said a byte.  That is not a failed request, so :meth:`exchange`
+sends it once more, on a fresh connection, only when all of these hold:
 
 - the failed attempt ran on a pooled (reused) connection, not on one opened for it;
 - it failed before a single byte of the response arrived (no status line);
@@ -14,45 +18,51 @@ once more, on a fresh connection, only when all of these hold:
 A server that dies after it accepted a request is then caught either way: on a fresh connection
 there is no resend, and a resend to a dead server fails too; the record then carries the time of
 the first send and both errors.  After the first such failure the client stops reusing
-connections (a session whose connector opens a fresh one per request), so a server that closes
-them cannot cost another resend, and the resend itself never takes a pooled connection.
+connections (every request opens its own and asks the server to close it), so a server that
+closes them cannot cost another resend, and the resend itself never takes a pooled connection.
 
-A request's send time is when its body was written to the connection (aiohttp's chunk-sent
-trace, read just before the write), not when the client began to build it: with many streams,
-building the others' requests first (on Python 3.11 aiohttp writes the body from a task of its
-own) would otherwise be timed as the server's.
+A request's send time is when it was handed to the connection, just before the write: with
+many streams, building the others' requests first would otherwise be timed as the server's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+import weakref
 from collections.abc import Callable
-from types import SimpleNamespace, TracebackType
-from typing import Any, NamedTuple, TypeVar
-
-import aiohttp
+from types import TracebackType
+from typing import NamedTuple, TypeVar
 
 from pytest_llmperf.clients.base import timeout_message
+from pytest_llmperf.clients.transport import (
+    BadResponse,
+    Connection,
+    Origin,
+    PayloadError,
+    ServerDisconnected,
+    TransportError,
+    connect,
+    request_head,
+)
 from pytest_llmperf.results.errors import ErrorKind
 
-__all__ = ["HttpClient", "ResendFailed", "Sent", "transport_kind", "yield_to_other_reads"]
+__all__ = ["Exchanged", "HttpClient", "ResendFailed", "TransportError", "transport_kind",
+           "yield_to_other_reads"]
 
 _Client = TypeVar("_Client", bound="HttpClient")
 # Below the 5 s keep-alive of uvicorn (vLLM, SGLang) and llama.cpp: a connection idle longer
 # than this is not reused, so the server's own idle close rarely meets a request.
 _KEEPALIVE_S = 4.0
-_CLOSED_CONNECTION = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
-                      aiohttp.ClientConnectionResetError)
 
 
-class Sent(NamedTuple):
-    send_ns: int  # when the request that got this response was written (module docstring)
-    response: aiohttp.ClientResponse
+class Exchanged(NamedTuple):
+    send_ns: int  # when the request that got this answer was written (module docstring)
+    status: int
     resent: bool  # the first attempt's pooled connection had closed (see the module docstring)
+    error_body: bytes = b""  # the body of an answer that is not 200
 
 
-class ResendFailed(aiohttp.ClientError):
+class ResendFailed(TransportError):
     """The resend of a request whose pooled connection had closed failed too."""
 
     def __init__(self, first: BaseException, second: BaseException, first_send_ns: int):
@@ -66,9 +76,9 @@ def _describe(exc: BaseException) -> str:
 
 
 class HttpClient:
-    """A client's aiohttp sessions, opened and closed by ``async with``: one that pools
-    connections, and, once pooling has proved unsafe (or from the start, for servers known to
-    close them), one that opens a fresh connection for every request."""
+    """A client's connections, closed by ``async with``: kept alive and reused while the
+    server keeps them (unless ``reuse_connections`` is off from the start, for servers known
+    to close them), else a fresh one per request."""
 
     def __init__(self, *, timeout_s: float, api_key: str | None = None,
                  reuse_connections: bool = True,
@@ -78,28 +88,17 @@ class HttpClient:
         self.first_token_timeout_s = first_token_timeout_s
         self.reuse_connections = reuse_connections
         self.resends = 0  # requests sent once more after their pooled connection had closed
-        self._api_key = api_key
-        self._pooled: aiohttp.ClientSession | None = None
-        self._fresh: aiohttp.ClientSession | None = None
+        self._headers = {"Content-Type": "application/json"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._open = False
+        self._idle: dict[Origin, list[Connection]] = {}
+        self._origins: dict[str, Origin] = {}
+        self._all: weakref.WeakSet[Connection] = weakref.WeakSet()
 
     async def __aenter__(self: _Client) -> _Client:
-        self._pooled = self._open(force_close=False)
+        self._open = True
         return self
-
-    def _open(self, *, force_close: bool) -> aiohttp.ClientSession:
-        headers = {"Content-Type": "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        trace = aiohttp.TraceConfig()
-        trace.on_connection_reuseconn.append(_mark_reused)
-        trace.on_request_chunk_sent.append(_mark_sent)
-        return aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, force_close=True) if force_close
-            else aiohttp.TCPConnector(limit=0, keepalive_timeout=_KEEPALIVE_S),
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-            trace_configs=[trace],
-        )
 
     async def __aexit__(
         self,
@@ -107,70 +106,116 @@ class HttpClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for session in (self._pooled, self._fresh):
-            if session is not None:
-                await session.close()
-        self._pooled = self._fresh = None
+        self._open = False
+        for connection in list(self._all):
+            connection.close()
+        self._idle.clear()
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        """The session the next request goes out on: pooled connections while the server
-        keeps them, else a fresh connection for every request."""
-        if self._pooled is None:
+    async def exchange(self, url: str, body: bytes, on_read: Callable[[bytes, int], None],
+                       answered: Callable[[], bool]) -> Exchanged:
+        """POST ``body`` and hand every network read of a 200 answer, with the time it
+        arrived, to ``on_read``, until the answer ends; another status comes back with its
+        body.  The whole exchange is held to ``timeout_s``, and until ``answered()`` to
+        ``first_token_timeout_s``: either raises TimeoutError."""
+        if not self._open:
             raise RuntimeError(f"{type(self).__name__} is used outside 'async with'")
-        if self.reuse_connections:
-            return self._pooled
-        if self._fresh is None:
-            self._fresh = self._open(force_close=True)
-        return self._fresh
-
-    async def post(self, url: str, body: bytes) -> Sent:
-        """POST ``body``; returns when it was sent and the response (headers read).
-
-        See the module docstring for the one case in which it is sent a second time.
-        """
-        attempt: dict[str, Any] = {}
-        send_ns = time.perf_counter_ns()
-        try:
-            response = await self._post(url, body, attempt)
-            return Sent(attempt.get("sent_ns", send_ns), response, resent=False)
-        except _CLOSED_CONNECTION as first:
-            if not attempt.get("reused"):
-                raise
-            self.reuse_connections = False  # this server closes connections: stop reusing
-            self.resends += 1
-            again: dict[str, Any] = {}
-            resend_ns = time.perf_counter_ns()
+        origin = self._origins.get(url) or self._origins.setdefault(url, Origin.parse(url))
+        async with asyncio.timeout(self.timeout_s), \
+                asyncio.timeout(self.first_token_timeout_s) as first_token:
+            connection, sent = await self._send(origin, body)
+            done = False
             try:
-                response = await self._post(url, body, again)
-                return Sent(again.get("sent_ns", resend_ns), response, resent=True)
-            except aiohttp.ClientError as second:
-                raise ResendFailed(first, second, attempt.get("sent_ns", send_ns)) from second
+                if sent.status != 200:
+                    sent = sent._replace(error_body=await connection.read_body())
+                elif self.first_token_timeout_s is None:
+                    await connection.stream(on_read)
+                else:
+                    await connection.stream(_lifting(first_token, on_read, answered))
+                done = True
+            finally:
+                self._release(origin, connection, done)
+        return sent
 
     def timeout_message(self, answered: bool) -> str:
         """What a request that ran out of time is told: which limit it ran into."""
         return timeout_message(self.timeout_s, self.first_token_timeout_s, answered)
 
-    async def read_all(self, response: aiohttp.ClientResponse, first_token: asyncio.Timeout,
-                       on_read: Callable[[bytes, int], None],
-                       answered: Callable[[], bool]) -> None:
-        """Hand every network read of ``response``, with the time it arrived, to ``on_read``;
-        ``first_token`` (the first-token limit) is lifted once ``answered()``."""
-        waiting = self.first_token_timeout_s is not None
-        async for raw in response.content.iter_any():
-            on_read(raw, time.perf_counter_ns())  # the time first: the read arrived now
-            if waiting and answered():  # the first token came: that limit is met
-                first_token.reschedule(None)
-                waiting = False
+    async def _send(self, origin: Origin, body: bytes) -> tuple[Connection, Exchanged]:
+        """Send on a pooled or fresh connection; once more on a fresh one when a pooled
+        connection turns out closed (module docstring)."""
+        connection = await self._connection(origin)
+        try:
+            status = await connection.send(self._head(origin, body), body)
+            return connection, Exchanged(connection.sent_ns, status, resent=False)
+        except ServerDisconnected as first:
+            connection.close()
+            if not connection.reused:
+                raise
+            first_send_ns = connection.sent_ns
+            self.reuse_connections = False  # this server closes connections: stop reusing
+            self.resends += 1
+            return await self._resend(origin, body, first, first_send_ns)
+        except BaseException:
+            connection.close()
+            raise
 
-    async def _post(self, url: str, body: bytes, attempt: dict[str, Any]) -> Any:
-        return await self.session.post(url, data=body, trace_request_ctx=attempt)
+    async def _resend(self, origin: Origin, body: bytes, first: BaseException,
+                      first_send_ns: int) -> tuple[Connection, Exchanged]:
+        try:
+            fresh = await self._connection(origin)
+        except TransportError as second:
+            raise ResendFailed(first, second, first_send_ns) from second
+        try:
+            status = await fresh.send(self._head(origin, body), body)
+        except TransportError as second:
+            fresh.close()
+            raise ResendFailed(first, second, first_send_ns) from second
+        except BaseException:
+            fresh.close()
+            raise
+        return fresh, Exchanged(fresh.sent_ns, status, resent=True)
+
+    def _head(self, origin: Origin, body: bytes) -> bytes:
+        return request_head(origin, len(body), self._headers,
+                            keep_alive=self.reuse_connections)
+
+    async def _connection(self, origin: Origin) -> Connection:
+        """The most recently used idle connection to ``origin`` while reusing, else a new
+        one."""
+        if self.reuse_connections:
+            idle = self._idle.get(origin, [])
+            now = asyncio.get_running_loop().time()
+            while idle:
+                connection = idle.pop()
+                if not connection.closed and now - connection.idle_since < _KEEPALIVE_S:
+                    return connection
+                connection.close()
+        connection = await connect(origin)
+        self._all.add(connection)
+        return connection
+
+    def _release(self, origin: Origin, connection: Connection, done: bool) -> None:
+        if done and self.reuse_connections and self._open and connection.keep_alive:
+            connection.finish()
+            connection.idle_since = asyncio.get_running_loop().time()
+            self._idle.setdefault(origin, []).append(connection)
+        else:
+            connection.close()
 
 
-async def _mark_reused(session: aiohttp.ClientSession, context: SimpleNamespace,
-                       params: Any) -> None:
-    # aiohttp hands the request's trace_request_ctx to the trace as context.trace_request_ctx.
-    context.trace_request_ctx["reused"] = True
+def _lifting(first_token: asyncio.Timeout, on_read: Callable[[bytes, int], None],
+             answered: Callable[[], bool]) -> Callable[[bytes, int], None]:
+    """``on_read`` that lifts the first-token limit once the first token has come."""
+    waiting = True
+
+    def read(raw: bytes, now_ns: int) -> None:
+        nonlocal waiting
+        on_read(raw, now_ns)
+        if waiting and answered():
+            first_token.reschedule(None)
+            waiting = False
+
+    return read
 
 
 async def yield_to_other_reads() -> None:
@@ -183,15 +228,12 @@ async def yield_to_other_reads() -> None:
     await asyncio.sleep(0)
 
 
-async def _mark_sent(session: aiohttp.ClientSession, context: SimpleNamespace,
-                     params: Any) -> None:
-    # Called just before each body chunk is written; the last one's time is the send time.
-    context.trace_request_ctx["sent_ns"] = time.perf_counter_ns()
-
-
-def transport_kind(exc: aiohttp.ClientError, *, answered: bool) -> ErrorKind:
-    """A transport failure's category: a stream cut after the answer began is truncated; one
-    that never got that far could not connect (refused, reset, closed)."""
-    if answered or isinstance(exc, aiohttp.ClientPayloadError):
+def transport_kind(exc: TransportError, *, answered: bool) -> ErrorKind:
+    """A transport failure's category: a stream cut after the answer began is truncated, an
+    answer that is not HTTP malformed; one that never got that far could not connect
+    (refused, reset, closed)."""
+    if answered or isinstance(exc, PayloadError):
         return ErrorKind.TRUNCATED
+    if isinstance(exc, BadResponse):
+        return ErrorKind.MALFORMED
     return ErrorKind.CONNECTION

@@ -17,20 +17,18 @@ Ollama has no ``ignore_eos``/``min_tokens``: ``num_predict`` only caps the answe
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import time
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
-
 from pytest_llmperf.clients.base import Prompt, as_prompt
 from pytest_llmperf.clients.base import short as _short
 from pytest_llmperf.clients.http import (
     HttpClient,
     ResendFailed,
+    TransportError,
     transport_kind,
     yield_to_other_reads,
 )
@@ -242,7 +240,7 @@ class OllamaClient(HttpClient):
         except ResendFailed as exc:
             send_ns = exc.first_send_ns
             answer.fail(ErrorKind.CONNECTION, str(exc))
-        except aiohttp.ClientError as exc:
+        except TransportError as exc:
             answer.fail(transport_kind(exc, answered=bool(answer.chunk_ns)),
                         f"{type(exc).__name__}: {exc}")
         return dataclasses.replace(answer.record(request_id, send_ns),
@@ -252,21 +250,18 @@ class OllamaClient(HttpClient):
     async def _exchange(self, body: bytes, answer: _Answer) -> tuple[int, bool]:
         """POST ``body`` and read the answer into ``answer``; returns when it was sent and
         whether it was sent a second time."""
-        async with asyncio.timeout(self.first_token_timeout_s) as first_token:
-            send_ns, response, resent = await self.post(self.url, body)
-            async with response:
-                if response.status != 200:
-                    answer.fail(http_kind(response.status),
-                                f"HTTP {response.status}: {_error_text(await response.read())}")
-                    answer.end_ns = time.perf_counter_ns()
-                    return send_ns, resent
-                lines = NDJSONLines()
-                await self.read_all(response, first_token,
-                                    lambda raw, now_ns: answer.read(lines.feed(raw), now_ns),
-                                    lambda: bool(answer.chunk_ns))
-                answer.close(lines.close(), time.perf_counter_ns())
+        lines = NDJSONLines()
+        sent = await self.exchange(self.url, body,
+                                   lambda raw, now_ns: answer.read(lines.feed(raw), now_ns),
+                                   lambda: bool(answer.chunk_ns))
+        if sent.status != 200:
+            answer.fail(http_kind(sent.status),
+                        f"HTTP {sent.status}: {_error_text(sent.error_body)}")
+            answer.end_ns = time.perf_counter_ns()
+        else:
+            answer.close(lines.close(), time.perf_counter_ns())
         await yield_to_other_reads()
-        return send_ns, resent
+        return sent.send_ns, sent.resent
 
 
 def _error_text(body: bytes) -> str:

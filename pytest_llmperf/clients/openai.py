@@ -12,19 +12,17 @@ tokens where usage has no ``completion_tokens_details.reasoning_tokens``.  Never
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import aiohttp
-
 from pytest_llmperf.clients.base import Prompt, as_prompt, short
 from pytest_llmperf.clients.http import (
     HttpClient,
     ResendFailed,
+    TransportError,
     transport_kind,
     yield_to_other_reads,
 )
@@ -192,7 +190,7 @@ class StreamingClient(HttpClient):
         except ResendFailed as exc:
             send_ns = exc.first_send_ns
             stream.fail(ErrorKind.CONNECTION, str(exc))
-        except aiohttp.ClientError as exc:
+        except TransportError as exc:
             stream.fail(transport_kind(exc, answered=bool(stream.chunk_ns)),
                         f"{type(exc).__name__}: {exc}")
         except UnicodeDecodeError:  # the stream ended inside a multi-byte character
@@ -202,22 +200,18 @@ class StreamingClient(HttpClient):
     async def _exchange(self, body: bytes, stream: _Stream) -> tuple[int, bool]:
         """POST ``body`` and read the answer into ``stream``; returns when it was sent and
         whether it was sent a second time."""
-        async with asyncio.timeout(self.first_token_timeout_s) as first_token:
-            send_ns, response, resent = await self.post(self.endpoint.url, body)
-            parser = SSEParser()
-            async with response:
-                if response.status != 200:
-                    stream.fail(http_kind(response.status),
-                                f"HTTP {response.status}: {short(await response.text())}")
-                    stream.end_ns = time.perf_counter_ns()
-                    return send_ns, resent
-                await self.read_all(response, first_token,
-                                    lambda raw, now_ns: stream.read(parser.feed(raw), now_ns),
-                                    lambda: bool(stream.chunk_ns))
-                stream.read(parser.close(), time.perf_counter_ns())
+        parser = SSEParser()
+        sent = await self.exchange(self.endpoint.url, body,
+                                   lambda raw, now_ns: stream.read(parser.feed(raw), now_ns),
+                                   lambda: bool(stream.chunk_ns))
+        if sent.status != 200:
+            stream.fail(http_kind(sent.status),
+                        f"HTTP {sent.status}: {short(sent.error_body.decode('utf-8', 'replace'))}")
+        else:
+            stream.read(parser.close(), time.perf_counter_ns())
         stream.end_ns = time.perf_counter_ns()
         await yield_to_other_reads()
-        return send_ns, resent
+        return sent.send_ns, sent.resent
 
 
 def _counts(usage: Any) -> bool:

@@ -97,7 +97,7 @@ def _from_message(error: str) -> str:
             return kind.value
     if "forced" in error and "stopped it early" in error:
         return ErrorKind.ABORTED.value
-    return ErrorKind.CONNECTION.value  # what is left is the transport's (aiohttp) errors
+    return ErrorKind.CONNECTION.value  # what is left is the transport's errors
 
 
 def error_counts(records: Iterable[RequestRecord]) -> dict[str, int]:

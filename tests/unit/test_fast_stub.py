@@ -119,14 +119,13 @@ def test_an_unknown_path_is_404(stub: str) -> None:
 
 
 def test_a_request_is_timed_from_when_it_was_written_not_built(stub: str) -> None:
-    from typing import Any
-
     from pytest_llmperf.clients.openai import StreamingClient
+    from pytest_llmperf.clients.transport import Connection, Origin
 
     class SlowToWrite(StreamingClient):
-        async def _post(self, url: str, body: bytes, attempt: dict[str, Any]) -> Any:
+        async def _connection(self, origin: Origin) -> Connection:
             await asyncio.sleep(0.05)  # the client busy with other streams before the write
-            return await super()._post(url, body, attempt)
+            return await super()._connection(origin)
 
     async def send() -> tuple[int, RequestRecord]:
         async with SlowToWrite(Endpoint(stub, "stub"), max_tokens=2) as client:

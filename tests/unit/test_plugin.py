@@ -189,7 +189,8 @@ def test_missing_thresholds_file_fails_the_check_not_the_session(suite: pytest.P
 def test_entry_module_imports_nothing_heavy() -> None:
     code = (
         "import sys, pytest_llmperf.plugin, pytest_llmperf.fixtures\n"
-        "heavy = {'aiohttp', 'pynvml', 'xllamacpp', 'requests', 'tabulate', 'psutil'}\n"
+        "heavy = {'aiohttp', 'httptools', 'pynvml', 'xllamacpp', 'requests', 'tabulate',"
+        " 'psutil'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -259,8 +260,9 @@ def test_require_gpu_makes_the_gpu_slo_fail(no_gpu_suite: pytest.Pytester) -> No
 
 
 DEAD_SERVER_CONFTEST = """
+import importlib
+
 import pytest
-from pytest_llmperf.load import runner
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.clients.openai import Endpoint
 from pytest_llmperf.results.metrics import summarize
@@ -287,6 +289,10 @@ def llmperf_telemetry():
 
 @pytest.fixture(autouse=True)
 def refused_requests(monkeypatch):
+    # The module the fixtures import run_load from: after an earlier in-process pytester run,
+    # the package attribute pytest_llmperf.load.runner can be a stale copy of it.
+    runner = importlib.import_module("pytest_llmperf.load.runner")
+
     # What the load sees once the server is gone: every request refused.
     def run_load(served, prompts, *, shape, requests, **_):
         records = tuple(RequestRecord(i, 0, end_ns=1, error="ClientConnectorError: refused")
