@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 __all__ = ["BACKENDS"]  # and the parsers, used by pytest_llmperf.options
 
@@ -157,8 +158,16 @@ def text(value: str) -> str:
 
 
 def url(value: str) -> str:
+    expected = "expected an http:// or https:// URL such as http://127.0.0.1:8000/v1"
     if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
-        raise ValueError("expected an http:// or https:// URL such as http://127.0.0.1:8000/v1")
+        raise ValueError(expected)
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 (raises on a port that is not a number in 0-65535)
+    except ValueError:
+        raise ValueError(f"{expected}: the port is not a number from 0 to 65535") from None
+    if not parts.hostname:
+        raise ValueError(f"{expected}: it names no host")
     return value.rstrip("/")
 
 

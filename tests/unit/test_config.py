@@ -284,7 +284,8 @@ def test_model_is_stripped(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["localhost:8000", "127.0.0.1:8000/v1", "ftp://host/v1", "http://", "http://a b/v1"]
+    "value", ["localhost:8000", "127.0.0.1:8000/v1", "ftp://host/v1", "http://", "http://a b/v1",
+              "http://:8000/v1", "http://host:port/v1", "http://host:99999/v1"]
 )
 @pytest.mark.parametrize("source", ["cli", "env", "ini"])
 def test_base_url_must_be_http(tmp_path: Path, source: str, value: str) -> None:

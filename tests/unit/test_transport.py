@@ -10,6 +10,7 @@ import gzip
 import shutil
 import ssl
 import subprocess
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -132,12 +133,18 @@ def test_the_same_on_uvloop() -> None:
     """uvloop's transports are not asyncio.Transport's subclasses; they carry answers the same."""
     uvloop = pytest.importorskip("uvloop")
     wire = CHUNKED_HEAD + chunk(b"data: 1\n\n") + chunk(b"data: 2\n\n") + b"0\r\n\r\n"
-    loop = uvloop.new_event_loop()
-    try:
-        status, reads = loop.run_until_complete(asyncio.wait_for(
-            exchange(writes(wire[:60], wire[60:], pause_s=0.01)), 10))
-    finally:
-        loop.close()
+    got: list[tuple[int, list[tuple[bytes, int]]]] = []
+
+    def run() -> None:
+        got.append(uvloop.run(exchange(writes(wire[:60], wire[60:], pause_s=0.01))))
+
+    # In a thread of its own: a transport that breaks under uvloop can leave the loop unable
+    # to finish, and the test must fail, not hang.
+    running = threading.Thread(target=run, daemon=True)
+    running.start()
+    running.join(15)
+    assert not running.is_alive(), "the exchange on uvloop did not end within 15 s"
+    status, reads = got[0]
     assert (status, body(reads)) == (200, b"data: 1\n\ndata: 2\n\n")
 
 
