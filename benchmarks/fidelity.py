@@ -44,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pytest_llmperf.clients.openai import Endpoint
 from pytest_llmperf.engines.base import ServedModel
-from pytest_llmperf.load.prompts import BuiltinPrompts
 from pytest_llmperf.load.runner import run_load
+from pytest_llmperf.prompts.builtin import BuiltinPrompts
 from tests.fakes.stub_process import FAST_STUB, running_stub
 
 FIRST_MS, TOKEN_MS, TOKENS = 100.0, 10.0, 32

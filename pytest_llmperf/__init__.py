@@ -7,11 +7,11 @@ only light, pure-Python modules; the engine, client and NVML code load when used
 from __future__ import annotations
 
 from pytest_llmperf.clients.base import Prompt
-from pytest_llmperf.load.file_prompts import FilePrompts
-from pytest_llmperf.load.prompts import BuiltinPrompts, PromptSource
 from pytest_llmperf.load.shapes import LoadShape
-from pytest_llmperf.load.shared_prefix import SharedPrefixPrompts
-from pytest_llmperf.load.synthetic import Lengths, RandomPrompts
+from pytest_llmperf.prompts.builtin import BuiltinPrompts, PromptSource
+from pytest_llmperf.prompts.files import FilePrompts
+from pytest_llmperf.prompts.shared_prefix import SharedPrefixPrompts
+from pytest_llmperf.prompts.synthetic import Lengths, RandomPrompts
 from pytest_llmperf.results.metrics import RunMetrics, summarize
 from pytest_llmperf.results.records import LoadRun, RequestRecord, TokenSource
 from pytest_llmperf.results.slo import Verdict, evaluate

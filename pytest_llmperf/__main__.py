@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from pytest_llmperf.results.store import describe_saved, saved_runs
+from pytest_llmperf.store.documents import describe_saved, saved_runs
 
 
 def main(argv: list[str] | None = None) -> int:

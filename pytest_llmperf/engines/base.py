@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from pytest_llmperf.clients.base import RequestSender, TokenCounter, Tokenizer
 from pytest_llmperf.clients.openai import Endpoint, StreamingClient
-from pytest_llmperf.config import Settings
+from pytest_llmperf.settings.resolve import Settings
 
 if TYPE_CHECKING:
     from pytest_llmperf.engines.catalog import ModelEntry
@@ -55,7 +55,7 @@ class ServedModel:
     # since it was ready; None when there is no process of ours to ask.
     check_alive: Callable[[], None] | None = field(default=None, repr=False)
     # Starts a launched server that died again, on the same port, and returns its new pid;
-    # None when there is no process of ours to start (fixtures.live_server does it once).
+    # None when there is no process of ours to start (plugin.fixtures.live_server does it once).
     restart: Callable[[], int | None] | None = field(default=None, repr=False)
     # Whether requests force their answer to exactly max_tokens (ignore_eos honoured): an
     # answer shorter than that is then a failed request, not a short one.

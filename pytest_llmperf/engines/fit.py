@@ -22,9 +22,9 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pytest_llmperf.config import Settings
 from pytest_llmperf.engines.catalog import ModelEntry, ModelSource
 from pytest_llmperf.observe.gpus import GpuInfo, GpuInventory, gpu_inventory
+from pytest_llmperf.settings.resolve import Settings
 
 __all__ = ["RESERVING_BACKENDS", "MemoryNeed", "ModelDoesNotFit", "check_fit", "memory_need"]
 

@@ -22,11 +22,11 @@ from pathlib import Path
 import requests
 
 from pytest_llmperf.clients.openai import Endpoint
-from pytest_llmperf.config import Settings
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.engines.catalog import ModelEntry, ModelSource
 from pytest_llmperf.engines.lifecycle import ManagedServer, free_port
 from pytest_llmperf.observe.server_metrics import ServerMetricNames
+from pytest_llmperf.settings.resolve import Settings
 
 __all__ = ["AUTO_DETECTED_QUANTIZATION", "LaunchSpec", "LaunchedBackend", "get_json_field",
            "python_module_missing"]

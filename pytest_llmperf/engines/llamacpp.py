@@ -22,7 +22,6 @@ import requests
 
 from pytest_llmperf.clients.base import Prompt, Turn
 from pytest_llmperf.clients.openai import Endpoint
-from pytest_llmperf.config import Settings
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.engines.catalog import ModelEntry, ModelSource
 from pytest_llmperf.engines.launched import LaunchedBackend, LaunchSpec
@@ -30,6 +29,7 @@ from pytest_llmperf.engines.lifecycle import ManagedServer
 from pytest_llmperf.engines.modelfetch import MODEL_SHA256, ensure_smollm2, sha256_of
 from pytest_llmperf.engines.server_tokenizer import post_json
 from pytest_llmperf.observe.server_metrics import ServerMetricNames
+from pytest_llmperf.settings.resolve import Settings
 
 __all__ = ["LlamaCppBackend", "LlamaCppTokenizer", "resolve_gguf"]
 

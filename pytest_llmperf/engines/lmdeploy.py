@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import subprocess
 
-from pytest_llmperf.config import Settings
 from pytest_llmperf.engines.catalog import ModelEntry, ModelSource
 from pytest_llmperf.engines.launched import LaunchedBackend, LaunchSpec, python_module_missing
 from pytest_llmperf.observe.server_metrics import ServerMetricNames
+from pytest_llmperf.settings.resolve import Settings
 
 __all__ = ["LMDeployBackend"]
 

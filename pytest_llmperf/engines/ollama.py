@@ -33,11 +33,11 @@ import requests
 
 from pytest_llmperf.clients.ollama import OllamaClient
 from pytest_llmperf.clients.openai import Endpoint
-from pytest_llmperf.config import Settings
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.engines.catalog import ModelEntry, ModelSource
 from pytest_llmperf.engines.launched import LaunchedBackend, LaunchSpec
 from pytest_llmperf.engines.lifecycle import ManagedServer, ServerStartError
+from pytest_llmperf.settings.resolve import Settings
 
 __all__ = ["OllamaBackend", "is_pulled", "same_model", "unload"]
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import requests
 
 from pytest_llmperf.clients.openai import Endpoint
-from pytest_llmperf.config import Settings
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.engines.catalog import ModelEntry
 from pytest_llmperf.engines.server_tokenizer import VLLMTokenizer
+from pytest_llmperf.settings.resolve import Settings
 
 __all__ = ["OpenAIBackend"]
 

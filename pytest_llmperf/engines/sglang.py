@@ -6,7 +6,6 @@ Prometheus metrics are off unless ``--enable-metrics`` is given, so it always is
 
 from __future__ import annotations
 
-from pytest_llmperf.config import Settings
 from pytest_llmperf.engines.catalog import ModelEntry, ModelSource
 from pytest_llmperf.engines.launched import (
     AUTO_DETECTED_QUANTIZATION,
@@ -16,6 +15,7 @@ from pytest_llmperf.engines.launched import (
     python_module_missing,
 )
 from pytest_llmperf.observe.server_metrics import ServerMetricNames
+from pytest_llmperf.settings.resolve import Settings
 
 __all__ = ["SGLangBackend"]
 

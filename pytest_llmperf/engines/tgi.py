@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import shutil
 
-from pytest_llmperf.config import Settings
 from pytest_llmperf.engines.catalog import ModelEntry, ModelSource
 from pytest_llmperf.engines.launched import LaunchedBackend, LaunchSpec, get_json_field
 from pytest_llmperf.engines.lifecycle import free_port
 from pytest_llmperf.observe.server_metrics import ServerMetricNames
+from pytest_llmperf.settings.resolve import Settings
 
 __all__ = ["TGIBackend"]
 

@@ -18,9 +18,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_llmperf.config import Settings
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.engines.catalog import ModelEntry, ModelSource
+from pytest_llmperf.settings.resolve import Settings
 
 __all__ = ["TransformersBackend"]
 

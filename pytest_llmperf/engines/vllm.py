@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from pytest_llmperf.config import Settings
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.engines.catalog import ModelEntry, ModelSource
 from pytest_llmperf.engines.launched import (
@@ -23,6 +22,7 @@ from pytest_llmperf.engines.launched import (
 from pytest_llmperf.engines.lifecycle import ManagedServer
 from pytest_llmperf.engines.server_tokenizer import VLLMTokenizer
 from pytest_llmperf.observe.server_metrics import ServerMetricNames
+from pytest_llmperf.settings.resolve import Settings
 
 __all__ = ["VLLMBackend"]
 

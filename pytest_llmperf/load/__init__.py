@@ -1,1 +1,2 @@
-"""Load: prompt sources, load shapes and the runner that measures one window."""
+"""Load: load shapes and arrival schedules, the closed- and open-loop generators, client
+processes, and the runner that measures one window."""

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from pytest_llmperf.clients.base import RequestSender
-from pytest_llmperf.load.prompts import PromptSource
+from pytest_llmperf.prompts.builtin import PromptSource
 from pytest_llmperf.results.errors import ErrorKind
 from pytest_llmperf.results.records import LoadRun, RequestRecord
 

@@ -33,8 +33,8 @@ from pytest_llmperf.load.closed_loop import (
     cut_record,
     deadline_reason,
 )
-from pytest_llmperf.load.prompts import PromptSource
 from pytest_llmperf.load.shapes import LoadShape, arrival_offsets
+from pytest_llmperf.prompts.builtin import PromptSource
 from pytest_llmperf.results.records import LoadRun, RequestRecord
 
 __all__ = ["Share", "peak_in_flight", "run_open_loop", "schedule"]

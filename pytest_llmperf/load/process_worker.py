@@ -25,9 +25,9 @@ from pytest_llmperf.load.closed_loop import StopRule, run_closed_loop
 from pytest_llmperf.load.event_loop import run_client
 from pytest_llmperf.load.limits import TimeLimits
 from pytest_llmperf.load.open_loop import Share, run_open_loop
-from pytest_llmperf.load.prompts import Prompt
 from pytest_llmperf.load.shapes import LoadShape
 from pytest_llmperf.observe.health import HealthWatch
+from pytest_llmperf.prompts.builtin import Prompt
 from pytest_llmperf.results.records import LoadRun, RequestRecord
 
 if TYPE_CHECKING:

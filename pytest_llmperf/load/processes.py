@@ -39,9 +39,9 @@ from pytest_llmperf.load.limits import TimeLimits
 from pytest_llmperf.load.open_loop import peak_in_flight, schedule
 from pytest_llmperf.load.process_worker import REASON_BYTES, WORKER_FIGURES, Job, split, work
 from pytest_llmperf.load.progress import Tally
-from pytest_llmperf.load.prompts import Prompt, PromptSource
 from pytest_llmperf.load.shapes import LoadShape
 from pytest_llmperf.observe.health import HealthWatch
+from pytest_llmperf.prompts.builtin import Prompt, PromptSource
 from pytest_llmperf.results.records import LoadRun
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from pytest_llmperf.clients.base import RequestSender
-from pytest_llmperf.load.prompts import Prompt
+from pytest_llmperf.prompts.builtin import Prompt
 from pytest_llmperf.results.records import RequestRecord
 
 __all__ = ["PROGRESS_EVERY_S", "Counting", "Tally", "tell_progress"]

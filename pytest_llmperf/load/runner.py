@@ -16,7 +16,6 @@ from pytest_llmperf.load.event_loop import run_client
 from pytest_llmperf.load.limits import DEFAULT_LIMITS, TimeLimits
 from pytest_llmperf.load.open_loop import run_open_loop
 from pytest_llmperf.load.progress import PROGRESS_EVERY_S, Counting, Tally, tell_progress
-from pytest_llmperf.load.prompts import PromptSource
 from pytest_llmperf.load.shapes import LoadShape
 from pytest_llmperf.load.token_count import count_missing_tokens
 from pytest_llmperf.observe.health import (
@@ -26,6 +25,7 @@ from pytest_llmperf.observe.health import (
     send_lateness,
 )
 from pytest_llmperf.observe.server_metrics import ServerMetricsProbe
+from pytest_llmperf.prompts.builtin import PromptSource
 from pytest_llmperf.results.metrics import RunMetrics, summarize
 from pytest_llmperf.results.outcome import judge
 from pytest_llmperf.results.pacing import overload

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from pytest_llmperf.config import Settings
+    from pytest_llmperf.settings.resolve import Settings
 
 __all__ = ["ARRIVALS", "LoadShape", "arrival_offsets", "closed_shape", "open_shape"]
 

@@ -14,14 +14,14 @@ from pytest_llmperf.results.errors import error_counts, error_examples
 from pytest_llmperf.results.metrics import SCALARS
 from pytest_llmperf.results.records import RequestRecord
 from pytest_llmperf.results.slo import Verdict
-from pytest_llmperf.results.store import encode_records
+from pytest_llmperf.store.documents import encode_records
 
 if TYPE_CHECKING:
-    from pytest_llmperf.load.capacity import CapacityResult
-    from pytest_llmperf.load.prefix_cache import PrefixCacheResult
     from pytest_llmperf.load.runner import PerfResult
-    from pytest_llmperf.load.sweep import SweepResult
-    from pytest_llmperf.results.compare import Comparison
+    from pytest_llmperf.results.sweep import SweepResult
+    from pytest_llmperf.searches.capacity import CapacityResult
+    from pytest_llmperf.searches.prefix_cache import PrefixCacheResult
+    from pytest_llmperf.store.compare import Comparison
 
 __all__ = ["capacity_entry", "comparison_entry", "load_row", "prefix_cache_entry",
            "prompt_cache_entry", "result_entry", "sweep_entry",
@@ -122,7 +122,7 @@ def result_entry(result: PerfResult, timeline_png: Path | None = None) -> dict[s
         },
         "server_notes": list(result.server_notes),
         "verdicts": [],
-        # The raw requests (result store): integer microseconds, see results.store.
+        # The raw requests (result store): integer microseconds, see store.documents.
         "records": encode_records(result.run),
     }
 

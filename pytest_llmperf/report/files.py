@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pytest_llmperf.results.store import write_atomic
+from pytest_llmperf.store.documents import write_atomic
 
 __all__ = ["write_atomic", "write_reports"]
 

@@ -1,3 +1,3 @@
-"""Results: request records, metric definitions, thresholds and gates, SLO verdicts, statistics,
-the result store and the comparison with a baseline.
+"""Results: request records, metric definitions, thresholds and gates, SLO verdicts, statistics
+and the result types of windows, sweeps and searches.
 The ground floor: nothing here imports another folder of the package."""

@@ -176,7 +176,7 @@ RESOURCES: Mapping[str, MetricInfo] = MappingProxyType(
     }
 )
 
-# A capacity search's results (load.capacity), referenced by bare name in a capacity test's
+# A capacity search's results (searches.capacity), referenced by bare name in a capacity test's
 # SLOs (``capacity_max_concurrency >= 8``); no measured window has them.
 CAPACITY: Mapping[str, MetricInfo] = MappingProxyType(
     {

@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from pytest_llmperf.config import resolve_settings
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.engines.catalog import builtin_catalog
 from pytest_llmperf.engines.llamacpp import LlamaCppBackend
+from pytest_llmperf.settings.resolve import resolve_settings
 
 
 @pytest.fixture(scope="session")

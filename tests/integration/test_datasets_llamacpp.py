@@ -16,7 +16,7 @@ import pytest
 from pytest_llmperf.clients.base import Prompt
 from pytest_llmperf.clients.openai import StreamingClient
 from pytest_llmperf.engines.base import ServedModel
-from pytest_llmperf.load.synthetic import Lengths, RandomPrompts
+from pytest_llmperf.prompts.synthetic import Lengths, RandomPrompts
 
 pytestmark = pytest.mark.integration
 
@@ -109,12 +109,12 @@ def test_multi_turn_chats_carry_their_history_and_reuse_its_cache(tmp_path: Path
     turn by turn, and with the cache on the later turns find their history cached."""
     import dataclasses
 
-    from pytest_llmperf.config import resolve_settings
     from pytest_llmperf.engines.base import get_backend
     from pytest_llmperf.engines.catalog import builtin_catalog
-    from pytest_llmperf.load.dataset_files import load_sharegpt
-    from pytest_llmperf.load.file_prompts import FilePrompts
     from pytest_llmperf.load.runner import run_load
+    from pytest_llmperf.prompts.dataset_files import load_sharegpt
+    from pytest_llmperf.prompts.files import FilePrompts
+    from pytest_llmperf.settings.resolve import resolve_settings
 
     settings = dataclasses.replace(resolve_settings({}, {}, {}, tmp_path), prefix_caching=True)
     entries = load_sharegpt(SHAREGPT, multi_turn=True)

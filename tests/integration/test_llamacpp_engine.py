@@ -18,13 +18,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pytest_llmperf.config import Settings, resolve_settings
 from pytest_llmperf.engines.base import ServedModel, get_backend
 from pytest_llmperf.engines.catalog import builtin_catalog
-from pytest_llmperf.load.prompts import BuiltinPrompts, unique_tag
 from pytest_llmperf.load.runner import run_load
+from pytest_llmperf.prompts.builtin import BuiltinPrompts, unique_tag
 from pytest_llmperf.results.metrics import tpot_ms
 from pytest_llmperf.results.records import TokenSource
+from pytest_llmperf.settings.resolve import Settings, resolve_settings
 
 SMOLLM2 = builtin_catalog().entries["smollm2-135m"]
 TAG_HEX_CHARACTERS = len(unique_tag("any", 0)) - 2  # "[1a2b3c4d]"
@@ -160,7 +160,7 @@ _ORPHAN_SCRIPT = textwrap.dedent(
     from pathlib import Path
     from pytest_llmperf.engines.base import get_backend
     from pytest_llmperf.engines.catalog import builtin_catalog
-    from pytest_llmperf.config import resolve_settings
+    from pytest_llmperf.settings.resolve import resolve_settings
 
     root = Path(sys.argv[1])
     settings = resolve_settings({}, {}, {}, root)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.config import resolve_settings
 from pytest_llmperf.engines.catalog import ModelSource, builtin_catalog
 from pytest_llmperf.engines.llamacpp import LlamaCppBackend
+from pytest_llmperf.settings.resolve import resolve_settings
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ import math
 import pytest
 
 from pytest_llmperf.engines.base import ServedModel
-from pytest_llmperf.load.prompts import BuiltinPrompts
 from pytest_llmperf.load.runner import PerfResult, run_load
+from pytest_llmperf.prompts.builtin import BuiltinPrompts
 
 pytestmark = pytest.mark.integration
 

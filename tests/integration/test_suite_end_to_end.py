@@ -15,9 +15,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pytest_llmperf.config import resolve_settings
 from pytest_llmperf.engines.base import get_backend
 from pytest_llmperf.engines.catalog import builtin_catalog
+from pytest_llmperf.settings.resolve import resolve_settings
 
 SMOLLM2 = builtin_catalog().entries["smollm2-135m"]
 

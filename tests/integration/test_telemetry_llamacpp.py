@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from pytest_llmperf.engines.base import ServedModel
-from pytest_llmperf.load.prompts import BuiltinPrompts
 from pytest_llmperf.load.runner import run_load
 from pytest_llmperf.observe.telemetry import Telemetry
+from pytest_llmperf.prompts.builtin import BuiltinPrompts
 from pytest_llmperf.report.charts import write_timeline_png
 
 pytestmark = pytest.mark.integration

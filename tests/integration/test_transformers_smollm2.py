@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from pytest_llmperf.clients.inprocess import InProcessClient
-from pytest_llmperf.config import Settings, resolve_settings
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.engines.catalog import builtin_catalog
-from pytest_llmperf.load.prompts import BuiltinPrompts
 from pytest_llmperf.load.runner import PerfResult, run_load
+from pytest_llmperf.prompts.builtin import BuiltinPrompts
 from pytest_llmperf.results.records import TokenSource
+from pytest_llmperf.settings.resolve import Settings, resolve_settings
 
 pytestmark = pytest.mark.integration
 

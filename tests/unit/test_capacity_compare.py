@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from pytest_llmperf.results.capacity_compare import compare_capacity
 from pytest_llmperf.results.thresholds import parse_gate
+from pytest_llmperf.store.capacity_compare import compare_capacity
 
 
 def entry(capacity: float | None, first_failing: float | None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_llmperf.load.capacity import CapacityResult, ProbeOutcome, search_capacity
+from pytest_llmperf.searches.capacity import CapacityResult, ProbeOutcome, search_capacity
 
 
 class Clock:

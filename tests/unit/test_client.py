@@ -608,9 +608,9 @@ def test_concurrent_requests_are_not_serialised() -> None:
 
 
 def test_forced_length_fields_follow_each_requests_max_tokens(tmp_path: Any) -> None:
-    from pytest_llmperf.config import resolve_settings
     from pytest_llmperf.engines.lmdeploy import LMDeployBackend
     from pytest_llmperf.engines.vllm import VLLMBackend
+    from pytest_llmperf.settings.resolve import resolve_settings
 
     settings = resolve_settings({}, {}, {}, tmp_path)  # --llmperf-max-tokens 64, ignore_eos on
     for backend, field_name in ((VLLMBackend(), "min_tokens"),

@@ -22,12 +22,12 @@ import pytest
 
 from pytest_llmperf.clients.base import Prompt
 from pytest_llmperf.clients.openai import Endpoint
-from pytest_llmperf.config import SettingError, resolve_settings
 from pytest_llmperf.engines.base import ServedModel
-from pytest_llmperf.load.prompts import BuiltinPrompts
 from pytest_llmperf.load.runner import run_load
 from pytest_llmperf.load.shapes import LoadShape, arrival_offsets
+from pytest_llmperf.prompts.builtin import BuiltinPrompts
 from pytest_llmperf.results.records import RequestRecord, TokenSource
+from pytest_llmperf.settings.resolve import SettingError, resolve_settings
 from tests.fakes.stub_process import FAST_STUB, running_stub
 
 

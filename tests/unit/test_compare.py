@@ -10,17 +10,17 @@ from typing import Any
 
 import pytest
 
-from pytest_llmperf.config import SettingError, resolve_settings
-from pytest_llmperf.results.compare import (
+from pytest_llmperf.results.metrics import summarize
+from pytest_llmperf.results.records import LoadRun, RequestRecord, TokenSource
+from pytest_llmperf.results.thresholds import ThresholdError, parse_gate, parse_thresholds
+from pytest_llmperf.settings.resolve import SettingError, resolve_settings
+from pytest_llmperf.store.compare import (
     ROW_METRICS,
     compare_windows,
     group_windows,
     hardware_differences,
 )
-from pytest_llmperf.results.metrics import summarize
-from pytest_llmperf.results.records import LoadRun, RequestRecord, TokenSource
-from pytest_llmperf.results.store import StoreError, decode_window, encode_records
-from pytest_llmperf.results.thresholds import ThresholdError, parse_gate, parse_thresholds
+from pytest_llmperf.store.documents import StoreError, decode_window, encode_records
 
 MS = 1_000_000
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.config import (
+from pytest_llmperf.settings.resolve import (
     BACKENDS,
     OPTIONS,
     SettingError,

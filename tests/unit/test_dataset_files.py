@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pytest_llmperf.load.dataset_files import (
+from pytest_llmperf.prompts.dataset_files import (
     DatasetEntry,
     DatasetFileError,
     DatasetSummary,

@@ -12,13 +12,10 @@ from typing import Any
 import pytest
 
 from pytest_llmperf.clients.openai import Endpoint
-from pytest_llmperf.config import resolve_settings
-from pytest_llmperf.dataset_fixtures import fitting_lengths
 from pytest_llmperf.engines.base import ServedModel
-from pytest_llmperf.load.prefix_cache import PrefixCacheResult, cache_unavailable
 from pytest_llmperf.load.runner import PerfResult, planned_prompts
 from pytest_llmperf.load.shapes import LoadShape
-from pytest_llmperf.load.sweep import SweepResult
+from pytest_llmperf.plugin.prompt_fixtures import fitting_lengths
 from pytest_llmperf.report.entry import (
     CACHE_HEAD_ALLOWANCE,
     _template_overhead,
@@ -36,6 +33,9 @@ from pytest_llmperf.report.terminal import (
 )
 from pytest_llmperf.results.metrics import summarize
 from pytest_llmperf.results.records import LoadRun, RequestRecord, TokenSource
+from pytest_llmperf.results.sweep import SweepResult
+from pytest_llmperf.searches.prefix_cache import PrefixCacheResult, cache_unavailable
+from pytest_llmperf.settings.resolve import resolve_settings
 
 MS = 1_000_000
 SERVED = ServedModel("llamacpp", "smollm2-135m", Endpoint("http://127.0.0.1:9/v1", "m"),
@@ -403,7 +403,7 @@ def test_a_prefill_sweep_section_has_the_median_ttft_and_what_was_left_out() -> 
     assert "TTFT median ms" not in text and "left out" not in text
 
 
-# --- load.prefix_cache.cache_unavailable ---------------------------------------------------
+# --- searches.prefix_cache.cache_unavailable--------------------------------------------------
 
 
 @pytest.mark.parametrize(("endpoint", "pid", "caching", "reason"), [

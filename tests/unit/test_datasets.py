@@ -19,18 +19,18 @@ import pytest
 
 from pytest_llmperf.clients.base import Prompt
 from pytest_llmperf.engines.base import ServedModel
-from pytest_llmperf.load.dataset_files import (
+from pytest_llmperf.prompts.builtin import BuiltinPrompts, MadeAhead, unique_tag
+from pytest_llmperf.prompts.dataset_files import (
     DatasetEntry,
     DatasetFileError,
     load_jsonl,
     load_sharegpt,
 )
-from pytest_llmperf.load.dataset_spec import DatasetSpec, parse_dataset
-from pytest_llmperf.load.file_prompts import FilePrompts
-from pytest_llmperf.load.prompts import BuiltinPrompts, MadeAhead, unique_tag
-from pytest_llmperf.load.shared_prefix import SharedPrefixPrompts
-from pytest_llmperf.load.sources import NoTokenizer, prompt_source
-from pytest_llmperf.load.synthetic import (
+from pytest_llmperf.prompts.dataset_spec import DatasetSpec, parse_dataset
+from pytest_llmperf.prompts.files import FilePrompts
+from pytest_llmperf.prompts.shared_prefix import SharedPrefixPrompts
+from pytest_llmperf.prompts.sources import NoTokenizer, prompt_source
+from pytest_llmperf.prompts.synthetic import (
     MIN_PROMPT_TOKENS,
     ExactLengthError,
     Lengths,

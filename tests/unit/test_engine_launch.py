@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.config import Settings, resolve_settings
 from pytest_llmperf.engines import tgi as tgi_module
 from pytest_llmperf.engines.base import get_backend
 from pytest_llmperf.engines.catalog import ModelEntry, ModelSource, builtin_catalog
@@ -24,6 +23,7 @@ from pytest_llmperf.engines.lmdeploy import LMDeployBackend
 from pytest_llmperf.engines.sglang import SGLangBackend
 from pytest_llmperf.engines.tgi import TGIBackend
 from pytest_llmperf.engines.vllm import VLLMBackend
+from pytest_llmperf.settings.resolve import Settings, resolve_settings
 
 ENGINES = ("vllm", "sglang", "lmdeploy", "tgi")
 HF_ID = "Qwen/Qwen2.5-72B-Instruct-GPTQ-Int4"

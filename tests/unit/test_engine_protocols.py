@@ -19,11 +19,11 @@ from typing import Any, TypeVar
 import pytest
 from aiohttp import web
 
-from pytest_llmperf.config import Settings, resolve_settings
 from pytest_llmperf.engines.base import ServedModel, get_backend
 from pytest_llmperf.engines.catalog import builtin_catalog
 from pytest_llmperf.engines.launched import LaunchedBackend
 from pytest_llmperf.results.records import RequestRecord, TokenSource
+from pytest_llmperf.settings.resolve import Settings, resolve_settings
 
 T = TypeVar("T")
 RECORDED = Path(__file__).parent / "recorded"

@@ -14,13 +14,12 @@ from typing import Any
 import pytest
 
 from pytest_llmperf.clients.openai import Endpoint, StreamingClient
-from pytest_llmperf.config import SettingError, resolve_settings
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.load.closed_loop import run_closed_loop
 from pytest_llmperf.load.open_loop import run_open_loop
-from pytest_llmperf.load.prompts import BuiltinPrompts
 from pytest_llmperf.load.runner import PerfResult
 from pytest_llmperf.load.shapes import LoadShape
+from pytest_llmperf.prompts.builtin import BuiltinPrompts
 from pytest_llmperf.report.entry import result_entry
 from pytest_llmperf.report.junit import result_properties
 from pytest_llmperf.report.markdown import render_markdown
@@ -29,8 +28,9 @@ from pytest_llmperf.results.metrics import summarize
 from pytest_llmperf.results.outcome import judge
 from pytest_llmperf.results.records import LoadRun, RequestRecord, TokenSource
 from pytest_llmperf.results.slo import evaluate
-from pytest_llmperf.results.store import decode_window, encode_records
 from pytest_llmperf.results.thresholds import parse_check
+from pytest_llmperf.settings.resolve import SettingError, resolve_settings
+from pytest_llmperf.store.documents import decode_window, encode_records
 from tests.unit.test_client import (
     CHAT_STREAM,
     DONE,

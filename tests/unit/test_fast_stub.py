@@ -16,8 +16,8 @@ import requests
 
 from pytest_llmperf.clients.openai import Endpoint
 from pytest_llmperf.engines.base import ServedModel
-from pytest_llmperf.load.prompts import BuiltinPrompts
 from pytest_llmperf.load.runner import run_load
+from pytest_llmperf.prompts.builtin import BuiltinPrompts
 from pytest_llmperf.results.records import RequestRecord
 from tests.fakes.stub_process import FAST_STUB, running_stub
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from pytest_llmperf.config import Settings, resolve_settings
 from pytest_llmperf.engines.catalog import ModelEntry, ModelSource, builtin_catalog
 from pytest_llmperf.engines.fit import ModelDoesNotFit, check_fit, memory_need
 from pytest_llmperf.observe.gpus import GpuInfo, GpuInventory, gpu_inventory
+from pytest_llmperf.settings.resolve import Settings, resolve_settings
 
 CATALOG = builtin_catalog()
 NO_CUDA_ENV: dict[str, str] = {}

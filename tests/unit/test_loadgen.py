@@ -11,7 +11,7 @@ import pytest
 
 from pytest_llmperf.clients.openai import StreamingClient
 from pytest_llmperf.load import closed_loop as loadgen
-from pytest_llmperf.load.prompts import BuiltinPrompts
+from pytest_llmperf.prompts.builtin import BuiltinPrompts
 from pytest_llmperf.results.records import LoadRun, RequestRecord
 
 MS = 1_000_000

@@ -213,7 +213,7 @@ def llmperf_server(llmperf_target, llmperf_settings):
     ],
 )
 def test_target_of_a_node_id(nodeid: str, expected: str | None) -> None:
-    from pytest_llmperf.xdist_support import target_of
+    from pytest_llmperf.plugin.xdist_groups import target_of
 
     targets = ["vllm-qwen72b-gptq", "vllm-qwen72b-gptq-int8", "vllm-qwen32b-gptq"]
     assert target_of(nodeid, targets) == expected

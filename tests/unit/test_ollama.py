@@ -28,13 +28,13 @@ import pytest
 from aiohttp import web
 
 from pytest_llmperf.clients.ollama import NDJSONLines, OllamaClient, server_timings
-from pytest_llmperf.config import Settings
 from pytest_llmperf.engines import ollama as ollama_backend
 from pytest_llmperf.engines.base import ServedModel, get_backend
 from pytest_llmperf.engines.catalog import ModelEntry, ModelSource
 from pytest_llmperf.engines.lifecycle import ServerStartError
 from pytest_llmperf.engines.ollama import OllamaBackend, is_pulled, same_model, unload
 from pytest_llmperf.results.records import RequestRecord, TokenSource
+from pytest_llmperf.settings.resolve import Settings
 
 DELAY_S = 0.02  # pause between two scripted network writes
 TAG = "smollm2:135m"

@@ -9,9 +9,9 @@ import time
 import pytest
 
 from pytest_llmperf.load.open_loop import peak_in_flight, run_open_loop
-from pytest_llmperf.load.prompts import BuiltinPrompts
 from pytest_llmperf.load.shapes import LoadShape, arrival_offsets
 from pytest_llmperf.observe.health import judge_health, send_lateness
+from pytest_llmperf.prompts.builtin import BuiltinPrompts
 from pytest_llmperf.results.metrics import summarize
 from pytest_llmperf.results.pacing import overload, pacing_scalars
 from pytest_llmperf.results.records import LoadRun, RequestRecord

@@ -188,7 +188,7 @@ def test_missing_thresholds_file_fails_the_check_not_the_session(suite: pytest.P
 
 def test_entry_module_imports_nothing_heavy() -> None:
     code = (
-        "import sys, pytest_llmperf.plugin, pytest_llmperf.fixtures\n"
+        "import sys, pytest_llmperf.plugin.hooks, pytest_llmperf.plugin.fixtures\n"
         "heavy = {'aiohttp', 'httptools', 'pynvml', 'xllamacpp', 'requests', 'tabulate',"
         " 'psutil'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from pytest_llmperf.results.metrics import summarize
-from pytest_llmperf.results.probe import clearly_failed, goodput, headroom
 from pytest_llmperf.results.records import LoadRun, RequestRecord
 from pytest_llmperf.results.slo import evaluate
 from pytest_llmperf.results.thresholds import parse_check
+from pytest_llmperf.searches.probe_rules import clearly_failed, goodput, headroom
 
 MS = 1_000_000
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from pytest_llmperf.load.prompts import BUILTIN_PROMPTS, BuiltinPrompts
+from pytest_llmperf.prompts.builtin import BUILTIN_PROMPTS, BuiltinPrompts
 
 TAG = re.compile(r"\[[0-9a-f]{8}\] ")
 

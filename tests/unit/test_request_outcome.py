@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from pytest_llmperf.engines.base import ServedModel
-from pytest_llmperf.load.prompts import BuiltinPrompts
 from pytest_llmperf.load.runner import run_load
+from pytest_llmperf.prompts.builtin import BuiltinPrompts
 from pytest_llmperf.results.outcome import judge
 from pytest_llmperf.results.records import RequestRecord, TokenSource
 

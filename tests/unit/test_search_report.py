@@ -10,17 +10,17 @@ import pytest
 
 from pytest_llmperf.clients.openai import Endpoint
 from pytest_llmperf.engines.base import ServedModel
-from pytest_llmperf.load.capacity import CapacityResult, ProbeOutcome
 from pytest_llmperf.load.runner import PerfResult
 from pytest_llmperf.load.shapes import LoadShape
-from pytest_llmperf.load.sweep import SweepResult
 from pytest_llmperf.report.entry import capacity_entry, sweep_entry
 from pytest_llmperf.report.load_charts import write_load_chart
 from pytest_llmperf.report.search_markdown import searches_markdown
 from pytest_llmperf.report.terminal import capacity_lines
 from pytest_llmperf.results.metrics import summarize
 from pytest_llmperf.results.records import LoadRun, RequestRecord
-from pytest_llmperf.results.store import run_document
+from pytest_llmperf.results.sweep import SweepResult
+from pytest_llmperf.searches.capacity import CapacityResult, ProbeOutcome
+from pytest_llmperf.store.documents import run_document
 
 MS = 1_000_000
 SERVED = ServedModel("llamacpp", "smollm2-135m", Endpoint("http://127.0.0.1:9/v1", "m"),

@@ -12,7 +12,7 @@ import pytest
 
 from pytest_llmperf.__main__ import main as cli
 from pytest_llmperf.results.records import LoadRun, RequestRecord, TokenSource
-from pytest_llmperf.results.store import (
+from pytest_llmperf.store.documents import (
     SCHEMA,
     StoreError,
     decode_window,

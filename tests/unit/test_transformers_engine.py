@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from pytest_llmperf.clients.inprocess import InProcessClient
-from pytest_llmperf.config import Settings, resolve_settings
 from pytest_llmperf.engines.catalog import ModelEntry, ModelSource
 from pytest_llmperf.results.records import RequestRecord, TokenSource
+from pytest_llmperf.settings.resolve import Settings, resolve_settings
 
 WORDS = ["<pad>", "<eos>", "<unk>"] + [f"w{i}" for i in range(29)]
 EOS = 1

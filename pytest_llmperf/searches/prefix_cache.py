@@ -1,7 +1,7 @@
 """The prefix-cache comparison: the same documents asked twice, and what the second ask gains.
 
 The first pass asks one question of every document, which the cache cannot have seen (fresh
-documents, see :mod:`pytest_llmperf.load.shared_prefix`); the second pass asks each document a
+documents, see :mod:`pytest_llmperf.prompts.shared_prefix`); the second pass asks each document a
 new question, so every prompt but its last few tokens can come from the cache.  The gain is the
 first pass's median TTFT over the second's.
 """
@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 from pytest_llmperf.results.metrics import statistic
 
 if TYPE_CHECKING:
-    from pytest_llmperf.config import Settings
     from pytest_llmperf.engines.base import ServedModel
     from pytest_llmperf.load.runner import PerfResult
+    from pytest_llmperf.settings.resolve import Settings
 
 __all__ = ["PrefixCacheResult", "cache_unavailable"]
 

@@ -12,7 +12,7 @@ test holds, found with few probes and said with how sure it is.
    once is below no capacity, and the result says so ("9 users passed 1 of 2").
 
 Every probe is its own measured window with its own warm-up (``probe(load)``); one that has
-clearly failed stops early (results.probe.clearly_failed).  The search never starts a probe
+clearly failed stops early (searches.probe_rules.clearly_failed).  The search never starts a probe
 it expects to overrun ``budget_s`` (its estimate: the longest probe so far, scaled by
 1/load for an open loop, whose window length is requests / rate); the first probe always
 runs.  A search cut short by the budget or the maximum says the boundary lies beyond.
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_llmperf.results.metrics import RunMetrics
-from pytest_llmperf.results.probe import CLIFF_HEADROOM
+from pytest_llmperf.searches.probe_rules import CLIFF_HEADROOM
 
 __all__ = ["CapacityResult", "ProbeOutcome", "search_capacity"]
 
@@ -39,7 +39,7 @@ class ProbeOutcome:
     load: float
     passed: bool
     broke: tuple[str, ...] = ()  # the SLOs it missed, as their verdicts describe them
-    headroom: float | None = None  # results.probe.headroom of its verdicts
+    headroom: float | None = None  # searches.probe_rules.headroom of its verdicts
     goodput: float | None = None
     duration_s: float = 0.0
     stopped_early: str | None = None

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pytest_llmperf.engines.base import ServedModel
-from pytest_llmperf.load.dataset_spec import DatasetSpec
-from pytest_llmperf.load.file_prompts import FilePrompts
-from pytest_llmperf.load.prompts import BuiltinPrompts, PromptSource
-from pytest_llmperf.load.shared_prefix import SharedPrefixPrompts
-from pytest_llmperf.load.synthetic import RandomPrompts
+from pytest_llmperf.prompts.builtin import BuiltinPrompts, PromptSource
+from pytest_llmperf.prompts.dataset_spec import DatasetSpec
+from pytest_llmperf.prompts.files import FilePrompts
+from pytest_llmperf.prompts.shared_prefix import SharedPrefixPrompts
+from pytest_llmperf.prompts.synthetic import RandomPrompts
 
 __all__ = ["NoTokenizer", "prompt_source"]
 

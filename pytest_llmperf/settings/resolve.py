@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_llmperf.options import BACKENDS, OPTIONS, Option
+from pytest_llmperf.settings.options import BACKENDS, OPTIONS, Option
 
 if TYPE_CHECKING:
     from pytest_llmperf.results.thresholds import Gate
@@ -54,7 +54,7 @@ class Settings:
     ready_timeout: int = 900
     seed: int = 0
     # --llmperf-dataset as given; parsed, and its file checked, when the session activates
-    # (session.LLMPerfSession.dataset).  None: the built-in prompts.
+    # (plugin.session.LLMPerfSession.dataset).  None: the built-in prompts.
     dataset: str | None = None
     json: Path | None = None
     save: str | None = None

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pytest_llmperf.load.dataset_files import DatasetEntry, load_jsonl, load_sharegpt
-from pytest_llmperf.load.synthetic import MIN_PROMPT_TOKENS, Lengths, parse_lengths
+from pytest_llmperf.prompts.dataset_files import DatasetEntry, load_jsonl, load_sharegpt
+from pytest_llmperf.prompts.synthetic import MIN_PROMPT_TOKENS, Lengths, parse_lengths
 
 __all__ = ["DatasetSpec", "parse_dataset"]
 

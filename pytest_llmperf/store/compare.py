@@ -23,8 +23,8 @@ from pytest_llmperf.results.metrics import (
     statistic,
     summarize,
 )
-from pytest_llmperf.results.store import decode_window
 from pytest_llmperf.results.thresholds import COMPARABLE, Gate
+from pytest_llmperf.store.documents import decode_window
 
 __all__ = ["DEFAULT_TOLERANCE", "HARDWARE_KEYS", "ROW_METRICS", "Comparison", "Row",
            "compare_windows", "group_windows", "hardware_differences", "window_key"]

@@ -44,7 +44,7 @@ class TargetGroupPlugin:
             return None
         from xdist.scheduler import LoadGroupScheduling
 
-        from pytest_llmperf.session import target_ids as matrix_ids
+        from pytest_llmperf.plugin.session import target_ids as matrix_ids
 
         target_ids = matrix_ids(config)  # only now: a session without perf tests pays nothing
 

@@ -5,7 +5,7 @@ tokens by the model's tokenizer (the chat template then adds its fixed overhead 
 and each answer is forced to its own length.  Lengths are fixed (``512``), uniform
 (``256..1024``, both ends included) or normal (``512~128``: mean and standard deviation, at
 least the shortest a prompt can be).  The text is seeded random common words behind a unique
-tag (:func:`~pytest_llmperf.load.prompts.unique_tag`), so it never repeats a cached prefix.
+tag (:func:`~pytest_llmperf.prompts.builtin.unique_tag`), so it never repeats a cached prefix.
 
 Making a prompt asks the tokenizer (for a server, its ``/tokenize`` endpoint) a few times, so
 prompts are made before the measured window (:meth:`RandomPrompts.prepare`); one made inside a
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pytest_llmperf.clients.base import Prompt, Tokenizer
-from pytest_llmperf.load.prompts import MadeAhead, unique_tag
+from pytest_llmperf.prompts.builtin import MadeAhead, unique_tag
 
 __all__ = ["MIN_PROMPT_TOKENS", "Lengths", "RandomPrompts", "exact_text", "parse_lengths"]
 

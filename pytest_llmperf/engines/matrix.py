@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pytest_llmperf.config import Settings
+from pytest_llmperf.settings.resolve import Settings
 
 if TYPE_CHECKING:
     from pytest_llmperf.engines.catalog import Catalog, ModelEntry

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from pytest_llmperf.config import Settings
-from pytest_llmperf.session import resolve
+from pytest_llmperf.plugin.session import resolve
+from pytest_llmperf.settings.resolve import Settings
 
 __all__ = ["LLMPerfReporter"]
 
@@ -47,7 +47,7 @@ class LLMPerfReporter:
 
     def _store(self, settings: Settings) -> None:
         from pytest_llmperf.observe.host import host_fingerprint
-        from pytest_llmperf.results.store import run_document, save_run, write_run
+        from pytest_llmperf.store.documents import run_document, save_run, write_run
 
         fingerprint = host_fingerprint(self.config.rootpath)
         fingerprint["thresholds_sha256"] = _sha256(settings.thresholds)

@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, Protocol
 
 import pytest
 
-from pytest_llmperf.fixtures import LoadFunction
-from pytest_llmperf.recorder import ResultRecorder
+from pytest_llmperf.plugin.fixtures import LoadFunction
+from pytest_llmperf.plugin.recorder import ResultRecorder
 
 if TYPE_CHECKING:
     from pytest_llmperf.clients.base import Tokenizer
-    from pytest_llmperf.config import Settings
     from pytest_llmperf.engines.base import ServedModel
-    from pytest_llmperf.load.prefix_cache import PrefixCacheResult
-    from pytest_llmperf.load.sweep import SweepResult
+    from pytest_llmperf.results.sweep import SweepResult
+    from pytest_llmperf.searches.prefix_cache import PrefixCacheResult
+    from pytest_llmperf.settings.resolve import Settings
 
 __all__ = ["llmperf_prefill", "llmperf_prefix_cache"]
 
@@ -64,9 +64,9 @@ def fitting_lengths(lengths: Sequence[int], context: int | None, max_tokens: int
 def llmperf_prefill(llmperf_load: LoadFunction, llmperf_server: ServedModel,
                     llmperf_settings: Settings, llmperf_recorder: ResultRecorder,
                     request: pytest.FixtureRequest) -> PrefillFunction:
-    from pytest_llmperf.load.sweep import SweepResult
-    from pytest_llmperf.load.synthetic import Lengths, RandomPrompts
-    from pytest_llmperf.search_fixtures import record_sweep
+    from pytest_llmperf.plugin.search_fixtures import record_sweep
+    from pytest_llmperf.prompts.synthetic import Lengths, RandomPrompts
+    from pytest_llmperf.results.sweep import SweepResult
 
     def prefill(lengths: Sequence[int] = (128, 512, 2048), *, requests: int = 2,
                 users: int = 1, max_tokens: int | None = None) -> SweepResult:
@@ -99,9 +99,9 @@ def llmperf_prefill(llmperf_load: LoadFunction, llmperf_server: ServedModel,
 def llmperf_prefix_cache(llmperf_load: LoadFunction, llmperf_server: ServedModel,
                          llmperf_settings: Settings, llmperf_recorder: ResultRecorder
                          ) -> PrefixCacheFunction:
-    from pytest_llmperf.load.prefix_cache import PrefixCacheResult, cache_unavailable
-    from pytest_llmperf.load.shared_prefix import SharedPrefixPrompts
+    from pytest_llmperf.prompts.shared_prefix import SharedPrefixPrompts
     from pytest_llmperf.report.entry import prefix_cache_entry
+    from pytest_llmperf.searches.prefix_cache import PrefixCacheResult, cache_unavailable
 
     def prefix_cache(*, documents: int = 4, document_tokens: int = 1024,
                      question_tokens: int = 32, max_tokens: int = 16) -> PrefixCacheResult:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_llmperf.session import GATE_FAILURES_KEY, RESULTS_KEY, LLMPerfSession
+from pytest_llmperf.plugin.session import GATE_FAILURES_KEY, RESULTS_KEY, LLMPerfSession
 
 if TYPE_CHECKING:
     from pytest_llmperf.load.runner import PerfResult
@@ -91,9 +91,9 @@ class ResultRecorder:
     def compare(self, result: PerfResult) -> None:
         """Hold the windows of one load against the baseline's windows of the same test and
         call; a gate exceeded with confidence is kept to fail the test (:meth:`gate_failures`)."""
+        from pytest_llmperf.plugin.session import active_session
         from pytest_llmperf.report.entry import comparison_entry
-        from pytest_llmperf.results.compare import compare_windows
-        from pytest_llmperf.session import active_session
+        from pytest_llmperf.store.compare import compare_windows
 
         session = active_session(self.item.config)
         baseline = session.baseline
@@ -126,9 +126,9 @@ class ResultRecorder:
 
     def compare_capacity(self, search: object) -> None:
         """Hold a capacity search against the baseline's search of the same test and
-        dimension (results.capacity_compare); a gate it fails is kept like a window's."""
-        from pytest_llmperf.results.capacity_compare import compare_capacity
-        from pytest_llmperf.session import active_session
+        dimension (store.capacity_compare); a gate it fails is kept like a window's."""
+        from pytest_llmperf.plugin.session import active_session
+        from pytest_llmperf.store.capacity_compare import compare_capacity
 
         session = active_session(self.item.config)
         baseline = session.baseline

@@ -19,18 +19,18 @@ from typing import TYPE_CHECKING, Protocol
 
 import pytest
 
-from pytest_llmperf.matrix import Target
-from pytest_llmperf.recorder import ResultRecorder
-from pytest_llmperf.session import RESULTS_KEY
+from pytest_llmperf.engines.matrix import Target
+from pytest_llmperf.plugin.recorder import ResultRecorder
+from pytest_llmperf.plugin.session import RESULTS_KEY
 
 if TYPE_CHECKING:
-    from pytest_llmperf.checker import SLOChecker
-    from pytest_llmperf.config import Settings
     from pytest_llmperf.engines.base import ServedModel
-    from pytest_llmperf.load.prompts import PromptSource
     from pytest_llmperf.load.runner import PerfResult, TimeLimits
     from pytest_llmperf.load.shapes import LoadShape
     from pytest_llmperf.observe.telemetry import Telemetry
+    from pytest_llmperf.plugin.slo_check import SLOChecker
+    from pytest_llmperf.prompts.builtin import PromptSource
+    from pytest_llmperf.settings.resolve import Settings
 
 
 class LoadFunction(Protocol):
@@ -50,7 +50,7 @@ class LoadFunction(Protocol):
 
 @pytest.fixture(scope="session")
 def llmperf_settings(pytestconfig: pytest.Config) -> Settings:
-    from pytest_llmperf.session import active_session
+    from pytest_llmperf.plugin.session import active_session
 
     return active_session(pytestconfig).settings
 
@@ -116,8 +116,8 @@ def llmperf_prompts(llmperf_server: ServedModel, llmperf_settings: Settings,
                     pytestconfig: pytest.Config) -> PromptSource:
     """Never-repeating prompts of --llmperf-dataset, one source per served model (no cache
     hits across tests) with a fresh salt per run (none across runs either)."""
-    from pytest_llmperf.load.sources import prompt_source
-    from pytest_llmperf.session import active_session
+    from pytest_llmperf.plugin.session import active_session
+    from pytest_llmperf.prompts.sources import prompt_source
 
     try:
         return prompt_source(active_session(pytestconfig).dataset, llmperf_server,
@@ -314,6 +314,6 @@ def _png_name(recorder: ResultRecorder) -> str:
 
 @pytest.fixture
 def llmperf_slo(request: pytest.FixtureRequest, llmperf_recorder: ResultRecorder) -> SLOChecker:
-    from pytest_llmperf.checker import SLOChecker
+    from pytest_llmperf.plugin.slo_check import SLOChecker
 
     return SLOChecker(request, llmperf_recorder)

@@ -17,8 +17,8 @@ import secrets
 from collections.abc import Sequence
 
 from pytest_llmperf.clients.base import Prompt, Tokenizer
-from pytest_llmperf.load.dataset_files import DatasetEntry
-from pytest_llmperf.load.prompts import MadeAhead, unique_tag
+from pytest_llmperf.prompts.builtin import MadeAhead, unique_tag
+from pytest_llmperf.prompts.dataset_files import DatasetEntry
 
 __all__ = ["MIN_TOKENS", "FilePrompts"]
 

@@ -1,6 +1,6 @@
 """Value parsers of the llmperf options: each turns an option's text into its value or raises
-``ValueError`` saying what it expected (:func:`pytest_llmperf.config.resolve_settings` adds the
-value and where it came from).  Imports nothing heavy.
+``ValueError`` saying what it expected (:func:`pytest_llmperf.settings.resolve.resolve_settings`
+adds the value and where it came from).  Imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-__all__ = ["BACKENDS"]  # and the parsers, used by pytest_llmperf.options
+__all__ = ["BACKENDS"]  # and the parsers, used by pytest_llmperf.settings.options
 
 BACKENDS: tuple[str, ...] = (
     "llamacpp", "transformers", "vllm", "sglang", "lmdeploy", "tgi", "ollama", "openai",

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_llmperf.config import OPTIONS, SettingError, Settings, resolve_settings
-from pytest_llmperf.matrix import Target, targets
+from pytest_llmperf.engines.matrix import Target, targets
+from pytest_llmperf.settings.resolve import OPTIONS, SettingError, Settings, resolve_settings
 
 if TYPE_CHECKING:
     from pytest_llmperf.engines.catalog import Catalog
-    from pytest_llmperf.load.dataset_spec import DatasetSpec
+    from pytest_llmperf.prompts.dataset_spec import DatasetSpec
     from pytest_llmperf.results.thresholds import Thresholds
 
 __all__ = ["GATE_FAILURES_KEY", "RESULTS_KEY", "ActivationError", "Baseline", "LLMPerfSession",
@@ -60,8 +60,8 @@ class Baseline:
     @functools.cached_property
     def windows(self) -> dict[tuple[str, int], list[Mapping[str, Any]]]:
         """Their windows by (node id, call), the runs' windows one after another (see
-        results.compare.group_windows)."""
-        from pytest_llmperf.results.compare import group_windows
+        store.compare.group_windows)."""
+        from pytest_llmperf.store.compare import group_windows
 
         pooled: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
         for document in self.documents:
@@ -187,7 +187,7 @@ def _load_dataset(settings: Settings) -> DatasetSpec | None:
     setting's source and, for a file, its line."""
     if settings.dataset is None:
         return None
-    from pytest_llmperf.load.dataset_spec import parse_dataset
+    from pytest_llmperf.prompts.dataset_spec import parse_dataset
 
     try:
         return parse_dataset(settings.dataset)
@@ -213,8 +213,8 @@ def _load_baseline(settings: Settings, rootdir: Path) -> Baseline | None:
     if settings.compare is None:
         return None
     from pytest_llmperf.observe.host import host_fingerprint
-    from pytest_llmperf.results.compare import hardware_differences
-    from pytest_llmperf.results.store import StoreError, find_saved, load_run
+    from pytest_llmperf.store.compare import hardware_differences
+    from pytest_llmperf.store.documents import StoreError, find_saved, load_run
 
     source = settings.sources.get("compare", "--llmperf-compare")
     try:

@@ -1,6 +1,6 @@
 """Every llmperf option: its spellings (flag, environment, ini), its help text and the parser
 that turns its text into a value.  A parser raises ``ValueError`` saying what it expected;
-:func:`pytest_llmperf.config.resolve_settings` adds the value and where it came from.
+:func:`pytest_llmperf.settings.resolve.resolve_settings` adds the value and where it came from.
 This module imports nothing heavy: it runs when pytest loads the plugin.
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from pytest_llmperf import parsers as parse
-from pytest_llmperf.parsers import BACKENDS
+from pytest_llmperf.settings import parsers as parse
+from pytest_llmperf.settings.parsers import BACKENDS
 
 __all__ = ["BACKENDS", "OPTIONS", "Option"]
 

@@ -4,7 +4,7 @@
   its own warm-up and measured window (an ``llmperf_load`` call each), then a table and a chart;
   ``llmperf_slo.check(sweep)`` holds every point to the SLOs.
 - ``llmperf_capacity("users")`` or ``("rate")``: the highest load at which every SLO of the test
-  holds (load.capacity); its probes are judged without failing the test, and
+  holds (searches.capacity); its probes are judged without failing the test, and
   ``llmperf_slo.check(capacity)`` holds the result to the test's capacity SLOs
   (``capacity_max_concurrency >= 8``).
 """
@@ -18,19 +18,19 @@ from typing import TYPE_CHECKING, Protocol
 
 import pytest
 
-from pytest_llmperf.fixtures import LoadFunction, _png_name, _terminal_progress
 from pytest_llmperf.load.shapes import closed_shape, open_shape
-from pytest_llmperf.recorder import ResultRecorder
+from pytest_llmperf.plugin.fixtures import LoadFunction, _png_name, _terminal_progress
+from pytest_llmperf.plugin.recorder import ResultRecorder
 
 if TYPE_CHECKING:
-    from pytest_llmperf.config import Settings
     from pytest_llmperf.engines.base import ServedModel
-    from pytest_llmperf.load.capacity import CapacityResult, ProbeOutcome
-    from pytest_llmperf.load.prompts import PromptSource
     from pytest_llmperf.load.shapes import LoadShape
-    from pytest_llmperf.load.sweep import SweepResult
     from pytest_llmperf.observe.telemetry import Telemetry
+    from pytest_llmperf.prompts.builtin import PromptSource
+    from pytest_llmperf.results.sweep import SweepResult
     from pytest_llmperf.results.thresholds import Check
+    from pytest_llmperf.searches.capacity import CapacityResult, ProbeOutcome
+    from pytest_llmperf.settings.resolve import Settings
 
 __all__ = ["llmperf_capacity", "llmperf_sweep"]
 
@@ -72,7 +72,7 @@ def record_sweep(result: SweepResult, first_call: int, request: pytest.FixtureRe
                  kind: str = "sweep", **extra: object) -> None:
     """A sweep's entry (its points are the load calls from ``first_call`` on), its chart
     (``kind`` names the PNG) and the recorder's note of it; ``extra`` goes into the entry."""
-    from pytest_llmperf.checker import test_checks
+    from pytest_llmperf.plugin.slo_check import test_checks
     from pytest_llmperf.report.entry import sweep_entry
 
     entry = sweep_entry(result, None, list(range(first_call, recorder.calls + 1)),
@@ -86,7 +86,7 @@ def record_sweep(result: SweepResult, first_call: int, request: pytest.FixtureRe
 def llmperf_sweep(llmperf_load: LoadFunction, llmperf_settings: Settings,
                   llmperf_recorder: ResultRecorder, llmperf_server: ServedModel,
                   request: pytest.FixtureRequest) -> SweepFunction:
-    from pytest_llmperf.load.sweep import SweepResult
+    from pytest_llmperf.results.sweep import SweepResult
 
     def sweep(*, users: Sequence[int] | None = None, rates: Sequence[float] | None = None,
               shapes: Sequence[LoadShape] | None = None,
@@ -123,10 +123,10 @@ def llmperf_capacity(llmperf_server: ServedModel, llmperf_prompts: PromptSource,
                      llmperf_settings: Settings, llmperf_recorder: ResultRecorder,
                      llmperf_telemetry: Telemetry, request: pytest.FixtureRequest,
                      pytestconfig: pytest.Config) -> CapacityFunction:
-    from pytest_llmperf.checker import test_checks
-    from pytest_llmperf.fixtures import live_server
-    from pytest_llmperf.load.capacity import search_capacity
+    from pytest_llmperf.plugin.fixtures import live_server
+    from pytest_llmperf.plugin.slo_check import test_checks
     from pytest_llmperf.report.entry import capacity_entry
+    from pytest_llmperf.searches.capacity import search_capacity
 
     progress = _terminal_progress(pytestconfig)
 
@@ -208,11 +208,11 @@ def _prober(served: ServedModel, prompts: PromptSource, settings: Settings,
             dimension: str, probe_s: float) -> Callable[[float], ProbeOutcome]:
     """One probe per call: a measured window at ``load`` judged against ``checks``, stopped
     early once clearly failed; its verdicts never fail the test."""
-    from pytest_llmperf.checker import judge_window
-    from pytest_llmperf.fixtures import _fail_if_server_died, time_limits
-    from pytest_llmperf.load.capacity import ProbeOutcome
     from pytest_llmperf.load.runner import run_load
-    from pytest_llmperf.results.probe import clearly_failed, goodput, headroom
+    from pytest_llmperf.plugin.fixtures import _fail_if_server_died, time_limits
+    from pytest_llmperf.plugin.slo_check import judge_window
+    from pytest_llmperf.searches.capacity import ProbeOutcome
+    from pytest_llmperf.searches.probe_rules import clearly_failed, goodput, headroom
 
     def probe(load: float) -> ProbeOutcome:
         shape = base.with_load(load)

@@ -17,8 +17,8 @@ import random
 import secrets
 
 from pytest_llmperf.clients.base import Prompt, Tokenizer
-from pytest_llmperf.load.prompts import MadeAhead, unique_tag
-from pytest_llmperf.load.synthetic import exact_text
+from pytest_llmperf.prompts.builtin import MadeAhead, unique_tag
+from pytest_llmperf.prompts.synthetic import exact_text
 
 __all__ = ["SharedPrefixPrompts"]
 

@@ -7,16 +7,16 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_llmperf.recorder import ResultRecorder
+from pytest_llmperf.plugin.recorder import ResultRecorder
 
 if TYPE_CHECKING:
-    from pytest_llmperf.config import Settings
     from pytest_llmperf.engines.base import ServedModel
-    from pytest_llmperf.load.capacity import CapacityResult
     from pytest_llmperf.load.runner import PerfResult
-    from pytest_llmperf.load.sweep import SweepResult
     from pytest_llmperf.results.slo import Verdict
+    from pytest_llmperf.results.sweep import SweepResult
     from pytest_llmperf.results.thresholds import Check
+    from pytest_llmperf.searches.capacity import CapacityResult
+    from pytest_llmperf.settings.resolve import Settings
 
 __all__ = ["SLOChecker", "judge_window", "test_checks"]
 
@@ -25,8 +25,8 @@ def test_checks(request: pytest.FixtureRequest, served: ServedModel,
                 *, capacity: bool = False) -> tuple[Check, ...]:
     """The SLOs for this test of ``served``: those on measured windows, or (``capacity``)
     those on a capacity search's results.  No thresholds file or no SLO fails the test."""
+    from pytest_llmperf.plugin.session import active_session
     from pytest_llmperf.results.metrics import CAPACITY
-    from pytest_llmperf.session import active_session
 
     session = active_session(request.config)
     settings, thresholds = session.settings, session.thresholds
@@ -74,8 +74,8 @@ class SLOChecker:
 
     def check(self, result: PerfResult | SweepResult | CapacityResult) -> tuple[Verdict, ...]:
         """Fails the test on a missed SLO; returns the verdicts (of the first window)."""
-        from pytest_llmperf.load.capacity import CapacityResult
-        from pytest_llmperf.load.sweep import SweepResult
+        from pytest_llmperf.results.sweep import SweepResult
+        from pytest_llmperf.searches.capacity import CapacityResult
 
         if isinstance(result, CapacityResult):
             lines, first = self._capacity_lines(result)
@@ -95,7 +95,7 @@ class SLOChecker:
         return first
 
     def _settings(self) -> Settings:
-        from pytest_llmperf.session import active_session
+        from pytest_llmperf.plugin.session import active_session
 
         return active_session(self._request.config).settings
 

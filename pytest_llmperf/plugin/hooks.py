@@ -1,8 +1,8 @@
 """pytest entry point (``pytest11``): options, activation, matrix parametrization, reporting.
 
-Hooks only.  Fixtures live in :mod:`pytest_llmperf.fixtures`; nothing heavy (aiohttp, NVML,
+Hooks only.  Fixtures live in :mod:`pytest_llmperf.plugin.fixtures`; nothing heavy (aiohttp, NVML,
 xllamacpp) is imported while pytest loads this module, and a session without performance tests
-gets nothing from the plugin but its options (see :mod:`pytest_llmperf.session`).
+gets nothing from the plugin but its options (see :mod:`pytest_llmperf.plugin.session`).
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 
-from pytest_llmperf.config import OPTIONS
 from pytest_llmperf.load.shapes import closed_shape, open_shape
-from pytest_llmperf.reporter import LLMPerfReporter
-from pytest_llmperf.session import (
+from pytest_llmperf.plugin.reporter import LLMPerfReporter
+from pytest_llmperf.plugin.session import (
     GATE_FAILURES_KEY,
     RESULTS_KEY,
     ActivationError,
@@ -24,6 +23,7 @@ from pytest_llmperf.session import (
     cli_options_given,
     raise_activation_error,
 )
+from pytest_llmperf.settings.resolve import OPTIONS
 
 _GROUP = "llmperf"
 
@@ -50,12 +50,12 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", "xdist_group(name): run on one pytest-xdist worker")
     config.pluginmanager.register(LLMPerfReporter(config), "llmperf-reporter")
     if config.pluginmanager.hasplugin("xdist"):
-        from pytest_llmperf.xdist_support import TargetGroupPlugin
+        from pytest_llmperf.plugin.xdist_groups import TargetGroupPlugin
 
         config.pluginmanager.register(TargetGroupPlugin(config), "llmperf-xdist")
-    config.pluginmanager.import_plugin("pytest_llmperf.fixtures")
-    config.pluginmanager.import_plugin("pytest_llmperf.search_fixtures")
-    config.pluginmanager.import_plugin("pytest_llmperf.dataset_fixtures")
+    config.pluginmanager.import_plugin("pytest_llmperf.plugin.fixtures")
+    config.pluginmanager.import_plugin("pytest_llmperf.plugin.search_fixtures")
+    config.pluginmanager.import_plugin("pytest_llmperf.plugin.prompt_fixtures")
     if cli_options_given(config):
         # Asked for by name: a bad value is an error now, even with no perf test collected.
         try:
