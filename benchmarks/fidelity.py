@@ -89,7 +89,7 @@ def ours(url: str, streams: int, event_loop: str, processes: int) -> Reading:
     added = sorted((r.chunk_ns[0] - r.send_ns - (first - read)) / 1e6
                    for r, (read, first, _) in zip(records, stamps, strict=True))
     tpot = fmean((r.chunk_ns[-1] - r.chunk_ns[0]) / 1e6 / (TOKENS - 1) for r in records)
-    health = result.health or {}
+    health = result.health.figures if result.health is not None else {}
     marks = "; ".join(f"{k}: {', '.join(v)}" for k, v in result.validity_marks.items())
     return Reading(stub_ttft - FIRST_MS, ttft - stub_ttft, (tpot / stub_tpot - 1) * 100,
                    result.metrics.scalars["output_token_throughput"],

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from pytest_llmperf.clients.base import RequestSender, TokenCounter, Tokenizer
 from pytest_llmperf.clients.openai import Endpoint, StreamingClient
-from pytest_llmperf.settings.resolve import Settings
+from pytest_llmperf.results.served import ServedInfo
+from pytest_llmperf.settings.groups import ServerSettings
 
 if TYPE_CHECKING:
     from pytest_llmperf.engines.catalog import ModelEntry
@@ -70,8 +71,14 @@ class ServedModel:
     reasoning: bool = False
 
     @property
+    def info(self) -> ServedInfo:
+        """What a result records of the served model."""
+        return ServedInfo(self.backend, self.model, self.engine, self.model_file,
+                          self.model_sha256)
+
+    @property
     def description(self) -> str:
-        return f"{self.model} on {self.backend} ({self.engine})"
+        return self.info.description
 
     def client(
         self, max_tokens: int, timeout_s: float, first_token_timeout_s: float | None = None
@@ -89,12 +96,12 @@ class ServedModel:
 class Backend(Protocol):
     name: str
 
-    def check(self, settings: Settings, model: ModelEntry) -> None: ...
+    def check(self, settings: ServerSettings, model: ModelEntry) -> None: ...
 
-    def unsupported(self, settings: Settings, model: ModelEntry) -> str | None: ...
+    def unsupported(self, settings: ServerSettings, model: ModelEntry) -> str | None: ...
 
     def serve(
-        self, settings: Settings, model: ModelEntry, workdir: Path
+        self, settings: ServerSettings, model: ModelEntry, workdir: Path
     ) -> contextlib.AbstractContextManager[ServedModel]: ...
 
 

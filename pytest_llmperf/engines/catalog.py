@@ -35,6 +35,7 @@ __all__ = [
     "ModelEntry",
     "ModelSource",
     "builtin_catalog",
+    "catalog_for",
     "entries_from_thresholds",
     "parse_entry",
 ]
@@ -198,6 +199,12 @@ def builtin_catalog() -> Catalog:
 
 
 # --- entries written in thresholds.toml ----------------------------------------------------
+
+
+def catalog_for(thresholds: Thresholds | None) -> Catalog:
+    """The shipped catalogue with thresholds.toml's own entries over it."""
+    catalog = builtin_catalog()
+    return catalog if thresholds is None else catalog.merged(entries_from_thresholds(thresholds))
 
 
 def entries_from_thresholds(thresholds: Thresholds) -> dict[str, ModelEntry]:

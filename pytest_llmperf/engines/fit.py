@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from pytest_llmperf.engines.catalog import ModelEntry, ModelSource
 from pytest_llmperf.observe.gpus import GpuInfo, GpuInventory, gpu_inventory
-from pytest_llmperf.settings.resolve import Settings
+from pytest_llmperf.settings.groups import ServerSettings
 
 __all__ = ["RESERVING_BACKENDS", "MemoryNeed", "ModelDoesNotFit", "check_fit", "memory_need"]
 
@@ -43,7 +43,7 @@ _GIB = 2**30
 
 
 def check_fit(
-    settings: Settings, backend: str, model: ModelEntry, source: ModelSource, *, tp: int,
+    settings: ServerSettings, backend: str, model: ModelEntry, source: ModelSource, *, tp: int,
     gpus: tuple[int, ...] | None, inventory: GpuInventory | None = None,
     env: Mapping[str, str] = os.environ,
 ) -> None:
@@ -92,7 +92,7 @@ class MemoryNeed:
 
 
 def memory_need(
-    settings: Settings, model: ModelEntry, source: ModelSource, *, tp: int
+    settings: ServerSettings, model: ModelEntry, source: ModelSource, *, tp: int
 ) -> MemoryNeed | None:
     """What the model needs over ``tp`` GPUs; None when the catalogue lacks a size fact."""
     if None in (model.params_b, model.layers, model.kv_heads, model.head_dim):

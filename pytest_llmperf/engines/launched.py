@@ -26,7 +26,7 @@ from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.engines.catalog import ModelEntry, ModelSource
 from pytest_llmperf.engines.lifecycle import ManagedServer, free_port
 from pytest_llmperf.observe.server_metrics import ServerMetricNames
-from pytest_llmperf.settings.resolve import Settings
+from pytest_llmperf.settings.groups import ServerSettings
 
 __all__ = ["AUTO_DETECTED_QUANTIZATION", "LaunchSpec", "LaunchedBackend", "get_json_field",
            "python_module_missing"]
@@ -66,11 +66,11 @@ class LaunchedBackend:
     # -- what subclasses provide ---------------------------------------------------------
 
     def launch(
-        self, settings: Settings, model: ModelEntry, source: ModelSource, port: int, tp: int
+        self, settings: ServerSettings, model: ModelEntry, source: ModelSource, port: int, tp: int
     ) -> LaunchSpec:
         raise NotImplementedError
 
-    def missing(self, settings: Settings) -> str | None:
+    def missing(self, settings: ServerSettings) -> str | None:
         """Why the engine cannot be launched here (one line naming what to install), or None."""
         raise NotImplementedError
 
@@ -78,13 +78,13 @@ class LaunchedBackend:
         """The engine's version as the running server reports it; None if it does not say."""
         return None
 
-    def endpoint(self, settings: Settings, base_url: str, model_id: str) -> Endpoint:
+    def endpoint(self, settings: ServerSettings, base_url: str, model_id: str) -> Endpoint:
         forced = settings.ignore_eos and self.min_tokens_field is not None
         return Endpoint(base_url=base_url, model=model_id, api_key=settings.api_key(),
                         ignore_eos=forced, min_tokens_field=self.min_tokens_field)
 
     def served(
-        self, settings: Settings, model: ModelEntry, source: ModelSource, root: str,
+        self, settings: ServerSettings, model: ModelEntry, source: ModelSource, root: str,
         server: ManagedServer | None,
     ) -> ServedModel:
         """The :class:`ServedModel` for a ready server at ``root`` (launched or attached)."""
@@ -120,21 +120,21 @@ class LaunchedBackend:
 
     # -- shared ------------------------------------------------------------------------
 
-    def check(self, settings: Settings, model: ModelEntry) -> None:
+    def check(self, settings: ServerSettings, model: ModelEntry) -> None:
         if settings.base_url:
             return  # attaching: nothing of ours needs installing
         reason = self.missing(settings)
         if reason:
             raise ValueError(f"backend {self.name}: {reason}")
 
-    def unsupported(self, settings: Settings, model: ModelEntry) -> str | None:
+    def unsupported(self, settings: ServerSettings, model: ModelEntry) -> str | None:
         if model.source(self.source_kinds) is not None:
             return None
         kinds = " or ".join(self.source_kinds)
         return (f"{model.alias} has no {kinds} source, which {self.name} loads "
                 f"(catalogue entry: {model.origin})")
 
-    def tp_size(self, settings: Settings, model: ModelEntry) -> int:
+    def tp_size(self, settings: ServerSettings, model: ModelEntry) -> int:
         """--llmperf-tp, else the catalogue's tp capped at the GPUs given (the fit check then
         says whether the model fits on fewer GPUs)."""
         if settings.tp:
@@ -143,7 +143,8 @@ class LaunchedBackend:
         return min(model.tp, len(gpus)) if gpus else model.tp
 
     @contextlib.contextmanager
-    def serve(self, settings: Settings, model: ModelEntry, workdir: Path) -> Iterator[ServedModel]:
+    def serve(self, settings: ServerSettings, model: ModelEntry,
+              workdir: Path) -> Iterator[ServedModel]:
         source = model.source(self.source_kinds)
         if source is None:
             raise ValueError(self.unsupported(settings, model))
@@ -194,7 +195,7 @@ def python_module_missing(python: str, module: str, install_hint: str) -> str | 
             f"`{install_hint}` or name the interpreter that has it with --llmperf-engine-python")
 
 
-def _check_reachable(url: str, settings: Settings) -> None:
+def _check_reachable(url: str, settings: ServerSettings) -> None:
     key = settings.api_key()
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:

@@ -29,7 +29,7 @@ from pytest_llmperf.engines.lifecycle import ManagedServer
 from pytest_llmperf.engines.modelfetch import MODEL_SHA256, ensure_smollm2, sha256_of
 from pytest_llmperf.engines.server_tokenizer import post_json
 from pytest_llmperf.observe.server_metrics import ServerMetricNames
-from pytest_llmperf.settings.resolve import Settings
+from pytest_llmperf.settings.groups import ServerSettings
 
 __all__ = ["LlamaCppBackend", "LlamaCppTokenizer", "resolve_gguf"]
 
@@ -114,7 +114,7 @@ class LlamaCppBackend(LaunchedBackend):
     def uses_gpus(self) -> bool:  # type: ignore[override]
         return False  # CPU unless -ngl offloads; llama.cpp then falls back layer by layer
 
-    def check(self, settings: Settings, model: ModelEntry) -> None:
+    def check(self, settings: ServerSettings, model: ModelEntry) -> None:
         super().check(settings, model)
         source = model.source(self.source_kinds)
         if settings.base_url or source is None or source.embedded:
@@ -123,7 +123,7 @@ class LlamaCppBackend(LaunchedBackend):
             raise ValueError(f"{settings.sources.get('model', '--model')}: GGUF file "
                              f"{source.id} of model {model.alias!r} does not exist")
 
-    def missing(self, settings: Settings) -> str | None:
+    def missing(self, settings: ServerSettings) -> str | None:
         binary = settings.llamacpp_bin
         if binary is not None:
             if not (binary.is_file() and os.access(binary, os.X_OK)):
@@ -139,7 +139,7 @@ class LlamaCppBackend(LaunchedBackend):
         return ModelSource("gguf", str(path), source.quantization, source.bits)
 
     def launch(
-        self, settings: Settings, model: ModelEntry, source: ModelSource, port: int, tp: int
+        self, settings: ServerSettings, model: ModelEntry, source: ModelSource, port: int, tp: int
     ) -> LaunchSpec:
         """The same llama-server command line for both engines; only the program differs."""
         if settings.llamacpp_bin is not None:
@@ -149,7 +149,8 @@ class LlamaCppBackend(LaunchedBackend):
                        "--parent-pid", str(os.getpid()))
         return LaunchSpec((*program, *self.server_args(settings, source, port)))
 
-    def server_args(self, settings: Settings, source: ModelSource, port: int) -> tuple[str, ...]:
+    def server_args(self, settings: ServerSettings, source: ModelSource,
+                    port: int) -> tuple[str, ...]:
         """llama-server's flags: model, address, slots, total context, offload, threads."""
         # 4096 per slot: the prefill test's 2048-token prompts fit with their answers.
         ctx_per_slot = max(4096, settings.max_tokens + 1024)
@@ -163,7 +164,7 @@ class LlamaCppBackend(LaunchedBackend):
         )
 
     def served(
-        self, settings: Settings, model: ModelEntry, source: ModelSource, root: str,
+        self, settings: ServerSettings, model: ModelEntry, source: ModelSource, root: str,
         server: ManagedServer | None,
     ) -> ServedModel:
         served = super().served(settings, model, source, root, server)
@@ -176,7 +177,7 @@ class LlamaCppBackend(LaunchedBackend):
                "context_tokens": tokenizer.slot_context() or served.context_tokens},
         )
 
-    def endpoint(self, settings: Settings, base_url: str, model_id: str) -> Endpoint:
+    def endpoint(self, settings: ServerSettings, base_url: str, model_id: str) -> Endpoint:
         # cache_prompt off: a test about raw prefill must not be served from a slot's cache.
         # llama.cpp's ignore_eos alone gives exactly max_tokens; it has no min_tokens field.
         # It closes the connection after each streamed answer (see Endpoint).
@@ -185,7 +186,7 @@ class LlamaCppBackend(LaunchedBackend):
                         reuse_connections=False, ignore_eos=settings.ignore_eos,
                         cache_field="cache_prompt")
 
-    def _engine_name(self, settings: Settings) -> str:
+    def _engine_name(self, settings: ServerSettings) -> str:
         if settings.llamacpp_bin is None:
             try:
                 return f"xllamacpp {importlib.metadata.version('xllamacpp')}"

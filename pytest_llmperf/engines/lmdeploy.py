@@ -14,7 +14,7 @@ import subprocess
 from pytest_llmperf.engines.catalog import ModelEntry, ModelSource
 from pytest_llmperf.engines.launched import LaunchedBackend, LaunchSpec, python_module_missing
 from pytest_llmperf.observe.server_metrics import ServerMetricNames
-from pytest_llmperf.settings.resolve import Settings
+from pytest_llmperf.settings.groups import ServerSettings
 
 __all__ = ["LMDeployBackend"]
 
@@ -53,12 +53,12 @@ class LMDeployBackend(LaunchedBackend):
     def __init__(self) -> None:
         self._python: str | None = None  # the interpreter we launched, for version()
 
-    def missing(self, settings: Settings) -> str | None:
+    def missing(self, settings: ServerSettings) -> str | None:
         return python_module_missing(settings.python_for(self.name), "lmdeploy",
                                      self.install_hint)
 
     def launch(
-        self, settings: Settings, model: ModelEntry, source: ModelSource, port: int, tp: int
+        self, settings: ServerSettings, model: ModelEntry, source: ModelSource, port: int, tp: int
     ) -> LaunchSpec:
         self._python = settings.python_for(self.name)
         argv = [

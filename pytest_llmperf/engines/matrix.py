@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pytest_llmperf.settings.resolve import Settings
+from pytest_llmperf.settings.groups import Settings
 
 if TYPE_CHECKING:
     from pytest_llmperf.engines.catalog import Catalog, ModelEntry
@@ -44,8 +44,8 @@ def targets(settings: Settings, catalog: Catalog, *, check: bool = True) -> list
         for model in settings.models:
             entry = catalog.resolve(model, settings.sources.get("model", "--model"),
                                     any_name=backend_name == "openai")
-            reason = backend.unsupported(settings, entry)
+            reason = backend.unsupported(settings.server, entry)
             if reason is None and check:
-                backend.check(settings, entry)
+                backend.check(settings.server, entry)
             cells.append(Target(backend_name, entry, reason))
     return cells

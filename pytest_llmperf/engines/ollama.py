@@ -37,7 +37,7 @@ from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.engines.catalog import ModelEntry, ModelSource
 from pytest_llmperf.engines.launched import LaunchedBackend, LaunchSpec
 from pytest_llmperf.engines.lifecycle import ManagedServer, ServerStartError
-from pytest_llmperf.settings.resolve import Settings
+from pytest_llmperf.settings.groups import ServerSettings
 
 __all__ = ["OllamaBackend", "is_pulled", "same_model", "unload"]
 
@@ -67,17 +67,17 @@ class OllamaBackend(LaunchedBackend):
 
     # -- launch --------------------------------------------------------------------------
 
-    def check(self, settings: Settings, model: ModelEntry) -> None:
+    def check(self, settings: ServerSettings, model: ModelEntry) -> None:
         super().check(settings, model)
         _extra_env(settings)  # a malformed --llmperf-engine-args is a usage error, now
 
-    def missing(self, settings: Settings) -> str | None:
+    def missing(self, settings: ServerSettings) -> str | None:
         if shutil.which("ollama") is None:
             return f"the `ollama` binary is not on PATH; install Ollama from {INSTALL_URL}"
         return None
 
     def launch(
-        self, settings: Settings, model: ModelEntry, source: ModelSource, port: int, tp: int
+        self, settings: ServerSettings, model: ModelEntry, source: ModelSource, port: int, tp: int
     ) -> LaunchSpec:
         env = {
             "OLLAMA_HOST": f"127.0.0.1:{port}",
@@ -101,7 +101,7 @@ class OllamaBackend(LaunchedBackend):
     # -- serve ---------------------------------------------------------------------------
 
     def served(
-        self, settings: Settings, model: ModelEntry, source: ModelSource, root: str,
+        self, settings: ServerSettings, model: ModelEntry, source: ModelSource, root: str,
         server: ManagedServer | None,
     ) -> ServedModel:
         tag = self.model_id(source)
@@ -138,7 +138,8 @@ class OllamaBackend(LaunchedBackend):
         )
 
     @contextlib.contextmanager
-    def serve(self, settings: Settings, model: ModelEntry, workdir: Path) -> Iterator[ServedModel]:
+    def serve(self, settings: ServerSettings, model: ModelEntry,
+              workdir: Path) -> Iterator[ServedModel]:
         with super().serve(settings, model, workdir) as served:
             try:
                 yield served
@@ -153,7 +154,7 @@ class OllamaBackend(LaunchedBackend):
                         warnings.warn(f"ollama: {exc}", RuntimeWarning, stacklevel=1)
 
 
-def _extra_env(settings: Settings) -> dict[str, str]:
+def _extra_env(settings: ServerSettings) -> dict[str, str]:
     """``--llmperf-engine-args 'ollama: KEY=VALUE ...'``: ``ollama serve`` takes no options,
     only environment variables."""
     env: dict[str, str] = {}
@@ -166,7 +167,7 @@ def _extra_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _models_dir(settings: Settings) -> str:
+def _models_dir(settings: ServerSettings) -> str:
     """Where the launched server looks for pulled models (Ollama's default otherwise)."""
     return (_extra_env(settings).get("OLLAMA_MODELS") or os.environ.get("OLLAMA_MODELS")
             or str(Path.home() / ".ollama" / "models"))

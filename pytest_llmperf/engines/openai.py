@@ -16,7 +16,7 @@ from pytest_llmperf.clients.openai import Endpoint
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.engines.catalog import ModelEntry
 from pytest_llmperf.engines.server_tokenizer import VLLMTokenizer
-from pytest_llmperf.settings.resolve import Settings
+from pytest_llmperf.settings.groups import ServerSettings
 
 __all__ = ["OpenAIBackend"]
 
@@ -24,16 +24,16 @@ __all__ = ["OpenAIBackend"]
 class OpenAIBackend:
     name = "openai"
 
-    def check(self, settings: Settings, model: ModelEntry) -> None:
+    def check(self, settings: ServerSettings, model: ModelEntry) -> None:
         if not settings.base_url:
             raise ValueError(f"{settings.sources['backend']}: backend 'openai' needs --base-url")
 
-    def unsupported(self, settings: Settings, model: ModelEntry) -> str | None:
+    def unsupported(self, settings: ServerSettings, model: ModelEntry) -> str | None:
         return None  # the server decides which names it serves
 
     @contextlib.contextmanager
     def serve(
-        self, settings: Settings, entry: ModelEntry, workdir: Path
+        self, settings: ServerSettings, entry: ModelEntry, workdir: Path
     ) -> Iterator[ServedModel]:
         assert settings.base_url is not None
         source = entry.source(("hf",))

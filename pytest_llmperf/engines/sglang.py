@@ -15,7 +15,7 @@ from pytest_llmperf.engines.launched import (
     python_module_missing,
 )
 from pytest_llmperf.observe.server_metrics import ServerMetricNames
-from pytest_llmperf.settings.resolve import Settings
+from pytest_llmperf.settings.groups import ServerSettings
 
 __all__ = ["SGLangBackend"]
 
@@ -48,11 +48,11 @@ class SGLangBackend(LaunchedBackend):
         requests_waiting=("sglang:num_queue_reqs",),
     )
 
-    def missing(self, settings: Settings) -> str | None:
+    def missing(self, settings: ServerSettings) -> str | None:
         return python_module_missing(settings.python_for(self.name), "sglang", self.install_hint)
 
     def launch(
-        self, settings: Settings, model: ModelEntry, source: ModelSource, port: int, tp: int
+        self, settings: ServerSettings, model: ModelEntry, source: ModelSource, port: int, tp: int
     ) -> LaunchSpec:
         argv = [
             settings.python_for(self.name), "-m", "sglang.launch_server",

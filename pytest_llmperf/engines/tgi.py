@@ -22,7 +22,7 @@ from pytest_llmperf.engines.catalog import ModelEntry, ModelSource
 from pytest_llmperf.engines.launched import LaunchedBackend, LaunchSpec, get_json_field
 from pytest_llmperf.engines.lifecycle import free_port
 from pytest_llmperf.observe.server_metrics import ServerMetricNames
-from pytest_llmperf.settings.resolve import Settings
+from pytest_llmperf.settings.groups import ServerSettings
 
 __all__ = ["TGIBackend"]
 
@@ -60,14 +60,14 @@ class TGIBackend(LaunchedBackend):
         requests_waiting=("tgi_queue_size",),
     )
 
-    def missing(self, settings: Settings) -> str | None:
+    def missing(self, settings: ServerSettings) -> str | None:
         absent = [name for name in (LAUNCHER, *_HELPERS) if shutil.which(name) is None]
         if not absent:
             return None
         return f"{', '.join(absent)} not found on PATH; {self.install_hint}"
 
     def launch(
-        self, settings: Settings, model: ModelEntry, source: ModelSource, port: int, tp: int
+        self, settings: ServerSettings, model: ModelEntry, source: ModelSource, port: int, tp: int
     ) -> LaunchSpec:
         argv = [
             LAUNCHER, "--model-id", source.id, "--hostname", "127.0.0.1", "--port", str(port),

@@ -20,7 +20,7 @@ from typing import Any
 
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.engines.catalog import ModelEntry, ModelSource
-from pytest_llmperf.settings.resolve import Settings
+from pytest_llmperf.settings.groups import ServerSettings
 
 __all__ = ["TransformersBackend"]
 
@@ -31,7 +31,7 @@ class TransformersBackend:
     name = "transformers"
     source_kinds = ("gguf", "hf")  # preferred first: the GGUF needs no hub download
 
-    def check(self, settings: Settings, model: ModelEntry) -> None:
+    def check(self, settings: ServerSettings, model: ModelEntry) -> None:
         if settings.base_url:
             raise ValueError(f"{settings.sources.get('base_url', '--base-url')}: backend "
                              "transformers runs the model inside pytest and cannot attach to a "
@@ -49,7 +49,7 @@ class TransformersBackend:
             raise ValueError(f"{settings.sources.get('model', '--model')}: GGUF file "
                              f"{source.id} of model {model.alias!r} does not exist")
 
-    def unsupported(self, settings: Settings, model: ModelEntry) -> str | None:
+    def unsupported(self, settings: ServerSettings, model: ModelEntry) -> str | None:
         if model.source(self.source_kinds) is not None:
             return None
         return (f"{model.alias} has no gguf or hf source, which transformers loads "
@@ -57,7 +57,7 @@ class TransformersBackend:
 
     @contextlib.contextmanager
     def serve(
-        self, settings: Settings, model: ModelEntry, workdir: Path
+        self, settings: ServerSettings, model: ModelEntry, workdir: Path
     ) -> Iterator[ServedModel]:
         source = model.source(self.source_kinds)
         if source is None:
@@ -138,7 +138,7 @@ def _positions(model: Any) -> int | None:
     return value if isinstance(value, int) and value > 0 else None
 
 
-def _gpus(settings: Settings, model: ModelEntry, torch: Any) -> tuple[int, ...]:
+def _gpus(settings: ServerSettings, model: ModelEntry, torch: Any) -> tuple[int, ...]:
     """The CUDA devices to load on; () for the CPU."""
     chosen = settings.gpu_ids()
     if not torch.cuda.is_available():

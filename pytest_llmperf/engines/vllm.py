@@ -22,7 +22,7 @@ from pytest_llmperf.engines.launched import (
 from pytest_llmperf.engines.lifecycle import ManagedServer
 from pytest_llmperf.engines.server_tokenizer import VLLMTokenizer
 from pytest_llmperf.observe.server_metrics import ServerMetricNames
-from pytest_llmperf.settings.resolve import Settings
+from pytest_llmperf.settings.groups import ServerSettings
 
 __all__ = ["VLLMBackend"]
 
@@ -59,11 +59,11 @@ class VLLMBackend(LaunchedBackend):
         requests_waiting=("vllm:num_requests_waiting",),
     )
 
-    def missing(self, settings: Settings) -> str | None:
+    def missing(self, settings: ServerSettings) -> str | None:
         return python_module_missing(settings.python_for(self.name), "vllm", self.install_hint)
 
     def launch(
-        self, settings: Settings, model: ModelEntry, source: ModelSource, port: int, tp: int
+        self, settings: ServerSettings, model: ModelEntry, source: ModelSource, port: int, tp: int
     ) -> LaunchSpec:
         # The served name stays vLLM's default (the --model value), which model_id() sends.
         argv = [
@@ -89,7 +89,7 @@ class VLLMBackend(LaunchedBackend):
         return get_json_field(f"{root}/version", "version")
 
     def served(
-        self, settings: Settings, model: ModelEntry, source: ModelSource, root: str,
+        self, settings: ServerSettings, model: ModelEntry, source: ModelSource, root: str,
         server: ManagedServer | None,
     ) -> ServedModel:
         """vLLM's own tokenizer endpoints; a launched server's context is --max-model-len."""

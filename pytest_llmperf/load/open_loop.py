@@ -33,8 +33,9 @@ from pytest_llmperf.load.closed_loop import (
     cut_record,
     deadline_reason,
 )
-from pytest_llmperf.load.shapes import LoadShape, arrival_offsets
+from pytest_llmperf.load.shapes import arrival_offsets
 from pytest_llmperf.prompts.builtin import PromptSource
+from pytest_llmperf.results.load_shape import LoadShape
 from pytest_llmperf.results.records import LoadRun, RequestRecord
 
 __all__ = ["Share", "peak_in_flight", "run_open_loop", "schedule"]

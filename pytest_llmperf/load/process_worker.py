@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 from pytest_llmperf.clients.base import RequestSender
 from pytest_llmperf.load.closed_loop import StopRule, run_closed_loop
 from pytest_llmperf.load.event_loop import run_client
-from pytest_llmperf.load.limits import TimeLimits
 from pytest_llmperf.load.open_loop import Share, run_open_loop
-from pytest_llmperf.load.shapes import LoadShape
 from pytest_llmperf.observe.health import HealthWatch
 from pytest_llmperf.prompts.builtin import Prompt
+from pytest_llmperf.results.load_shape import LoadShape
+from pytest_llmperf.results.prompt_origin import PromptOrigin
 from pytest_llmperf.results.records import LoadRun, RequestRecord
+from pytest_llmperf.settings.groups import TimeLimits
 
 if TYPE_CHECKING:
     from pytest_llmperf.engines.base import ServedModel
@@ -171,8 +172,9 @@ class _Handed:
             self._ready.extend(self._pipe.recv())
         return self._ready.popleft()
 
-    def describe(self) -> dict[str, object]:
-        return {}
+    def describe(self) -> PromptOrigin:
+        # Never asked: the test process describes the prompts it dealt.
+        return PromptOrigin("dealt by the test process", 0, "")
 
 
 class _Tallied:

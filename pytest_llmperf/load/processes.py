@@ -35,14 +35,14 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from pytest_llmperf.load.closed_loop import StopRule, WindowObserver
-from pytest_llmperf.load.limits import TimeLimits
 from pytest_llmperf.load.open_loop import peak_in_flight, schedule
 from pytest_llmperf.load.process_worker import REASON_BYTES, WORKER_FIGURES, Job, split, work
 from pytest_llmperf.load.progress import Tally
-from pytest_llmperf.load.shapes import LoadShape
 from pytest_llmperf.observe.health import HealthWatch
 from pytest_llmperf.prompts.builtin import Prompt, PromptSource
+from pytest_llmperf.results.load_shape import LoadShape
 from pytest_llmperf.results.records import LoadRun
+from pytest_llmperf.settings.groups import TimeLimits
 
 if TYPE_CHECKING:
     from pytest_llmperf.engines.base import ServedModel

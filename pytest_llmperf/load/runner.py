@@ -5,18 +5,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pytest_llmperf.clients.base import RequestSender
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.load.closed_loop import StopRule, WindowObserver, run_closed_loop
 from pytest_llmperf.load.event_loop import run_client
-from pytest_llmperf.load.limits import DEFAULT_LIMITS, TimeLimits
 from pytest_llmperf.load.open_loop import run_open_loop
 from pytest_llmperf.load.progress import PROGRESS_EVERY_S, Counting, Tally, tell_progress
-from pytest_llmperf.load.shapes import LoadShape
 from pytest_llmperf.load.token_count import count_missing_tokens
 from pytest_llmperf.observe.health import (
     HealthWatch,
@@ -26,67 +23,16 @@ from pytest_llmperf.observe.health import (
 )
 from pytest_llmperf.observe.server_metrics import ServerMetricsProbe
 from pytest_llmperf.prompts.builtin import PromptSource
-from pytest_llmperf.results.metrics import RunMetrics, summarize
+from pytest_llmperf.results.load_shape import LoadShape
 from pytest_llmperf.results.outcome import judge
-from pytest_llmperf.results.pacing import overload
 from pytest_llmperf.results.records import LoadRun
+from pytest_llmperf.results.window import WindowResult
+from pytest_llmperf.settings.groups import DEFAULT_LIMITS, TimeLimits
 
 if TYPE_CHECKING:
     from pytest_llmperf.observe.telemetry import Telemetry
 
-__all__ = ["PerfResult", "TimeLimits", "finish_records", "run_load"]
-
-
-@dataclass(frozen=True)
-class PerfResult:
-    """One measured window: the load that was offered, the records and their metrics."""
-
-    served: ServedModel
-    run: LoadRun
-    metrics: RunMetrics
-    shape: LoadShape
-    max_tokens: int
-    # The engine's own numbers over the same window (promscrape); None: it offers none.
-    server_metrics: Mapping[str, float] | None = None
-    server_notes: tuple[str, ...] = ()  # why some server numbers are missing
-    # GPU and server CPU/RAM over the same window (telemetry.Telemetry.result); None: not run.
-    telemetry: Mapping[str, Any] | None = None
-    # Where the prompts came from and how to get the same texts again (seed, salt).
-    prompts: Mapping[str, object] | None = None
-    # The further measured windows of the same load (--llmperf-repeats), run right after this.
-    repeats: tuple[PerfResult, ...] = ()
-    # Whether the numbers can be trusted (observe.health.judge_health): the client's and the
-    # machine's figures over the window, and the marks they earned.  None: not watched.
-    health: Mapping[str, Any] | None = None
-
-    @property
-    def validity_marks(self) -> dict[str, list[str]]:
-        """``{"client-bound": [...limits crossed], "disturbed": [...]}``, marks earned only."""
-        health = self.health or {}
-        return {mark: list(health[key]) for mark, key in (("client-bound", "client_bound"),
-                                                          ("disturbed", "disturbed"))
-                if health.get(key)}
-
-    @property
-    def users(self) -> int:
-        """The closed loop's users; for an open loop the most requests it had in flight."""
-        return self.shape.users or self.run.concurrency
-
-    @property
-    def overload(self) -> str | None:
-        """Why an open-loop window's latencies are queueing (results.pacing); None if not."""
-        return overload(self.run, self.metrics.scalars)
-
-    @property
-    def windows(self) -> tuple[PerfResult, ...]:
-        """This window and its repeats, in the order they ran."""
-        return (dataclasses.replace(self, repeats=()), *self.repeats)
-
-    @property
-    def context(self) -> str:
-        """``64 requests, smollm2-135m on llamacpp (xllamacpp 2026.10.11549)``."""
-        return (f"{len(self.run.records)} requests at {self.shape.label}, "
-                f"{self.served.description}")
+__all__ = ["TimeLimits", "finish_records", "run_load"]
 
 
 def planned_prompts(shape: LoadShape, requests: int | None, duration_s: float | None,
@@ -130,7 +76,7 @@ def run_load(
     progress_label: str = "",
     client_processes: int = 1,
     event_loop: str = "asyncio",
-) -> PerfResult:
+) -> WindowResult:
     """One measured window of ``shape`` (load.closed_loop or load.open_loop); ``users=N``
     is short for ``shape=LoadShape.closed(N)``.
 
@@ -211,18 +157,16 @@ def run_load(
     else:
         offered = run_client(measure(), event_loop)
     run = finish_records(offered, served, max_tokens)
-    metrics = summarize(run)
-    figures = None
+    resources = None
     if telemetry is not None:
-        figures = telemetry.result(output_tokens=sum(r.output_tokens for r in run.records
-                                                     if r.ok))
-        metrics = metrics.with_resources(figures["metrics"])
-    return PerfResult(
-        served=served, run=run, metrics=metrics, shape=shape, max_tokens=max_tokens,
+        resources = telemetry.result(output_tokens=sum(r.output_tokens for r in run.records
+                                                       if r.ok))
+    return WindowResult(
+        served=served.info, shape=shape, max_tokens=max_tokens, run=run,
         server_metrics=probe.result() if probe else None,
         server_notes=tuple(probe.notes) if probe else (),
-        telemetry=figures,
-        prompts={**prompts.describe(), "about_caching": prompts.about_caching},
+        resources=resources,
+        prompts=prompts.describe(),
         health=judge_health(_client_health(watch.figures, worker_figures),
                             *send_lateness(run.records)),
     )

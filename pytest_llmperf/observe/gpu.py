@@ -17,6 +17,7 @@ import pynvml
 
 from pytest_llmperf.observe.gpus import GpuInfo, GpuInventory, gpu_inventory
 from pytest_llmperf.observe.process import MIB, mean_peak
+from pytest_llmperf.results.resources import GPU_FIGURES, GpuTimeline, GpuUse, MeanPeak
 
 __all__ = ["FIELDS", "GpuSampler", "host_gpu_facts", "open_gpu_sampler"]
 
@@ -27,8 +28,7 @@ _NVLINK_MAX_LINKS = 36  # NVML_NVLINK_MAX_LINKS; links a board lacks raise, and 
 _FEATURE_ENABLED = 1  # NVML_FEATURE_ENABLED
 
 # Per-sample fields of one GPU, with their units in the name.
-FIELDS: tuple[str, ...] = ("util_pct", "memory_used_mib", "power_w", "temperature_c",
-                           "sm_clock_mhz", "process_memory_mib")
+FIELDS: tuple[str, ...] = GPU_FIGURES
 
 
 def _read(call: Callable[..., Any], *args: Any) -> Any | None:
@@ -125,39 +125,42 @@ class GpuSampler:
             "process_memory_mib": process_memory,
         }
 
-    def finish(self) -> list[dict[str, Any]]:
+    def finish(self) -> tuple[GpuUse, ...]:
         """Per GPU: mean and peak of each field measured, and the window's energy."""
-        figures = []
+        found = []
         for gpu in self._gpus:
-            entry: dict[str, Any] = {"index": gpu.info.index, "name": gpu.info.name,
-                                     "uuid": gpu.info.uuid,
-                                     "memory_total_mib": gpu.info.total_mib}
-            for name in FIELDS:
-                stats = mean_peak(gpu.samples.get(name, []))
-                if stats is not None:
-                    entry[name] = stats
-            entry.update(self._energy(gpu))
-            figures.append(entry)
-        return figures
+            def figure(name: str, gpu: _Gpu = gpu) -> MeanPeak | None:
+                return mean_peak(gpu.samples.get(name, []))
 
-    def _energy(self, gpu: _Gpu) -> dict[str, Any]:
+            joules, source = self._energy(gpu)
+            found.append(GpuUse(
+                gpu.info.index, gpu.info.name, gpu.info.uuid, gpu.info.total_mib,
+                util_pct=figure("util_pct"), memory_used_mib=figure("memory_used_mib"),
+                power_w=figure("power_w"), temperature_c=figure("temperature_c"),
+                sm_clock_mhz=figure("sm_clock_mhz"),
+                process_memory_mib=figure("process_memory_mib"),
+                energy_j=joules, energy_source=source))
+        return tuple(found)
+
+    def _energy(self, gpu: _Gpu) -> tuple[float | None, str | None]:
+        """The window's energy in J, and where it came from (None: no way to tell)."""
         end = _read(self._nvml.nvmlDeviceGetTotalEnergyConsumption, gpu.handle)
         if gpu.energy_start_mj is not None and end is not None and end >= gpu.energy_start_mj:
-            return {"energy_j": round((end - gpu.energy_start_mj) / 1000, 3),
-                    "energy_source": "NVML energy counter"}
+            return round((end - gpu.energy_start_mj) / 1000, 3), "NVML energy counter"
         # No counter on this board: integrate power over the samples (trapezoids).
         powers = gpu.samples.get("power_w", [])
         points = [(t, p) for t, p in zip(self._t, powers, strict=True) if p is not None]
         if len(points) < 2:
-            return {}
+            return None, None
         joules = sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in itertools.pairwise(points))
-        return {"energy_j": round(joules, 3), "energy_source": "integrated power samples"}
+        return round(joules, 3), "integrated power samples"
 
-    def timeline(self) -> list[dict[str, list[float | None]]]:
+    def timeline(self) -> tuple[GpuTimeline, ...]:
         """Per GPU, util/memory/power at each sample, one decimal: enough for a chart."""
-        return [{name: [None if v is None else round(v, 1) for v in gpu.samples.get(name, [])]
-                 for name in ("util_pct", "memory_used_mib", "power_w")}
-                for gpu in self._gpus]
+        return tuple(GpuTimeline(*(tuple(None if v is None else round(v, 1)
+                                         for v in gpu.samples.get(name, []))
+                                   for name in ("util_pct", "memory_used_mib", "power_w")))
+                     for gpu in self._gpus)
 
 
 def host_gpu_facts(nvml: Any = None) -> dict[str, Any]:

@@ -27,10 +27,10 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import psutil
 
+from pytest_llmperf.results.health import Health
 from pytest_llmperf.results.percentiles import percentile
 from pytest_llmperf.results.records import RequestRecord
 
@@ -176,24 +176,23 @@ def send_lateness(records: Sequence[RequestRecord]) -> tuple[list[float], float]
 
 
 def judge_health(figures: Mapping[str, float], late_ms: Sequence[float],
-                 late_limit_ms: float = LIMITS["send_late_ms_p99"]) -> dict[str, Any]:
+                 late_limit_ms: float = LIMITS["send_late_ms_p99"]) -> Health:
     """``figures`` of a window plus an open loop's lateness (:func:`send_lateness`), with the
-    marks they earn: ``client_bound`` and ``disturbed``, each the list of the limits crossed
-    (empty: none)."""
-    health: dict[str, Any] = dict(figures)
+    marks they earn: ``client_bound`` and ``disturbed``, each the limits crossed (empty:
+    none)."""
+    read = dict(figures)
     limits = {**LIMITS, "send_late_ms_p99": round(late_limit_ms, 2)}
     if late_ms:
-        health["send_late_ms_p99"] = round(percentile(list(late_ms), 99), 2)
-    health["client_bound"] = list(_crossed(health, limits, ("loop_lag_ms_p99", "client_cpu_pct",
-                                                            "send_late_ms_p99")))
-    health["disturbed"] = list(_crossed(health, limits, ("other_cpu_pct", "steal_pct")))
-    health["limits"] = limits
-    return health
+        read["send_late_ms_p99"] = round(percentile(list(late_ms), 99), 2)
+    return Health(read, limits,
+                  tuple(_crossed(read, limits, ("loop_lag_ms_p99", "client_cpu_pct",
+                                                "send_late_ms_p99"))),
+                  tuple(_crossed(read, limits, ("other_cpu_pct", "steal_pct"))))
 
 
-def _crossed(health: Mapping[str, Any], limits: Mapping[str, float],
+def _crossed(figures: Mapping[str, float], limits: Mapping[str, float],
              names: Sequence[str]) -> Iterator[str]:
     for name in names:
-        value = health.get(name)
-        if isinstance(value, (int, float)) and value > limits[name]:
+        value = figures.get(name)
+        if value is not None and value > limits[name]:
             yield f"{name} {value:g} > {limits[name]:g}"

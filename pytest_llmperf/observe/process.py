@@ -13,9 +13,11 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import psutil
+
+from pytest_llmperf.results.resources import MeanPeak, ServerUse, SystemUse
 
 __all__ = ["CGROUP_ROOT", "ProcessSampler", "PsutilLike", "cgroup_memory_limit", "mean_peak",
            "measured_pid"]
@@ -85,16 +87,16 @@ def cgroup_memory_limit(root: Path = CGROUP_ROOT) -> int | None:
 
 
 def mean_peak(values: Sequence[float | None], weights: Sequence[float | None] | None = None
-              ) -> dict[str, float] | None:
-    """``{"mean", "peak"}`` of the values that were measured (the mean weighted by
-    ``weights`` when given); None when nothing was."""
+              ) -> MeanPeak | None:
+    """Mean and peak of the values that were measured (the mean weighted by ``weights`` when
+    given); None when nothing was."""
     pairs = [(v, 1.0 if weights is None else weights[i] or 0.0)
              for i, v in enumerate(values) if v is not None]
     total = sum(w for _, w in pairs)
     if not pairs or total <= 0:
         return None
     mean = sum(v * w for v, w in pairs) / total
-    return {"mean": round(mean, 3), "peak": round(max(v for v, _ in pairs), 3)}
+    return MeanPeak(round(mean, 3), round(max(v for v, _ in pairs), 3))
 
 
 # --- sampler ---------------------------------------------------------------------------------
@@ -187,23 +189,17 @@ class ProcessSampler:
             cpu[key] = times.user + times.system
         return cpu, rss
 
-    def finish(self) -> dict[str, dict[str, Any]]:
-        """The window's figures for the server tree and the whole system, JSON-ready;
-        what was not measured is an absent key."""
+    def finish(self) -> tuple[ServerUse, SystemUse]:
+        """The window's figures for the server tree and the whole system; what was not
+        measured is None."""
         w = self._window
-        server: dict[str, Any] = {"pid": self.pid, "scope": self.scope}
-        system: dict[str, Any] = {"memory_limit_mib": round(self.memory_limit_mib(), 1)}
-        for figures, name, values, weights in (
-                (server, "cpu_pct", w.tree_cpu_pct, w.cpu_interval_s),
-                (server, "rss_mib", w.tree_rss_mib, None),
-                (system, "cpu_pct", w.system_cpu_pct, w.cpu_interval_s),
-                (system, "memory_used_mib", w.system_used_mib, None)):
-            stats = mean_peak(values, weights)
-            if stats is not None:
-                figures[name] = stats
-        if self.pid is not None and w.tree_size:
-            server["processes_peak"] = max(w.tree_size)
-        return {"server": server, "system": system}
+        server = ServerUse(self.scope, self.pid, mean_peak(w.tree_cpu_pct, w.cpu_interval_s),
+                           mean_peak(w.tree_rss_mib),
+                           max(w.tree_size) if self.pid is not None and w.tree_size else None)
+        system = SystemUse(round(self.memory_limit_mib(), 1),
+                           mean_peak(w.system_cpu_pct, w.cpu_interval_s),
+                           mean_peak(w.system_used_mib))
+        return server, system
 
     def memory_limit_mib(self) -> float:
         """min(total RAM, the cgroup limit): what the server can really use."""
@@ -211,14 +207,14 @@ class ProcessSampler:
         limit = cgroup_memory_limit(self._cgroup_root)
         return min(total, limit if limit is not None else total) / MIB
 
-    def timeline(self) -> dict[str, list[float | None]]:
+    def timeline(self) -> tuple[tuple[float | None, ...], tuple[float | None, ...]]:
+        """The server tree's CPU % and RSS MiB at each sample, one decimal."""
         w = self._window
-        return {"server_cpu_pct": _rounded(w.tree_cpu_pct),
-                "server_rss_mib": _rounded(w.tree_rss_mib)}
+        return _rounded(w.tree_cpu_pct), _rounded(w.tree_rss_mib)
 
 
-def _rounded(values: Sequence[float | None]) -> list[float | None]:
-    return [None if v is None else round(v, 1) for v in values]
+def _rounded(values: Sequence[float | None]) -> tuple[float | None, ...]:
+    return tuple(None if v is None else round(v, 1) for v in values)
 
 
 def measured_pid(server_pid: int | None, in_process: bool) -> tuple[int | None, str]:

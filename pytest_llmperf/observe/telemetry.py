@@ -11,7 +11,7 @@ with Telemetry.for_served(served) as telemetry:
     telemetry.baseline()                      # idle readings, before the first window
     result = run_load(served, prompts, users=4, requests=64, observers=[telemetry])
     figures = telemetry.result(output_tokens=sum(r.output_tokens for r in result.run.records))
-    figures["metrics"]["energy_j_per_token"]
+    figures.metrics["energy_j_per_token"]
 ```
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from statistics import fmean
 from typing import TYPE_CHECKING, Any, Protocol
@@ -31,7 +32,8 @@ from pytest_llmperf.observe.process import (
     PsutilLike,
     measured_pid,
 )
-from pytest_llmperf.results.metrics import RESOURCES
+from pytest_llmperf.results.metrics import GPU_METRICS, RESOURCES
+from pytest_llmperf.results.resources import GpuUse, MeanPeak, Resources, Timeline
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -46,34 +48,10 @@ class Served(Protocol):
     @property
     def endpoint(self) -> object | None: ...  # None: an in-process engine
 
-__all__ = ["GPU_METRICS", "METRICS", "Telemetry", "host_gpu_facts", "unmeasured_reasons"]
+__all__ = ["GPU_METRICS", "METRICS", "Telemetry", "host_gpu_facts"]
 
-# The SLO-able numbers in ``result()["metrics"]`` (defined in metrics.RESOURCES), with units.
+# The SLO-able numbers in ``result().metrics`` (defined in metrics.RESOURCES), with units.
 METRICS: dict[str, str] = {name: info.unit for name, info in RESOURCES.items()}
-# The ones only an NVIDIA GPU gives (what --llmperf-require-gpu requires).
-GPU_METRICS = tuple(name for name in RESOURCES if name.startswith(("gpu_", "energy_")))
-
-
-def unmeasured_reasons(figures: dict[str, Any]) -> dict[str, str]:
-    """Why each resource metric missing from ``figures["metrics"]`` is missing."""
-    measured = figures.get("metrics", {})
-    gpu_reason = figures.get("gpu_unavailable_reason") or "the GPU did not report it"
-    scope = figures.get("server", {}).get("scope", "")
-    server_reason = scope if figures.get("server", {}).get("pid") is None else \
-        "the server process did not report it"
-    reasons = {}
-    for name in RESOURCES:
-        if name in measured:
-            continue
-        if name in GPU_METRICS:
-            reasons[name] = gpu_reason
-        elif name == "energy_j_per_token":
-            reasons[name] = "no output tokens"
-        elif name.startswith("server_"):
-            reasons[name] = server_reason or "no server process"
-        else:
-            reasons[name] = "not measured in this window"
-    return reasons
 
 
 class Telemetry:
@@ -92,8 +70,8 @@ class Telemetry:
         self._stop = threading.Event()
         self._times: list[float] = []
         self._error: str | None = None
-        self._result: dict[str, Any] | None = None
-        self._baseline: dict[str, Any] | None = None
+        self._result: Resources | None = None
+        self._baseline: Resources | None = None
 
     @classmethod
     def for_pid(cls, pid: int | None, *, scope: str = "launched server",
@@ -176,8 +154,8 @@ class Telemetry:
         if self._gpu is not None:
             self._gpu.sample(t)
 
-    def baseline(self, samples: int = 3, interval_s: float = 0.2) -> dict[str, Any]:
-        """Idle readings before the first window, kept apart under ``result()["baseline"]``."""
+    def baseline(self, samples: int = 3, interval_s: float = 0.2) -> Resources:
+        """Idle readings before the first window, kept apart as ``result().idle``."""
         if self._thread is not None:
             raise RuntimeError("baseline() during a measured window")
         self._begin()
@@ -186,82 +164,70 @@ class Telemetry:
             if i:
                 time.sleep(interval_s)
             self._sample(self._clock() - t0)
-        self._baseline = self._figures()
-        self._baseline.pop("timeline", None)
-        self._baseline.pop("baseline", None)
-        self._baseline["interval_s"] = interval_s
+        self._baseline = replace(self._figures(), timeline=None, idle=None,
+                                 interval_s=interval_s)
         return self._baseline
 
     # --- figures ---------------------------------------------------------------------------
 
-    def result(self, output_tokens: int | None = None) -> dict[str, Any]:
-        """The last window's figures, JSON-ready; ``output_tokens`` gives energy per token."""
+    def result(self, output_tokens: int | None = None) -> Resources:
+        """The last window's figures; ``output_tokens`` gives energy per token."""
         if self._result is None:
             raise RuntimeError("no measured window has ended yet")
-        result = dict(self._result)
-        metrics = dict(result["metrics"])
-        if output_tokens and "energy_j" in metrics:
-            metrics["energy_j_per_token"] = metrics["energy_j"] / output_tokens
-        result["metrics"] = metrics
-        return result
+        return self._result.with_output_tokens(output_tokens or 0)
 
-    def _figures(self) -> dict[str, Any]:
-        figures: dict[str, Any] = {
-            "interval_s": self._interval,
-            "samples": len(self._times),
-            "duration_s": round(self._times[-1], 3) if self._times else 0.0,
-            **self._process.finish(),
-        }
-        if self._error is not None:
-            figures["error"] = self._error
-        if self._gpu is not None:
-            figures["gpus"] = self._gpu.finish()
-        else:
-            figures["gpu_unavailable_reason"] = self._gpu_reason
-        figures["metrics"] = _metrics(figures)
-        figures["timeline"] = {
-            "t_s": [round(t, 3) for t in self._times],
-            "gpus": self._gpu.timeline() if self._gpu is not None else [],
-            **self._process.timeline(),
-        }
-        if self._baseline is not None:
-            figures["baseline"] = self._baseline
-        return figures
+    def _figures(self) -> Resources:
+        server, system = self._process.finish()
+        gpus = self._gpu.finish() if self._gpu is not None else ()
+        server_cpu, server_rss = self._process.timeline()
+        return Resources(
+            server=server, system=system, gpus=gpus,
+            gpu_unavailable_reason=None if self._gpu is not None else self._gpu_reason,
+            metrics=_metrics(server.cpu_pct, server.rss_mib, system.cpu_pct,
+                             system.memory_used_mib, gpus),
+            interval_s=self._interval, samples=len(self._times),
+            duration_s=round(self._times[-1], 3) if self._times else 0.0, error=self._error,
+            timeline=Timeline(tuple(round(t, 3) for t in self._times),
+                              self._gpu.timeline() if self._gpu is not None else (),
+                              server_cpu, server_rss),
+            idle=self._baseline)
 
 
-def _metrics(figures: dict[str, Any]) -> dict[str, float]:
+def _metrics(server_cpu: MeanPeak | None, server_rss: MeanPeak | None,
+             system_cpu: MeanPeak | None, system_memory: MeanPeak | None,
+             gpus: Sequence[GpuUse]) -> dict[str, float]:
     metrics: dict[str, float] = {}
 
     def put(name: str, value: float | None) -> None:
         if value is not None:
             metrics[name] = round(value, 3)
 
-    gpus: list[dict[str, Any]] = figures.get("gpus", [])
     put("gpu_memory_peak_mib", _over_gpus(gpus, "memory_used_mib", "peak", sum))
     put("gpu_process_memory_peak_mib", _over_gpus(gpus, "process_memory_mib", "peak", sum))
     put("gpu_util_mean", _over_gpus(gpus, "util_pct", "mean", fmean))
     put("gpu_power_mean_w", _over_gpus(gpus, "power_w", "mean", sum))
     put("energy_j", _over_gpus(gpus, "energy_j", None, sum))
-    server, system = figures["server"], figures["system"]
-    put("server_cpu_mean_pct", server.get("cpu_pct", {}).get("mean"))
-    put("server_cpu_peak_pct", server.get("cpu_pct", {}).get("peak"))
-    put("server_rss_mean_mib", server.get("rss_mib", {}).get("mean"))
-    put("server_rss_peak_mib", server.get("rss_mib", {}).get("peak"))
-    put("system_cpu_mean_pct", system.get("cpu_pct", {}).get("mean"))
-    put("system_memory_peak_mib", system.get("memory_used_mib", {}).get("peak"))
+    put("server_cpu_mean_pct", None if server_cpu is None else server_cpu.mean)
+    put("server_cpu_peak_pct", None if server_cpu is None else server_cpu.peak)
+    put("server_rss_mean_mib", None if server_rss is None else server_rss.mean)
+    put("server_rss_peak_mib", None if server_rss is None else server_rss.peak)
+    put("system_cpu_mean_pct", None if system_cpu is None else system_cpu.mean)
+    put("system_memory_peak_mib", None if system_memory is None else system_memory.peak)
     return metrics
 
 
-def _over_gpus(gpus: Sequence[dict[str, Any]], name: str, stat: str | None,
+def _over_gpus(gpus: Sequence[GpuUse], name: str, stat: str | None,
                combine: Callable[[list[float]], float]) -> float | None:
     """``combine`` of one figure of every GPU; None when any GPU lacks it (a sum or mean over
     some of the GPUs would look like a figure for all of them)."""
     values = []
     for gpu in gpus:
-        value = gpu.get(name)
-        if isinstance(value, dict) and stat is not None:
-            value = value.get(stat)
-        if not isinstance(value, (int, float)):
+        if stat is None:
+            value = gpu.energy_j
+        else:
+            figure = gpu.figure(name)
+            value = None if figure is None else (figure.peak if stat == "peak" else figure.mean)
+        if value is None:
             return None
         values.append(float(value))
     return combine(values) if values else None

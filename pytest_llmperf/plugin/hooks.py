@@ -11,19 +11,18 @@ from typing import Any
 
 import pytest
 
-from pytest_llmperf.load.shapes import closed_shape, open_shape
+from pytest_llmperf.plugin.recorder import RECORDER_KEY
 from pytest_llmperf.plugin.reporter import LLMPerfReporter
 from pytest_llmperf.plugin.session import (
-    GATE_FAILURES_KEY,
-    RESULTS_KEY,
     ActivationError,
     activate,
     checked_settings,
     checked_targets,
     cli_options_given,
     raise_activation_error,
+    test_settings,
 )
-from pytest_llmperf.settings.resolve import OPTIONS
+from pytest_llmperf.settings.options import OPTIONS
 
 _GROUP = "llmperf"
 
@@ -41,9 +40,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(option.ini, help=option.help.replace("%%", "%"), default=None)
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_llmperf.plugin import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "llmperf: a performance test that drives an inference server"
+        "markers", "llmperf(**settings): a performance test that drives an inference server; "
+        "given on a test, its keyword arguments change that test's load, search and check "
+        "settings (by option name: requests=16, warmup=0, inconclusive='fail')"
     )
     if not _is_registered(config, "xdist_group"):
         # What pytest-xdist's --dist loadgroup reads; declared so that it is known without xdist.
@@ -95,27 +102,42 @@ def _parametrize_loads(metafunc: pytest.Metafunc) -> None:
     settings = checked_settings(metafunc.config)
     if settings is None:
         return  # the error stops pytest once collection ends
+    load = settings.load
     if "llmperf_users" in wanted:
         metafunc.parametrize("llmperf_users", [
-            pytest.param(n, id=closed_shape(settings, n).id) for n in settings.users])
+            pytest.param(n, id=load.closed_shape(n).id) for n in load.users])
     if "llmperf_rate" in wanted:
         metafunc.parametrize("llmperf_rate", [
-            pytest.param(r, id=open_shape(settings, r).id) for r in settings.rate])
+            pytest.param(r, id=load.open_shape(r).id) for r in load.rate])
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config) -> None:
-    raise_activation_error(config)  # bad settings stop pytest before any server starts
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every performance test carries the ``llmperf`` marker (``-m llmperf`` selects them);
+    bad settings, also a test's own @pytest.mark.llmperf(...), stop pytest before any server
+    starts."""
+    raise_activation_error(config)
+    perf = [item for item in items if "llmperf_target" in getattr(item, "fixturenames", ())]
+    if not perf:
+        return
+    settings = checked_settings(config)
+    for item in perf:
+        if item.get_closest_marker("llmperf") is None:
+            item.add_marker(pytest.mark.llmperf)
+        elif settings is not None:
+            try:
+                test_settings(settings, item)
+            except ActivationError as exc:
+                raise pytest.UsageError(str(exc)) from None
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
-    if call.when == "call":
-        results = item.stash.get(RESULTS_KEY, None)
-        if results:
-            # Plain JSON on the report object survives pytest-xdist's serialisation.
-            report.llmperf = results
+    recorder = item.stash.get(RECORDER_KEY, None)
+    if call.when == "call" and recorder is not None and (recorder.windows or recorder.searches):
+        # Plain JSON on the report object survives pytest-xdist's serialisation.
+        report.llmperf = recorder.to_json()
     return report
 
 
@@ -124,9 +146,9 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
     """A regression gate the test's own llmperf_slo.check did not report fails the test here,
     once its body has returned (a test that failed already keeps its own failure)."""
     outcome = yield
-    pending = item.stash.get(GATE_FAILURES_KEY, {})
-    if any(pending.values()):
-        lines = [line for failures in pending.values() for line in failures]
-        pending.clear()
+    recorder = item.stash.get(RECORDER_KEY, None)
+    if recorder is not None and any(recorder.pending_gates.values()):
+        lines = [line for failures in recorder.pending_gates.values() for line in failures]
+        recorder.pending_gates.clear()
         pytest.fail("\n".join(lines), pytrace=False)
     return outcome

@@ -1,162 +1,230 @@
-"""The per-test recorder behind the llmperf fixtures: keeps each measured window's entry for the
-reports and junit, compares a load's windows with the baseline (``--llmperf-compare``), and
-keeps the gates it exceeded until the test reports them."""
+"""One test's results, as it measured them: each window and search recorded with its test, held
+to the baseline (``--llmperf-compare``), put into junit properties as it comes, and handed to
+the test's report (as JSON, which survives pytest-xdist) when the test ends."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_llmperf.plugin.session import GATE_FAILURES_KEY, RESULTS_KEY, LLMPerfSession
+from pytest_llmperf.plugin.session import LLMPerfSession
+from pytest_llmperf.results.jsonfields import JSONObject
 
 if TYPE_CHECKING:
-    from pytest_llmperf.load.runner import PerfResult
+    from pytest_llmperf.results.capacity import CapacityResult
+    from pytest_llmperf.results.recorded import RecordedSearch, RecordedWindow
+    from pytest_llmperf.results.served import ServedInfo
     from pytest_llmperf.results.slo import Verdict
     from pytest_llmperf.results.thresholds import Gate
+    from pytest_llmperf.results.window import WindowResult
 
-__all__ = ["ResultRecorder"]
+__all__ = ["RECORDER_KEY", "ResultRecorder"]
 
 
 class ResultRecorder:
-    """Keeps a test's results for the reports and junit, compares them with the baseline
-    (``--llmperf-compare``) and finds them again for SLO checks."""
+    """Keeps a test's windows and searches in the order it ran them.  A window is found again by
+    its requests (the ``run`` every copy of it shares), never by a counter shared with the
+    fixtures."""
 
-    def __init__(self, item: pytest.Item) -> None:
+    def __init__(self, item: pytest.Item, session: LLMPerfSession) -> None:
         self.item = item
-        self._entries: dict[int, dict[str, Any]] = {}  # id(result.run) -> its entry
-        self.calls = 0  # llmperf_load calls so far
+        self.session = session
+        self.windows: list[RecordedWindow] = []
+        self.searches: list[RecordedSearch] = []
+        self._loads = 0
+        # Gates exceeded with confidence that llmperf_slo.check has not reported yet, by call
+        # (a capacity search's by its dimension): the plugin fails the test with them.
+        self.pending_gates: dict[int | str, list[str]] = {}
 
-    def add(self, result: PerfResult, timeline_png: Path | None = None, *, call: int = 1,
-            repeat: int | None = None) -> None:
-        from pytest_llmperf.report.entry import result_entry
-        from pytest_llmperf.report.junit import result_properties
+    # --- windows -------------------------------------------------------------------------
 
-        entries = self.item.stash.setdefault(RESULTS_KEY, [])
-        entry = {**result_entry(result, timeline_png), "call": call, "repeat": repeat}
-        entries.append(entry)
-        self._entries[id(result.run)] = entry
-        for name, value in result_properties(entry):
-            self._property(self._prefix(entry) + name, value)
+    def record_window(self, window: WindowResult, repeat: int | None) -> None:
+        """A measured window (the bench's ``on_window``): a new load unless it repeats one."""
+        from pytest_llmperf.report.charts import write_timeline_png
+        from pytest_llmperf.report.junit import window_properties
+        from pytest_llmperf.results.recorded import Provenance, RecordedWindow
 
-    def _prefix(self, entry: dict[str, Any]) -> str:
-        windows = [e for e in self.item.stash.get(RESULTS_KEY, []) if "kind" not in e]
-        number = next(i for i, e in enumerate(windows, 1) if e is entry)
-        return "llmperf." if number == 1 else f"llmperf.{number}."
+        if repeat is None or repeat == 1:
+            self._loads += 1
+        png = None
+        if window.resources is not None:
+            png = write_timeline_png(window.resources, self.session.settings.report.output_dir
+                                     / f"{self._file_stem()}.{len(self.windows) + 1}"
+                                       "-timeline.png")
+        recorded = RecordedWindow(Provenance(self.item.nodeid, self._loads, repeat), window,
+                                  timeline_png=None if png is None else str(png))
+        self.windows.append(recorded)
+        prefix = self._prefix(len(self.windows) - 1)
+        for name, value in window_properties(window):
+            self._property(prefix + name, value)
 
-    def add_search(self, search: object, entry: dict[str, Any]) -> None:
-        """A sweep's or capacity search's entry (``kind``: sweep or capacity), kept beside
-        the windows; a capacity search's headline figures become junit properties
-        (``llmperf.capacity.max_concurrency``, ``.max_rate``, ``.goodput``, ...)."""
-        self.item.stash.setdefault(RESULTS_KEY, []).append(entry)
-        self._entries[id(search)] = entry
-        if entry["kind"] == "prefix_cache":
-            for key in ("ttft_gain", "warm_cached_share", "summary"):
-                self._property(f"llmperf.prefix_cache.{key}", entry[key])
-        if entry["kind"] != "capacity":
+    def _index(self, window: WindowResult) -> int:
+        """Where ``window`` was recorded: the recorded window with the same requests (copies
+        of it, its repeats split off, share them); recorded now if it was made elsewhere."""
+        for index, recorded in enumerate(self.windows):
+            if recorded.window.run is window.run:
+                return index
+        self.record_window(window, None)
+        return len(self.windows) - 1
+
+    def call_of(self, window: WindowResult) -> int:
+        return self.windows[self._index(window)].provenance.call
+
+    def _prefix(self, index: int) -> str:
+        return "llmperf." if index == 0 else f"llmperf.{index + 1}."
+
+    def set_verdicts(self, window: WindowResult, verdicts: tuple[Verdict, ...]) -> None:
+        index = self._index(window)
+        self.windows[index] = dataclasses.replace(self.windows[index], verdicts=verdicts)
+        for verdict in verdicts:
+            self._property(f"{self._prefix(index)}slo[{verdict.check.text}]",
+                           f"{verdict.state}: {verdict.describe()}")
+
+    def compare(self, windows: Sequence[WindowResult]) -> None:
+        """Hold the windows of one load against the baseline's windows of the same test and
+        call; a gate exceeded with confidence is kept to fail the test."""
+        baseline = self.session.baseline
+        if baseline is None:
             return
-        name = "max_concurrency" if entry["dimension"] == "users" else "max_rate"
-        for key, value in ((name, entry["capacity"]), ("goodput", entry["goodput"]),
-                           ("first_failing", entry["first_failing"]),
-                           ("boundary", entry["boundary"]), ("summary", entry["summary"]),
-                           ("broke_first", "; ".join(entry["broke_first"]) or None),
-                           ("probes", len(entry["rows"])), ("elapsed_s", entry["elapsed_s"])):
-            self._property(f"llmperf.capacity.{key}", value)
+        indexes = [self._index(window) for window in windows]
+        call = self.windows[indexes[0]].provenance.call
+        comparison = baseline.compare(self.item.nodeid, call, windows,
+                                      self.gates(windows[0].served.backend,
+                                                 windows[0].served.model),
+                                      seed=self.session.settings.load.seed)
+        last = indexes[-1]
+        self.windows[last] = dataclasses.replace(self.windows[last], comparison=comparison)
+        prefix = self._prefix(last)
+        if comparison.missing:
+            self._property(f"{prefix}compare", "not in the baseline")
+            return
+        for row in comparison.rows:
+            self._property(f"{prefix}compare[{row.metric}]", row.describe())
+        failed = [f"{row.metric} {row.describe()} -- against {baseline.label}, "
+                  f"{windows[0].context}" for row in comparison.failed]
+        if failed and comparison.cross_check:
+            failed.append(f"cross-check: {comparison.cross_check}")
+        if failed:
+            self.pending_gates[call] = failed
 
-    def add_capacity_verdicts(self, search: object, verdicts: tuple[Verdict, ...]) -> None:
-        from pytest_llmperf.report.entry import verdict_entry
+    # --- searches ------------------------------------------------------------------------
 
-        entry = self._entries[id(search)]
-        entry["verdicts"] = [verdict_entry(v) for v in verdicts]
+    def record_search(self, search: RecordedSearch) -> None:
+        """A sweep, capacity search or prefix-cache result, beside its windows; a capacity
+        search's headline figures and a prefix cache's gain become junit properties."""
+        from pytest_llmperf.results.recorded import RecordedCapacity
+
+        self.searches.append(search)
+        if isinstance(search, RecordedCapacity):
+            result = search.search
+            name = "max_concurrency" if result.dimension == "users" else "max_rate"
+            for key, value in ((name, result.capacity), ("goodput", result.goodput),
+                               ("first_failing", result.first_failing),
+                               ("boundary", result.boundary), ("summary", result.summary),
+                               ("broke_first", "; ".join(result.broke_first) or None),
+                               ("probes", len(result.probes)),
+                               ("elapsed_s", round(result.elapsed_s, 1))):
+                self._property(f"llmperf.capacity.{key}", value)
+        elif search.kind == "prefix_cache":
+            gain = search.gain  # type: ignore[union-attr]
+            for key, value in (("ttft_gain", gain.ttft_gain),
+                               ("warm_cached_share", gain.warm_cached_share),
+                               ("summary", gain.summary)):
+                self._property(f"llmperf.prefix_cache.{key}", value)
+
+    def served_of(self, search: CapacityResult) -> ServedInfo:
+        """The served model a capacity search measured."""
+        from pytest_llmperf.results.recorded import RecordedCapacity
+
+        for recorded in self.searches:
+            if isinstance(recorded, RecordedCapacity) and recorded.search is search:
+                return recorded.served
+        window = next((p.window for p in search.probes if p.window is not None), None)
+        if window is None:
+            raise ValueError("this capacity search was not measured in this test")
+        return window.served
+
+    def _capacity(self, search: CapacityResult) -> int:
+        from pytest_llmperf.results.recorded import RecordedCapacity
+
+        return next(i for i, s in enumerate(self.searches)
+                    if isinstance(s, RecordedCapacity) and s.search is search)
+
+    def set_capacity_verdicts(self, search: CapacityResult, verdicts: tuple[Verdict, ...]
+                              ) -> None:
+        index = self._capacity(search)
+        recorded = self.searches[index]
+        assert recorded.kind == "capacity"
+        self.searches[index] = dataclasses.replace(recorded, verdicts=verdicts)  # type: ignore[arg-type]
         for verdict in verdicts:
             self._property(f"llmperf.capacity.slo[{verdict.check.text}]",
                            f"{verdict.state}: {verdict.describe()}")
 
-    def _entry(self, result: PerfResult) -> dict[str, Any]:
-        if id(result.run) not in self._entries:
-            self.add(result)
-        return self._entries[id(result.run)]
-
-    def add_verdicts(self, result: PerfResult, verdicts: tuple[Verdict, ...]) -> None:
-        from pytest_llmperf.report.entry import verdict_entry
-
-        entry = self._entry(result)
-        entry["verdicts"] = [verdict_entry(v) for v in verdicts]
-        prefix = self._prefix(entry)
-        for verdict in verdicts:
-            self._property(f"{prefix}slo[{verdict.check.text}]",
-                           f"{verdict.state}: {verdict.describe()}")
-
-    def compare(self, result: PerfResult) -> None:
-        """Hold the windows of one load against the baseline's windows of the same test and
-        call; a gate exceeded with confidence is kept to fail the test (:meth:`gate_failures`)."""
-        from pytest_llmperf.plugin.session import active_session
-        from pytest_llmperf.report.entry import comparison_entry
-        from pytest_llmperf.store.compare import compare_windows
-
-        session = active_session(self.item.config)
-        baseline = session.baseline
-        if baseline is None:
-            return
-        windows = [self._entry(window) for window in result.windows]
-        key = (self.item.nodeid, windows[0]["call"])
-        before = baseline.windows.get(key)
-        last = windows[-1]
-        if not before:
-            last["comparison"] = {"baseline": baseline.label, "rows": [],
-                                  "missing": "this test and call are not in the baseline"}
-            self._property(f"{self._prefix(last)}compare", "not in the baseline")
-            return
-        comparison = compare_windows(before, windows,
-                                     _gates(session, result.served.backend,
-                                            result.served.model, self.item),
-                                     seed=session.settings.seed,
-                                     hardware_note=baseline.hardware_note)
-        last["comparison"] = comparison_entry(comparison, baseline.label)
-        prefix = self._prefix(last)
-        for row in comparison.rows:
-            self._property(f"{prefix}compare[{row.metric}]", row.describe())
-        failed = [f"{row.metric} {row.describe()} -- against {baseline.label}, "
-                  f"{result.context}" for row in comparison.failed]
-        if failed and comparison.cross_check:
-            failed.append(f"cross-check: {comparison.cross_check}")
-        if failed:
-            self.item.stash.setdefault(GATE_FAILURES_KEY, {})[id(result.run)] = failed
-
-    def compare_capacity(self, search: object) -> None:
+    def compare_capacity(self, search: CapacityResult) -> None:
         """Hold a capacity search against the baseline's search of the same test and
         dimension (store.capacity_compare); a gate it fails is kept like a window's."""
-        from pytest_llmperf.plugin.session import active_session
-        from pytest_llmperf.store.capacity_compare import compare_capacity
-
-        session = active_session(self.item.config)
-        baseline = session.baseline
+        baseline = self.session.baseline
         if baseline is None:
             return
-        entry = self._entries[id(search)]
-        before = baseline.capacities.get((self.item.nodeid, entry["dimension"]))
-        if not before:
-            entry["comparison"] = {"baseline": baseline.label,
-                                   "missing": "this capacity search is not in the baseline"}
-            self._property("llmperf.capacity.compare", "not in the baseline")
-            return
-        gates = _gates(session, entry["backend"], entry["model"], self.item)
-        change = compare_capacity(before, entry,
-                                  next((g for g in gates if g.metric == entry["metric"]), None))
-        entry["comparison"] = {"baseline": baseline.label, "missing": None,
-                               "verdict": change.verdict, "failed": change.failed,
-                               "description": change.describe()}
-        self._property("llmperf.capacity.compare", change.describe())
-        if change.failed:
-            self.item.stash.setdefault(GATE_FAILURES_KEY, {})[id(search)] = [
-                f"{entry['metric']} {change.describe()} -- against {baseline.label}"]
+        from pytest_llmperf.results.recorded import RecordedCapacity
+
+        index = self._capacity(search)
+        recorded = self.searches[index]
+        assert isinstance(recorded, RecordedCapacity)
+        change = baseline.compare_capacity(self.item.nodeid, search,
+                                           self.gates(recorded.served.backend,
+                                                      recorded.served.model))
+        missing = "this capacity search is not in the baseline" if change is None else None
+        self.searches[index] = dataclasses.replace(recorded, baseline=baseline.label,
+                                                   comparison=change, not_compared=missing)
+        self._property("llmperf.capacity.compare",
+                       change.describe() if change is not None else "not in the baseline")
+        if change is not None and change.failed:
+            self.pending_gates[f"capacity:{search.dimension}"] = [
+                f"{change.metric} {change.describe()} -- against {baseline.label}"]
+
+    # --- what the test reports -----------------------------------------------------------
 
     def gate_failures(self, result: object) -> list[str]:
         """The exceeded gates of a load (or a capacity search), taken: reported once."""
-        run = getattr(result, "run", None)
-        key = id(run) if run is not None else id(result)
-        return self.item.stash.get(GATE_FAILURES_KEY, {}).pop(key, [])
+        from pytest_llmperf.results.capacity import CapacityResult
+        from pytest_llmperf.results.window import WindowResult
+
+        if isinstance(result, CapacityResult):
+            return self.pending_gates.pop(f"capacity:{result.dimension}", [])
+        if isinstance(result, WindowResult):
+            return self.pending_gates.pop(self.call_of(result), [])
+        return []
+
+    def gates(self, backend: str, model: str) -> list[Gate]:
+        """thresholds.toml's gates for this test, replaced per metric by
+        --llmperf-compare-fail."""
+        gates: dict[str, Gate] = {}
+        if self.session.thresholds is not None:
+            for gate in self.session.thresholds.gates_for_test(
+                    backend=backend, model=model, test=test_name(self.item)):
+                gates[gate.key] = gate
+        for gate in self.session.settings.store.compare_fail:
+            gates[gate.key] = gate
+        return list(gates.values())
+
+    def to_json(self) -> JSONObject:
+        """What the test's report carries to the controller."""
+        return {"windows": [window.to_json() for window in self.windows],
+                "searches": [search.to_json() for search in self.searches]}
+
+    def chart_path(self, kind: str) -> str:
+        """``OUTPUT/test_x.llamacpp-smollm2-135m.1-sweep.png`` for the test's next chart."""
+        return str(self.session.settings.report.output_dir
+                   / f"{self._file_stem()}.{len(self.searches) + 1}-{kind}.png")
+
+    def _file_stem(self) -> str:
+        """``test_x.llamacpp-smollm2-135m``: no brackets or spaces to quote."""
+        name = self.item.name.replace("[", ".").replace("]", "")
+        return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
     def _property(self, name: str, value: object) -> None:
         # What the record_property fixture does, minus its warning under the default
@@ -164,14 +232,9 @@ class ResultRecorder:
         self.item.user_properties.append((name, value))
 
 
-def _gates(session: LLMPerfSession, backend: str, model: str, item: pytest.Item) -> list[Gate]:
-    """thresholds.toml's gates for this test, replaced per metric by --llmperf-compare-fail."""
-    gates: dict[str, Gate] = {}
-    if session.thresholds is not None:
-        for gate in session.thresholds.gates_for_test(
-                backend=backend, model=model,
-                test=getattr(item, "originalname", item.name)):
-            gates[gate.key] = gate
-    for gate in session.settings.compare_fail:
-        gates[gate.key] = gate
-    return list(gates.values())
+def test_name(item: pytest.Item) -> str:
+    """The test function's name, as thresholds.toml's [tests.NAME] names it."""
+    return str(getattr(item, "originalname", item.name))
+
+
+RECORDER_KEY = pytest.StashKey[ResultRecorder]()

@@ -6,12 +6,15 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_llmperf.plugin.session import resolve
-from pytest_llmperf.settings.resolve import Settings
+from pytest_llmperf.settings.groups import Settings
+
+if TYPE_CHECKING:
+    from pytest_llmperf.results.recorded import RecordedSearch, RecordedWindow
 
 __all__ = ["LLMPerfReporter"]
 
@@ -19,51 +22,75 @@ __all__ = ["LLMPerfReporter"]
 class LLMPerfReporter:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.entries: list[dict[str, Any]] = []  # measured windows
-        self.searches: list[dict[str, Any]] = []  # sweeps and capacity searches (their kind)
+        self.windows: list[RecordedWindow] = []
+        self.searches: list[RecordedSearch] = []  # sweeps, capacity searches, prefix caches
         self.written: list[str] = []  # what the terminal summary names
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        results = getattr(report, "llmperf", None)
-        if report.when == "call" and results:
-            for result in results:
-                entry = {**result, "nodeid": report.nodeid, "outcome": report.outcome}
-                (self.searches if "kind" in entry else self.entries).append(entry)
+        carried = getattr(report, "llmperf", None)
+        if report.when != "call" or not carried:
+            return
+        import dataclasses
+
+        from pytest_llmperf.results.jsonfields import Fields, JSONDecodeError
+        from pytest_llmperf.results.recorded import RecordedWindow, search_from_json
+
+        try:
+            results = Fields(carried, f"results of {report.nodeid}")
+            windows = results.each("windows", RecordedWindow.from_json)
+            searches = results.each("searches", search_from_json)
+        except JSONDecodeError as exc:  # a worker of another release: say so, keep the rest
+            self.written.append(f"results not read: {exc}")
+            return
+        for window in windows:
+            self.windows.append(dataclasses.replace(window, provenance=dataclasses.replace(
+                window.provenance, outcome=report.outcome)))
+        for search in searches:
+            self.searches.append(dataclasses.replace(search, provenance=dataclasses.replace(
+                search.provenance, outcome=report.outcome)))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not (self.entries or self.searches) or _is_xdist_worker(self.config):
+        if not (self.windows or self.searches) or _is_xdist_worker(self.config):
             return
         from pytest_llmperf.report.files import write_reports
         from pytest_llmperf.report.markdown import render_markdown
 
         # Results exist, so these settings resolved once already (here or on the workers).
         settings = resolve(self.config)
-        markdown = render_markdown(self.entries, rootdir=self.config.rootpath,
+        markdown = render_markdown(self.windows, rootdir=self.config.rootpath,
                                    searches=self.searches)
-        write_reports(markdown, settings.report, os.environ.get("GITHUB_STEP_SUMMARY"))
-        if settings.report:
-            self.written.append(f"markdown report: {settings.report}")
+        write_reports(markdown, settings.report.report, os.environ.get("GITHUB_STEP_SUMMARY"))
+        if settings.report.report:
+            self.written.append(f"markdown report: {settings.report.report}")
         self._store(settings)
 
     def _store(self, settings: Settings) -> None:
         from pytest_llmperf.observe.host import host_fingerprint
-        from pytest_llmperf.store.documents import run_document, save_run, write_run
+        from pytest_llmperf.store.documents import RunDocument, save_run, write_run
 
-        fingerprint = host_fingerprint(self.config.rootpath)
-        fingerprint["thresholds_sha256"] = _sha256(settings.thresholds)
-        document = run_document(self.entries, fingerprint, self.searches)
-        paths = [write_run(document, settings.output_dir / "results.json")]
-        if settings.json:
-            paths.append(write_run(document, settings.json))
+        fingerprint: dict[str, object] = dict(host_fingerprint(self.config.rootpath))
+        fingerprint["thresholds_sha256"] = _sha256(settings.checks.thresholds)
+        hooks: Any = self.config.hook
+        hooks.pytest_llmperf_fingerprint(config=self.config, fingerprint=fingerprint)
+        document = RunDocument.new(self.windows, fingerprint, self.searches)
+        extra: dict[str, object] = {}
+        hooks.pytest_llmperf_result_document(config=self.config, document=document, extra=extra)
+        if extra:
+            import dataclasses
+
+            document = dataclasses.replace(document, extra=extra)
+        paths = [write_run(document, settings.report.output_dir / "results.json")]
+        if settings.store.json:
+            paths.append(write_run(document, settings.store.json))
         self.written.append(f"result document: {', '.join(map(str, paths))}")
-        names = [settings.save] if settings.save else []
-        if settings.autosave:
+        names = [settings.store.save] if settings.store.save else []
+        if settings.store.autosave:
             names.append(_autosave_name(fingerprint))
         for name in names:
-            self.written.append(f"saved run: {save_run(document, settings.storage, name)}")
+            self.written.append(f"saved run: {save_run(document, settings.store.storage, name)}")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not (self.entries or self.searches):
+        if not (self.windows or self.searches):
             return
         from pytest_llmperf.report.comparison import comparison_terminal
         from pytest_llmperf.report.terminal import (
@@ -75,33 +102,22 @@ class LLMPerfReporter:
         )
 
         terminalreporter.write_sep("=", "llmperf results")
-        if self.entries:
-            terminalreporter.write_line(render_terminal_table(self.entries))
-        capacity = capacity_lines(self.searches)
-        if capacity:
-            terminalreporter.write_sep("-", "llmperf capacity and cache")
-            for line in capacity:
-                terminalreporter.write_line(line)
-        comparison = comparison_terminal(self.entries)
-        if comparison:
-            terminalreporter.write_sep("-", "llmperf comparison with the baseline")
-            terminalreporter.write_line(comparison)
-        cache_warnings = cache_warning_lines(self.entries)
-        if cache_warnings:
-            terminalreporter.write_sep("-", "llmperf: answered from the prefix cache")
-            for line in cache_warnings:
-                terminalreporter.write_line(line)
-        validity = validity_lines(self.entries)
-        if validity:
-            terminalreporter.write_sep("-", "llmperf: numbers that cannot be fully trusted "
-                                            "(README, \"Can the numbers be trusted?\")")
-            for line in validity:
-                terminalreporter.write_line(line)
-        inconclusive = inconclusive_lines(self.entries)
-        if inconclusive:
-            terminalreporter.write_sep("-", "llmperf: SLOs the sample cannot support yet")
-            for line in inconclusive:
-                terminalreporter.write_line(line)
+        if self.windows:
+            terminalreporter.write_line(render_terminal_table(self.windows))
+        sections = (
+            ("llmperf capacity and cache", capacity_lines(self.searches)),
+            ("llmperf comparison with the baseline",
+             [text] if (text := comparison_terminal(self.windows)) else []),
+            ("llmperf: answered from the prefix cache", cache_warning_lines(self.windows)),
+            ("llmperf: numbers that cannot be fully trusted (README, \"Can the numbers be "
+             "trusted?\")", validity_lines(self.windows)),
+            ("llmperf: SLOs the sample cannot support yet", inconclusive_lines(self.windows)),
+        )
+        for title, lines in sections:
+            if lines:
+                terminalreporter.write_sep("-", title)
+                for line in lines:
+                    terminalreporter.write_line(line)
         for line in self.written:
             terminalreporter.write_line(line)
 
@@ -113,8 +129,9 @@ def _sha256(path: Path) -> str | None:
         return None
 
 
-def _autosave_name(fingerprint: dict[str, Any]) -> str:
-    commit = str(fingerprint.get("git_commit", "")).split()[0]
+def _autosave_name(fingerprint: dict[str, object]) -> str:
+    commit = str(fingerprint.get("git_commit", "")).split()[0] if fingerprint.get(
+        "git_commit") else ""
     return commit if commit and commit != "unknown" else "autosave"
 
 

@@ -1,17 +1,16 @@
-"""Session state: stash keys, and the plugin's activation.
+"""The plugin's activation: settings, thresholds, the matrix, the dataset and the baseline,
+checked once per session before any server starts; and each test's own settings.
 
 The plugin stays out of the way: in a session without performance tests it adds its options
-and nothing else.  :func:`activate` resolves the settings, parses ``thresholds.toml`` and
-checks every engine of the matrix; it runs when a collected test asks for the llmperf fixtures,
-or at once when an llmperf option was given on the command line, and always before any server
-starts.  A bad value raises :class:`ActivationError` naming the value and where it came from.
+and nothing else.  :func:`activate` runs when a collected test asks for the llmperf fixtures,
+or at once when an llmperf option was given on the command line.  A bad value raises
+:class:`ActivationError` naming the value and where it came from.
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,66 +18,23 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_llmperf.engines.matrix import Target, targets
-from pytest_llmperf.settings.resolve import OPTIONS, SettingError, Settings, resolve_settings
+from pytest_llmperf.settings.groups import SettingError, Settings
+from pytest_llmperf.settings.options import OPTIONS
+from pytest_llmperf.settings.resolve import option_text, resolve_settings
 
 if TYPE_CHECKING:
     from pytest_llmperf.engines.catalog import Catalog
     from pytest_llmperf.prompts.dataset_spec import DatasetSpec
     from pytest_llmperf.results.thresholds import Thresholds
+    from pytest_llmperf.store.baseline import Baseline
 
-__all__ = ["GATE_FAILURES_KEY", "RESULTS_KEY", "ActivationError", "Baseline", "LLMPerfSession",
-           "activate", "active_session", "checked_targets", "cli_options_given",
-           "raise_activation_error", "resolve", "target_ids"]
-
-# Per test: one JSON-ready dict per measured window, in the order the test ran them.
-RESULTS_KEY = pytest.StashKey[list[dict[str, Any]]]()
-# Per test: regression gates exceeded with confidence and not yet reported by llmperf_slo.check
-# (the plugin fails the test with them when its body returns).
-GATE_FAILURES_KEY = pytest.StashKey[dict[int, list[str]]]()
+__all__ = ["PER_TEST_GROUPS", "ActivationError", "LLMPerfSession", "activate", "active_session",
+           "checked_settings", "checked_targets", "cli_options_given", "raise_activation_error",
+           "resolve", "target_ids", "test_settings"]
 
 
 class ActivationError(ValueError):
     """Settings, thresholds or the matrix cannot be used; the message says which and where."""
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """The saved run(s) ``--llmperf-compare`` names, read and checked before any server starts.
-    Several (``--llmperf-compare-runs``) are pooled: their spread is the run-to-run variation."""
-
-    paths: tuple[Path, ...]
-    documents: tuple[dict[str, Any], ...]
-    hardware_note: str | None  # set when its hardware differs (--llmperf-compare-any-hardware)
-
-    @property
-    def label(self) -> str:
-        """``0003_before.json`` or ``0001_before.json .. 0003_before.json (3 runs)``."""
-        if len(self.paths) == 1:
-            return self.paths[0].name
-        return f"{self.paths[0].name} .. {self.paths[-1].name} ({len(self.paths)} runs)"
-
-    @functools.cached_property
-    def windows(self) -> dict[tuple[str, int], list[Mapping[str, Any]]]:
-        """Their windows by (node id, call), the runs' windows one after another (see
-        store.compare.group_windows)."""
-        from pytest_llmperf.store.compare import group_windows
-
-        pooled: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
-        for document in self.documents:
-            for key, windows in group_windows(document["windows"]).items():
-                pooled.setdefault(key, []).extend(windows)
-        return pooled
-
-    @functools.cached_property
-    def capacities(self) -> dict[tuple[str, str], list[Mapping[str, Any]]]:
-        """Their capacity searches by (node id, dimension), one per run that has it."""
-        found: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
-        for document in self.documents:
-            for search in document.get("searches", []):
-                if search.get("kind") == "capacity":
-                    key = (str(search.get("nodeid")), str(search.get("dimension")))
-                    found.setdefault(key, []).append(search)
-        return found
 
 
 @dataclass(frozen=True)
@@ -92,6 +48,8 @@ class LLMPerfSession:
 
 _SESSION_KEY = pytest.StashKey[LLMPerfSession]()
 _ERROR_KEY = pytest.StashKey[str]()
+# The groups @pytest.mark.llmperf(...) may set per test (the server is the session's).
+PER_TEST_GROUPS = ("load", "search", "checks")
 
 
 def cli_options_given(config: pytest.Config) -> bool:
@@ -172,6 +130,35 @@ def target_ids(config: pytest.Config) -> list[str]:
         return []
 
 
+def test_settings(settings: Settings, item: pytest.Item) -> Settings:
+    """``settings`` with what the test's ``@pytest.mark.llmperf(name=value, ...)`` sets (load,
+    search and check settings, by option name: ``requests=16``, ``inconclusive="fail"``),
+    parsed and checked as the command line's are; ActivationError names the test and value."""
+    marker = item.get_closest_marker("llmperf")
+    if marker is None or not marker.kwargs:
+        return settings
+    options = {option.name: option for option in OPTIONS}
+    where = f"{item.nodeid}: @pytest.mark.llmperf"
+    changed: dict[str, dict[str, Any]] = {}
+    for name, value in marker.kwargs.items():
+        option = options.get(name)
+        group = next((g for g in (option.groups if option else ()) if g in PER_TEST_GROUPS),
+                     None)
+        if option is None or group is None:
+            allowed = sorted(o.name for o in OPTIONS if set(o.groups) & set(PER_TEST_GROUPS))
+            raise ActivationError(f"{where}({name}=...): not a setting a test can change; "
+                                  f"these can be: {', '.join(allowed)}")
+        try:
+            parsed = option.parse(option_text(value))
+        except ValueError as exc:
+            raise ActivationError(f"{where}({name}={value!r}): {exc}") from None
+        changed.setdefault(group, {})[name] = parsed
+    return dataclasses.replace(settings, **{
+        group: dataclasses.replace(getattr(settings, group), **fields)
+        for group, fields in changed.items()})
+
+
+
 def _given(value: Any) -> str | None:
     """A flag's text; a repeated flag's values joined as one comma list."""
     return ",".join(value) if isinstance(value, list) else value
@@ -185,71 +172,44 @@ def _ini(config: pytest.Config, name: str) -> str | None:
 def _load_dataset(settings: Settings) -> DatasetSpec | None:
     """The dataset the run sends; a malformed one (or its file) is an error now, naming the
     setting's source and, for a file, its line."""
-    if settings.dataset is None:
+    if settings.load.dataset is None:
         return None
     from pytest_llmperf.prompts.dataset_spec import parse_dataset
 
     try:
-        return parse_dataset(settings.dataset)
+        return parse_dataset(settings.load.dataset)
     except ValueError as exc:
         raise ActivationError(f"{settings.sources.get('dataset', '--llmperf-dataset')}: "
-                              f"invalid value {settings.dataset!r}: {exc}") from None
+                              f"invalid value {settings.load.dataset!r}: {exc}") from None
 
 
 def _load_thresholds(settings: Settings) -> Thresholds | None:
-    from pytest_llmperf.results.thresholds import ThresholdError, load_thresholds
+    from pytest_llmperf.results.thresholds import ThresholdError, thresholds_at
 
-    if not settings.thresholds.is_file():
-        return None  # only an error for tests that check SLOs; see fixtures.llmperf_slo
     try:
-        return load_thresholds(settings.thresholds)
+        return thresholds_at(settings.checks.thresholds)  # None: an error only for SLO checks
     except ThresholdError as exc:
         raise ActivationError(str(exc)) from None
 
 
 def _load_baseline(settings: Settings, rootdir: Path) -> Baseline | None:
-    """The baseline to compare with; a missing or unreadable one, or one from other hardware
-    (unless allowed), is an error now rather than after an hour of load."""
-    if settings.compare is None:
+    """The baseline to compare with, checked now rather than after an hour of load."""
+    if settings.store.compare is None:
         return None
     from pytest_llmperf.observe.host import host_fingerprint
-    from pytest_llmperf.store.compare import hardware_differences
-    from pytest_llmperf.store.documents import StoreError, find_saved, load_run
+    from pytest_llmperf.store.baseline import BaselineError, load_baseline
 
-    source = settings.sources.get("compare", "--llmperf-compare")
     try:
-        if settings.compare.endswith(".json"):
-            path = Path(settings.compare)
-            paths = [path if path.is_absolute() else rootdir / path]
-        else:
-            paths = [run.path for run in find_saved(settings.storage, settings.compare,
-                                                     settings.compare_runs)]
-        documents = [load_run(path) for path in paths]
-    except StoreError as exc:
-        raise ActivationError(f"{source}: {exc}") from None
-    here = host_fingerprint(rootdir)
-    notes = []
-    for path, document in zip(paths, documents, strict=True):
-        differences = hardware_differences(document["fingerprint"], here)
-        if not differences:
-            continue
-        shown = "; ".join(f"{key}: baseline {before!r}, this machine {now!r}"
-                          for key, before, now in differences)
-        if not settings.compare_any_hardware:
-            raise ActivationError(
-                f"{source}: baseline {path} was measured on other hardware ({shown}); its "
-                "numbers say nothing about this machine. Compare on the same hardware, or pass "
-                "--llmperf-compare-any-hardware to compare anyway (every row is then labelled)"
-            )
-        notes.append(f"other hardware ({shown})")
-    return Baseline(tuple(paths), tuple(documents), "; ".join(dict.fromkeys(notes)) or None)
+        return load_baseline(settings.store, rootdir, host_fingerprint(rootdir),
+                             settings.sources.get("compare", "--llmperf-compare"))
+    except BaselineError as exc:
+        raise ActivationError(str(exc)) from None
 
 
 def _catalog(thresholds: Thresholds | None) -> Catalog:
-    from pytest_llmperf.engines.catalog import builtin_catalog, entries_from_thresholds
+    from pytest_llmperf.engines.catalog import catalog_for
 
-    catalog = builtin_catalog()  # a ThresholdError below is a ValueError: see _matrix
-    return catalog if thresholds is None else catalog.merged(entries_from_thresholds(thresholds))
+    return catalog_for(thresholds)  # a ThresholdError is a ValueError: see _matrix
 
 
 def _matrix(settings: Settings, thresholds: Thresholds | None, *, check: bool) -> list[Target]:

@@ -23,6 +23,7 @@ import threading
 from typing import Protocol
 
 from pytest_llmperf.clients.base import Prompt
+from pytest_llmperf.results.prompt_origin import PromptOrigin
 
 __all__ = ["BUILTIN_PROMPTS", "BuiltinPrompts", "MadeAhead", "Prompt", "PromptSource",
            "unique_tag"]
@@ -46,7 +47,7 @@ class PromptSource(Protocol):
 
     def next_prompt(self) -> Prompt: ...
 
-    def describe(self) -> dict[str, object]: ...
+    def describe(self) -> PromptOrigin: ...
 
 
 def unique_tag(salt: str, number: int) -> str:
@@ -133,6 +134,6 @@ class BuiltinPrompts:
             text = next(self._cycle)
         return Prompt(f"{unique_tag(self.salt, number)} {text}")
 
-    def describe(self) -> dict[str, object]:
+    def describe(self) -> PromptOrigin:
         """What the result store and reports record: how to get the same texts again."""
-        return {"source": "built-in", "seed": self.seed, "salt": self.salt}
+        return PromptOrigin("built-in", self.seed, self.salt)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pytest_llmperf.clients.base import Prompt, Tokenizer
 from pytest_llmperf.prompts.builtin import MadeAhead, unique_tag
 from pytest_llmperf.prompts.dataset_files import DatasetEntry
+from pytest_llmperf.results.prompt_origin import PromptOrigin, Scalar
 
 __all__ = ["MIN_TOKENS", "FilePrompts"]
 
@@ -86,18 +87,16 @@ class FilePrompts(MadeAhead):
                 return None
         return Prompt(text, history=history, output_tokens=output)
 
-    def describe(self) -> dict[str, object]:
-        described: dict[str, object] = {"source": self.kind, "path": self.path,
-                                        "seed": self.seed, "salt": self.salt}
+    def describe(self) -> PromptOrigin:
+        details: dict[str, Scalar] = {"path": self.path}
         if self.output_tokens:
-            described["output_tokens"] = self.output_tokens
+            details["output_tokens"] = self.output_tokens
         if self.left_out:
-            described["left_out_by_length"] = self.left_out
+            details["left_out_by_length"] = self.left_out
         if self._cycles:
-            described["passes_over_the_file"] = self._cycles + 1
-        if self.made_in_window:
-            described["made_in_window"] = self.made_in_window
-        return described
+            details["passes_over_the_file"] = self._cycles + 1
+        return PromptOrigin(self.kind, self.seed, self.salt, details, self.about_caching,
+                            self.made_in_window)
 
 
 def _order(entries: Sequence[DatasetEntry], multi_turn: bool, seed: int

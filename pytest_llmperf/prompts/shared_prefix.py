@@ -19,6 +19,7 @@ import secrets
 from pytest_llmperf.clients.base import Prompt, Tokenizer
 from pytest_llmperf.prompts.builtin import MadeAhead, unique_tag
 from pytest_llmperf.prompts.synthetic import exact_text
+from pytest_llmperf.results.prompt_origin import PromptOrigin
 
 __all__ = ["SharedPrefixPrompts"]
 
@@ -67,13 +68,9 @@ class SharedPrefixPrompts(MadeAhead):
         return Prompt(f"{self._document(number)}\n\n{question}", output_tokens=self.output_tokens,
                       cache=self.cache, input_tokens=None)
 
-    def describe(self) -> dict[str, object]:
-        described: dict[str, object] = {
-            "source": "shared-prefix", "seed": self.seed, "salt": self.salt,
+    def describe(self) -> PromptOrigin:
+        return PromptOrigin("shared-prefix", self.seed, self.salt, {
             "documents": self.documents, "questions": self.questions,
             "document_tokens": self.document_tokens, "question_tokens": self.question_tokens,
             "output_tokens": self.output_tokens, "cache": self.cache,
-        }
-        if self.made_in_window:
-            described["made_in_window"] = self.made_in_window
-        return described
+        }, self.about_caching, self.made_in_window)

@@ -22,6 +22,7 @@ from typing import Literal
 
 from pytest_llmperf.clients.base import Prompt, Tokenizer
 from pytest_llmperf.prompts.builtin import MadeAhead, unique_tag
+from pytest_llmperf.results.prompt_origin import PromptOrigin
 
 __all__ = ["MIN_PROMPT_TOKENS", "Lengths", "RandomPrompts", "exact_text", "parse_lengths"]
 
@@ -160,12 +161,8 @@ class RandomPrompts(MadeAhead):
         text = exact_text(self.tokenizer, tokens, rng, unique_tag(self.salt, self._made))
         return Prompt(text, output_tokens=output, input_tokens=tokens)
 
-    def describe(self) -> dict[str, object]:
-        described: dict[str, object] = {
-            "source": "random", "seed": self.seed, "salt": self.salt,
+    def describe(self) -> PromptOrigin:
+        return PromptOrigin("random", self.seed, self.salt, {
             "input_tokens": self.input_lengths.describe(),
             "output_tokens": self.output_lengths.describe() if self.output_lengths else None,
-        }
-        if self.made_in_window:
-            described["made_in_window"] = self.made_in_window
-        return described
+        }, self.about_caching, self.made_in_window)

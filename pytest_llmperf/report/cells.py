@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Sequence
 
-from pytest_llmperf.results.slo import format_number
+from pytest_llmperf.results.slo import Verdict, format_number
 
 __all__ = ["cell", "count_cell", "verdict_summary"]
 
@@ -21,15 +20,13 @@ def count_cell(value: float | None) -> str:
     return cell(value)
 
 
-def verdict_summary(entry: Mapping[str, Any]) -> str:
-    verdicts = entry["verdicts"]
+def verdict_summary(verdicts: Sequence[Verdict]) -> str:
     if not verdicts:
         return "not checked"
-    failed = sum(not v["passed"] for v in verdicts)
-    skipped = sum(v.get("state") == "skip" for v in verdicts)
-    inconclusive = sum(v.get("state") == "inconclusive" and v["passed"] for v in verdicts)
+    failed = sum(not v.passed for v in verdicts)
+    skipped = sum(v.state == "skip" for v in verdicts)
+    inconclusive = sum(v.state == "inconclusive" and v.passed for v in verdicts)
     text = f"{len(verdicts) - failed - skipped - inconclusive}/{len(verdicts)} pass"
     if inconclusive:
         text += f", {inconclusive} inconclusive"
     return text + (f", {skipped} skipped" if skipped else "")
-

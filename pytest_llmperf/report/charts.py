@@ -11,10 +11,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pytest_llmperf.results.resources import Resources
+
 __all__ = ["write_timeline_png"]
 
 
-def write_timeline_png(result: dict[str, Any], path: Path) -> Path | None:
+def write_timeline_png(resources: Resources, path: Path) -> Path | None:
     """GPU util/memory/power and server CPU/RSS over the window, as a PNG at ``path``; None
     when matplotlib is not installed (it is not a dependency) or nothing was sampled."""
     try:  # through importlib: mypy must not need matplotlib's stubs either
@@ -23,20 +25,22 @@ def write_timeline_png(result: dict[str, Any], path: Path) -> Path | None:
         plt: Any = importlib.import_module("matplotlib.pyplot")
     except ImportError:
         return None
-    timeline = result.get("timeline", {})
-    t = timeline.get("t_s", [])
-    panels: list[tuple[str, list[tuple[str, list[float | None]]]]] = []
-    gpus = timeline.get("gpus", [])
+    timeline = resources.timeline
+    if timeline is None:
+        return None
+    t = timeline.t_s
+    panels: list[tuple[str, list[tuple[str, tuple[float | None, ...]]]]] = []
+    gpus = timeline.gpus
     for key, title in (("util_pct", "GPU util %"), ("memory_used_mib", "GPU memory MiB"),
                        ("power_w", "GPU power W")):
-        series = [(f"GPU {i}", gpu[key]) for i, gpu in enumerate(gpus)
-                  if any(v is not None for v in gpu.get(key, []))]
+        series = [(f"GPU {i}", getattr(gpu, key)) for i, gpu in enumerate(gpus)
+                  if any(v is not None for v in getattr(gpu, key))]
         if series:
             panels.append((title, series))
-    for key, title in (("server_cpu_pct", "server CPU %\n(100 = 1 core)"),
-                       ("server_rss_mib", "server RSS MiB")):
-        if any(v is not None for v in timeline.get(key, [])):
-            panels.append((title, [("server", timeline[key])]))
+    for values, title in ((timeline.server_cpu_pct, "server CPU %\n(100 = 1 core)"),
+                          (timeline.server_rss_mib, "server RSS MiB")):
+        if any(v is not None for v in values):
+            panels.append((title, [("server", values)]))
     if not t or not panels:
         return None
     figure, axes = plt.subplots(len(panels), 1, sharex=True, squeeze=False,
@@ -54,7 +58,7 @@ def write_timeline_png(result: dict[str, Any], path: Path) -> Path | None:
         if "CPU" in title:  # against every core the machine has: a busy server sits below it
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
             ax.set_ylim(top=max(100.0 * cores, peak) * 1.05)
-        totals = [g.get("memory_total_mib") or 0 for g in result.get("gpus", [])]
+        totals = [g.memory_total_mib or 0 for g in resources.gpus]
         if "GPU memory" in title and max(totals, default=0) > 0:
             ax.set_ylim(top=max(totals) * 1.02)  # used against the card's total
         if len(series) > 1 or len(gpus) > 1:  # name the GPUs even when one is missing

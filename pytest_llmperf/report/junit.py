@@ -2,45 +2,48 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from pytest_llmperf.results.jsonfields import rounded
+from pytest_llmperf.results.metrics import REPORTED_STATISTICS, SCALARS
+from pytest_llmperf.results.window import WindowResult
 
-__all__ = ["result_properties"]
+__all__ = ["window_properties"]
 
 _OPEN_LOOP_ONLY = ("schedule_slip_ms", "ttft_from_schedule_ms", "e2el_from_schedule_ms")
 
 
-def result_properties(entry: Mapping[str, Any]) -> list[tuple[str, object]]:
-    """junit properties of a window's entry (``report.entry.result_entry``): ``ttft_ms.p95``
-    ... and the whole-run numbers."""
+def window_properties(window: WindowResult) -> list[tuple[str, object]]:
+    """``target``, ``ttft_ms.p95`` ... and the whole-run numbers, the client's health, the
+    engine's own numbers and the resources."""
+    prompts = window.prompts
     props: list[tuple[str, object]] = [
-        ("target", f"{entry['backend']}-{entry['model']}"),
-        ("engine", entry["engine"]),
-        ("users", entry["users"]),
-        ("load", entry["load"].get("label")),
-        *((("overload", entry["overload"]),) if entry.get("overload") else ()),
-        ("token_source", ",".join(entry["token_sources"])),
-        ("short_answers", entry["short_answers"]),
-        ("approximate_counts", entry["approximate_counts"]),
-        ("resent", entry["resent"]),
-        *((f"prompts.{key}", value) for key, value in entry["prompts"].items()),
+        ("target", window.served.target),
+        ("engine", window.served.engine),
+        ("users", window.users),
+        ("load", window.shape.label),
+        *((("overload", window.overload),) if window.overload else ()),
+        ("token_source", ",".join(window.metrics.output_token_sources)),
+        ("short_answers", window.short_answers),
+        ("approximate_counts", window.approximate_counts),
+        ("resent", window.resent),
+        *((f"prompts.{key}", value) for key, value in (prompts.to_json().items()
+                                                        if prompts is not None else ())),
     ]
-    for name, stats in entry["distributions"].items():
+    for name, stats in window.metrics.summary().items():
         if name in _OPEN_LOOP_ONLY and stats.get("mean") is None:
             continue  # a closed loop schedules nothing
-        props.extend((f"{name}.{stat}", value) for stat, value in stats.items())
-    props.extend(entry["scalars"].items())
-    health = entry.get("health") or {}
-    props.extend((f"health.{name}", value) for name, value in health.items()
-                 if isinstance(value, (int, float)))
+        props.extend((f"{name}.{stat}", rounded(stats[stat])) for stat in REPORTED_STATISTICS)
+    props.extend((name, rounded(value)) for name, value in window.metrics.scalars.items()
+                 if name in SCALARS)
+    health = window.health
+    if health is not None:
+        props.extend((f"health.{name}", value) for name, value in health.figures.items())
     props.extend((f"validity.{mark}", "; ".join(crossed))
-                 for mark, crossed in (entry.get("validity") or {}).items())
-    props.extend((f"server.{name}", value)
-                 for name, value in (entry["server_metrics"] or {}).items())
-    resources = entry["resources"] or {}
-    props.extend((f"resources.{name}", value)
-                 for name, value in resources.get("metrics", {}).items())
-    if resources.get("gpu_unavailable_reason"):
-        props.append(("resources.gpu_unavailable_reason", resources["gpu_unavailable_reason"]))
+                 for mark, crossed in window.validity_marks.items())
+    props.extend((f"server.{name}", rounded(value))
+                 for name, value in (window.server_metrics or {}).items())
+    resources = window.resources
+    if resources is not None:
+        props.extend((f"resources.{name}", value) for name, value in resources.metrics.items())
+        if resources.gpu_unavailable_reason:
+            props.append(("resources.gpu_unavailable_reason", resources.gpu_unavailable_reason))
     return props
-

@@ -3,12 +3,18 @@ then each search's probe (or point) table and chart."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from tabulate import tabulate
 
-from pytest_llmperf.report.cells import cell as _cell
+from pytest_llmperf.report.cells import cell
+from pytest_llmperf.results.load_point import LoadPoint
+from pytest_llmperf.results.recorded import (
+    RecordedCapacity,
+    RecordedPrefixCache,
+    RecordedSearch,
+    RecordedSweep,
+)
 
 __all__ = ["searches_markdown"]
 
@@ -18,84 +24,94 @@ _COLUMNS = (("TTFT p95 ms", "ttft_ms_p95"), ("TPOT p95 ms", "tpot_ms_p95"),
             ("error rate", "error_rate"))
 
 
-def searches_markdown(searches: Sequence[Mapping[str, Any]]) -> list[str]:
+def searches_markdown(searches: Sequence[RecordedSearch]) -> list[str]:
     if not searches:
         return []
     lines: list[str] = []
-    capacities = [s for s in searches if s.get("kind") == "capacity"]
+    capacities = [s for s in searches if isinstance(s, RecordedCapacity)]
     if capacities:
         lines += ["## Capacity", "", _headline(capacities), ""]
     for search in searches:
-        lines += _section(search)
+        if isinstance(search, RecordedCapacity):
+            lines += _capacity_section(search)
+        elif isinstance(search, RecordedPrefixCache):
+            lines += _prefix_cache_section(search)
+        else:
+            lines += _sweep_section(search)
     return lines
 
 
-def _headline(capacities: Sequence[Mapping[str, Any]]) -> str:
-    rows = [[f"`{c['nodeid'].split('::')[-1]}`", f"{c['model']} on {c['backend']}",
-             f"{_cell(c['capacity'])} {c['unit']}" if c["capacity"] is not None else "none",
-             _cell(c.get("goodput")), c.get("boundary") or "-",
-             (c["broke_first"][0].split(" -- ")[0] if c.get("broke_first") else "-"),
-             c["summary"]] for c in capacities]
+def _headline(capacities: Sequence[RecordedCapacity]) -> str:
+    rows = [[f"`{c.provenance.test}`", f"{c.served.model} on {c.served.backend}",
+             f"{cell(c.search.capacity)} {c.search.unit}" if c.search.capacity is not None
+             else "none",
+             cell(c.search.goodput), c.search.boundary or "-",
+             (c.search.broke_first[0].split(" -- ")[0] if c.search.broke_first else "-"),
+             c.search.summary] for c in capacities]
     return tabulate(rows, headers=["test", "target", "capacity", "goodput req/s", "boundary",
                                    "broke first", "how sure"], tablefmt="github")
 
 
-def _section(search: Mapping[str, Any]) -> list[str]:
-    kind = search["kind"]
-    name = {"capacity": "Capacity search", "prefix_cache": "Prefix cache"}.get(
-        kind, "Prefill sweep" if search.get("dimension") == "input_tokens" else "Sweep")
-    lines = [f"## {name}: `{search['nodeid']}`", ""]
-    if kind == "prefix_cache":
-        lines += [f"{search['model']} on {search['backend']} ({search['engine']}): "
-                  f"**{search['summary']}**. Each pass is a measured window of its own "
-                  "(full tables below).", ""]
-    elif kind == "capacity":
-        lines += [f"{search['model']} on {search['backend']} ({search['engine']}), over "
-                  f"{search['dimension']}: **{search['summary']}**. Stopped: "
-                  f"{search['stop_reason']}, after {search['elapsed_s']:g} s of a "
-                  f"{search['budget_s']:g} s budget.", ""]
-        comparison = search.get("comparison")
-        if comparison:
-            lines += [f"Against the baseline ({comparison['baseline']}): "
-                      f"{comparison.get('description') or comparison.get('missing')}.", ""]
-        for verdict in search.get("verdicts", []):
-            state = verdict.get("state", "pass")
-            lines.append(f"- SLO `{verdict['check']}`: {'**FAIL**' if state == 'fail' else state}"
-                         f" (measured {_cell(verdict['measured'])})")
-        if search.get("verdicts"):
-            lines.append("")
-    else:
-        lines += [f"{search['model']} on {search['backend']} ({search['engine']}): each load "
-                  "its own warm-up and measured window (their full tables are below).", ""]
-        if search.get("left_out"):
-            lines += [f"{search['left_out']}.", ""]
-    lines += [_table(search), ""]
-    if search.get("chart_png"):
-        lines += [f"![{kind} chart]({search['chart_png']})", ""]
-    return lines
-
-
-def _table(search: Mapping[str, Any]) -> str:
-    probe = search["kind"] == "capacity"
-    # A prefill sweep and the cache passes are about TTFT: its median leads.
-    median = any("ttft_ms_median" in row for row in search["rows"])
-    cached = search["kind"] == "prefix_cache"
+def _capacity_section(recorded: RecordedCapacity) -> list[str]:
+    search, served = recorded.search, recorded.served
+    lines = [f"## Capacity search: `{recorded.provenance.nodeid}`", "",
+             f"{served.description}, over {search.dimension}: **{search.summary}**. Stopped: "
+             f"{search.stop_reason}, after {round(search.elapsed_s, 1):g} s of a "
+             f"{search.budget_s:g} s budget.", ""]
+    if recorded.baseline is not None:
+        against = (recorded.comparison.describe() if recorded.comparison is not None
+                   else recorded.not_compared)
+        lines += [f"Against the baseline ({recorded.baseline}): {against}.", ""]
+    for verdict in recorded.verdicts:
+        state = "**FAIL**" if verdict.state == "fail" else verdict.state
+        lines.append(f"- SLO `{verdict.check.text}`: {state} (measured "
+                     f"{cell(verdict.measured)})")
+    if recorded.verdicts:
+        lines.append("")
     rows = []
-    for row in search["rows"]:
-        cells = [row.get("label") or row["load"], row.get("requests", "-"),
-                 *([_cell(row.get("ttft_ms_median"))] if median else []),
-                 *(_cell(row.get(key)) for _, key in _COLUMNS),
-                 *([_cell(row.get("cached_share"))] if cached else [])]
-        if probe:
-            cells.insert(1, "pass" if row["passed"] else "**FAIL**")
-            cells.append(_cell(row.get("goodput")))
-            cells.append("; ".join(b.split(" -- ")[0] for b in row.get("broke", [])) or "-")
-        elif row.get("overload"):
-            cells[0] = f"{cells[0]} (overloaded)"
-        rows.append(cells)
-    headers = ["load", "requests", *(["TTFT median ms"] if median else []),
-               *(name for name, _ in _COLUMNS), *(["cached share"] if cached else [])]
-    if probe:
-        headers.insert(1, "verdict")
-        headers += ["goodput req/s", "what broke"]
-    return tabulate(rows, headers=headers, tablefmt="github")
+    for probe in search.probes:
+        point = probe.point or LoadPoint(probe.load, search.load_text(probe.load), 0, 0.0)
+        rows.append([point.label or point.load, "pass" if probe.passed else "**FAIL**",
+                     point.requests, *_figures(point), cell(probe.goodput),
+                     "; ".join(b.split(" -- ")[0] for b in probe.broke) or "-"])
+    headers = ["load", "verdict", "requests", *(name for name, _ in _COLUMNS),
+               "goodput req/s", "what broke"]
+    return [*lines, tabulate(rows, headers=headers, tablefmt="github"), "",
+            *_chart(recorded.chart_png, "capacity")]
+
+
+def _prefix_cache_section(recorded: RecordedPrefixCache) -> list[str]:
+    gain = recorded.gain
+    lines = [f"## Prefix cache: `{recorded.provenance.nodeid}`", "",
+             f"{recorded.served.description}: **{gain.summary}**. Each pass is a measured "
+             "window of its own (full tables below).", ""]
+    rows = [[point.label, point.requests, cell(point.ttft_ms_median), *_figures(point),
+             cell(point.cache_hit_rate)] for point in (gain.cold, gain.warm)]
+    headers = ["load", "requests", "TTFT median ms", *(name for name, _ in _COLUMNS),
+               "cached share"]
+    return [*lines, tabulate(rows, headers=headers, tablefmt="github"), ""]
+
+
+def _sweep_section(recorded: RecordedSweep) -> list[str]:
+    prefill = recorded.dimension == "input_tokens"
+    lines = [f"## {'Prefill sweep' if prefill else 'Sweep'}: `{recorded.provenance.nodeid}`",
+             "", f"{recorded.served.description}: each load its own warm-up and measured window "
+             "(their full tables are below).", ""]
+    if recorded.left_out:
+        lines += [f"{recorded.left_out}.", ""]
+    # A prefill sweep is about TTFT: its median leads.
+    rows = [[f"{point.label} (overloaded)" if point.overload else point.label,
+             point.requests, *([cell(point.ttft_ms_median)] if prefill else []),
+             *_figures(point)] for point in recorded.rows]
+    headers = ["load", "requests", *(["TTFT median ms"] if prefill else []),
+               *(name for name, _ in _COLUMNS)]
+    return [*lines, tabulate(rows, headers=headers, tablefmt="github"), "",
+            *_chart(recorded.chart_png, "sweep")]
+
+
+def _figures(point: LoadPoint) -> list[str]:
+    return [cell(point.figure(field)) for _, field in _COLUMNS]
+
+
+def _chart(png: str | None, kind: str) -> list[str]:
+    return [f"![{kind} chart]({png})", ""] if png else []

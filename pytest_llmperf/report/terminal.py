@@ -1,99 +1,103 @@
-"""The summary table pytest prints at the end of the session."""
+"""The summary pytest prints at the end of the session."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from tabulate import tabulate
 
-from pytest_llmperf.report.cells import cell as _cell
-from pytest_llmperf.report.cells import verdict_summary as _verdict_summary
+from pytest_llmperf.report.cells import cell, verdict_summary
+from pytest_llmperf.results.recorded import (
+    RecordedCapacity,
+    RecordedPrefixCache,
+    RecordedSearch,
+    RecordedWindow,
+)
+from pytest_llmperf.results.window import WindowResult
 
 __all__ = ["cache_warning_lines", "capacity_lines", "inconclusive_lines",
            "render_terminal_table", "validity_lines"]
 
 
-def render_terminal_table(entries: Sequence[Mapping[str, Any]]) -> str:
+def render_terminal_table(windows: Sequence[RecordedWindow]) -> str:
     rows = []
-    for entry in entries:
-        d, s = entry["distributions"], entry["scalars"]
+    for recorded in windows:
+        value = recorded.window.metrics.value
         rows.append([
-            entry["nodeid"].split("::")[-1], _load(entry), entry["requests"],
-            _cell(d["ttft_ms"]["p95"]), _cell(d["tpot_ms"]["p95"]),
-            _cell(d["decode_tokens_per_s"]["mean"]), _cell(s["output_token_throughput"]),
-            _cell(s["error_rate"]), _verdict_summary(entry),
+            recorded.provenance.test, _load(recorded.window), recorded.window.requests,
+            cell(value("ttft_ms", "p95")), cell(value("tpot_ms", "p95")),
+            cell(value("decode_tokens_per_s", "mean")), cell(value("output_token_throughput")),
+            cell(value("error_rate")), verdict_summary(recorded.verdicts),
         ])
     headers = ["test", "load", "reqs", "TTFT p95 ms", "TPOT p95 ms", "decode tok/s/user",
                "output tok/s", "error rate", "SLO"]
     return tabulate(rows, headers=headers, tablefmt="simple")
 
 
-def _load(entry: Mapping[str, Any]) -> str:
+def _load(window: WindowResult) -> str:
     """``4 users`` or ``2 req/s poisson``, and ``OVERLOADED`` when the queue grew."""
-    label = str(entry["load"].get("label") or f"{entry['users']} users")
-    prompts = entry.get("prompts") or {}
-    if prompts.get("source") == "random":  # the prompt length is part of the load
-        label += f", {prompts.get('input_tokens')} tok in"
-    elif prompts.get("source") not in (None, "built-in"):
-        label += f", {prompts['source']}"
-    marks = "".join(f" {mark.upper()}" for mark in entry.get("validity") or {})
-    return label + (" OVERLOADED" if entry.get("overload") else "") + marks
+    label = window.shape.label
+    prompts = window.prompts
+    if prompts is not None and prompts.source == "random":  # the length is part of the load
+        label += f", {prompts.details.get('input_tokens')} tok in"
+    elif prompts is not None and prompts.source != "built-in":
+        label += f", {prompts.source}"
+    marks = "".join(f" {mark.upper()}" for mark in window.validity_marks)
+    return label + (" OVERLOADED" if window.overload else "") + marks
 
 
-def inconclusive_lines(entries: Sequence[Mapping[str, Any]]) -> list[str]:
+def inconclusive_lines(windows: Sequence[RecordedWindow]) -> list[str]:
     """One line per inconclusive SLO verdict: the value meets it, the sample cannot say so
     (none for those --llmperf-inconclusive=pass counts as passed without a word)."""
-    lines = []
-    for entry in entries:
-        for verdict in entry["verdicts"]:
-            if (verdict.get("state") == "inconclusive"
-                    and verdict.get("inconclusive_policy") != "pass"):
-                counted = "passed" if verdict["passed"] else "failed"
-                lines.append(f"{entry['nodeid'].split('::')[-1]}: {verdict['note']} "
-                             f"[{counted}: --llmperf-inconclusive="
-                             f"{verdict.get('inconclusive_policy')}]")
-    return lines
+    return [f"{recorded.provenance.test}: {verdict.describe()} "
+            f"[{'passed' if verdict.passed else 'failed'}: --llmperf-inconclusive="
+            f"{verdict.inconclusive_policy}]"
+            for recorded in windows for verdict in recorded.verdicts
+            if verdict.state == "inconclusive" and verdict.inconclusive_policy != "pass"]
 
 
-def capacity_lines(searches: Sequence[Mapping[str, Any]]) -> list[str]:
-    """One line per capacity search: the test, its headline figure and how sure it is."""
+def capacity_lines(searches: Sequence[RecordedSearch]) -> list[str]:
+    """One line per capacity search (the test, its headline figure and how sure it is), and
+    one per prefix-cache test."""
     lines = []
-    for entry in searches:
-        if entry.get("kind") == "prefix_cache":
-            lines.append(f"{entry['nodeid'].split('::')[-1]}: {entry['summary']}")
-        if entry.get("kind") != "capacity":
+    for recorded in searches:
+        test = recorded.provenance.test
+        if isinstance(recorded, RecordedPrefixCache):
+            lines.append(f"{test}: {recorded.gain.summary}")
+        if not isinstance(recorded, RecordedCapacity):
             continue
-        test = entry["nodeid"].split("::")[-1]
-        goodput = (f", goodput {_cell(entry['goodput'])} req/s"
-                   if entry.get("goodput") is not None else "")
-        boundary = f", {entry['boundary']} boundary" if entry.get("boundary") else ""
-        broke = (f"; broke first: {entry['broke_first'][0].split(' -- ')[0]}"
-                 if entry.get("broke_first") else "")
-        comparison = entry.get("comparison") or {}
-        against = (f"; against the baseline: "
-                   f"{comparison.get('description') or comparison.get('missing')}"
-                   if comparison else "")
-        lines.append(f"{test}: {entry['summary']}{goodput}{boundary}{broke} "
-                     f"[{len(entry['rows'])} probes, {entry['elapsed_s']:g} s]{against}")
+        search = recorded.search
+        goodput = (f", goodput {cell(search.goodput)} req/s"
+                   if search.goodput is not None else "")
+        boundary = f", {search.boundary} boundary" if search.boundary else ""
+        broke = (f"; broke first: {search.broke_first[0].split(' -- ')[0]}"
+                 if search.broke_first else "")
+        against = ""
+        if recorded.baseline is not None:
+            against = "; against the baseline: " + (
+                recorded.comparison.describe() if recorded.comparison is not None
+                else str(recorded.not_compared))
+        lines.append(f"{test}: {search.summary}{goodput}{boundary}{broke} "
+                     f"[{len(search.probes)} probes, {round(search.elapsed_s, 1):g} s]{against}")
     return lines
 
 
-def validity_lines(entries: Sequence[Mapping[str, Any]]) -> list[str]:
+def validity_lines(windows: Sequence[RecordedWindow]) -> list[str]:
     """One line per window whose numbers cannot be fully trusted: the mark and the limits its
     figures crossed (observe.health)."""
-    return [f"{entry['nodeid'].split('::')[-1]} ({entry['load'].get('label')}): {mark}: "
+    return [f"{recorded.provenance.test} ({recorded.window.shape.label}): {mark}: "
             f"{', '.join(crossed)}"
-            for entry in entries for mark, crossed in (entry.get("validity") or {}).items()]
+            for recorded in windows
+            for mark, crossed in recorded.window.validity_marks.items()]
 
 
-def cache_warning_lines(entries: Sequence[Mapping[str, Any]]) -> list[str]:
+def cache_warning_lines(windows: Sequence[RecordedWindow]) -> list[str]:
     """One line per window not about caching whose requests the prefix cache answered."""
     lines = []
-    for entry in entries:
-        cache = entry.get("prompt_cache") or {}
-        if cache.get("hits") and not cache.get("about_caching"):
-            lines.append(f"{entry['nodeid'].split('::')[-1]}: {cache['hits']} of "
-                         f"{cache['requests']} requests took most of their prompt from the "
-                         "prefix cache: TTFT is flattered (the test is not about caching)")
+    for recorded in windows:
+        cache = recorded.window.prompt_cache
+        if cache is not None and cache.flatters:
+            lines.append(f"{recorded.provenance.test}: {cache.hits} of {cache.requests} "
+                         "requests took most of their prompt from the prefix cache: TTFT is "
+                         "flattered (the test is not about caching)")
     return lines

@@ -75,6 +75,7 @@ from pytest_llmperf.results.records import LoadRun, RequestRecord
 __all__ = [
     "CAPACITY",
     "DISTRIBUTIONS",
+    "GPU_METRICS",
     "PER_REQUEST",
     "REPORTED_STATISTICS",
     "RESOURCES",
@@ -175,6 +176,10 @@ RESOURCES: Mapping[str, MetricInfo] = MappingProxyType(
                                              "whole machine memory used (total - available)"),
     }
 )
+
+# The resource metrics only an NVIDIA GPU gives (what --llmperf-require-gpu requires).
+GPU_METRICS: tuple[str, ...] = tuple(name for name in RESOURCES
+                                     if name.startswith(("gpu_", "energy_")))
 
 # A capacity search's results (searches.capacity), referenced by bare name in a capacity test's
 # SLOs (``capacity_max_concurrency >= 8``); no measured window has them.

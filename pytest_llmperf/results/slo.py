@@ -6,10 +6,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from pytest_llmperf.results.jsonfields import Fields, JSONDecodeError, JSONObject
 from pytest_llmperf.results.metrics import DISTRIBUTIONS, RESOURCES, RunMetrics, metric_info
-from pytest_llmperf.results.thresholds import Check
+from pytest_llmperf.results.thresholds import Check, ThresholdError, parse_check
 
-__all__ = ["Verdict", "evaluate", "failure_message", "format_number", "unsupported_reason"]
+__all__ = ["Verdict", "evaluate", "failure_message", "format_number", "read_check",
+           "unsupported_reason"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,36 @@ class Verdict:
             miss = abs(self.measured - self.check.limit)
             text += f" (missed by {format_number(miss)}{unit})"
         return text
+
+    @property
+    def requirement(self) -> str:
+        """``< 100 ms``."""
+        return f"{self.check.operator} {self.check.limit_text} {self.unit}".strip()
+
+    def to_json(self) -> JSONObject:
+        """The check as written and where, what was measured, and how it was judged (``state``,
+        ``passed`` and ``description`` are written for readers; reading derives them)."""
+        return {"check": self.check.text, "origin": self.check.origin,
+                "measured": self.measured, "unmeasured_reason": self.unmeasured_reason,
+                "skipped": self.skipped, "unsupported": self.unsupported,
+                "inconclusive_policy": self.inconclusive_policy,
+                "state": self.state, "passed": self.passed, "description": self.describe()}
+
+    @classmethod
+    def from_json(cls, fields: Fields) -> Verdict:
+        return cls(read_check(fields), fields.number_or_none("measured"),
+                   fields.text_or_none("unmeasured_reason"), fields.flag("skipped"),
+                   fields.text_or_none("unsupported"),
+                   fields.text_or_none("inconclusive_policy") or "warn")
+
+
+def read_check(fields: Fields) -> Check:
+    """The stored ``check`` text read again, as it was when written (its ``origin`` kept)."""
+    origin = fields.text_or_none("origin") or "stored verdict"
+    try:
+        return parse_check(fields.text("check"), origin)
+    except ThresholdError as exc:
+        raise JSONDecodeError(f"{fields.path}.check: {exc}") from None
 
 
 def format_number(value: float) -> str:

@@ -1,12 +1,12 @@
-"""A sweep: the same test at several loads, each point its own warm-up and measured window."""
+"""A sweep: the same test at several loads (or prompt lengths), each point its own warm-up and
+measured window."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pytest_llmperf.load.runner import PerfResult
+from pytest_llmperf.results.load_point import LoadPoint
+from pytest_llmperf.results.window import WindowResult
 
 __all__ = ["SweepResult"]
 
@@ -16,7 +16,7 @@ class SweepResult:
     """The points of a sweep in the order they ran (the order of the loads asked for)."""
 
     dimension: str  # "users", "rate", or "input_tokens" (a prefill sweep: one load)
-    points: tuple[PerfResult, ...]
+    points: tuple[WindowResult, ...]
     # Each point's place on the sweep's axis where it is not the load (input tokens).
     values: tuple[float, ...] | None = None
 
@@ -25,3 +25,12 @@ class SweepResult:
         if self.values is not None:
             return self.values
         return tuple(point.shape.load for point in self.points)
+
+    @property
+    def rows(self) -> tuple[LoadPoint, ...]:
+        """Each point's figures, for the sweep's table and chart."""
+        if self.values is None:
+            return tuple(LoadPoint.of(point) for point in self.points)
+        return tuple(LoadPoint.of(point, load=value,
+                                  label=f"{value:g} input tokens, {point.shape.label}")
+                     for value, point in zip(self.values, self.points, strict=True))

@@ -34,7 +34,7 @@ from pytest_llmperf.results.metrics import (
 from pytest_llmperf.results.tomlfile import Locator, ThresholdError, TomlDocument, parse_toml
 
 __all__ = ["COMPARABLE", "SCOPES", "Check", "Gate", "ThresholdError", "Thresholds",
-           "load_thresholds", "parse_check", "parse_gate"]
+           "load_thresholds", "parse_check", "parse_gate", "thresholds_at"]
 
 SCOPES: tuple[str, ...] = ("backends", "models", "tests")
 _OPERATORS = ("<=", ">=", "<", ">")
@@ -209,6 +209,12 @@ class Thresholds:
             for entry in self.scoped.get(scope, {}).get(name, ()):
                 chosen[type(entry), entry.key] = entry
         return list(chosen.values())
+
+
+def thresholds_at(path: Path) -> Thresholds | None:
+    """The thresholds file at ``path``; None when there is none (an error only for a test that
+    checks SLOs)."""
+    return load_thresholds(path) if path.is_file() else None
 
 
 def load_thresholds(path: Path) -> Thresholds:

@@ -22,7 +22,7 @@ class ThresholdError(ValueError):
 @dataclass(frozen=True)
 class TomlDocument:
     path: Path
-    data: Mapping[str, Any]
+    data: Mapping[str, Any]  # as tomllib parses it; each reader checks types with file:line
     locate: Locator
 
 

@@ -1,10 +1,7 @@
-"""What a capacity search needs from the SLOs: goodput, a probe that has clearly failed before
-its end, and how close a probe came to its limits.
+"""What a capacity search needs from the SLOs beside goodput
+(:mod:`pytest_llmperf.results.goodput`): a probe that has clearly failed before its end, and how
+close a probe came to its limits.
 
-- Goodput (``goodput``): completed requests whose own TTFT, TPOT, E2EL, decode speed (and, open
-  loop, latencies from the schedule) each meet every SLO written on that metric, whatever its
-  statistic, divided by the measured window (req/s), as vLLM's ``--goodput`` and AIPerf define
-  it.  ``tpot_ms.p95 < 100`` makes a request good only if its own TPOT is under 100 ms.
 - Clearly failed (:func:`clearly_failed`): a probe stops sending once the requests it has
   completed already decide an SLO against it:
   - a percentile limit (``ttft_ms.p95 < 1000``) when so many requests are beyond it that the
@@ -23,42 +20,21 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
+from pytest_llmperf.results.capacity import CLIFF_HEADROOM
 from pytest_llmperf.results.metrics import PER_REQUEST, statistic
-from pytest_llmperf.results.records import LoadRun, RequestRecord
+from pytest_llmperf.results.records import RequestRecord
 from pytest_llmperf.results.slo import Verdict
 from pytest_llmperf.results.thresholds import Check
 
-__all__ = ["CLIFF_HEADROOM", "clearly_failed", "goodput", "headroom"]
+__all__ = ["CLIFF_HEADROOM", "clearly_failed", "headroom"]
 
-CLIFF_HEADROOM = 0.8
 _MIN_FOR_MEAN = 16
 _T_999 = 3.3  # one-sided 99.9 % Student t quantile for 15+ degrees of freedom, rounded up
-
-
-def _per_request_checks(checks: Iterable[Check]) -> list[Check]:
-    return [c for c in checks if c.metric in PER_REQUEST]
 
 
 def _answered(record: RequestRecord) -> bool:
     """Completed as far as the load loop can tell (the final judgement comes after)."""
     return record.error is None and bool(record.chunk_ns) and record.output_tokens > 0
-
-
-def goodput(run: LoadRun, checks: Iterable[Check]) -> float | None:
-    """Requests meeting every per-request SLO / measured window, req/s (None: no window)."""
-    wanted = _per_request_checks(checks)
-    if run.duration_s <= 0:
-        return None
-    good = 0
-    for record in run.records:
-        if not record.ok:
-            continue
-        values = ((check, PER_REQUEST[check.metric](record)) for check in wanted)
-        # A value the request does not have (a one-chunk answer has no TPOT) is not held
-        # against it: it is counted where the client saw it, in untimed_decodes.
-        if all(value is None or check.holds(value) for check, value in values):
-            good += 1
-    return good / run.duration_s
 
 
 def clearly_failed(checks: Sequence[Check], records: Sequence[RequestRecord],

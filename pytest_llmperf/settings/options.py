@@ -27,6 +27,9 @@ class Option(Generic[T]):
     help: str
     parse: Callable[[str], T]
     default: str | None
+    # The settings groups (settings.groups) that hold it: matrix, server, load, search,
+    # checks, store, report.
+    groups: tuple[str, ...] = ()
     repeatable: bool = False  # the flag may be given several times (values joined by commas)
 
     @property
@@ -50,171 +53,181 @@ class Option(Generic[T]):
 OPTIONS: tuple[Option[Any], ...] = (
     Option("backend", "--backend",
            f"inference engine(s), comma-separated: {', '.join(BACKENDS)}",
-           parse.list_of(parse.choice(*BACKENDS)), "llamacpp"),
+           parse.list_of(parse.choice(*BACKENDS)), "llamacpp", groups=("matrix",)),
     Option("model", "--model",
            "model alias(es) from the catalogue, comma-separated (smollm2-135m, qwen72b-gptq, "
            "...), or an engine's own id: a .gguf file, a model directory, an org/name Hugging "
-           "Face id or an Ollama name:tag", parse.list_of(parse.text), "smollm2-135m"),
+           "Face id or an Ollama name:tag", parse.list_of(parse.text), "smollm2-135m",
+           groups=("matrix",)),
     Option("base_url", "--base-url",
            "attach to a running server at this URL instead of launching one (OpenAI-"
-           "compatible servers: the URL ends in /v1)", parse.url, None),
+           "compatible servers: the URL ends in /v1)", parse.url, None, groups=("server",)),
     Option("api_key_env", "--api-key-env",
-           "name of the environment variable that holds the API key", parse.env_name, None),
+           "name of the environment variable that holds the API key", parse.env_name, None,
+           groups=("server",)),
     Option("thresholds", "--thresholds", "SLO file (default: thresholds.toml in rootdir)",
-           parse.path, None),
+           parse.path, None, groups=("checks",)),
     Option("report", "--llmperf-report", "write the markdown report to this path",
-           parse.path, None),
+           parse.path, None, groups=("report",)),
     Option("json", "--llmperf-json",
            "also write the run's result document (JSON) to this path (it is always written to "
-           "the output directory as results.json)", parse.path, None),
+           "the output directory as results.json)", parse.path, None, groups=("store",)),
     Option("save", "--llmperf-save",
            "keep this run in the storage directory under NAME (a new numbered file: nothing "
-           "saved before is replaced)", parse.run_name, None),
+           "saved before is replaced)", parse.run_name, None, groups=("store",)),
     Option("autosave", "--llmperf-autosave",
            "yes: keep every run in the storage directory (named by its git commit)", parse.yes_no,
-           "no"),
+           "no", groups=("store",)),
     Option("storage", "--llmperf-storage",
            "directory of saved runs (default: .llmperf in rootdir); list it with "
-           "`python -m pytest_llmperf list`", parse.path, None),
+           "`python -m pytest_llmperf list`", parse.path, None, groups=("store",)),
     Option("compare", "--llmperf-compare",
            "compare every test with this saved run (NAME, latest, or a result document's path "
-           "ending in .json): a table of changes with confidence intervals", parse.baseline, None),
+           "ending in .json): a table of changes with confidence intervals", parse.baseline, None,
+           groups=("store",)),
     Option("compare_runs", "--llmperf-compare-runs",
            "pool the newest N runs saved under the --llmperf-compare name as the baseline: "
            "their spread is the run-to-run variation the comparison allows for",
-           parse.int_at_least(1), "1"),
+           parse.int_at_least(1), "1", groups=("store",)),
     Option("compare_fail", "--llmperf-compare-fail",
            "fail a test when a metric got worse than the baseline by more than a tolerance "
            "with 95 %% confidence: tpot_ms.p95:10%% or ttft_ms.p95:50ms; comma-separated or "
-           "repeated", parse.gates, None, repeatable=True),
+           "repeated", parse.gates, None, repeatable=True, groups=("store",)),
     Option("compare_any_hardware", "--llmperf-compare-any-hardware",
            "yes: compare with a baseline taken on other hardware (every row is labelled); by "
-           "default such a baseline is refused", parse.yes_no, "no"),
+           "default such a baseline is refused", parse.yes_no, "no", groups=("store",)),
     Option("inconclusive", "--llmperf-inconclusive",
            "what a percentile SLO whose sample is too small to support it does: fail, warn "
-           "(pass, shown as inconclusive) or pass", parse.choice("fail", "warn", "pass"), "warn"),
+           "(pass, shown as inconclusive) or pass", parse.choice("fail", "warn", "pass"), "warn",
+           groups=("checks",)),
     Option("repeats", "--llmperf-repeats",
            "measured windows per load (each its own window, held to the SLOs and compared "
-           "together): shows the run-to-run variance", parse.int_at_least(1), "1"),
+           "together): shows the run-to-run variance", parse.int_at_least(1), "1",
+           groups=("load",)),
     Option("requests", "--llmperf-requests",
            "measured requests per test (64: enough for a p95 SLO to be conclusive)",
-           parse.int_at_least(1), "64"),
+           parse.int_at_least(1), "64", groups=("load",)),
     Option("duration", "--llmperf-duration",
            "seconds each measured window lasts, instead of --llmperf-requests (no request "
-           "starts after it; those in flight finish)", parse.seconds, None),
+           "starts after it; those in flight finish)", parse.seconds, None, groups=("load",)),
     Option("request_timeout", "--llmperf-request-timeout",
            "seconds a request may take to its last token; it then fails as a timeout (counted "
-           "in the error rate, never dropped)", parse.seconds, "600"),
+           "in the error rate, never dropped)", parse.seconds, "600", groups=("load",)),
     Option("ttft_timeout", "--llmperf-ttft-timeout",
            "seconds a request may wait for its first token; it then fails as a timeout "
-           "(default: only --llmperf-request-timeout applies)", parse.seconds, None),
+           "(default: only --llmperf-request-timeout applies)", parse.seconds, None,
+           groups=("load",)),
     Option("window_timeout", "--llmperf-window-timeout",
            "seconds a load may run, warm-up included: requests still in flight are then cut "
            "and fail as timeouts, and none is sent after it (a hung server cannot hang the "
-           "session)", parse.seconds, "1800"),
+           "session)", parse.seconds, "1800", groups=("load",)),
     Option("strict_validity", "--llmperf-strict-validity",
            "yes: a window marked client-bound (the load generator could not keep up) or "
            "disturbed (other work on the machine) fails its test; by default it is marked",
-           parse.yes_no, "no"),
+           parse.yes_no, "no", groups=("checks",)),
     Option("client_processes", "--llmperf-client-processes",
            "processes the load is offered from, with one shared schedule and their records "
            "merged: for a server that takes more streams than one client event loop reads in "
-           "time (a window marked client-bound)", parse.int_at_least(1), "1"),
+           "time (a window marked client-bound)", parse.int_at_least(1), "1", groups=("load",)),
     Option("event_loop", "--llmperf-event-loop",
            "the client's event loop: asyncio, or uvloop (pip install uvloop; reads more "
            "streams per core, see README \"Can the numbers be trusted?\")",
-           parse.choice("asyncio", "uvloop"), "asyncio"),
+           parse.choice("asyncio", "uvloop"), "asyncio", groups=("load",)),
     Option("users", "--llmperf-users",
            "concurrent users of the closed-loop tests, comma-separated: each a test of its own "
            "(test_concurrent_users, and the points of test_sweep)",
-           parse.list_of(parse.int_at_least(1)), "4"),
+           parse.list_of(parse.int_at_least(1)), "4", groups=("load",)),
     Option("rate", "--llmperf-rate",
            "request rates (req/s) of the open-loop tests, comma-separated; inf sends every "
-           "request at once", parse.list_of(parse.rate), "0.5"),
+           "request at once", parse.list_of(parse.rate), "0.5", groups=("load",)),
     Option("arrivals", "--llmperf-arrivals",
            "open-loop arrivals: constant (evenly spaced), poisson, or gamma (with "
            "--llmperf-burstiness; the default when a burstiness other than 1 is given)",
-           parse.choice("constant", "poisson", "gamma"), None),
+           parse.choice("constant", "poisson", "gamma"), None, groups=("load",)),
     Option("burstiness", "--llmperf-burstiness",
            "gamma arrivals' shape: 1 is Poisson, below 1 burstier, above 1 more even (as "
-           "vLLM's --burstiness)", parse.positive_number, "1"),
+           "vLLM's --burstiness)", parse.positive_number, "1", groups=("load",)),
     Option("max_concurrency", "--llmperf-max-concurrency",
            "open loop: most requests in flight; later arrivals wait in the client (measured as "
-           "schedule_slip_ms)", parse.int_at_least(1), None),
+           "schedule_slip_ms)", parse.int_at_least(1), None, groups=("load",)),
     Option("ramp", "--llmperf-ramp",
            "closed loop: seconds over which the users join, one by one (0: all at once)",
-           parse.seconds_or_zero, "0"),
+           parse.seconds_or_zero, "0", groups=("load",)),
     Option("capacity_budget", "--llmperf-capacity-budget",
            "seconds a capacity search may spend on its probes (it stops before a probe that "
            "would overrun, and says the boundary lies beyond); small by default, for CPU runs",
-           parse.seconds, "40"),
+           parse.seconds, "40", groups=("search",)),
     Option("probe_requests", "--llmperf-probe-requests",
            "measured requests per capacity probe (a closed loop sends at least 2 per user; "
            "an open loop at least 8 and at most 20 s of arrivals)", parse.int_at_least(4),
-           "12"),
+           "12", groups=("search",)),
     Option("capacity_max_users", "--llmperf-capacity-max-users",
-           "highest concurrency a capacity search probes", parse.int_at_least(1), "1024"),
+           "highest concurrency a capacity search probes", parse.int_at_least(1), "1024",
+           groups=("search",)),
     Option("capacity_max_rate", "--llmperf-capacity-max-rate",
            "highest request rate (req/s) a capacity search probes", parse.positive_number,
-           "1000"),
+           "1000", groups=("search",)),
     Option("warmup", "--llmperf-warmup",
            "warm-up requests before each measured window (not measured)",
-           parse.int_at_least(0), "4"),
+           parse.int_at_least(0), "4", groups=("load",)),
     Option("dataset", "--llmperf-dataset",
            "prompts to send: builtin, random:input=512,output=128 (exact lengths in the model's "
            "tokens; LOW..HIGH uniform, MEAN~SD normal), sharegpt:PATH[,multi-turn], "
            "jsonl:PATH, shared-prefix:documents=4,questions=4,document=1024 (README, "
-           "\"Datasets\")", parse.text, None),
+           "\"Datasets\")", parse.text, None, groups=("load",)),
     Option("seed", "--llmperf-seed",
            "seed of the prompt order, for reproducible content (each run still gets a fresh "
            "salt at the start of every prompt, so no server cache can answer it)",
-           parse.int_at_least(0), "0"),
+           parse.int_at_least(0), "0", groups=("load",)),
     Option("max_tokens", "--llmperf-max-tokens", "output tokens asked for per request",
-           parse.int_at_least(2), "64"),
+           parse.int_at_least(2), "64", groups=("load", "server")),
     Option("ignore_eos", "--llmperf-ignore-eos",
            "yes: ask the server to generate exactly max-tokens (ignore_eos/min_tokens) so a "
-           "short answer cannot flatter tokens/s", parse.yes_no, "yes"),
+           "short answer cannot flatter tokens/s", parse.yes_no, "yes", groups=("server",)),
     Option("output_dir", "--llmperf-output-dir",
-           "directory for server logs (default: llmperf-output in rootdir)", parse.path, None),
+           "directory for server logs (default: llmperf-output in rootdir)", parse.path, None,
+           groups=("server", "report")),
     Option("gpus", "--gpus",
            "GPU indices a launched engine may use (sets CUDA_VISIBLE_DEVICES), e.g. 0,1; under "
-           "pytest-xdist one set per worker: 0,1|2,3", parse.gpu_sets, None),
+           "pytest-xdist one set per worker: 0,1|2,3", parse.gpu_sets, None, groups=("server",)),
     Option("tp", "--llmperf-tp",
            "tensor-parallel size (default: the catalogue's tp, at most the GPUs given)",
-           parse.int_at_least(1), None),
+           parse.int_at_least(1), None, groups=("server",)),
     Option("max_model_len", "--llmperf-max-model-len",
            "context length a launched engine reserves KV cache for",
-           parse.int_at_least(256), "4096"),
+           parse.int_at_least(256), "4096", groups=("server",)),
     Option("max_num_seqs", "--llmperf-max-num-seqs",
            "most requests an engine runs at once (the suite's largest user count fits)",
-           parse.int_at_least(1), "8"),
+           parse.int_at_least(1), "8", groups=("server",)),
     Option("gpu_memory_utilization", "--llmperf-gpu-memory-utilization",
-           "share of each GPU's memory vLLM/SGLang/LMDeploy may take", parse.fraction, "0.9"),
+           "share of each GPU's memory vLLM/SGLang/LMDeploy may take", parse.fraction, "0.9",
+           groups=("server",)),
     Option("prefix_caching", "--llmperf-prefix-caching",
            "yes: let the engine reuse cached prompt prefixes (off by default: it flatters TTFT)",
-           parse.yes_no, "no"),
+           parse.yes_no, "no", groups=("server",)),
     Option("chunked_prefill", "--llmperf-chunked-prefill",
            "yes/no: force vLLM chunked prefill on or off (default: the engine's own choice)",
-           parse.yes_no, None),
+           parse.yes_no, None, groups=("server",)),
     Option("engine_args", "--llmperf-engine-args",
            "extra launch arguments per engine: 'vllm: --swap-space 4; sglang: --foo 1'",
-           parse.engine_args, None),
+           parse.engine_args, None, groups=("server",)),
     Option("llamacpp_bin", "--llamacpp-bin",
            "run this llama-server binary instead of the embedded xllamacpp engine",
-           parse.path, None),
+           parse.path, None, groups=("server",)),
     Option("engine_python", "--llmperf-engine-python",
            "Python that runs Python engines (vLLM, SGLang, LMDeploy): PATH for all, or "
-           "'vllm: PATH; sglang: PATH' (default: this interpreter)", parse.per_backend_path, None),
+           "'vllm: PATH; sglang: PATH' (default: this interpreter)", parse.per_backend_path, None,
+           groups=("server",)),
     Option("ngl", "--llmperf-ngl",
            "llama.cpp layers offloaded to the GPU (default: all when --gpus is given, else 0)",
-           parse.int_at_least(0), None),
+           parse.int_at_least(0), None, groups=("server",)),
     Option("telemetry_interval", "--llmperf-telemetry-interval",
            "seconds between GPU/CPU telemetry samples during a measured window",
-           parse.seconds, "0.5"),
+           parse.seconds, "0.5", groups=("load",)),
     Option("require_gpu", "--llmperf-require-gpu",
            "yes: SLOs on GPU metrics fail when no NVIDIA GPU can be read (default: skipped)",
-           parse.yes_no, "no"),
+           parse.yes_no, "no", groups=("checks",)),
     Option("ready_timeout", "--llmperf-ready-timeout",
            "seconds a launched engine may take to become ready (loading a 72B model takes "
-           "minutes)", parse.int_at_least(1), "900"),
+           "minutes)", parse.int_at_least(1), "900", groups=("server",)),
 )

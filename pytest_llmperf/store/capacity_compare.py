@@ -16,76 +16,39 @@ with the capacity lower than the baseline's by more than the tolerance.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
 
+from pytest_llmperf.results.capacity import CapacityResult
+from pytest_llmperf.results.comparison import CapacityChange
 from pytest_llmperf.results.thresholds import Gate
 
-__all__ = ["CapacityChange", "compare_capacity"]
+__all__ = ["compare_capacity"]
 
 
-@dataclass(frozen=True)
-class CapacityChange:
-    metric: str
-    unit: str
-    baseline: float | None
-    current: float | None
-    verdict: str
-    note: str
-    gate: Gate | None = None
-    failed: bool = False
-
-    @property
-    def change(self) -> float | None:
-        if not self.baseline or self.current is None:
-            return None
-        return (self.current - self.baseline) / self.baseline
-
-    def describe(self) -> str:
-        """``6 -> 4 users (-33.3 %): regressed: 4 users failed 2 of 2; the baseline held 6``."""
-        change = f" ({self.change * 100:+.1f} %)" if self.change is not None else ""
-        gate = f" [gate {self.gate.text}: {'FAILED' if self.failed else 'ok'}]" if self.gate \
-            else ""
-        return (f"{_number(self.baseline)} -> {_number(self.current)} {self.unit}{change}: "
-                f"{self.verdict}: {self.note}{gate}")
-
-
-def _number(value: float | None) -> str:
-    return "none" if value is None else f"{value:g}"
-
-
-def _probes_at(entry: Mapping[str, Any], load: float | None) -> tuple[int, int]:
-    """(passed, probed) at ``load`` in a stored capacity entry."""
-    rows = [row for row in entry["rows"] if load is not None and row["load"] == load]
-    return sum(bool(row["passed"]) for row in rows), len(rows)
-
-
-def compare_capacity(baseline: Sequence[Mapping[str, Any]], current: Mapping[str, Any],
+def compare_capacity(baseline: Sequence[CapacityResult], current: CapacityResult,
                      gate: Gate | None = None) -> CapacityChange:
-    """``current``'s capacity entry against the baseline runs' entries of the same search."""
-    metric, unit = str(current["metric"]), str(current["unit"])
-    held = [float(b["capacity"] or 0.0) for b in baseline]
+    """``current`` against the baseline runs' searches of the same test and dimension."""
+    metric, unit = current.metric, current.unit
+    held = [b.capacity or 0.0 for b in baseline]
     base = min(held) if held else None
-    failed_at = [float(b["first_failing"]) for b in baseline if b.get("first_failing")]
-    now = current["capacity"]
-    first = current.get("first_failing")
+    failed_at = [b.first_failing for b in baseline if b.first_failing]
+    now = current.capacity
+    first = current.first_failing
     if base is None:
         return CapacityChange(metric, unit, None, now, "inconclusive",
                               "the baseline has no capacity for this test", gate)
-    passed, probed = _probes_at(current, first)
+    passed, probed = current.count(first)
+    held_now, probed_now = current.count(now)
     if first is not None and first <= base and probed >= 2 and passed == 0:
         verdict = "regressed"
-        note = (f"{first:g} {unit} failed {probed} of {probed}; the baseline held "
-                f"{base:g}")
+        note = f"{first:g} {unit} failed {probed} of {probed}; the baseline held {base:g}"
     elif now is not None and now == base:
         verdict, note = "no significant change", "the same capacity"
-    elif now is not None and failed_at and now > max(failed_at) \
-            and _probes_at(current, now)[1] >= 2 and _probes_at(current, now)[0] == \
-            _probes_at(current, now)[1]:
+    elif now is not None and failed_at and now > max(failed_at) and probed_now >= 2 \
+            and held_now == probed_now:
         verdict = "improved"
-        note = (f"{now:g} {unit} passed {_probes_at(current, now)[1]} of "
-                f"{_probes_at(current, now)[1]}; the baseline failed at {max(failed_at):g}")
+        note = (f"{now:g} {unit} passed {probed_now} of {probed_now}; the baseline failed at "
+                f"{max(failed_at):g}")
     else:
         verdict = "inconclusive"
         note = "the boundary here or in the baseline rests on single probes"

@@ -12,22 +12,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
 
-from pytest_llmperf.results.metrics import (
-    DISTRIBUTIONS,
-    RESOURCES,
-    MetricInfo,
-    metric_info,
-    statistic,
-    summarize,
-)
+from pytest_llmperf.results.comparison import Comparison, Row
+from pytest_llmperf.results.metrics import DISTRIBUTIONS, RunMetrics, metric_info, statistic
+from pytest_llmperf.results.recorded import RecordedWindow
 from pytest_llmperf.results.thresholds import COMPARABLE, Gate
-from pytest_llmperf.store.documents import decode_window
+from pytest_llmperf.results.window import WindowResult
 
-__all__ = ["DEFAULT_TOLERANCE", "HARDWARE_KEYS", "ROW_METRICS", "Comparison", "Row",
-           "compare_windows", "group_windows", "hardware_differences", "window_key"]
+__all__ = ["DEFAULT_TOLERANCE", "HARDWARE_KEYS", "ROW_METRICS", "compare_windows",
+           "group_windows", "hardware_differences"]
 
 # The tolerance of a table row no gate names: changes within +-5 % read "no significant change".
 DEFAULT_TOLERANCE = 0.05
@@ -46,101 +39,37 @@ ROW_METRICS: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class Row:
-    """One metric of one test: baseline and current values, the change and its interval (as
-    fractions: 0.12 = 12 % higher), and the verdict at ``tolerance``."""
-
-    metric: str  # "tpot_ms.p95"
-    unit: str
-    higher_is_better: bool
-    baseline: float
-    current: float
-    change: float
-    low: float | None  # None: no interval (see note)
-    high: float | None
-    verdict: str
-    tolerance: float
-    gate: Gate | None = None
-    needed: int | None = None  # requests per window that would settle an inconclusive verdict
-    note: str | None = None
-
-    @property
-    def failed(self) -> bool:
-        """The gate's tolerance was exceeded with confidence."""
-        from pytest_llmperf.results.statistics import REGRESSED
-
-        return self.gate is not None and self.verdict == REGRESSED
-
-    def describe(self) -> str:
-        """``regressed: +23.1 % [+18.0, +28.5] (gate tpot_ms.p95:10%)``."""
-        text = f"{self.verdict}: {self.change * 100:+.1f} %"
-        if self.low is not None and self.high is not None:
-            text += f" [{self.low * 100:+.1f}, {self.high * 100:+.1f}]"
-        if self.gate is not None:
-            text += f" (gate {self.gate.text}, {self.gate.origin})"
-        if self.needed is not None:
-            text += f"; about {self.needed} requests per window would settle it"
-        if self.note:
-            text += f"; {self.note}"
-        return text
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """A test's rows, with what both sides ran (engine strings differ after an upgrade)."""
-
-    rows: tuple[Row, ...]
-    baseline_engine: str
-    current_engine: str
-    baseline_windows: int
-    current_windows: int
-    hardware_note: str | None = None  # set when compared across hardware (labelled rows)
-    # The engine's own decode time moved much less than the client's TPOT: the client's view
-    # changed (a starved client, a slower network), not only the server.
-    cross_check: str | None = None
-
-    @property
-    def failed(self) -> tuple[Row, ...]:
-        return tuple(row for row in self.rows if row.failed)
-
-
-def window_key(entry: Mapping[str, Any], position: int = 1) -> tuple[str, int]:
-    """(node id, call) of a stored window; entries written before ``call`` existed count by
-    position among the windows of their test."""
-    return str(entry.get("nodeid", "")), int(entry.get("call", position))
-
-
-def group_windows(entries: Iterable[Mapping[str, Any]]) -> dict[tuple[str, int],
-                                                                 list[Mapping[str, Any]]]:
-    groups: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
-    seen: dict[str, int] = {}
-    for entry in entries:
-        nodeid = str(entry.get("nodeid", ""))
-        seen[nodeid] = seen.get(nodeid, 0) + 1
-        groups.setdefault(window_key(entry, seen[nodeid]), []).append(entry)
+def group_windows(windows: Iterable[RecordedWindow]
+                  ) -> dict[tuple[str, int], list[WindowResult]]:
+    """Windows by (node id, call): the windows of one load (``--llmperf-repeats``) together."""
+    groups: dict[tuple[str, int], list[WindowResult]] = {}
+    for recorded in windows:
+        key = (recorded.provenance.nodeid, recorded.provenance.call)
+        groups.setdefault(key, []).append(recorded.window)
     return groups
 
 
-def hardware_differences(baseline: Mapping[str, Any], current: Mapping[str, Any]
-                         ) -> list[tuple[str, Any, Any]]:
+def hardware_differences(baseline: Mapping[str, object], current: Mapping[str, object]
+                         ) -> list[tuple[str, object, object]]:
     return [(key, baseline.get(key), current.get(key)) for key in HARDWARE_KEYS
             if baseline.get(key) != current.get(key)]
 
 
 def compare_windows(
-    baseline: Sequence[Mapping[str, Any]],
-    current: Sequence[Mapping[str, Any]],
+    baseline: Sequence[WindowResult],
+    current: Sequence[WindowResult],
     gates: Sequence[Gate] = (),
     *,
+    label: str = "baseline",
     seed: int = 0,
     hardware_note: str | None = None,
 ) -> Comparison:
-    """Rows for every metric in :data:`ROW_METRICS` and every gate, both sides measured."""
-    base = [summarize(decode_window(window, "baseline")) for window in baseline]
-    now = [summarize(decode_window(window, "this run")) for window in current]
-    users = int(current[0]["load"]["concurrency"])
-    requests = len(current[0]["records"])
+    """Rows for every metric in :data:`ROW_METRICS` and every gate, both sides measured;
+    ``label`` names the baseline in the comparison."""
+    base = [window.metrics for window in baseline]
+    now = [window.metrics for window in current]
+    users = current[0].run.concurrency
+    requests = current[0].requests
     gated = {gate.key: gate for gate in gates}
     rows = []
     for key in dict.fromkeys([*ROW_METRICS, *gated]):
@@ -149,12 +78,11 @@ def compare_windows(
         if metric in DISTRIBUTIONS:
             row = _distribution_row(key, metric, stat, base, now, gate, users, requests, seed)
         else:
-            row = _window_row(key, metric, _figures(baseline, base, metric),
-                              _figures(current, now, metric), gate)
+            row = _window_row(key, metric, _figures(base, metric), _figures(now, metric), gate)
         if row is not None:
             rows.append(row if hardware_note is None else _labelled(row, hardware_note))
-    return Comparison(tuple(rows), _engine(baseline[0]), _engine(current[0]), len(baseline),
-                      len(current), hardware_note,
+    return Comparison(label, tuple(rows), _engine(baseline[0]), _engine(current[0]),
+                      len(baseline), len(current), hardware_note,
                       _cross_check(rows, _server_decode(baseline), _server_decode(current)))
 
 
@@ -163,10 +91,10 @@ def compare_windows(
 CROSS_CHECK_POINTS = 0.05
 
 
-def _server_decode(windows: Sequence[Mapping[str, Any]]) -> float | None:
+def _server_decode(windows: Sequence[WindowResult]) -> float | None:
     """The engine's own decode ms per token over the windows (llama.cpp, vLLM, SGLang report
     it; see observe.server_metrics), or None when a window lacks it."""
-    values = [(w.get("server_metrics") or {}).get("server_decode_ms_per_token") for w in windows]
+    values = [(w.server_metrics or {}).get("server_decode_ms_per_token") for w in windows]
     if not values or None in values:
         return None
     return statistic([float(v) for v in values if v is not None], "mean")
@@ -185,21 +113,18 @@ def _cross_check(rows: Sequence[Row], before: float | None, after: float | None)
             "machine), not in the server")
 
 
-def _info(metric: str) -> MetricInfo:
-    return metric_info(metric)
-
-
-def _engine(window: Mapping[str, Any]) -> str:
-    sha = window.get("model_sha256")
-    return f"{window.get('engine', '?')}" + (f", model sha256 {str(sha)[:12]}" if sha else "")
+def _engine(window: WindowResult) -> str:
+    sha = window.served.model_sha256
+    return window.served.engine + (f", model sha256 {sha[:12]}" if sha else "")
 
 
 def _tolerance(gate: Gate | None, baseline: float) -> float | None:
     return DEFAULT_TOLERANCE if gate is None else gate.relative_tolerance(baseline)
 
 
-def _distribution_row(key: str, metric: str, stat: str, base: Sequence[Any], now: Sequence[Any],
-                      gate: Gate | None, users: int, requests: int, seed: int) -> Row | None:
+def _distribution_row(key: str, metric: str, stat: str, base: Sequence[RunMetrics],
+                      now: Sequence[RunMetrics], gate: Gate | None, users: int, requests: int,
+                      seed: int) -> Row | None:
     from pytest_llmperf.results.statistics import (
         INCONCLUSIVE,
         change_verdict,
@@ -211,7 +136,7 @@ def _distribution_row(key: str, metric: str, stat: str, base: Sequence[Any], now
     now_values = [run.distributions[metric] for run in now]
     if not all(base_values) or not all(now_values):
         return None  # a side measured none of it (e.g. no TPOT: every answer one chunk)
-    info = _info(metric)
+    info = metric_info(metric)
     before = statistic([v for values in base_values for v in values], stat)
     after = statistic([v for values in now_values for v in values], stat)
     tolerance = _tolerance(gate, before)
@@ -230,19 +155,13 @@ def _distribution_row(key: str, metric: str, stat: str, base: Sequence[Any], now
                high - 1, verdict, tolerance, gate, needed, note)
 
 
-def _figures(windows: Sequence[Mapping[str, Any]], runs: Sequence[Any], metric: str
-             ) -> list[float] | None:
-    """One whole-window number per window; None when a window lacks it (no GPU, say)."""
-    values = []
-    for window, run in zip(windows, runs, strict=True):
-        if metric in RESOURCES:
-            value = ((window.get("resources") or {}).get("metrics") or {}).get(metric)
-        else:
-            value = run.value(metric)
-        if value is None:
-            return None
-        values.append(float(value))
-    return values
+def _figures(runs: Sequence[RunMetrics], metric: str) -> list[float] | None:
+    """One whole-window number per window (resources included); None when a window lacks it
+    (no GPU, say)."""
+    values = [run.value(metric) for run in runs]
+    if any(value is None for value in values):
+        return None
+    return [float(value) for value in values if value is not None]
 
 
 def _window_row(key: str, metric: str, base_values: list[float] | None,
@@ -251,7 +170,7 @@ def _window_row(key: str, metric: str, base_values: list[float] | None,
 
     if not base_values or not now_values:
         return None
-    info = _info(metric)
+    info = metric_info(metric)
     before = statistic(base_values, "mean")
     after = statistic(now_values, "mean")
     tolerance = _tolerance(gate, before)

@@ -17,5 +17,5 @@ def smollm2_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedM
     """One real embedded engine for the tests that only measure through it."""
     settings = resolve_settings({}, {}, {}, tmp_path_factory.mktemp("smollm2"))
     entry = builtin_catalog().entries["smollm2-135m"]
-    with LlamaCppBackend().serve(settings, entry, settings.output_dir) as served:
+    with LlamaCppBackend().serve(settings.server, entry, settings.server.output_dir) as served:
         yield served

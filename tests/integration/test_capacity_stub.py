@@ -5,7 +5,6 @@ stream in flight, ``tpot_ms.p95 < 38`` holds up to 9 concurrent users (36 ms) an
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_llmperf import CapacityResult, RecordedCapacity, load_run
 from tests.fakes.stub_process import running_stub
 
 # About two minutes in all: run on purpose (`pytest -m slow`, as CI does).
@@ -57,10 +57,10 @@ def properties(suite: Path) -> dict[str, str]:
             for p in ET.parse(suite / "junit.xml").iter("property")}
 
 
-def capacity_entry(suite: Path) -> dict[str, object]:
-    document = json.loads((suite / "llmperf-output" / "results.json").read_text())
-    (entry,) = [s for s in document["searches"] if s["kind"] == "capacity"]
-    return entry
+def capacity_search(suite: Path) -> CapacityResult:
+    document = load_run(suite / "llmperf-output" / "results.json")
+    (recorded,) = [s for s in document.searches if isinstance(s, RecordedCapacity)]
+    return recorded.search
 
 
 def test_the_user_search_finds_the_known_boundary_and_stops_failed_probes_early(
@@ -76,12 +76,11 @@ def test_the_user_search_finds_the_known_boundary_and_stops_failed_probes_early(
         "max 9 users: 9 users passed 2 of 2, 10 users failed 2 of 2")
     assert props["llmperf.capacity.broke_first"].startswith("tpot_ms.p95 = ")
     assert props["llmperf.capacity.slo[capacity_max_concurrency >= 9]"].startswith("pass")
-    entry = capacity_entry(suite)
-    rows = entry["rows"]
-    assert [row["load"] for row in rows] == [1, 2, 4, 8, 16, 12, 10, 9, 9, 10]
+    probes = capacity_search(suite).probes
+    assert [probe.load for probe in probes] == [1, 2, 4, 8, 16, 12, 10, 9, 9, 10]
     # 16 users miss the limit with every request: the probe stopped long before its 32.
-    sixteen = next(row for row in rows if row["load"] == 16)
-    assert sixteen["stopped_early"] and sixteen["requests"] < 32
+    sixteen = next(probe for probe in probes if probe.load == 16)
+    assert sixteen.stopped_early and sixteen.point is not None and sixteen.point.requests < 32
     assert "max 9 users" in done.stdout  # the terminal's capacity line
     report = (suite / "report.md").read_text()
     assert "## Capacity" in report and "| 9 users " in report
@@ -93,10 +92,10 @@ def test_the_budget_bounds_the_search_and_the_result_says_so(suite: Path) -> Non
                    "--llmperf-capacity-budget=2")
     # The capacity SLO (>= 9) fails: the budget stopped the search well below it.
     assert done.returncode == 1, done.stdout + done.stderr
-    entry = capacity_entry(suite)
-    assert entry["stop_reason"] == "budget"
-    assert float(entry["elapsed_s"]) <= 2
-    assert "the budget (2 s) ran out first" in str(entry["summary"])
+    search = capacity_search(suite)
+    assert search.stop_reason == "budget"
+    assert search.elapsed_s <= 2
+    assert "the budget (2 s) ran out first" in search.summary
     assert "capacity_max_concurrency = " in done.stdout and "required >= 9" in done.stdout
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_llmperf import load_run
 from tests.fakes.stub_process import running_stub
 
 REPO = Path(__file__).resolve().parents[2]
@@ -137,10 +138,10 @@ def test_repeats_give_whole_window_numbers_an_interval(suite: Path) -> None:
     with stub(token_ms=5) as url:
         saved = pytest_run(suite, url, *repeated, "--llmperf-save", "before")
     assert saved.returncode == 0, saved.stdout + saved.stderr
-    windows = json.loads((suite / "run.json").read_text())["windows"]
-    assert [(w["call"], w["repeat"], w["warmup"]) for w in windows] == [
-        (1, 1, 4), (1, 2, 0), (1, 3, 0)]
-    assert all(len(w["records"]) == 16 and w["verdicts"] for w in windows)
+    windows = load_run(suite / "run.json").windows
+    assert [(w.provenance.call, w.provenance.repeat, w.window.run.warmup_requests)
+            for w in windows] == [(1, 1, 4), (1, 2, 0), (1, 3, 0)]
+    assert all(w.window.requests == 16 and w.verdicts for w in windows)
     assert {"llmperf.completed", "llmperf.2.completed", "llmperf.3.completed"} <= set(
         properties(suite))
 

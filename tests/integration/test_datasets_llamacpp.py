@@ -5,7 +5,6 @@ stopped before any server starts."""
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import subprocess
 import sys
@@ -17,6 +16,8 @@ from pytest_llmperf.clients.base import Prompt
 from pytest_llmperf.clients.openai import StreamingClient
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.prompts.synthetic import Lengths, RandomPrompts
+from pytest_llmperf.results.prompt_origin import PromptOrigin
+from pytest_llmperf.store.documents import load_run
 
 pytestmark = pytest.mark.integration
 
@@ -73,16 +74,16 @@ def test_a_sharegpt_file_runs_the_suite_and_no_prompt_is_answered_from_the_cache
          "--llmperf-json=result.json", "--llmperf-report=report.md"],
         cwd=suite, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    windows = json.loads((suite / "result.json").read_text())["windows"]
+    windows = [recorded.window for recorded in load_run(suite / "result.json").windows]
     assert len(windows) == 2
-    records = [r for window in windows for r in window["records"]]
-    assert {w["prompts"]["source"] for w in windows} == {"sharegpt"}
-    assert all(r["output_tokens"] == 4 and r["max_tokens"] == 4 for r in records)
-    cached = [r["cached_tokens"] for r in records]
+    records = [r for window in windows for r in window.run.records]
+    assert {w.prompts.source for w in windows if w.prompts is not None} == {"sharegpt"}
+    assert all(r.output_tokens == 4 and r.max_tokens == 4 for r in records)
+    cached = [r.cached_tokens or 0 for r in records]
     # A slot that served a request before reuses the chat template's head (25 tokens, and the
     # "[" that opens every tag), never more: no prompt's own text was ever cached.
     assert 0 < max(cached) <= SMOLLM2_TEMPLATE_TOKENS
-    inputs = {r["input_tokens"] for r in records}
+    inputs = {r.input_tokens for r in records}
     assert len(inputs) > 5  # real prompts of their own lengths, not one repeated text
     report = (suite / "report.md").read_text()
     assert "Prompts: sharegpt (path " in report
@@ -116,7 +117,8 @@ def test_multi_turn_chats_carry_their_history_and_reuse_its_cache(tmp_path: Path
     from pytest_llmperf.prompts.files import FilePrompts
     from pytest_llmperf.settings.resolve import resolve_settings
 
-    settings = dataclasses.replace(resolve_settings({}, {}, {}, tmp_path), prefix_caching=True)
+    settings = dataclasses.replace(resolve_settings({}, {}, {}, tmp_path).server,
+                                   prefix_caching=True)
     entries = load_sharegpt(SHAREGPT, multi_turn=True)
     chats = [e for e in entries if e.history and e.history[-1][0] == "assistant"]
     assert chats, "the sample has multi-turn chats"
@@ -152,5 +154,5 @@ class _Replay:
     def next_prompt(self) -> Prompt:
         return self._prompts.pop(0)
 
-    def describe(self) -> dict[str, object]:
-        return {"source": "replay"}
+    def describe(self) -> PromptOrigin:
+        return PromptOrigin("replay", 0, "")

@@ -24,7 +24,9 @@ from pytest_llmperf.load.runner import run_load
 from pytest_llmperf.prompts.builtin import BuiltinPrompts, unique_tag
 from pytest_llmperf.results.metrics import tpot_ms
 from pytest_llmperf.results.records import TokenSource
-from pytest_llmperf.settings.resolve import Settings, resolve_settings
+from pytest_llmperf.results.window import PromptCacheUse
+from pytest_llmperf.settings.groups import ServerSettings
+from pytest_llmperf.settings.resolve import resolve_settings
 
 SMOLLM2 = builtin_catalog().entries["smollm2-135m"]
 TAG_HEX_CHARACTERS = len(unique_tag("any", 0)) - 2  # "[1a2b3c4d]"
@@ -35,13 +37,13 @@ MAX_TOKENS = 64
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def settings(tmp_path_factory: pytest.TempPathFactory) -> ServerSettings:
     root = tmp_path_factory.mktemp("engine")
-    return resolve_settings({"max_tokens": str(MAX_TOKENS)}, {}, {}, root)
+    return resolve_settings({"max_tokens": str(MAX_TOKENS)}, {}, {}, root).server
 
 
 @pytest.fixture(scope="module")
-def served(settings: Settings) -> Iterator[ServedModel]:
+def served(settings: ServerSettings) -> Iterator[ServedModel]:
     with get_backend("llamacpp").serve(settings, SMOLLM2, settings.output_dir) as model:
         yield model
     assert model.server_pid is not None
@@ -117,21 +119,20 @@ def test_tokenizer_counts_a_prompt_as_the_server_does_inside_its_chat_template(
 
 
 def test_a_second_run_against_a_server_that_stays_up_gets_no_cached_prompt(
-    settings: Settings,
+    settings: ServerSettings,
 ) -> None:
     """With the prompt cache on, the salt keeps a second identical run off the cache: only the
     chat template's fixed head (the same for every request) is reused, never the prompt."""
     import dataclasses
 
     cached = dataclasses.replace(settings, prefix_caching=True)
-    from pytest_llmperf.report.entry import prompt_cache_entry
-
-    entries = []
+    entries: list[PromptCacheUse] = []
     with get_backend("llamacpp").serve(cached, SMOLLM2, settings.output_dir) as server:
         def cache_hits(prompts: BuiltinPrompts) -> list[float]:
             result = run_load(server, prompts, users=1, requests=4, max_tokens=4)
             assert all(r.ok for r in result.run.records), [r.error for r in result.run.records]
-            entries.append(prompt_cache_entry(result.run.records, about_caching=False))
+            assert result.prompt_cache is not None and not result.prompt_cache.about_caching
+            entries.append(result.prompt_cache)
             return [r.server_timings["cache_n"] for r in result.run.records]
 
         first = cache_hits(BuiltinPrompts(seed=5))
@@ -150,8 +151,8 @@ def test_a_second_run_against_a_server_that_stays_up_gets_no_cached_prompt(
     # llama.cpp picks).
     assert max(replayed) > head + TAG_HEX_CHARACTERS + 5, (third, replayed)
     # What the report says: no hit in the honest runs; the replay's hits are seen as such.
-    assert [entry["hits"] for entry in entries[:3]] == [0, 0, 0], entries
-    assert entries[3]["hits"] >= 1, entries
+    assert [entry.hits for entry in entries[:3]] == [0, 0, 0], entries
+    assert entries[3].hits >= 1, entries
 
 
 _ORPHAN_SCRIPT = textwrap.dedent(
@@ -163,7 +164,7 @@ _ORPHAN_SCRIPT = textwrap.dedent(
     from pytest_llmperf.settings.resolve import resolve_settings
 
     root = Path(sys.argv[1])
-    settings = resolve_settings({}, {}, {}, root)
+    settings = resolve_settings({}, {}, {}, root).server
     smollm2 = builtin_catalog().entries["smollm2-135m"]
     with get_backend("llamacpp").serve(settings, smollm2, root) as served:
         (root / "pid").write_text(str(served.server_pid))

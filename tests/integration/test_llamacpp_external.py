@@ -120,8 +120,10 @@ def test_embedded_and_external_launch_share_the_command_line(
     model = builtin_catalog().resolve("smollm2-135m", "test")
     source = ModelSource("gguf", str(tmp_path / "model.gguf"))
     backend = LlamaCppBackend()
-    embedded = backend.launch(resolve_settings({}, {}, {}, tmp_path), model, source, 4321, 1)
-    external_settings = resolve_settings({"llamacpp_bin": str(llama_server)}, {}, {}, tmp_path)
+    embedded = backend.launch(resolve_settings({}, {}, {}, tmp_path).server, model, source,
+                              4321, 1)
+    external_settings = resolve_settings({"llamacpp_bin": str(llama_server)}, {}, {},
+                                         tmp_path).server
     external = backend.launch(external_settings, model, source, 4321, 1)
 
     program = (sys.executable, "-m", LAUNCHER, "--parent-pid", str(os.getpid()))

@@ -12,8 +12,9 @@ import math
 import pytest
 
 from pytest_llmperf.engines.base import ServedModel
-from pytest_llmperf.load.runner import PerfResult, run_load
+from pytest_llmperf.load.runner import run_load
 from pytest_llmperf.prompts.builtin import BuiltinPrompts
+from pytest_llmperf.results.window import WindowResult
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +22,7 @@ MAX_TOKENS = 16  # short answers: the shared CPU is slow
 
 
 @pytest.fixture(scope="module")
-def result(smollm2_served: ServedModel) -> PerfResult:
+def result(smollm2_served: ServedModel) -> WindowResult:
     assert smollm2_served.metrics_url and smollm2_served.metric_names
     # Warm-up requests run before the first scrape; two users make the counters sum requests
     # that overlap.
@@ -29,7 +30,7 @@ def result(smollm2_served: ServedModel) -> PerfResult:
                     max_tokens=MAX_TOKENS)
 
 
-def test_token_counters_move_by_exactly_the_measured_requests(result: PerfResult) -> None:
+def test_token_counters_move_by_exactly_the_measured_requests(result: WindowResult) -> None:
     records = result.run.records
     assert all(r.ok for r in records), [r.error for r in records]
     server = result.server_metrics
@@ -41,7 +42,7 @@ def test_token_counters_move_by_exactly_the_measured_requests(result: PerfResult
     assert not result.server_notes, result.server_notes
 
 
-def test_server_decode_time_agrees_with_client_tpot(result: PerfResult) -> None:
+def test_server_decode_time_agrees_with_client_tpot(result: WindowResult) -> None:
     server = result.server_metrics
     assert server is not None, result.server_notes
     client_tpot = result.metrics.value("tpot_ms", "mean")
@@ -57,7 +58,7 @@ def test_server_decode_time_agrees_with_client_tpot(result: PerfResult) -> None:
     assert server["server_prefill_ms_per_token"] > 0
 
 
-def test_gauges_and_absent_metrics(result: PerfResult) -> None:
+def test_gauges_and_absent_metrics(result: WindowResult) -> None:
     server = result.server_metrics
     assert server is not None
     assert all(math.isfinite(value) for value in server.values())

@@ -111,7 +111,7 @@ SECRET = "sk-llmperf-test-secret-0451"
 def test_attach_to_a_running_openai_compatible_server(suite_copy: Path) -> None:
     """The llama.cpp server speaks the OpenAI API: attach to it as to any such server."""
     settings = resolve_settings({}, {}, {}, suite_copy)
-    with get_backend("llamacpp").serve(settings, SMOLLM2, suite_copy / "engine") as served:
+    with get_backend("llamacpp").serve(settings.server, SMOLLM2, suite_copy / "engine") as served:
         done = subprocess.run(
             [sys.executable, "-m", "pytest", *QUICK, *FAST, "--backend", "openai",
              "--base-url", served.endpoint.base_url, "--model", served.endpoint.model,
@@ -137,7 +137,7 @@ def test_attached_llamacpp_closing_its_connections_costs_no_request(suite_copy: 
     become a failed request."""
     (suite_copy / "thresholds.toml").write_text('[defaults]\nslo = ["error_rate <= 0"]\n')
     settings = resolve_settings({}, {}, {}, suite_copy)
-    with get_backend("llamacpp").serve(settings, SMOLLM2, suite_copy / "engine") as served:
+    with get_backend("llamacpp").serve(settings.server, SMOLLM2, suite_copy / "engine") as served:
         done = subprocess.run(
             [sys.executable, "-m", "pytest", "perf/test_concurrency.py", "-p", "no:cacheprovider",
              "--backend", "openai", "--base-url", served.endpoint.base_url,

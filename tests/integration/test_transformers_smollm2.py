@@ -16,10 +16,12 @@ import pytest
 from pytest_llmperf.clients.inprocess import InProcessClient
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.engines.catalog import builtin_catalog
-from pytest_llmperf.load.runner import PerfResult, run_load
+from pytest_llmperf.load.runner import run_load
 from pytest_llmperf.prompts.builtin import BuiltinPrompts
 from pytest_llmperf.results.records import TokenSource
-from pytest_llmperf.settings.resolve import Settings, resolve_settings
+from pytest_llmperf.results.window import WindowResult
+from pytest_llmperf.settings.groups import ServerSettings
+from pytest_llmperf.settings.resolve import resolve_settings
 
 pytestmark = pytest.mark.integration
 
@@ -27,16 +29,16 @@ MAX_TOKENS = 16
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def settings(tmp_path_factory: pytest.TempPathFactory) -> ServerSettings:
     for module in ("torch", "transformers", "gguf", "accelerate"):
         pytest.importorskip(module)
     root: Path = tmp_path_factory.mktemp("transformers")
-    return resolve_settings({"backends": "transformers", "max_tokens": str(MAX_TOKENS)},
-                            {}, {}, root)
+    return resolve_settings({"backend": "transformers", "max_tokens": str(MAX_TOKENS)},
+                            {}, {}, root).server
 
 
 @pytest.fixture(scope="module")
-def served(settings: Settings) -> Iterator[ServedModel]:
+def served(settings: ServerSettings) -> Iterator[ServedModel]:
     from pytest_llmperf.engines.transformers import TransformersBackend
 
     backend = TransformersBackend()
@@ -56,7 +58,7 @@ def _engine(served: ServedModel) -> Any:
     return client.engine
 
 
-def _report(result: PerfResult, batch_sizes: list[int], elapsed_s: float) -> None:
+def _report(result: WindowResult, batch_sizes: list[int], elapsed_s: float) -> None:
     m = result.metrics
     print(f"{result.users} users, {len(result.run.records)} requests in {elapsed_s:.1f} s: "
           f"TTFT p95 {m.value('ttft_ms', 'p95'):.1f} ms, "

@@ -7,18 +7,19 @@ curve, so this test skips them.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
+
+from pytest_llmperf import Settings, SweepFunction, Target
 
 BATCHES = (1, 8, 16, 32, 64)
 
 
-def test_offline_batch(llmperf_target: Any, llmperf_sweep: Any, llmperf_settings: Any) -> None:
+def test_offline_batch(llmperf_target: Target, llmperf_sweep: SweepFunction,
+                       llmperf_settings: Settings) -> None:
     if llmperf_target.backend != "transformers":
         pytest.skip("offline batches are the in-process transformers engine's; a server "
                     "batches requests on its own (see test_sweep_users)")
-    sizes = [size for size in BATCHES if size <= llmperf_settings.max_num_seqs]
+    sizes = [size for size in BATCHES if size <= llmperf_settings.server.max_num_seqs]
     # B users sending one request each: all B reach the engine together, as one batch.
     sweep = llmperf_sweep(users=sizes, requests=sizes)
     for size, point in zip(sizes, sweep.points, strict=True):

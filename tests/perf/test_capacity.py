@@ -8,14 +8,16 @@ capacity itself can be held to an SLO in thresholds.toml (``capacity_max_concurr
 
 from __future__ import annotations
 
-from typing import Any
+from pytest_llmperf import CapacityFunction, SLOChecker, Target
 
 
-def test_capacity_users(llmperf_target: Any, llmperf_capacity: Any, llmperf_slo: Any) -> None:
+def test_capacity_users(llmperf_target: Target, llmperf_capacity: CapacityFunction,
+                        llmperf_slo: SLOChecker) -> None:
     capacity = llmperf_capacity("users")
     llmperf_slo.check(capacity)
 
 
-def test_capacity_rate(llmperf_target: Any, llmperf_capacity: Any, llmperf_slo: Any) -> None:
+def test_capacity_rate(llmperf_target: Target, llmperf_capacity: CapacityFunction,
+                       llmperf_slo: SLOChecker) -> None:
     capacity = llmperf_capacity("rate")
     llmperf_slo.check(capacity)

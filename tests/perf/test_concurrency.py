@@ -5,10 +5,10 @@ One test per --llmperf-users value (default 4): ``test_concurrent_users[...-user
 
 from __future__ import annotations
 
-from typing import Any
+from pytest_llmperf import LoadFunction, SLOChecker, Target
 
 
-def test_concurrent_users(llmperf_target: Any, llmperf_users: int, llmperf_load: Any,
-                          llmperf_slo: Any) -> None:
+def test_concurrent_users(llmperf_target: Target, llmperf_users: int, llmperf_load: LoadFunction,
+                          llmperf_slo: SLOChecker) -> None:
     result = llmperf_load(users=llmperf_users)
     llmperf_slo.check(result)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pytest_llmperf import LoadFunction, SLOChecker, Target
 
 
-def test_single_user_latency(llmperf_target: Any, llmperf_load: Any, llmperf_slo: Any) -> None:
+def test_single_user_latency(llmperf_target: Target, llmperf_load: LoadFunction,
+                             llmperf_slo: SLOChecker) -> None:
     result = llmperf_load(users=1)
     llmperf_slo.check(result)

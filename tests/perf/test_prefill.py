@@ -9,11 +9,12 @@ test of your own takes any size."""
 
 from __future__ import annotations
 
-from typing import Any
+from pytest_llmperf import PrefillFunction, SLOChecker, Target
 
 LENGTHS = (128, 512, 2048)
 
 
-def test_prefill(llmperf_target: Any, llmperf_prefill: Any, llmperf_slo: Any) -> None:
+def test_prefill(llmperf_target: Target, llmperf_prefill: PrefillFunction,
+                 llmperf_slo: SLOChecker) -> None:
     sweep = llmperf_prefill(LENGTHS, max_tokens=8)
     llmperf_slo.check(sweep)

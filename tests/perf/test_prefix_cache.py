@@ -9,9 +9,10 @@ cache off (--llmperf-prefix-caching yes); llama.cpp switches it per request."""
 
 from __future__ import annotations
 
-from typing import Any
+from pytest_llmperf import PrefixCacheFunction, SLOChecker, Target
 
 
-def test_prefix_cache(llmperf_target: Any, llmperf_prefix_cache: Any, llmperf_slo: Any) -> None:
+def test_prefix_cache(llmperf_target: Target, llmperf_prefix_cache: PrefixCacheFunction,
+                      llmperf_slo: SLOChecker) -> None:
     cache = llmperf_prefix_cache(documents=4, document_tokens=512)
     llmperf_slo.check(cache.warm)

@@ -11,16 +11,17 @@ the server cannot sustain fails as overloaded, with the rate it did sustain.
 from __future__ import annotations
 
 import math
-from typing import Any
+
+from pytest_llmperf import LoadFunction, Settings, SLOChecker, Target
 
 WINDOW_S = 40.0
 
 
-def test_request_rate(llmperf_target: Any, llmperf_rate: float, llmperf_load: Any,
-                      llmperf_slo: Any, llmperf_settings: Any) -> None:
+def test_request_rate(llmperf_target: Target, llmperf_rate: float, llmperf_load: LoadFunction,
+                      llmperf_slo: SLOChecker, llmperf_settings: Settings) -> None:
     if math.isinf(llmperf_rate):  # all at once: a burst of --llmperf-requests, not a duration
-        result = llmperf_load(rate=llmperf_rate, requests=llmperf_settings.requests)
+        result = llmperf_load(rate=llmperf_rate, requests=llmperf_settings.load.requests)
     else:
         result = llmperf_load(rate=llmperf_rate,
-                              duration_s=llmperf_settings.duration or WINDOW_S)
+                              duration_s=llmperf_settings.load.duration or WINDOW_S)
     llmperf_slo.check(result)

@@ -12,13 +12,13 @@ template does not think."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
+from pytest_llmperf import LoadFunction, ServedModel, SLOChecker, Target
 
-def test_reasoning(llmperf_target: Any, llmperf_server: Any, llmperf_load: Any,
-                   llmperf_slo: Any) -> None:
+
+def test_reasoning(llmperf_target: Target, llmperf_server: ServedModel, llmperf_load: LoadFunction,
+                   llmperf_slo: SLOChecker) -> None:
     if not llmperf_server.reasoning:
         pytest.skip(f"{llmperf_server.model} is not a reasoning model (the catalogue marks "
                     "those reasoning = true)")

@@ -5,12 +5,13 @@ a sweep of your own takes any size (``llmperf_sweep(users=..., requests=64)``)."
 
 from __future__ import annotations
 
-from typing import Any
+from pytest_llmperf import SLOChecker, SweepFunction, Target
 
 USERS = (1, 2, 4)
 REQUESTS = 8
 
 
-def test_sweep_users(llmperf_target: Any, llmperf_sweep: Any, llmperf_slo: Any) -> None:
+def test_sweep_users(llmperf_target: Target, llmperf_sweep: SweepFunction,
+                     llmperf_slo: SLOChecker) -> None:
     sweep = llmperf_sweep(users=USERS, requests=REQUESTS)
     llmperf_slo.check(sweep)

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
 
 import pytest
 
+from pytest_llmperf.results.capacity import CapacityResult, ProbeOutcome
 from pytest_llmperf.results.thresholds import parse_gate
 from pytest_llmperf.store.capacity_compare import compare_capacity
 
 
 def entry(capacity: float | None, first_failing: float | None,
-          probes: list[tuple[float, bool]]) -> dict[str, Any]:
-    return {"metric": "capacity_max_concurrency", "unit": "users", "capacity": capacity,
-            "first_failing": first_failing,
-            "rows": [{"load": load, "passed": passed} for load, passed in probes]}
+          probes: list[tuple[float, bool]]) -> CapacityResult:
+    """A search over users (its metric capacity_max_concurrency, in users)."""
+    result = CapacityResult("users", capacity, first_failing,
+                            tuple(ProbeOutcome(load, passed) for load, passed in probes),
+                            "boundary found", 60.0, 600.0)
+    assert (result.metric, result.unit) == ("capacity_max_concurrency", "users")
+    return result
 
 
 BASE = entry(6, 7, [(1, True), (2, True), (4, True), (8, False), (6, True), (7, False),
@@ -46,7 +50,7 @@ def test_the_same_capacity_and_a_confirmed_improvement() -> None:
 
 
 def test_several_baseline_runs_are_held_by_their_lowest_capacity() -> None:
-    other = {**BASE, "capacity": 5, "first_failing": 6}
+    other = dataclasses.replace(BASE, capacity=5, first_failing=6)
     now = entry(5, 6, [(5, True), (6, False), (5, True), (6, False)])
     assert compare_capacity([BASE, other], now).verdict == "no significant change"
 

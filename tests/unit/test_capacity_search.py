@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_llmperf.searches.capacity import CapacityResult, ProbeOutcome, search_capacity
+from pytest_llmperf.results.capacity import CapacityResult, ProbeOutcome
+from pytest_llmperf.searches.capacity import search_capacity
 
 
 class Clock:

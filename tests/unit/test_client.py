@@ -616,7 +616,7 @@ def test_forced_length_fields_follow_each_requests_max_tokens(tmp_path: Any) -> 
     for backend, field_name in ((VLLMBackend(), "min_tokens"),
                                 (LMDeployBackend(), "min_new_tokens")):
         stub = Replay()
-        endpoint = backend.endpoint(settings, "http://placeholder/v1", MODEL)
+        endpoint = backend.endpoint(settings.server, "http://placeholder/v1", MODEL)
         send_one(stub, max_tokens=16, **{name: getattr(endpoint, name) for name in
                                           ("ignore_eos", "min_tokens_field")})
         [received] = stub.received

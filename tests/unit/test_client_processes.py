@@ -24,8 +24,9 @@ from pytest_llmperf.clients.base import Prompt
 from pytest_llmperf.clients.openai import Endpoint
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.load.runner import run_load
-from pytest_llmperf.load.shapes import LoadShape, arrival_offsets
+from pytest_llmperf.load.shapes import arrival_offsets
 from pytest_llmperf.prompts.builtin import BuiltinPrompts
+from pytest_llmperf.results.load_shape import LoadShape
 from pytest_llmperf.results.records import RequestRecord, TokenSource
 from pytest_llmperf.settings.resolve import SettingError, resolve_settings
 from tests.fakes.stub_process import FAST_STUB, running_stub
@@ -100,7 +101,7 @@ def test_a_closed_loop_merges_every_request_once_with_the_prompts_of_one_process
     assert result.run.concurrency == 6 and result.run.warmup_requests == 5
     assert result.run.window_start_ns <= min(r.send_ns for r in records)
     assert result.run.window_end_ns == max(r.end_ns for r in records)
-    assert result.health is not None and result.health["client_processes"] == processes
+    assert result.health is not None and result.health.figures["client_processes"] == processes
     assert result.metrics.scalars["completed"] == 31
 
 
@@ -180,7 +181,7 @@ def test_a_killed_process_fails_the_run_instead_of_hanging_it() -> None:
 def test_processes_are_never_more_than_the_load_can_use() -> None:
     result = run_load(served_by(Echo(0.01)), Numbered(), users=2, requests=8,
                       max_tokens=2, client_processes=8)
-    assert result.health is not None and result.health["client_processes"] == 2
+    assert result.health is not None and result.health.figures["client_processes"] == 2
 
 
 def test_an_in_process_engine_is_refused(tmp_path: Path) -> None:
@@ -203,7 +204,7 @@ def test_real_streams_from_two_processes_against_the_stub() -> None:
     assert all(r.ok and r.output_tokens == 8 for r in records)
     assert 30 <= statistics.median(result.metrics.distributions["ttft_ms"]) < 300
     assert result.health is not None and {"loop_lag_ms_p99", "client_cpu_pct",
-                                          "other_cpu_pct"} <= set(result.health)
+                                          "other_cpu_pct"} <= set(result.health.figures)
 
 
 def test_uvloop_drives_a_window_in_one_process_and_in_several() -> None:

@@ -4,15 +4,23 @@ verdict the injected change calls for."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_llmperf.results.comparison import Row
+from pytest_llmperf.results.jsonfields import Fields
+from pytest_llmperf.results.load_shape import LoadShape
 from pytest_llmperf.results.metrics import summarize
+from pytest_llmperf.results.recorded import Provenance, RecordedWindow
 from pytest_llmperf.results.records import LoadRun, RequestRecord, TokenSource
+from pytest_llmperf.results.served import ServedInfo
 from pytest_llmperf.results.thresholds import ThresholdError, parse_gate, parse_thresholds
+from pytest_llmperf.results.window import WindowResult
 from pytest_llmperf.settings.resolve import SettingError, resolve_settings
 from pytest_llmperf.store.compare import (
     ROW_METRICS,
@@ -20,7 +28,7 @@ from pytest_llmperf.store.compare import (
     group_windows,
     hardware_differences,
 )
-from pytest_llmperf.store.documents import StoreError, decode_window, encode_records
+from pytest_llmperf.store.documents import RunDocument, StoreError, load_run
 
 MS = 1_000_000
 
@@ -44,11 +52,14 @@ def closed_loop(n: int, tpot_ms: float, *, seed: int, users: int = 1, tokens: in
     return LoadRun(tuple(records), 0, max(free), users, 0)
 
 
-def entry(run: LoadRun, nodeid: str = "t.py::test_x[openai-stub]", call: int = 1,
-          engine: str = "engine 1") -> dict[str, Any]:
-    return {"nodeid": nodeid, "call": call, "engine": engine, "model_sha256": None,
-            "load": {"concurrency": run.concurrency, "warmup": 0},
-            "scalars": {"duration_s": run.duration_s}, "records": encode_records(run)}
+def window(run: LoadRun, engine: str = "engine 1") -> WindowResult:
+    return WindowResult(ServedInfo("openai", "stub", engine), LoadShape.closed(run.concurrency),
+                        32, run)
+
+
+def recorded(run: LoadRun, nodeid: str = "t.py::test_x[openai-stub]",
+             call: int = 1) -> RecordedWindow:
+    return RecordedWindow(Provenance(nodeid, call), window(run))
 
 
 # --- gates ----------------------------------------------------------------------------------
@@ -85,7 +96,7 @@ def test_bad_gates_name_the_value(text: str, message: str) -> None:
 def test_the_command_line_takes_several_gates_and_names_a_bad_one() -> None:
     settings = resolve_settings({"compare_fail": "tpot_ms.p95:10%,ttft_ms.p95:50ms",
                                  "compare": "before"}, {}, {}, Path("."))
-    assert [gate.key for gate in settings.compare_fail] == ["tpot_ms.p95", "ttft_ms.p95"]
+    assert [gate.key for gate in settings.store.compare_fail] == ["tpot_ms.p95", "ttft_ms.p95"]
     with pytest.raises(SettingError) as caught:
         resolve_settings({"compare": "before"},
                          {"LLMPERF_COMPARE_FAIL": "tpot_ms.p95:10%,ttft_ms.p95:fast"}, {},
@@ -129,7 +140,8 @@ def test_a_bad_gate_in_thresholds_names_its_line(tmp_path: Path) -> None:
 
 def test_a_stored_window_has_the_metrics_of_the_run() -> None:
     run = closed_loop(40, 10.0, seed=1, users=4)
-    again = summarize(decode_window(entry(run)))
+    stored = json.loads(json.dumps(window(run).to_json()))
+    again = WindowResult.from_json(Fields(stored)).metrics
     original = summarize(run)
     for name in ("ttft_ms", "tpot_ms", "e2el_ms"):
         assert again.value(name, "p95") == pytest.approx(original.value(name, "p95"), abs=0.002)
@@ -137,20 +149,65 @@ def test_a_stored_window_has_the_metrics_of_the_run() -> None:
         original.value("output_token_throughput"), rel=1e-6)
 
 
-def test_a_window_without_records_is_refused_naming_the_test() -> None:
-    with pytest.raises(StoreError, match=r"baseline: a window of t.py::test_x has no usable"):
-        decode_window({"nodeid": "t.py::test_x", "scalars": {}}, "baseline")
+SCHEMA1 = Path(__file__).parents[1] / "data" / "results_schema1.json"
 
 
-def test_windows_group_by_test_and_call_and_old_entries_by_position() -> None:
+def _stored(tmp_path: Path, document: dict[str, Any]) -> Path:
+    path = tmp_path / "0001_baseline.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def _without_records(schema: int) -> dict[str, Any]:
+    """A stored run whose first window lost its requests."""
+    if schema == 1:
+        document = json.loads(SCHEMA1.read_text())
+        del document["windows"][0]["records"]
+        return document
+    good = RunDocument.new([recorded(closed_loop(4, 10.0, seed=1), "t.py::test_x")], {})
+    document = json.loads(json.dumps(good.to_json()))
+    del document["windows"][0]["window"]["records"]
+    return document
+
+
+@pytest.mark.parametrize(("schema", "where"), [
+    (2, r"windows\[0\]\.window\b.*\brecords\b"),
+    (1, r"windows\[0\]: .*\brecords\b"),
+], ids=["schema2", "schema1"])
+def test_a_window_without_records_is_refused_naming_the_test(tmp_path: Path, schema: int,
+                                                             where: str) -> None:
+    """A baseline window whose requests are missing cannot be compared: it is refused, naming
+    the file and the window (the old reader named the test), not read as a window of no
+    requests (against which no percentile gate could ever fail)."""
+    path = _stored(tmp_path, _without_records(schema))
+    with pytest.raises(StoreError, match=where) as caught:
+        load_run(path)
+    assert str(path) in str(caught.value)
+
+
+def test_a_window_of_nothing_but_its_test_is_refused(tmp_path: Path) -> None:
+    old = json.loads(SCHEMA1.read_text())
+    path = _stored(tmp_path, {**old, "windows": [{"nodeid": "t.py::test_x", "scalars": {}}]})
+    with pytest.raises(StoreError, match=r"windows\[0\]: .* is missing") as caught:
+        load_run(path)
+    assert str(path) in str(caught.value)
+
+
+def test_windows_group_by_test_and_call_and_old_entries_by_position(tmp_path: Path) -> None:
     run = closed_loop(4, 10.0, seed=1)
-    first, second = entry(run, call=1), entry(run, call=2)
-    repeat = entry(run, call=2)
-    old = {k: v for k, v in entry(run, nodeid="t.py::test_old").items() if k != "call"}
-    groups = group_windows([first, second, repeat, old, dict(old)])
+    first, second = recorded(run, call=1), recorded(run, call=2)
+    repeat = recorded(run, call=2)
+    # A schema 1 document from before calls were numbered: the n-th window of a test is its
+    # n-th call.
+    old = json.loads(SCHEMA1.read_text())
+    entry = {k: v for k, v in old["windows"][0].items() if k != "call"}
+    entry["nodeid"] = "t.py::test_old"
+    path = _stored(tmp_path, {**old, "windows": [entry, dict(entry)], "searches": []})
+    groups = group_windows([first, second, repeat, *load_run(path).windows])
     assert {key: len(windows) for key, windows in groups.items()} == {
         ("t.py::test_x[openai-stub]", 1): 1, ("t.py::test_x[openai-stub]", 2): 2,
         ("t.py::test_old", 1): 1, ("t.py::test_old", 2): 1}
+    assert groups[("t.py::test_x[openai-stub]", 2)] == [second.window, repeat.window]
 
 
 def test_hardware_differences_name_each_fact() -> None:
@@ -162,8 +219,8 @@ def test_hardware_differences_name_each_fact() -> None:
 # --- comparisons ----------------------------------------------------------------------------
 
 
-def _rows(baseline: list[LoadRun], current: list[LoadRun], *gates: str) -> dict[str, Any]:
-    comparison = compare_windows([entry(r) for r in baseline], [entry(r) for r in current],
+def _rows(baseline: list[LoadRun], current: list[LoadRun], *gates: str) -> dict[str, Row]:
+    comparison = compare_windows([window(r) for r in baseline], [window(r) for r in current],
                                  [parse_gate(g, "cli") for g in gates])
     return {row.metric: row for row in comparison.rows}
 
@@ -271,14 +328,14 @@ def test_a_yes_no_flag_alone_means_yes(pytester: pytest.Pytester) -> None:
 
 def test_a_client_view_that_moved_more_than_the_engine_says_so() -> None:
     base_run, now_run = closed_loop(64, 10.0, seed=1), closed_loop(64, 13.0, seed=2)
-    base, now = entry(base_run), entry(now_run)
-    base["server_metrics"] = {"server_decode_ms_per_token": 10.0}
-    now["server_metrics"] = {"server_decode_ms_per_token": 10.5}
+    base = dataclasses.replace(window(base_run),
+                               server_metrics={"server_decode_ms_per_token": 10.0})
+    now = dataclasses.replace(window(now_run), server_metrics={"server_decode_ms_per_token": 10.5})
     note = compare_windows([base], [now]).cross_check
     assert note is not None and note.startswith(
         "the engine's own decode time went 10.00 -> 10.50 ms/token (+5.0 %) while the "
         "client's TPOT mean moved +")
-    now["server_metrics"] = {"server_decode_ms_per_token": 13.0}
+    now = dataclasses.replace(now, server_metrics={"server_decode_ms_per_token": 13.0})
     assert compare_windows([base], [now]).cross_check is None
-    del now["server_metrics"]
+    now = dataclasses.replace(now, server_metrics=None)
     assert compare_windows([base], [now]).cross_check is None

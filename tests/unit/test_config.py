@@ -31,6 +31,18 @@ LOAD_OPTIONS = ("duration", "request_timeout", "ttft_timeout", "window_timeout",
                 "probe_requests", "capacity_max_users", "capacity_max_rate")
 
 
+def option_value(settings: Settings, name: str) -> object:
+    """Option ``name``'s value in the settings: a matrix option at the top level, any other in
+    every group that holds it (max_tokens in server and load, output_dir in server and report),
+    which must agree."""
+    groups = OPTION[name].groups
+    if groups == ("matrix",):
+        return getattr(settings, FIELD[name])
+    values = [getattr(getattr(settings, group), name) for group in groups]
+    assert values and all(v == values[0] for v in values), (name, groups, values)
+    return values[0]
+
+
 def resolve(
     rootdir: Path,
     cli: Mapping[str, str | None] | None = None,
@@ -76,22 +88,22 @@ def test_defaults(tmp_path: Path) -> None:
     settings = resolve(tmp_path)
     assert settings.backends == ("llamacpp",)
     assert settings.models == ("smollm2-135m",)
-    assert settings.base_url is None
-    assert settings.api_key_env is None
-    assert settings.report is None
-    assert settings.requests == 64
-    assert settings.warmup == 4
-    assert settings.max_tokens == 64
-    assert settings.ignore_eos is True
-    assert settings.thresholds == tmp_path / "thresholds.toml"
-    assert settings.output_dir == tmp_path / "llmperf-output"
-    assert settings.api_key() is None
+    assert settings.server.base_url is None
+    assert settings.server.api_key_env is None
+    assert settings.report.report is None
+    assert settings.load.requests == 64
+    assert settings.load.warmup == 4
+    assert settings.load.max_tokens == settings.server.max_tokens == 64
+    assert settings.server.ignore_eos is True
+    assert settings.checks.thresholds == tmp_path / "thresholds.toml"
+    assert settings.report.output_dir == settings.server.output_dir == tmp_path / "llmperf-output"
+    assert settings.server.api_key() is None
     assert dict(settings.sources) == {option.name: "default" for option in OPTIONS}
 
 
 def test_missing_default_thresholds_file_is_not_an_error(tmp_path: Path) -> None:
     assert not (tmp_path / "thresholds.toml").exists()
-    assert resolve(tmp_path).thresholds == tmp_path / "thresholds.toml"
+    assert resolve(tmp_path).checks.thresholds == tmp_path / "thresholds.toml"
 
 
 def test_unset_values_fall_through(tmp_path: Path) -> None:
@@ -102,7 +114,8 @@ def test_unset_values_fall_through(tmp_path: Path) -> None:
         env={"LLMPERF_REQUESTS": "", "LLMPERF_WARMUP": ""},
         ini={"requests": "", "warmup": None, "max_tokens": "16"},
     )
-    assert (settings.requests, settings.warmup, settings.max_tokens) == (64, 4, 16)
+    assert (settings.load.requests, settings.load.warmup, option_value(settings, "max_tokens")) == (
+        64, 4, 16)
     assert settings.sources["requests"] == "default"
     assert settings.sources["warmup"] == "default"
     assert settings.sources["max_tokens"] == "llmperf_max_tokens (ini/pyproject)"
@@ -110,7 +123,7 @@ def test_unset_values_fall_through(tmp_path: Path) -> None:
 
 def test_unrelated_environment_is_ignored(tmp_path: Path) -> None:
     settings = resolve(tmp_path, env={"REQUESTS": "7", "llmperf_requests": "7", "BACKEND": "x"})
-    assert settings.requests == 64
+    assert settings.load.requests == 64
     assert settings.backends == ("llamacpp",)
 
 
@@ -134,17 +147,16 @@ def test_cli_beats_env_beats_ini_beats_default(
 ) -> None:
     base = {"base_url": "http://127.0.0.1:8000/v1"}  # so that backend openai is complete
     env_name = OPTION[name].env
-    field = FIELD.get(name, name)
     all_three = resolve(tmp_path, cli={name: cli, **base}, env={env_name: env}, ini={name: ini})
-    assert getattr(all_three, field) == expected[0]
+    assert option_value(all_three, name) == expected[0]
     assert all_three.sources[name] == f"{OPTION[name].flag} (command line)"
 
     env_and_ini = resolve(tmp_path, cli=base, env={env_name: env}, ini={name: ini})
-    assert getattr(env_and_ini, field) == expected[1]
+    assert option_value(env_and_ini, name) == expected[1]
     assert env_and_ini.sources[name] == f"{env_name} (environment)"
 
     ini_only = resolve(tmp_path, cli=base, ini={name: ini})
-    assert getattr(ini_only, field) == expected[2]
+    assert option_value(ini_only, name) == expected[2]
     assert ini_only.sources[name] == f"{OPTION[name].ini} (ini/pyproject)"
 
     default = resolve(tmp_path, cli=base)
@@ -158,7 +170,8 @@ def test_sources_name_each_setting_separately(tmp_path: Path) -> None:
         env={"LLMPERF_BASE_URL": "http://127.0.0.1:8000/v1", "LLMPERF_MODEL": "qwen"},
         ini={"model": "ignored", "requests": "5"},
     )
-    assert (settings.backends, settings.base_url, settings.models, settings.requests) == (
+    assert (settings.backends, settings.server.base_url, settings.models,
+            settings.load.requests) == (
         ("openai",), "http://127.0.0.1:8000/v1", ("qwen",), 5
     )
     assert dict(settings.sources) == {
@@ -193,7 +206,7 @@ def test_sources_name_each_setting_separately(tmp_path: Path) -> None:
 def test_a_bad_value_in_a_lower_source_is_never_read(tmp_path: Path) -> None:
     settings = resolve(tmp_path, cli={"requests": "3"}, env={"LLMPERF_REQUESTS": "abc"},
                        ini={"requests": "-1"})
-    assert settings.requests == 3
+    assert settings.load.requests == 3
 
 
 # --- validation: integers ------------------------------------------------------------------
@@ -244,11 +257,12 @@ def test_whole_numbers_refuse_other_text(tmp_path: Path, value: str) -> None:
 
 def test_whole_numbers_at_their_minimum_are_accepted(tmp_path: Path) -> None:
     settings = resolve(tmp_path, cli={"requests": "1", "warmup": "0", "max_tokens": "2"})
-    assert (settings.requests, settings.warmup, settings.max_tokens) == (1, 0, 2)
+    assert (settings.load.requests, settings.load.warmup, option_value(settings, "max_tokens")) == (
+        1, 0, 2)
 
 
 def test_whole_numbers_allow_surrounding_spaces(tmp_path: Path) -> None:
-    assert resolve(tmp_path, ini={"requests": " 12 "}).requests == 12
+    assert resolve(tmp_path, ini={"requests": " 12 "}).load.requests == 12
 
 
 # --- validation: choices, text, URLs -------------------------------------------------------
@@ -307,7 +321,7 @@ def test_base_url_accepted_without_trailing_slash(
     tmp_path: Path, value: str, expected: str
 ) -> None:
     settings = resolve(tmp_path, cli={"backend": "openai", "base_url": value})
-    assert settings.base_url == expected
+    assert settings.server.base_url == expected
 
 
 @pytest.mark.parametrize("source", ["cli", "env", "ini"])
@@ -323,7 +337,7 @@ def test_openai_backend_with_base_url_from_another_source(tmp_path: Path) -> Non
     settings = resolve(tmp_path, cli={"backend": "openai"},
                        ini={"base_url": "http://10.0.0.2:8000/v1"})
     assert settings.backends == ("openai",)
-    assert settings.base_url == "http://10.0.0.2:8000/v1"
+    assert settings.server.base_url == "http://10.0.0.2:8000/v1"
     assert settings.sources["base_url"] == "llmperf_base_url (ini/pyproject)"
 
 
@@ -364,12 +378,12 @@ def test_api_key_is_read_when_asked_and_never_stored(
         cli={"backend": "openai", "base_url": "https://api.example.com/v1"},
         env={**os.environ, "LLMPERF_API_KEY_ENV": "LLMPERF_TEST_API_KEY"},
     )
-    assert settings.api_key_env == "LLMPERF_TEST_API_KEY"
+    assert settings.server.api_key_env == "LLMPERF_TEST_API_KEY"
     assert settings.sources["api_key_env"] == "LLMPERF_API_KEY_ENV (environment)"
-    assert settings.api_key() == "sk-first-secret"
+    assert settings.server.api_key() == "sk-first-secret"
 
     monkeypatch.setenv("LLMPERF_TEST_API_KEY", "sk-second-secret")
-    assert settings.api_key() == "sk-second-secret"
+    assert settings.server.api_key() == "sk-second-secret"
 
     for text in (repr(settings), str(settings), repr(dataclasses.asdict(settings))):
         assert "secret" not in text
@@ -378,12 +392,12 @@ def test_api_key_is_read_when_asked_and_never_stored(
         assert "secret" not in repr(value)
 
     monkeypatch.delenv("LLMPERF_TEST_API_KEY")
-    assert settings.api_key() is None
+    assert settings.server.api_key() is None
 
 
 def test_no_api_key_without_api_key_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-should-not-be-read")
-    assert resolve(tmp_path, env=dict(os.environ)).api_key() is None
+    assert resolve(tmp_path, env=dict(os.environ)).server.api_key() is None
 
 
 # --- validation: yes/no --------------------------------------------------------------------
@@ -401,7 +415,7 @@ def test_no_api_key_without_api_key_env(tmp_path: Path, monkeypatch: pytest.Monk
 @pytest.mark.parametrize("source", ["cli", "env", "ini"])
 def test_ignore_eos_yes_no(tmp_path: Path, source: str, value: str, expected: bool) -> None:
     settings = resolve(tmp_path, **given(source, "ignore_eos", value))
-    assert settings.ignore_eos is expected
+    assert settings.server.ignore_eos is expected
     assert settings.sources["ignore_eos"] == spelling(source, "ignore_eos")
 
 
@@ -432,7 +446,7 @@ def test_explicit_thresholds_file_that_exists(tmp_path: Path) -> None:
     custom = tmp_path / "ci.toml"
     custom.write_text("[defaults]\n", encoding="utf-8")
     settings = resolve(tmp_path / "elsewhere", env={"LLMPERF_THRESHOLDS": str(custom)})
-    assert settings.thresholds == custom
+    assert settings.checks.thresholds == custom
     assert settings.sources["thresholds"] == "LLMPERF_THRESHOLDS (environment)"
 
 
@@ -446,8 +460,8 @@ def test_relative_thresholds_path_is_found_in_rootdir_from_any_directory(
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     settings = resolve(rootdir, ini={"thresholds": "ci/slo.toml"})
-    assert settings.thresholds == rootdir / "ci" / "slo.toml"
-    assert settings.thresholds.is_file()
+    assert settings.checks.thresholds == rootdir / "ci" / "slo.toml"
+    assert settings.checks.thresholds.is_file()
 
 
 def test_relative_thresholds_path_is_not_looked_up_in_the_working_directory(
@@ -469,18 +483,20 @@ def test_thresholds_path_expands_the_home_directory(
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "slo.toml").write_text("[defaults]\n", encoding="utf-8")
     settings = resolve(tmp_path / "root", cli={"thresholds": "~/slo.toml"})
-    assert settings.thresholds == tmp_path / "slo.toml"
+    assert settings.checks.thresholds == tmp_path / "slo.toml"
 
 
 def test_output_dir_relative_to_rootdir_or_absolute(tmp_path: Path) -> None:
-    assert resolve(tmp_path, ini={"output_dir": "out/logs"}).output_dir == tmp_path / "out/logs"
+    assert option_value(resolve(tmp_path, ini={"output_dir": "out/logs"}),
+                        "output_dir") == tmp_path / "out/logs"
     absolute = tmp_path / "abs"
-    assert resolve(tmp_path / "root", cli={"output_dir": str(absolute)}).output_dir == absolute
+    assert option_value(resolve(tmp_path / "root", cli={"output_dir": str(absolute)}),
+                        "output_dir") == absolute
 
 
 def test_report_path(tmp_path: Path) -> None:
     settings = resolve(tmp_path, cli={"report": str(tmp_path / "report.md")})
-    assert settings.report == tmp_path / "report.md"
+    assert settings.report.report == tmp_path / "report.md"
     assert settings.sources["report"] == "--llmperf-report (command line)"
 
 
@@ -495,8 +511,18 @@ def test_empty_path_is_refused(tmp_path: Path) -> None:
 
 
 def test_every_settings_field_has_one_option() -> None:
-    fields = [f.name for f in dataclasses.fields(Settings) if f.name != "sources"]
-    assert sorted(fields) == sorted(FIELD.get(option.name, option.name) for option in OPTIONS)
+    """Each field of Settings is a group or a matrix option, and each field of a group is the
+    option that names that group (an option may sit in several groups, never twice in one)."""
+    top = {f.name for f in dataclasses.fields(Settings) if f.name != "sources"}
+    matrix = sorted(FIELD[option.name] for option in OPTIONS if option.groups == ("matrix",))
+    assert matrix == ["backends", "models"]
+    defaults = resolve_settings({}, {}, {}, Path.cwd())
+    fields = [(group, f.name) for group in sorted(top - set(matrix))
+              for f in dataclasses.fields(getattr(defaults, group)) if f.name != "sources"]
+    held = [(group, option.name) for option in OPTIONS for group in option.groups
+            if group != "matrix"]
+    assert sorted(fields) == sorted(held)
+    assert all(option.groups for option in OPTIONS)
 
 
 @pytest.mark.parametrize("attribute", ["name", "flag", "env", "ini", "dest"])
@@ -527,19 +553,20 @@ def test_setting_error_is_a_value_error(tmp_path: Path) -> None:
 def test_settings_are_immutable(tmp_path: Path) -> None:
     settings = resolve(tmp_path)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        settings.requests = 1  # type: ignore[misc]
+        settings.load.requests = 1  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.load = settings.load  # type: ignore[misc]
 
 
 def test_load_options_parse_lists_rates_and_seconds(tmp_path: Path) -> None:
-    from pytest_llmperf.load.shapes import closed_shape, open_shape
-
     settings = resolve(tmp_path, cli={"users": "1, 4,16", "rate": "0.5,inf", "ramp": "10",
                                       "burstiness": "0.5", "duration": "30"})
-    assert settings.users == (1, 4, 16)
-    assert settings.rate == (0.5, float("inf"))
-    assert (settings.ramp, settings.burstiness, settings.duration) == (10.0, 0.5, 30.0)
-    assert open_shape(settings, 0.5).label == "0.5 req/s gamma (burstiness 0.5)"
-    assert closed_shape(settings, 4).label == "4 users, 10 s ramp"
+    load = settings.load
+    assert load.users == (1, 4, 16)
+    assert load.rate == (0.5, float("inf"))
+    assert (load.ramp, load.burstiness, load.duration) == (10.0, 0.5, 30.0)
+    assert load.open_shape(0.5).label == "0.5 req/s gamma (burstiness 0.5)"
+    assert load.closed_shape(4).label == "4 users, 10 s ramp"
 
 
 @pytest.mark.parametrize(("name", "value", "expected"), [

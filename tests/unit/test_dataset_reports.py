@@ -1,40 +1,43 @@
-"""Reports of the prompt datasets, the prefix cache and reasoning models: the JSON entries,
-the markdown and terminal text, the prefix-cache comparison, and the sizing helpers behind
-the dataset fixtures."""
+"""Reports of the prompt datasets, the prefix cache and reasoning models: the figures the
+window and search records carry (and their JSON form), the markdown and terminal text, the
+prefix-cache comparison, and the sizing helpers behind the dataset fixtures."""
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pytest_llmperf.clients.openai import Endpoint
 from pytest_llmperf.engines.base import ServedModel
-from pytest_llmperf.load.runner import PerfResult, planned_prompts
-from pytest_llmperf.load.shapes import LoadShape
-from pytest_llmperf.plugin.prompt_fixtures import fitting_lengths
-from pytest_llmperf.report.entry import (
-    CACHE_HEAD_ALLOWANCE,
-    _template_overhead,
-    prefix_cache_entry,
-    prompt_cache_entry,
-    result_entry,
-    sweep_entry,
-)
-from pytest_llmperf.report.markdown import cache_lines, prompts_sentence, render_markdown
+from pytest_llmperf.load.runner import planned_prompts
+from pytest_llmperf.report.markdown import render_markdown
 from pytest_llmperf.report.search_markdown import searches_markdown
 from pytest_llmperf.report.terminal import (
     cache_warning_lines,
     capacity_lines,
     render_terminal_table,
 )
-from pytest_llmperf.results.metrics import summarize
+from pytest_llmperf.report.window_markdown import cache_lines, prompts_sentence
+from pytest_llmperf.results.jsonfields import Fields
+from pytest_llmperf.results.load_shape import LoadShape
+from pytest_llmperf.results.prefix_cache import PrefixCacheResult
+from pytest_llmperf.results.prompt_origin import PromptOrigin, Scalar
+from pytest_llmperf.results.recorded import (
+    Provenance,
+    RecordedPrefixCache,
+    RecordedSweep,
+    RecordedWindow,
+    search_from_json,
+)
 from pytest_llmperf.results.records import LoadRun, RequestRecord, TokenSource
 from pytest_llmperf.results.sweep import SweepResult
-from pytest_llmperf.searches.prefix_cache import PrefixCacheResult, cache_unavailable
+from pytest_llmperf.results.window import CACHE_HEAD_ALLOWANCE, PromptCacheUse, WindowResult
+from pytest_llmperf.searches.prefill import fitting_lengths
+from pytest_llmperf.searches.prefix_cache import cache_unavailable
 from pytest_llmperf.settings.resolve import resolve_settings
 
 MS = 1_000_000
@@ -65,15 +68,27 @@ def rec(i: int, *, ttft_ms: float = 200.0, tokens: int = 10, input_tokens: int |
 
 
 def perf(records: Sequence[RequestRecord], *, max_tokens: int = 10,
-         prompts: Mapping[str, object] | None = None,
-         shape: LoadShape | None = None) -> PerfResult:
-    run = LoadRun(tuple(records), 0, max(r.end_ns for r in records), 1, 0)
-    return PerfResult(SERVED, run, summarize(run), shape or LoadShape.closed(1), max_tokens,
-                      prompts=prompts)
+         prompts: PromptOrigin | None = None,
+         shape: LoadShape | None = None) -> WindowResult:
+    run = LoadRun(tuple(records), 0, max((r.end_ns for r in records), default=0), 1, 0)
+    return WindowResult(SERVED.info, shape or LoadShape.closed(1), max_tokens, run,
+                        prompts=prompts)
 
 
-def entry_of(result: PerfResult) -> dict[str, Any]:
-    return {**result_entry(result), "nodeid": NODEID, "outcome": "passed"}
+def origin(source: str, *, seed: int = 0, salt: str = "", about_caching: bool = False,
+           made_in_window: int = 0, **details: Scalar) -> PromptOrigin:
+    """Where a window's prompts came from; ``details`` in the order given."""
+    return PromptOrigin(source, seed, salt, details, about_caching, made_in_window)
+
+
+def recorded(result: WindowResult) -> RecordedWindow:
+    return RecordedWindow(Provenance(NODEID, outcome="passed"), result)
+
+
+def through_json(result: WindowResult) -> WindowResult:
+    """The window read back from its JSON text (the report object, the result store)."""
+    return WindowResult.from_json(Fields(json.loads(json.dumps(result.to_json(),
+                                                               allow_nan=False))))
 
 
 def table_row(text: str, first_cell: str) -> list[str]:
@@ -91,7 +106,7 @@ def quick_host_facts(monkeypatch: pytest.MonkeyPatch) -> None:
                         lambda rootdir: {"host": "test"})
 
 
-# --- report.entry --------------------------------------------------------------------------
+# --- results.window: the figures a window carries ------------------------------------------
 
 
 def test_a_hit_needs_more_than_half_the_prompt_and_more_than_the_template_head() -> None:
@@ -107,19 +122,18 @@ def test_a_hit_needs_more_than_half_the_prompt_and_more_than_the_template_head()
         rec(7, input_tokens=None, cached=90),  # no prompt count
         rec(8, input_tokens=0, cached=0),
     ]
-    assert prompt_cache_entry(records, about_caching=False) == {
-        "requests": 5, "cached_tokens": 191, "prompt_tokens": 320, "hits": 2,
-        "about_caching": False}
-    assert prompt_cache_entry(records[:1], about_caching=True) == {
-        "requests": 1, "cached_tokens": 51, "prompt_tokens": 100, "hits": 1,
-        "about_caching": True}
+    assert perf(records).prompt_cache == PromptCacheUse(
+        requests=5, cached_tokens=191, prompt_tokens=320, hits=2, about_caching=False)
+    caching = origin("shared-prefix", about_caching=True)
+    assert perf(records[:1], prompts=caching).prompt_cache == PromptCacheUse(
+        requests=1, cached_tokens=51, prompt_tokens=100, hits=1, about_caching=True)
 
 
-def test_no_cache_entry_where_the_server_told_nothing() -> None:
-    assert prompt_cache_entry([], about_caching=False) is None
-    assert prompt_cache_entry([rec(0), rec(1, cached=80, error="boom"),
-                               rec(2, cached=10, input_tokens=None)],
-                              about_caching=True) is None
+def test_no_cache_figures_where_the_server_told_nothing() -> None:
+    caching = origin("shared-prefix", about_caching=True)
+    assert perf([]).prompt_cache is None
+    assert perf([rec(0), rec(1, cached=80, error="boom"), rec(2, cached=10, input_tokens=None)],
+                prompts=caching).prompt_cache is None
 
 
 def test_template_overhead_is_the_least_and_most_beyond_the_exact_text() -> None:
@@ -127,13 +141,13 @@ def test_template_overhead_is_the_least_and_most_beyond_the_exact_text() -> None
                rec(2, input_tokens=540, dataset=512), rec(3, input_tokens=900),
                rec(4, input_tokens=999, dataset=10, error="boom"),
                rec(5, input_tokens=None, dataset=64)]
-    assert _template_overhead(records) == [28, 30]
-    assert _template_overhead(records[:1]) == [30, 30]
-    assert _template_overhead(records[3:]) is None
-    assert _template_overhead([]) is None
+    assert perf(records).template_overhead == (28, 30)
+    assert perf(records[:1]).template_overhead == (30, 30)
+    assert perf(records[3:]).template_overhead is None
+    assert perf([]).template_overhead is None
 
 
-def test_result_entry_carries_the_cache_overhead_reasoning_and_short_answers() -> None:
+def test_a_window_carries_the_cache_overhead_reasoning_and_short_answers() -> None:
     records = [
         # As long as it asked for, though shorter than the run's 10: not short.
         rec(0, tokens=5, max_tokens=5, input_tokens=540, dataset=512, cached=520),
@@ -144,18 +158,24 @@ def test_result_entry_carries_the_cache_overhead_reasoning_and_short_answers() -
         rec(4, tokens=10, input_tokens=540, dataset=512, reasoning=4),
         rec(5, max_tokens=30, error="boom", reasoning=2),  # failed: neither short nor reasoned
     ]
-    entry = result_entry(perf(records, prompts={"source": "random", "about_caching": True}))
-    assert entry["short_answers"] == 2
-    assert entry["reasoning_requests"] == 2
-    assert entry["template_overhead"] == [28, 30]
-    assert entry["prompt_cache"] == {"requests": 4, "cached_tokens": 520, "prompt_tokens": 2163,
-                                     "hits": 1, "about_caching": True}
-    assert entry["prompts"] == {"source": "random", "about_caching": True}
-    plain = result_entry(perf([rec(0), rec(1)]))
-    assert (plain["short_answers"], plain["reasoning_requests"]) == (0, 0)
-    assert (plain["prompt_cache"], plain["template_overhead"]) == (None, None)
-    told = result_entry(perf([rec(0, cached=80)]))  # no prompts described: not about caching
-    assert told["prompt_cache"]["about_caching"] is False
+    prompts = origin("random", about_caching=True)
+    window = perf(records, prompts=prompts)
+    # The same figures from the window as the JSON document carries it (they are recomputed
+    # from its stored requests).
+    for shown in (window, through_json(window)):
+        assert shown.short_answers == 2
+        assert shown.reasoning_requests == 2
+        assert shown.template_overhead == (28, 30)
+        assert shown.prompt_cache == PromptCacheUse(
+            requests=4, cached_tokens=520, prompt_tokens=2163, hits=1, about_caching=True)
+        assert shown.prompts == prompts
+    assert window.to_json()["prompts"] == {"source": "random", "seed": 0, "salt": "",
+                                           "about_caching": True, "made_in_window": 0}
+    plain = perf([rec(0), rec(1)])
+    assert (plain.short_answers, plain.reasoning_requests) == (0, 0)
+    assert (plain.prompt_cache, plain.template_overhead) == (None, None)
+    told = perf([rec(0, cached=80)])  # no prompts described: not about caching
+    assert told.prompt_cache is not None and told.prompt_cache.about_caching is False
 
 
 def cache_result(*, warm_cached: int | None = 1050) -> PrefixCacheResult:
@@ -191,24 +211,42 @@ def test_no_ttft_to_compare_when_a_pass_failed() -> None:
         assert result.summary() == "no TTFT to compare (requests failed)"
 
 
-def test_prefix_cache_entry_has_both_passes_and_their_cached_shares() -> None:
-    entry = prefix_cache_entry(cache_result())
-    assert (entry["kind"], entry["dimension"], entry["document_tokens"]) == (
-        "prefix_cache", "pass", 1024)
-    assert (entry["backend"], entry["model"], entry["engine"]) == (
-        "llamacpp", "smollm2-135m", "xllamacpp 2026.10.1")
+def recorded_cache(result: PrefixCacheResult,
+                   nodeid: str = "t.py::test_cache[llamacpp-m]") -> RecordedPrefixCache:
+    return RecordedPrefixCache(Provenance(nodeid), SERVED.info, result.gain)
+
+
+def test_a_recorded_prefix_cache_has_both_passes_and_their_cached_shares() -> None:
+    record = recorded_cache(cache_result())
+    entry = json.loads(json.dumps(record.to_json(), allow_nan=False))
+    assert (entry["kind"], entry["document_tokens"]) == ("prefix_cache", 1024)
+    assert (entry["served"]["backend"], entry["served"]["model"],
+            entry["served"]["engine"]) == ("llamacpp", "smollm2-135m", "xllamacpp 2026.10.1")
     assert entry["ttft_gain"] == 4.1
     assert entry["warm_cached_share"] == 0.9545
     assert entry["summary"] == SUMMARY
-    assert entry["verdicts"] == []
-    cold, warm = entry["rows"]
-    assert (cold["label"], cold["ttft_ms_median"], cold["cached_share"]) == (
+    cold, warm = entry["cold"], entry["warm"]
+    assert (cold["label"], cold["ttft_ms_median"], cold["cache_hit_rate"]) == (
         "first ask (nothing cached)", 410.0, 0.0182)
-    assert (warm["label"], warm["ttft_ms_median"], warm["cached_share"]) == (
+    assert (warm["label"], warm["ttft_ms_median"], warm["cache_hit_rate"]) == (
         "second ask (document cached)", 100.0, 0.9545)
     assert (cold["load"], cold["requests"]) == (1.0, 4)
+    # Read back, the record says the same.
+    back = search_from_json(Fields(entry))
+    assert isinstance(back, RecordedPrefixCache)
+    assert (back.served, back.gain.document_tokens) == (SERVED.info, 1024)
+    assert back.gain.ttft_gain == pytest.approx(4.1)
+    assert back.gain.warm_cached_share == pytest.approx(0.9545)
+    assert back.gain.summary == SUMMARY
+    assert (back.gain.cold.label, back.gain.cold.ttft_ms_median) == (
+        "first ask (nothing cached)", 410.0)
+    assert back.gain.cold.cache_hit_rate == pytest.approx(0.0182)
+    assert (back.gain.warm.label, back.gain.warm.ttft_ms_median) == (
+        "second ask (document cached)", 100.0)
     assert cache_result(warm_cached=None).warm.metrics.scalars.get("cache_hit_rate") is None
-    assert prefix_cache_entry(cache_result(warm_cached=None))["rows"][1]["cached_share"] is None
+    unsaid = recorded_cache(cache_result(warm_cached=None))
+    assert unsaid.gain.warm.cache_hit_rate is None
+    assert unsaid.to_json()["warm"]["cache_hit_rate"] is None  # type: ignore[index]
 
 
 def prefill_sweep() -> SweepResult:
@@ -217,53 +255,68 @@ def prefill_sweep() -> SweepResult:
     return SweepResult("input_tokens", points, values=(512.0, 2048.0))
 
 
+def recorded_sweep(sweep: SweepResult, nodeid: str = "t.py::test_pre[x]",
+                   left_out: str | None = None) -> RecordedSweep:
+    return RecordedSweep(Provenance(nodeid), SERVED.info, sweep.dimension, sweep.rows, (1, 2),
+                         left_out=left_out)
+
+
 def test_a_prefill_sweep_row_is_placed_by_its_prompt_length() -> None:
-    entry = sweep_entry(prefill_sweep(), None, [1, 2], {})
-    assert entry["dimension"] == "input_tokens"
-    assert [(r["load"], r["label"], r["ttft_ms_median"]) for r in entry["rows"]] == [
-        (512.0, "512 input tokens, 1 user", 120.0),
-        (2048.0, "2048 input tokens, 1 user", 310.0)]
-    plain = sweep_entry(SweepResult("users", prefill_sweep().points), None, [1, 2], {})
-    assert [(r["load"], r["label"]) for r in plain["rows"]] == [(1.0, "1 user"), (1.0, "1 user")]
-    assert "ttft_ms_median" not in plain["rows"][0]
+    record = recorded_sweep(prefill_sweep())
+    back = search_from_json(Fields(json.loads(json.dumps(record.to_json(), allow_nan=False))))
+    assert isinstance(back, RecordedSweep)
+    for sweep in (record, back):
+        assert sweep.dimension == "input_tokens"
+        assert [(r.load, r.label, r.ttft_ms_median) for r in sweep.rows] == [
+            (512.0, "512 input tokens, 1 user", 120.0),
+            (2048.0, "2048 input tokens, 1 user", 310.0)]
+    plain = recorded_sweep(SweepResult("users", prefill_sweep().points))
+    assert [(r.load, r.label) for r in plain.rows] == [(1.0, "1 user"), (1.0, "1 user")]
 
 
 # --- report.markdown -----------------------------------------------------------------------
 
 
 def test_prompts_sentence_lists_details_in_a_fixed_order() -> None:
-    assert prompts_sentence({}) == ""
-    assert prompts_sentence({"prompts": {}}) == ""
-    prompts = {"passes_over_the_file": 2, "left_out_by_length": 3, "path": "chats.jsonl",
-               "questions": None, "source": "sharegpt", "seed": 7, "salt": "ab12",
-               "about_caching": False}
-    assert prompts_sentence({"prompts": prompts}) == (
+    assert prompts_sentence(perf([rec(0)])) == ""  # no prompts described
+    prompts = origin("sharegpt", seed=7, salt="ab12", passes_over_the_file=2,
+                     left_out_by_length=3, path="chats.jsonl", questions=None)
+    assert prompts_sentence(perf([rec(0)], prompts=prompts)) == (
         " Prompts: sharegpt (path chats.jsonl, left_out_by_length 3, passes_over_the_file 2), "
         "seed 7, salt ab12.")
-    every = {key: 1 for key in reversed(("path", "input_tokens", "output_tokens", "documents",
-                                          "questions", "document_tokens", "question_tokens",
-                                          "left_out_by_length", "passes_over_the_file"))}
-    assert prompts_sentence({"prompts": {**every, "source": "x", "seed": 1, "salt": "s"}}) == (
+    every: dict[str, Scalar] = {
+        key: 1 for key in reversed(("path", "input_tokens", "output_tokens", "documents",
+                                    "questions", "document_tokens", "question_tokens",
+                                    "left_out_by_length", "passes_over_the_file"))}
+    assert prompts_sentence(perf([rec(0)], prompts=PromptOrigin("x", 1, "s", every))) == (
         " Prompts: x (path 1, input_tokens 1, output_tokens 1, documents 1, questions 1, "
         "document_tokens 1, question_tokens 1, left_out_by_length 1, passes_over_the_file 1), "
         "seed 1, salt s.")
-    assert prompts_sentence({"prompts": {"source": "built-in", "seed": 0, "salt": "x"}}) == (
+    assert prompts_sentence(perf([rec(0)], prompts=origin("built-in", seed=0, salt="x"))) == (
         " Prompts: built-in, seed 0, salt x.")
 
 
 def test_prompts_sentence_tells_the_template_overhead_and_prompts_made_in_the_window() -> None:
-    prompts = {"source": "random", "output_tokens": 64, "input_tokens": 512, "seed": 0,
-               "salt": "ab12"}
-    assert prompts_sentence({"prompts": prompts, "template_overhead": [30, 30]}) == (
+    details: dict[str, Scalar] = {"output_tokens": 64, "input_tokens": 512}
+    prompts = PromptOrigin("random", 0, "ab12", details)
+    # The server counted 30 tokens beyond the exact 512-token text.
+    thirty = perf([rec(0, input_tokens=542, dataset=512)], prompts=prompts)
+    assert thirty.template_overhead == (30, 30)
+    assert prompts_sentence(thirty) == (
         " Prompts: random (input_tokens 512, output_tokens 64), seed 0, salt ab12; the server "
         "counted 30 prompt tokens beyond each exact user text (its chat template).")
-    made = {**prompts, "made_in_window": 5}
-    assert prompts_sentence({"prompts": made, "template_overhead": [28, 31]}) == (
+    made = PromptOrigin("random", 0, "ab12", details, made_in_window=5)
+    spread = perf([rec(0, input_tokens=540, dataset=512), rec(1, input_tokens=543, dataset=512)],
+                  prompts=made)
+    assert spread.template_overhead == (28, 31)
+    assert prompts_sentence(spread) == (
         " Prompts: random (input_tokens 512, output_tokens 64), seed 0, salt ab12; the server "
         "counted 28-31 prompt tokens beyond each exact user text (its chat template); 5 "
         "prompts were made inside the window (asking the tokenizer between requests).")
-    assert prompts_sentence({"prompts": {**prompts, "made_in_window": 0},
-                             "template_overhead": None}) == (
+    none_made = perf([rec(0)], prompts=PromptOrigin("random", 0, "ab12", details,
+                                                    made_in_window=0))
+    assert none_made.template_overhead is None
+    assert prompts_sentence(none_made) == (
         " Prompts: random (input_tokens 512, output_tokens 64), seed 0, salt ab12.")
 
 
@@ -273,17 +326,23 @@ PLAIN_CACHE_LINE = ("Prefix cache: the server served 600 of 800 prompt tokens fr
 
 
 def test_cache_lines_warn_in_bold_only_for_hits_in_a_test_not_about_caching() -> None:
-    assert cache_lines({}) == []
-    assert cache_lines({"prompt_cache": None}) == []
-    cache = {"requests": 4, "cached_tokens": 600, "prompt_tokens": 800, "hits": 3}
-    assert cache_lines({"prompt_cache": {**cache, "about_caching": True}}) == [
-        PLAIN_CACHE_LINE, ""]
-    assert cache_lines({"prompt_cache": {**cache, "about_caching": False}}) == [
+    assert perf([rec(0)]).prompt_cache is None
+    assert cache_lines(perf([rec(0)])) == []
+    # 3 of 4 requests took all their 200-token prompt from the cache, one none of it.
+    hits = [rec(i, input_tokens=200, cached=200 if i < 3 else 0) for i in range(4)]
+    caching = perf(hits, prompts=origin("shared-prefix", about_caching=True))
+    assert caching.prompt_cache == PromptCacheUse(4, 600, 800, 3, about_caching=True)
+    assert cache_lines(caching) == [PLAIN_CACHE_LINE, ""]
+    flattered = perf(hits, prompts=origin("random", about_caching=False))
+    assert flattered.prompt_cache == PromptCacheUse(4, 600, 800, 3, about_caching=False)
+    assert cache_lines(flattered) == [
         "**Cache hits in a test not about caching: 3 of 4 requests took most of their prompt "
         "from the prefix cache, so their TTFT is flattered.** " + PLAIN_CACHE_LINE, ""]
-    none_hit = {"requests": 4, "cached_tokens": 100, "prompt_tokens": 800, "hits": 0,
-                "about_caching": False}
-    assert cache_lines({"prompt_cache": none_hit}) == [
+    # 25 cached tokens of 200: only the chat template's head, no hit.
+    none_hit = perf([rec(i, input_tokens=200, cached=25) for i in range(4)],
+                    prompts=origin("random", about_caching=False))
+    assert none_hit.prompt_cache == PromptCacheUse(4, 100, 800, 0, about_caching=False)
+    assert cache_lines(none_hit) == [
         "Prefix cache: the server served 100 of 800 prompt tokens from its cache (12%); 0 of 4 "
         "requests took more than half their prompt (and more than a chat template's head) "
         "from it.", ""]
@@ -292,9 +351,8 @@ def test_cache_lines_warn_in_bold_only_for_hits_in_a_test_not_about_caching() ->
 def test_the_markdown_shows_a_reasoning_window_by_its_answer(tmp_path: Path) -> None:
     records = [rec(i, reasoning=4, input_tokens=540, dataset=512, cached=520)
                for i in range(2)]
-    prompts = {"source": "random", "input_tokens": 512, "seed": 0, "salt": "ab12",
-               "about_caching": False}
-    text = render_markdown([entry_of(perf(records, prompts=prompts))], tmp_path)
+    prompts = origin("random", seed=0, salt="ab12", about_caching=False, input_tokens=512)
+    text = render_markdown([recorded(perf(records, prompts=prompts))], tmp_path)
     assert ("2 answers reasoned before they answered: TTFT is their first token of any kind, "
             "time_to_answer_ms their first answer token.\n") in text
     assert (" Prompts: random (input_tokens 512), seed 0, salt ab12; the server counted 28 "
@@ -313,7 +371,7 @@ def test_the_markdown_shows_a_reasoning_window_by_its_answer(tmp_path: Path) -> 
 
 
 def test_the_markdown_of_a_plain_window_has_no_answer_rows(tmp_path: Path) -> None:
-    text = render_markdown([entry_of(perf([rec(0), rec(1)]))], tmp_path)
+    text = render_markdown([recorded(perf([rec(0), rec(1)]))], tmp_path)
     assert "reasoned before they answered" not in text
     assert "Prefix cache:" not in text and " Prompts:" not in text
     for name in ("time_to_answer_ms (ms)", "answer_e2el_ms (ms)", "reasoning_tokens (tok)",
@@ -326,45 +384,53 @@ def test_the_markdown_of_a_plain_window_has_no_answer_rows(tmp_path: Path) -> No
 
 
 def test_terminal_cache_warning_only_for_hits_not_about_caching() -> None:
-    def entry(nodeid: str, cache: dict[str, Any] | None) -> dict[str, Any]:
-        return {"nodeid": nodeid, "prompt_cache": cache}
+    def window(nodeid: str, records: Sequence[RequestRecord],
+               about_caching: bool = False) -> RecordedWindow:
+        prompts = origin("shared-prefix" if about_caching else "random",
+                         about_caching=about_caching)
+        return RecordedWindow(Provenance(nodeid), perf(records, prompts=prompts))
 
-    cache = {"requests": 8, "cached_tokens": 4000, "prompt_tokens": 5000, "hits": 6}
-    entries = [entry("t.py::test_a[x]", {**cache, "about_caching": False}),
-               entry("t.py::test_b[x]", {**cache, "about_caching": True}),
-               entry("t.py::test_c[x]", {**cache, "hits": 0, "about_caching": False}),
-               entry("t.py::test_d[x]", None), {"nodeid": "t.py::test_e[x]"}]
-    assert cache_warning_lines(entries) == [
+    # 6 of 8 requests took 600 of their 625 prompt tokens from the cache, 2 only 200.
+    hits = [rec(i, input_tokens=625, cached=600 if i < 6 else 200) for i in range(8)]
+    no_hits = [rec(i, input_tokens=625, cached=300) for i in range(8)]  # under half each
+    windows = [window("t.py::test_a[x]", hits),
+               window("t.py::test_b[x]", hits, about_caching=True),
+               window("t.py::test_c[x]", no_hits),
+               window("t.py::test_d[x]", [rec(i) for i in range(8)]),  # the server said nothing
+               window("t.py::test_e[x]", [rec(i, cached=600, input_tokens=None)
+                                          for i in range(8)])]  # nor counted the prompts
+    assert windows[0].window.prompt_cache == PromptCacheUse(8, 4000, 5000, 6, False)
+    assert windows[2].window.prompt_cache == PromptCacheUse(8, 2400, 5000, 0, False)
+    assert [w.window.prompt_cache for w in windows[3:]] == [None, None]
+    assert cache_warning_lines(windows) == [
         "test_a[x]: 6 of 8 requests took most of their prompt from the prefix cache: TTFT is "
         "flattered (the test is not about caching)"]
 
 
 @pytest.mark.parametrize(("prompts", "label"), [
-    ({"source": "random", "input_tokens": 512}, "1 user, 512 tok in"),
-    ({"source": "shared-prefix"}, "1 user, shared-prefix"),
-    ({"source": "sharegpt", "path": "c.jsonl"}, "1 user, sharegpt"),
-    ({"source": "built-in"}, "1 user"),
+    (origin("random", input_tokens=512), "1 user, 512 tok in"),
+    (origin("shared-prefix"), "1 user, shared-prefix"),
+    (origin("sharegpt", path="c.jsonl"), "1 user, sharegpt"),
+    (origin("built-in"), "1 user"),
     (None, "1 user"),
 ])
-def test_the_terminal_load_names_the_prompts(prompts: Mapping[str, object] | None,
-                                             label: str) -> None:
-    table = render_terminal_table([entry_of(perf([rec(0)], prompts=prompts))])
+def test_the_terminal_load_names_the_prompts(prompts: PromptOrigin | None, label: str) -> None:
+    table = render_terminal_table([recorded(perf([rec(0)], prompts=prompts))])
     row = table.splitlines()[2]
     assert row.split("  ")[0] == "test_x[llamacpp-smollm2-135m]"
     assert [c for c in row.split("  ") if c.strip()][1].strip() == label
 
 
 def test_capacity_lines_print_a_prefix_cache_summary() -> None:
-    entry = {**prefix_cache_entry(cache_result()), "nodeid": "t.py::test_cache[llamacpp-m]"}
-    assert capacity_lines([entry]) == [f"test_cache[llamacpp-m]: {SUMMARY}"]
+    assert capacity_lines([recorded_cache(cache_result())]) == [
+        f"test_cache[llamacpp-m]: {SUMMARY}"]
 
 
 # --- report.search_markdown ----------------------------------------------------------------
 
 
 def test_a_prefix_cache_section_leads_with_its_summary_and_cached_share() -> None:
-    entry = {**prefix_cache_entry(cache_result()), "nodeid": "t.py::test_cache[llamacpp-m]"}
-    lines = searches_markdown([entry])
+    lines = searches_markdown([recorded_cache(cache_result())])
     assert lines[:4] == [
         "## Prefix cache: `t.py::test_cache[llamacpp-m]`", "",
         f"smollm2-135m on llamacpp (xllamacpp 2026.10.1): **{SUMMARY}**. Each pass is a "
@@ -381,9 +447,9 @@ def test_a_prefix_cache_section_leads_with_its_summary_and_cached_share() -> Non
 
 
 def test_a_prefill_sweep_section_has_the_median_ttft_and_what_was_left_out() -> None:
-    entry = {**sweep_entry(prefill_sweep(), None, [1, 2], {}), "nodeid": "t.py::test_pre[x]",
-             "left_out": "8192 tokens left out: the 4096-token context holds no such prompt "
-                         "with its 64-token answer"}
+    entry = recorded_sweep(prefill_sweep(), "t.py::test_pre[x]",
+                           left_out="8192 tokens left out: the 4096-token context holds no "
+                                    "such prompt with its 64-token answer")
     lines = searches_markdown([entry])
     assert lines[:6] == [
         "## Prefill sweep: `t.py::test_pre[x]`", "",
@@ -396,8 +462,7 @@ def test_a_prefill_sweep_section_has_the_median_ttft_and_what_was_left_out() -> 
     assert "cached share" not in table
     assert table_row(table, "512 input tokens, 1 user")[1:3] == ["3", "120"]
     assert table_row(table, "2048 input tokens, 1 user")[1:3] == ["3", "310"]
-    users = {**sweep_entry(SweepResult("users", prefill_sweep().points), None, [1, 2], {}),
-             "nodeid": "t.py::test_sweep[x]"}
+    users = recorded_sweep(SweepResult("users", prefill_sweep().points), "t.py::test_sweep[x]")
     text = "\n".join(searches_markdown([users]))
     assert text.startswith("## Sweep: `t.py::test_sweep[x]`\n")
     assert "TTFT median ms" not in text and "left out" not in text
@@ -420,11 +485,11 @@ def test_cache_unavailable_says_why(tmp_path: Path, endpoint: Endpoint | None, p
                                     caching: str, reason: str | None) -> None:
     served = ServedModel("transformers", "m", endpoint, engine="t 1", server_pid=pid)
     settings = resolve_settings({"prefix_caching": caching}, {}, {}, tmp_path)
-    assert settings.prefix_caching is (caching == "yes")
-    assert cache_unavailable(served, settings) == reason
+    assert settings.server.prefix_caching is (caching == "yes")
+    assert cache_unavailable(served, settings.server.prefix_caching) == reason
 
 
-# --- dataset_fixtures.fitting_lengths ------------------------------------------------------
+# --- searches.prefill.fitting_lengths ------------------------------------------------------
 
 
 def test_fitting_lengths_leave_room_for_the_answer_and_the_template() -> None:

@@ -38,6 +38,7 @@ from pytest_llmperf.prompts.synthetic import (
     exact_text,
     parse_lengths,
 )
+from pytest_llmperf.results.prompt_origin import PromptOrigin
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 SHAREGPT = DATA / "sharegpt_sample.json"
@@ -568,12 +569,13 @@ def test_random_prompts_made_ahead_cost_no_tokenizer_call_in_the_window() -> Non
     prompts = take(source, 5)
     assert tokenizer.calls == calls
     assert source.made_in_window == 0
-    assert source.describe() == {"source": "random", "seed": 3, "salt": "s",
-                                 "input_tokens": "32", "output_tokens": "8"}
+    assert source.describe() == PromptOrigin("random", 3, "s", {"input_tokens": "32",
+                                                                 "output_tokens": "8"},
+                                             about_caching=False, made_in_window=0)
     late = source.next_prompt()
     assert tokenizer.calls > calls
     assert source.made_in_window == 1
-    assert source.describe()["made_in_window"] == 1
+    assert source.describe().made_in_window == 1
     assert [p.text.split()[0] for p in (*prompts, late)] == [
         unique_tag("s", k) for k in range(1, 7)]
 
@@ -581,8 +583,9 @@ def test_random_prompts_made_ahead_cost_no_tokenizer_call_in_the_window() -> Non
 def test_random_prompts_describe_ranges() -> None:
     source = RandomPrompts(WordTokenizer(), input_lengths=Lengths("normal", 512, 128), seed=9,
                            salt="q")
-    assert source.describe() == {"source": "random", "seed": 9, "salt": "q",
-                                 "input_tokens": "512~128", "output_tokens": None}
+    assert source.describe() == PromptOrigin("random", 9, "q", {"input_tokens": "512~128",
+                                                                 "output_tokens": None},
+                                             about_caching=False, made_in_window=0)
     assert source.about_caching is False
 
 
@@ -628,7 +631,7 @@ def test_file_prompts_without_a_tokenizer_filter_nothing() -> None:
         assert len(prompt.history) == len(entry.history)
     assert sum(p.output_tokens is None for p in prompts) == 20  # 10 lines give one
     assert source.left_out == 0
-    assert "left_out_by_length" not in source.describe()
+    assert "left_out_by_length" not in source.describe().details
 
 
 def test_file_prompts_output_setting_overrides_the_file() -> None:
@@ -636,7 +639,7 @@ def test_file_prompts_output_setting_overrides_the_file() -> None:
     source = FilePrompts(entries, kind="jsonl", path="p", tokenizer=None, output_tokens=77,
                          salt="s")
     assert {p.output_tokens for p in take(source, 30)} == {77}
-    assert source.describe()["output_tokens"] == 77
+    assert source.describe().details["output_tokens"] == 77
 
 
 def test_file_prompts_answers_as_long_as_the_reference_answer() -> None:
@@ -686,11 +689,11 @@ def test_file_prompts_leave_out_what_is_too_short_too_long_or_overflows() -> Non
     random.Random(5).shuffle(order)
     last = max(i for i, e in enumerate(order) if e.text in KEPT)
     assert source.left_out == (last + 1) - len(KEPT)
-    assert source.describe().get("left_out_by_length", 0) == source.left_out
+    assert source.describe().details.get("left_out_by_length", 0) == source.left_out
     # A second pass leaves the same seven out again, keeps the same four.
     take(source, len(KEPT))
     assert source.left_out == (last + 1) - len(KEPT) + len(entries) - len(KEPT)
-    assert source.describe()["left_out_by_length"] == source.left_out
+    assert source.describe().details["left_out_by_length"] == source.left_out
 
 
 def test_file_prompts_with_no_limits_keep_every_long_enough_entry() -> None:
@@ -720,11 +723,11 @@ def test_file_prompts_start_over_behind_new_tags() -> None:
     entries = [DatasetEntry(f"prompt {k}") for k in range(3)]
     source = FilePrompts(entries, kind="jsonl", path="p", tokenizer=None, salt="s")
     prompts = take(source, 3)
-    assert "passes_over_the_file" not in source.describe()  # one pass, not yet a second
+    assert "passes_over_the_file" not in source.describe().details  # one pass, not a second
     prompts.append(source.next_prompt())
-    assert source.describe()["passes_over_the_file"] == 2
+    assert source.describe().details["passes_over_the_file"] == 2
     prompts += take(source, 5)
-    assert source.describe()["passes_over_the_file"] == 3
+    assert source.describe().details["passes_over_the_file"] == 3
     assert [tag_of(p) for p in prompts] == [unique_tag("s", k) for k in range(1, 10)]
     assert len({p.text for p in prompts}) == 9  # no prompt sent twice
     assert [untagged(p) for p in prompts[3:6]] == [untagged(p) for p in prompts[:3]]
@@ -800,9 +803,10 @@ def test_single_turn_files_are_not_about_caching() -> None:
 def test_file_prompts_describe() -> None:
     source = FilePrompts(chats(), kind="sharegpt", path="d.json", tokenizer=None, seed=4,
                          salt="s")
-    assert source.describe() == {"source": "sharegpt", "path": "d.json", "seed": 4, "salt": "s"}
+    assert source.describe() == PromptOrigin("sharegpt", 4, "s", {"path": "d.json"},
+                                             about_caching=False, made_in_window=0)
     source.next_prompt()
-    assert source.describe()["made_in_window"] == 1
+    assert source.describe().made_in_window == 1
 
 
 # --- SharedPrefixPrompts -------------------------------------------------------------------
@@ -874,11 +878,11 @@ def test_shared_prefix_made_ahead_and_described() -> None:
     calls = tokenizer.calls
     take(source, 6)
     assert tokenizer.calls == calls
-    assert source.describe() == {
-        "source": "shared-prefix", "seed": 5, "salt": "s", "documents": 2, "questions": 3,
-        "document_tokens": 20, "question_tokens": 6, "output_tokens": 9, "cache": True}
+    assert source.describe() == PromptOrigin("shared-prefix", 5, "s", {
+        "documents": 2, "questions": 3, "document_tokens": 20, "question_tokens": 6,
+        "output_tokens": 9, "cache": True}, about_caching=True, made_in_window=0)
     source.next_prompt()
-    assert source.describe()["made_in_window"] == 1
+    assert source.describe().made_in_window == 1
 
 
 # --- prompt_source -------------------------------------------------------------------------

@@ -23,7 +23,8 @@ from pytest_llmperf.engines.lmdeploy import LMDeployBackend
 from pytest_llmperf.engines.sglang import SGLangBackend
 from pytest_llmperf.engines.tgi import TGIBackend
 from pytest_llmperf.engines.vllm import VLLMBackend
-from pytest_llmperf.settings.resolve import Settings, resolve_settings
+from pytest_llmperf.settings.groups import ServerSettings
+from pytest_llmperf.settings.resolve import resolve_settings
 
 ENGINES = ("vllm", "sglang", "lmdeploy", "tgi")
 HF_ID = "Qwen/Qwen2.5-72B-Instruct-GPTQ-Int4"
@@ -69,9 +70,9 @@ def _fixed_master_port(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tgi_module, "free_port", lambda: MASTER_PORT)
 
 
-def settings_for(tmp_path: Path, backend: str, **cli: str) -> Settings:
+def settings_for(tmp_path: Path, backend: str, **cli: str) -> ServerSettings:
     return resolve_settings({"backends": backend, "models": "qwen72b-gptq", **cli}, {}, {},
-                            tmp_path)
+                            tmp_path).server
 
 
 def engine(name: str) -> LaunchedBackend:

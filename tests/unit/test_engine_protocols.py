@@ -23,7 +23,8 @@ from pytest_llmperf.engines.base import ServedModel, get_backend
 from pytest_llmperf.engines.catalog import builtin_catalog
 from pytest_llmperf.engines.launched import LaunchedBackend
 from pytest_llmperf.results.records import RequestRecord, TokenSource
-from pytest_llmperf.settings.resolve import Settings, resolve_settings
+from pytest_llmperf.settings.groups import ServerSettings
+from pytest_llmperf.settings.resolve import resolve_settings
 
 T = TypeVar("T")
 RECORDED = Path(__file__).parent / "recorded"
@@ -93,9 +94,9 @@ async def _serve(stub: Stub, use: Callable[[str], Awaitable[T]]) -> T:
         await runner.cleanup()
 
 
-def settings_for(tmp_path: Path, name: str, **cli: str) -> Settings:
+def settings_for(tmp_path: Path, name: str, **cli: str) -> ServerSettings:
     return resolve_settings({"backends": name, "models": "qwen72b-gptq",
-                             "max_tokens": str(MAX_TOKENS), **cli}, {}, {}, tmp_path)
+                             "max_tokens": str(MAX_TOKENS), **cli}, {}, {}, tmp_path).server
 
 
 def adapter(name: str) -> LaunchedBackend:

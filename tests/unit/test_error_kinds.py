@@ -17,20 +17,21 @@ from pytest_llmperf.clients.openai import Endpoint, StreamingClient
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.load.closed_loop import run_closed_loop
 from pytest_llmperf.load.open_loop import run_open_loop
-from pytest_llmperf.load.runner import PerfResult
-from pytest_llmperf.load.shapes import LoadShape
 from pytest_llmperf.prompts.builtin import BuiltinPrompts
-from pytest_llmperf.report.entry import result_entry
-from pytest_llmperf.report.junit import result_properties
+from pytest_llmperf.report.junit import window_properties
 from pytest_llmperf.report.markdown import render_markdown
 from pytest_llmperf.results.errors import ERROR_KINDS, error_counts, error_summary, kind_of
+from pytest_llmperf.results.jsonfields import Fields
+from pytest_llmperf.results.load_shape import LoadShape
 from pytest_llmperf.results.metrics import summarize
 from pytest_llmperf.results.outcome import judge
+from pytest_llmperf.results.record_codec import run_from_json, run_to_json
+from pytest_llmperf.results.recorded import Provenance, RecordedWindow
 from pytest_llmperf.results.records import LoadRun, RequestRecord, TokenSource
 from pytest_llmperf.results.slo import evaluate
 from pytest_llmperf.results.thresholds import parse_check
+from pytest_llmperf.results.window import ErrorTally, WindowResult
 from pytest_llmperf.settings.resolve import SettingError, resolve_settings
-from pytest_llmperf.store.documents import decode_window, encode_records
 from tests.unit.test_client import (
     CHAT_STREAM,
     DONE,
@@ -158,26 +159,23 @@ def test_the_failure_summary_gives_each_kind_with_one_example() -> None:
 
 
 def test_kinds_survive_the_store() -> None:
-    stored = json.loads(json.dumps({"records": encode_records(WINDOW), "nodeid": "t",
-                                    "scalars": {"duration_s": 5.0},
-                                    "load": {"concurrency": 2, "warmup": 0}}))
+    stored = json.loads(json.dumps(run_to_json(WINDOW)))
     assert [raw.get("error_kind") for raw in stored["records"]] == [
         None, None, "rate_limited", "rate_limited", "timeout"]
-    assert error_counts(decode_window(stored).records) == error_counts(WINDOW.records)
+    assert error_counts(run_from_json(Fields(stored)).records) == error_counts(WINDOW.records)
 
 
 def test_junit_and_markdown_carry_the_counts(tmp_path: Path) -> None:
     served = ServedModel("vllm", "m", Endpoint("http://127.0.0.1:9/v1", "m"), engine="vllm 1")
-    perf = PerfResult(served, WINDOW, summarize(WINDOW), LoadShape.closed(2), 8)
-    entry = {**result_entry(perf), "nodeid": "t.py::test_x", "outcome": "failed"}
-    assert entry["errors"] == {
-        "rate_limited": {"count": 2, "example": "HTTP 429: too many requests | retry later"},
-        "timeout": {"count": 1,
-                    "example": "no first token within 30 s (--llmperf-ttft-timeout)"}}
-    properties = dict(result_properties(entry))
+    window = WindowResult(served.info, LoadShape.closed(2), 8, WINDOW)
+    assert window.errors == {
+        "rate_limited": ErrorTally(2, "HTTP 429: too many requests | retry later"),
+        "timeout": ErrorTally(1, "no first token within 30 s (--llmperf-ttft-timeout)")}
+    properties = dict(window_properties(window))
     assert properties["errors.rate_limited"] == 2.0
     assert properties["errors.http_5xx"] == 0.0  # every kind, zeros included
-    markdown = render_markdown([entry], tmp_path)
+    recorded = RecordedWindow(Provenance("t.py::test_x", outcome="failed"), window)
+    markdown = render_markdown([recorded], tmp_path)
     assert re.search(r"\| errors\.rate_limited \(req\) +\| +2 +\|", markdown)
     assert "errors.http_5xx" not in markdown  # kinds that did not occur stay out of the table
     assert re.search(r"\| rate_limited +\| +2 \| "
@@ -239,8 +237,8 @@ def test_a_silent_server_ends_an_open_loop_at_the_deadline_with_timeouts() -> No
 def test_time_limits_resolve_and_a_useless_first_token_limit_is_refused(tmp_path: Path) -> None:
     settings = resolve_settings({"ttft_timeout": "30", "window_timeout": "900"}, {}, {},
                                 tmp_path)
-    assert (settings.request_timeout, settings.ttft_timeout, settings.window_timeout) == (
-        600.0, 30.0, 900.0)
+    assert (settings.load.request_timeout, settings.load.ttft_timeout,
+            settings.load.window_timeout) == (600.0, 30.0, 900.0)
     with pytest.raises(SettingError) as caught:
         resolve_settings({"ttft_timeout": "60"}, {"LLMPERF_REQUEST_TIMEOUT": "20"}, {},
                          tmp_path)

@@ -16,16 +16,17 @@ import pytest
 from pytest_llmperf.engines.catalog import ModelEntry, ModelSource, builtin_catalog
 from pytest_llmperf.engines.fit import ModelDoesNotFit, check_fit, memory_need
 from pytest_llmperf.observe.gpus import GpuInfo, GpuInventory, gpu_inventory
-from pytest_llmperf.settings.resolve import Settings, resolve_settings
+from pytest_llmperf.settings.groups import ServerSettings
+from pytest_llmperf.settings.resolve import resolve_settings
 
 CATALOG = builtin_catalog()
 NO_CUDA_ENV: dict[str, str] = {}
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path) -> ServerSettings:
     # The defaults: max_model_len 4096, max_num_seqs 8, gpu_memory_utilization 0.9.
-    return resolve_settings({}, {}, {}, tmp_path)
+    return resolve_settings({}, {}, {}, tmp_path).server
 
 
 def gpus(count: int, name: str, mib: int) -> GpuInventory:
@@ -37,7 +38,7 @@ A6000 = ("NVIDIA RTX A6000", 49140)
 H100 = ("NVIDIA H100 80GB HBM3", 81559)
 
 
-def check(settings: Settings, alias: str, inventory: GpuInventory, *, tp: int,
+def check(settings: ServerSettings, alias: str, inventory: GpuInventory, *, tp: int,
           gpu_ids: tuple[int, ...] | None, backend: str = "vllm") -> None:
     entry = CATALOG.entries[alias]
     source = entry.source(("hf", "ollama", "gguf"))
@@ -46,7 +47,7 @@ def check(settings: Settings, alias: str, inventory: GpuInventory, *, tp: int,
               env=NO_CUDA_ENV)
 
 
-def test_qwen72b_gptq_does_not_fit_one_24_gib_gpu_and_says_why(settings: Settings) -> None:
+def test_qwen72b_gptq_does_not_fit_one_24_gib_gpu_and_says_why(settings: ServerSettings) -> None:
     with pytest.raises(ModelDoesNotFit) as caught:
         check(settings, "qwen72b-gptq", gpus(1, *RTX4090), tp=1, gpu_ids=(0,))
     # 72.7e9 x 4.6 / 8 = 41.80 GB, x 1.1 = 45.98 GB; KV 2*80*8*128*4096*8*2 = 10.74 GB;
@@ -59,17 +60,17 @@ def test_qwen72b_gptq_does_not_fit_one_24_gib_gpu_and_says_why(settings: Setting
         "the weights alone do not fit")
 
 
-def test_qwen72b_gptq_fits_two_a6000_at_tp_2(settings: Settings) -> None:
+def test_qwen72b_gptq_fits_two_a6000_at_tp_2(settings: ServerSettings) -> None:
     # 53.8 + 1 GiB (second GPU) = 54.8 GiB <= 2 x 48 GiB x 0.9 = 86.4 GiB
     check(settings, "qwen72b-gptq", gpus(2, *A6000), tp=2, gpu_ids=(0, 1))
     check(settings, "qwen72b-gptq", gpus(2, *A6000), tp=2, gpu_ids=None)
 
 
-def test_qwen32b_gptq_fits_one_80_gib_gpu(settings: Settings) -> None:
+def test_qwen32b_gptq_fits_one_80_gib_gpu(settings: ServerSettings) -> None:
     check(settings, "qwen32b-gptq", gpus(1, *H100), tp=1, gpu_ids=None)
 
 
-def test_deepseek_r1_llama70b_bf16_does_not_fit_two_h100(settings: Settings) -> None:
+def test_deepseek_r1_llama70b_bf16_does_not_fit_two_h100(settings: ServerSettings) -> None:
     # 70.6e9 x 2 bytes x 1.1 = 155.3 GB = 144.6 GiB of weights alone, over 2 x 79.6 x 0.9;
     # + KV 10.7 GB + 2 GiB = 168.2e9 B = 156.7 GiB in all.
     with pytest.raises(ModelDoesNotFit, match=r"needs about 156\.7 GiB.*it has 143\.4 GiB: "
@@ -78,12 +79,12 @@ def test_deepseek_r1_llama70b_bf16_does_not_fit_two_h100(settings: Settings) -> 
         check(settings, "deepseek-r1-llama70b", gpus(2, *H100), tp=2, gpu_ids=(0, 1))
 
 
-def test_engines_that_do_not_reserve_a_share_get_the_whole_gpu(settings: Settings) -> None:
+def test_engines_that_do_not_reserve_a_share_get_the_whole_gpu(settings: ServerSettings) -> None:
     # 156.7 GiB needed: over vLLM's 0.9 share of 2 x 79.6 GiB, under TGI's whole 159.3 GiB.
     check(settings, "deepseek-r1-llama70b", gpus(2, *H100), tp=2, gpu_ids=None, backend="tgi")
 
 
-def test_kv_cache_settings_enter_the_estimate(settings: Settings) -> None:
+def test_kv_cache_settings_enter_the_estimate(settings: ServerSettings) -> None:
     # qwen32b-gptq fits a 24 GiB card with a short context and few sequences, not with many.
     small = dataclasses.replace(settings, max_model_len=2048, max_num_seqs=1)
     check(small, "qwen32b-gptq", gpus(1, *RTX4090), tp=1, gpu_ids=None)
@@ -92,7 +93,7 @@ def test_kv_cache_settings_enter_the_estimate(settings: Settings) -> None:
         check(big, "qwen32b-gptq", gpus(1, *H100), tp=1, gpu_ids=None)
 
 
-def test_tp_larger_than_the_gpus_given(settings: Settings) -> None:
+def test_tp_larger_than_the_gpus_given(settings: ServerSettings) -> None:
     with pytest.raises(ModelDoesNotFit, match=r"tensor parallelism 2, but --gpus 0 gives 1 GPU"):
         check(settings, "qwen72b-gptq", gpus(4, *A6000), tp=2, gpu_ids=(0,))
     # Needs no NVML: said even on a host where none loads.
@@ -101,13 +102,15 @@ def test_tp_larger_than_the_gpus_given(settings: Settings) -> None:
               gpu_ids=(0, 1))
 
 
-def test_tp_larger_than_the_host(settings: Settings) -> None:
+def test_tp_larger_than_the_host(settings: ServerSettings) -> None:
     with pytest.raises(ModelDoesNotFit, match=r"tensor parallelism 2, but the host has 1 usable"
                                               r" GPU \(1 x NVIDIA GeForce RTX 4090 24564 MiB\)"):
         check(settings, "qwen72b-gptq", gpus(1, *RTX4090), tp=2, gpu_ids=None)
 
 
-def test_cuda_visible_devices_limits_the_gpus_when_no_gpus_are_given(settings: Settings) -> None:
+def test_cuda_visible_devices_limits_the_gpus_when_no_gpus_are_given(
+    settings: ServerSettings,
+) -> None:
     entry = CATALOG.entries["qwen72b-gptq"]
     source = entry.sources["hf"]
     inventory = gpus(4, *A6000)
@@ -118,12 +121,12 @@ def test_cuda_visible_devices_limits_the_gpus_when_no_gpus_are_given(settings: S
               env={"CUDA_VISIBLE_DEVICES": "GPU-0002,1"})
 
 
-def test_a_gpu_index_the_host_lacks(settings: Settings) -> None:
+def test_a_gpu_index_the_host_lacks(settings: ServerSettings) -> None:
     with pytest.raises(ModelDoesNotFit, match="--gpus 0,5 names GPU 5, but NVML sees 2 x"):
         check(settings, "qwen72b-gptq", gpus(2, *A6000), tp=2, gpu_ids=(0, 5))
 
 
-def test_missing_size_facts_give_no_verdict(settings: Settings) -> None:
+def test_missing_size_facts_give_no_verdict(settings: ServerSettings) -> None:
     raw = CATALOG.resolve("org/some-model", "--model")
     assert raw.params_b is None
     check_fit(settings, "vllm", raw, raw.sources["hf"], tp=1, gpus=(0,),
@@ -133,12 +136,12 @@ def test_missing_size_facts_give_no_verdict(settings: Settings) -> None:
               inventory=gpus(1, *RTX4090), env=NO_CUDA_ENV)
 
 
-def test_no_gpu_gives_no_verdict(settings: Settings) -> None:
+def test_no_gpu_gives_no_verdict(settings: ServerSettings) -> None:
     check(settings, "deepseek-r1-llama70b",
           GpuInventory(reason="no NVIDIA GPU: NVML Shared Library Not Found"), tp=1, gpu_ids=None)
 
 
-def test_bits_default_to_16_when_the_source_does_not_say(settings: Settings) -> None:
+def test_bits_default_to_16_when_the_source_does_not_say(settings: ServerSettings) -> None:
     entry = CATALOG.entries["qwen32b-gptq"]
     need = memory_need(settings, entry, ModelSource("hf", "x/y"), tp=1)
     assert need is not None

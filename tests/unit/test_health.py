@@ -43,12 +43,14 @@ def test_a_blocked_event_loop_marks_the_window_client_bound() -> None:
     _watch_window(idle, 0.6)
     _watch_window(busy, 0.8, block_s=0.06)
     quiet, drowned = judge_health(idle.figures, []), judge_health(busy.figures, [])
-    assert quiet["client_cpu_pct"] < 50, quiet  # an idle loop costs next to nothing
+    assert quiet.figures["client_cpu_pct"] < 50, quiet  # an idle loop costs next to nothing
     # Blocked for 60 ms at a time, the 5 ms timer fires up to 60 ms late.
-    assert drowned["loop_lag_ms_p99"] > max(40.0, quiet["loop_lag_ms_p99"] + 20), drowned
-    assert any(c.startswith("loop_lag_ms_p99 ") for c in drowned["client_bound"]), drowned
+    assert drowned.figures["loop_lag_ms_p99"] > max(
+        40.0, quiet.figures["loop_lag_ms_p99"] + 20), drowned
+    assert any(c.startswith("loop_lag_ms_p99 ") for c in drowned.client_bound), drowned
     # Busy-waiting in the loop is the client's own CPU, not other processes'.
-    assert drowned["client_cpu_pct"] > quiet["client_cpu_pct"] + 20, (quiet, drowned)
+    assert drowned.figures["client_cpu_pct"] > quiet.figures["client_cpu_pct"] + 20, (
+        quiet, drowned)
 
 
 def test_other_processes_burning_every_core_mark_the_window_disturbed() -> None:
@@ -63,8 +65,8 @@ def test_other_processes_burning_every_core_mark_the_window_disturbed() -> None:
             spinner.kill()
             spinner.wait()
     health = judge_health(watch.figures, [])
-    assert health["other_cpu_pct"] > LIMITS["other_cpu_pct"], health
-    assert health["disturbed"] and health["disturbed"][0].startswith("other_cpu_pct "), health
+    assert health.figures["other_cpu_pct"] > LIMITS["other_cpu_pct"], health
+    assert health.disturbed and health.disturbed[0].startswith("other_cpu_pct "), health
 
 
 def test_the_server_tree_is_not_other_work() -> None:
@@ -95,10 +97,10 @@ def test_the_server_tree_is_not_other_work() -> None:
 def test_send_lateness_and_missing_figures() -> None:
     health = judge_health({"other_cpu_pct": 3.0, "loop_lag_ms_p99": 1.0},
                           [0.5] * 90 + [40.0] * 10)
-    assert health["send_late_ms_p99"] == 40.0
-    assert health["client_bound"] == ["send_late_ms_p99 40 > 10"]
-    assert health["disturbed"] == []
-    assert "steal_pct" not in health  # not reported by this kernel here: not invented
+    assert health.figures["send_late_ms_p99"] == 40.0
+    assert health.client_bound == ("send_late_ms_p99 40 > 10",)
+    assert health.disturbed == ()
+    assert "steal_pct" not in health.figures  # not reported by this kernel here: not invented
 
 
 def _open_loop(gap_ms: float, ttft_ms: float, late_ms: float, queued_ms: float = 0.0
@@ -128,8 +130,8 @@ def test_the_lateness_limit_follows_the_gap_and_the_ttft(
     assert limit == pytest.approx(limit_ms)
     assert late == pytest.approx([late_ms] * 20)
     health = judge_health({}, late, limit)
-    assert health["limits"]["send_late_ms_p99"] == pytest.approx(limit_ms)
-    assert bool(health["client_bound"]) is bound, health
+    assert health.limits["send_late_ms_p99"] == pytest.approx(limit_ms)
+    assert bool(health.client_bound) is bound, health
 
 
 def test_the_wait_for_a_concurrency_slot_is_not_the_clients_lateness() -> None:
@@ -139,12 +141,14 @@ def test_the_wait_for_a_concurrency_slot_is_not_the_clients_lateness() -> None:
 
 
 STRICT_CONFTEST = """
+import dataclasses
+
 import pytest
-from pytest_llmperf.load import runner
+from pytest_llmperf.bench import open_bench
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.clients.openai import Endpoint
-from pytest_llmperf.results.metrics import summarize
 from pytest_llmperf.results.records import LoadRun, RequestRecord, TokenSource
+from pytest_llmperf.results.window import WindowResult
 from pytest_llmperf.observe.health import judge_health
 
 
@@ -159,18 +163,19 @@ def llmperf_telemetry():
     return None
 
 
-@pytest.fixture(autouse=True)
-def busy_machine(monkeypatch):
+@pytest.fixture(scope="session")
+def llmperf_bench(llmperf_server, llmperf_prompts, llmperf_telemetry, llmperf_settings):
     # Good answers, measured while other work took 70 % of the machine.
-    def run_load(served, prompts, *, shape, requests, **_):
+    def busy_machine(served, prompts, *, shape, requests, **_):
         records = tuple(RequestRecord(i, 0, (10_000_000, 20_000_000), 20_000_000, 2,
                                       TokenSource.USAGE, 10, TokenSource.USAGE, "length")
                         for i in range(requests))
         run = LoadRun(records, 0, 20_000_000, shape.users, 0)
-        return runner.PerfResult(served, run, summarize(run), shape, 2,
-                                 health=judge_health({"other_cpu_pct": 70.0}, []))
+        return WindowResult(served.info, shape, 2, run,
+                            health=judge_health({"other_cpu_pct": 70.0}, []))
 
-    monkeypatch.setattr(runner, "run_load", run_load)
+    bench = open_bench(llmperf_server, llmperf_prompts, llmperf_telemetry, llmperf_settings)
+    return dataclasses.replace(bench, runner=busy_machine)
 """
 
 

@@ -193,7 +193,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def llmperf_server(llmperf_target, llmperf_settings):
-    gpus = ",".join(map(str, llmperf_settings.gpu_ids()))
+    gpus = ",".join(map(str, llmperf_settings.server.gpu_ids()))
     worker = os.environ["PYTEST_XDIST_WORKER"]
     with open(os.environ["SERVER_EVENTS"], "a") as f:
         f.write(f"start {llmperf_target.id} {worker} {gpus}\\n")

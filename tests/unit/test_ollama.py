@@ -34,7 +34,7 @@ from pytest_llmperf.engines.catalog import ModelEntry, ModelSource
 from pytest_llmperf.engines.lifecycle import ServerStartError
 from pytest_llmperf.engines.ollama import OllamaBackend, is_pulled, same_model, unload
 from pytest_llmperf.results.records import RequestRecord, TokenSource
-from pytest_llmperf.settings.resolve import Settings
+from pytest_llmperf.settings.groups import ServerSettings
 
 DELAY_S = 0.02  # pause between two scripted network writes
 TAG = "smollm2:135m"
@@ -225,10 +225,12 @@ def assert_failed(record: RequestRecord, *fragments: str) -> None:
         assert fragment in record.error, record.error
 
 
-def settings_for(tmp_path: Path, **changes: Any) -> Settings:
-    base = Settings(backends=("ollama",), models=(TAG,), base_url=None, api_key_env=None,
-                    thresholds=tmp_path / "thresholds.toml", report=None, requests=4, warmup=1,
-                    max_tokens=8, ignore_eos=True, output_dir=tmp_path)
+def settings_for(tmp_path: Path, **changes: Any) -> ServerSettings:
+    base = ServerSettings(base_url=None, api_key_env=None, gpus=None, tp=None,
+                          max_model_len=4096, max_num_seqs=8, gpu_memory_utilization=0.9,
+                          prefix_caching=False, chunked_prefill=None, engine_args={},
+                          llamacpp_bin=None, engine_python={}, ngl=None, ready_timeout=900,
+                          ignore_eos=True, max_tokens=8, output_dir=tmp_path)
     return dataclasses.replace(base, **changes)
 
 

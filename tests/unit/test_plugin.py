@@ -16,12 +16,9 @@ import pytest
 
 KNOWN_RESULTS_CONFTEST = '''
 import pytest
-from pytest_llmperf.engines.base import ServedModel
-from pytest_llmperf.clients.openai import Endpoint
-from pytest_llmperf.results.metrics import summarize
-from pytest_llmperf.results.records import LoadRun, RequestRecord, TokenSource
-from pytest_llmperf.load.runner import PerfResult
-from pytest_llmperf.load.shapes import LoadShape
+from pytest_llmperf import LoadRun, LoadShape, RequestRecord, TokenSource, WindowResult
+from pytest_llmperf.results.resources import MeanPeak, Resources, ServerUse, SystemUse
+from pytest_llmperf.results.served import ServedInfo
 
 MS = 1_000_000
 
@@ -36,14 +33,14 @@ def record(i, tpot_ms):
 
 @pytest.fixture
 def llmperf_load(llmperf_recorder, llmperf_target):
-    served = ServedModel(llmperf_target.backend, llmperf_target.model,
-                         Endpoint("http://127.0.0.1:9/v1", "m"), engine="xllamacpp 2026.10.1")
+    # A load of the user's own making: recorded as the plugin's own are.
+    served = ServedInfo(llmperf_target.backend, llmperf_target.model, "xllamacpp 2026.10.1")
 
     def load(*, users=1, tpot_ms=20.0, **_):
         records = tuple(record(i, tpot_ms) for i in range(64))
         run = LoadRun(records, 0, records[-1].end_ns, users, 0)
-        result = PerfResult(served, run, summarize(run), LoadShape.closed(users), 10)
-        llmperf_recorder.add(result)
+        result = WindowResult(served, LoadShape.closed(users), 10, run)
+        llmperf_recorder.record_window(result, None)
         return result
 
     return load
@@ -133,7 +130,8 @@ def test_cli_beats_env_beats_ini(suite: pytest.Pytester, monkeypatch: pytest.Mon
     suite.makepyfile(test_settings="""
         def test_settings(llmperf_settings):
             s = llmperf_settings
-            assert (s.requests, s.warmup, s.max_tokens) == (5, 2, 9), s
+            assert (s.load.requests, s.load.warmup, s.load.max_tokens) == (5, 2, 9), s
+            assert s.server.max_tokens == 9  # llama.cpp sizes its slots for it
             assert s.sources["requests"] == "--llmperf-requests (command line)"
             assert s.sources["warmup"] == "LLMPERF_WARMUP (environment)"
             assert s.sources["max_tokens"] == "llmperf_max_tokens (ini/pyproject)"
@@ -203,20 +201,22 @@ def test_public_api_is_what_all_says() -> None:
 
     public = {name for name in vars(pytest_llmperf) if not name.startswith("_")}
     modules = {name for name in public if type(getattr(pytest_llmperf, name)).__name__ == "module"}
-    assert public - modules - {"annotations"} == set(pytest_llmperf.__all__)
+    loaded_now = public - modules - {"annotations", "TYPE_CHECKING"}
+    # The rest load when first used (they need the client stack or numpy).
+    assert loaded_now | set(pytest_llmperf._LAZY) == set(pytest_llmperf.__all__)
     for name in pytest_llmperf.__all__:
         assert getattr(pytest_llmperf, name).__module__.startswith("pytest_llmperf.")
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        pytest_llmperf.Nope  # noqa: B018
 
 
 NO_GPU_CONFTEST = KNOWN_RESULTS_CONFTEST.replace(
-    "        result = PerfResult(served, run, summarize(run), LoadShape.closed(users), 10)",
-    '''        telemetry = {"metrics": {"server_rss_peak_mib": 512.0},
-                     "gpu_unavailable_reason": "no NVIDIA GPU: NVML Shared Library Not Found",
-                     "server": {"pid": 4242, "scope": "launched server",
-                                "rss_mib": {"mean": 500.0, "peak": 512.0}},
-                     "system": {}}
-        result = PerfResult(served, run, summarize(run).with_resources(telemetry["metrics"]),
-                            LoadShape.closed(users), 10, telemetry=telemetry)''')
+    "        result = WindowResult(served, LoadShape.closed(users), 10, run)",
+    '''        resources = Resources(
+            ServerUse("launched server", 4242, rss_mib=MeanPeak(500.0, 512.0)), SystemUse(),
+            gpu_unavailable_reason="no NVIDIA GPU: NVML Shared Library Not Found",
+            metrics={"server_rss_peak_mib": 512.0})
+        result = WindowResult(served, LoadShape.closed(users), 10, run, resources=resources)''')
 
 GPU_THRESHOLDS = """
 [defaults]
@@ -260,13 +260,12 @@ def test_require_gpu_makes_the_gpu_slo_fail(no_gpu_suite: pytest.Pytester) -> No
 
 
 DEAD_SERVER_CONFTEST = """
-import importlib
+import dataclasses
 
 import pytest
-from pytest_llmperf.engines.base import ServedModel
+from pytest_llmperf import LoadRun, RequestRecord, ServedModel, WindowResult
+from pytest_llmperf.bench import open_bench
 from pytest_llmperf.clients.openai import Endpoint
-from pytest_llmperf.results.metrics import summarize
-from pytest_llmperf.results.records import LoadRun, RequestRecord
 from pytest_llmperf.engines.lifecycle import ServerOutOfMemory
 
 
@@ -283,24 +282,15 @@ def llmperf_server(llmperf_target):
 
 
 @pytest.fixture(scope="session")
-def llmperf_telemetry():
-    return None
-
-
-@pytest.fixture(autouse=True)
-def refused_requests(monkeypatch):
-    # The module the fixtures import run_load from: after an earlier in-process pytester run,
-    # the package attribute pytest_llmperf.load.runner can be a stale copy of it.
-    runner = importlib.import_module("pytest_llmperf.load.runner")
-
+def llmperf_bench(llmperf_server, llmperf_prompts, llmperf_settings):
     # What the load sees once the server is gone: every request refused.
-    def run_load(served, prompts, *, shape, requests, **_):
+    def refused(served, prompts, *, shape, requests, **_):
         records = tuple(RequestRecord(i, 0, end_ns=1, error="ClientConnectorError: refused")
                         for i in range(requests))
-        run = LoadRun(records, 0, 1, shape.users, 0)
-        return runner.PerfResult(served, run, summarize(run), shape, 10)
+        return WindowResult(served.info, shape, 10, LoadRun(records, 0, 1, shape.users, 0))
 
-    monkeypatch.setattr(runner, "run_load", run_load)
+    bench = open_bench(llmperf_server, llmperf_prompts, None, llmperf_settings)
+    return dataclasses.replace(bench, runner=refused)
 """
 
 
@@ -327,3 +317,100 @@ def test_load(llmperf_load, llmperf_slo):
                   for p in ET.parse(pytester.path / "junit.xml").iter("property")}
     assert properties["llmperf.errors.server_died"] == "4.0"
     assert properties["llmperf.errors.connection"] == "0.0"
+
+
+MARKED_TESTS = """
+import pytest
+
+@pytest.mark.llmperf(requests=16, warmup=0, inconclusive="fail")
+def test_marked(llmperf_target, llmperf_test_bench, llmperf_settings):
+    # The test's own settings; the session's stay as they were for every other test.
+    assert (llmperf_test_bench.load.requests, llmperf_test_bench.load.warmup) == (16, 0)
+    assert llmperf_test_bench.checks.inconclusive == "fail"
+    assert llmperf_settings.load.requests == 64
+
+def test_unmarked(llmperf_target, llmperf_test_bench):
+    assert llmperf_test_bench.load.requests == 64
+
+def test_plain():
+    pass
+"""
+
+BENCH_STUB = """
+import pytest
+from pytest_llmperf import ServedModel
+from pytest_llmperf.bench import open_bench
+
+@pytest.fixture(scope="session")
+def llmperf_bench(llmperf_target, llmperf_settings):
+    from pytest_llmperf.prompts.builtin import BuiltinPrompts
+
+    served = ServedModel(llmperf_target.backend, llmperf_target.model, None, engine="none")
+    return open_bench(served, BuiltinPrompts(), None, llmperf_settings)
+"""
+
+
+def test_every_perf_test_carries_the_llmperf_marker(pytester: pytest.Pytester,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("LLMPERF_BACKEND", "LLMPERF_MODEL", "LLMPERF_REQUESTS", "LLMPERF_WARMUP"):
+        monkeypatch.delenv(name, raising=False)
+    pytester.makeconftest(BENCH_STUB)
+    pytester.makefile(".toml", thresholds=THRESHOLDS)
+    pytester.makepyfile(test_suite=MARKED_TESTS)
+    selected = pytester.runpytest("-m", "llmperf", "-v")
+    selected.assert_outcomes(passed=2, deselected=1)
+    selected.stdout.fnmatch_lines(["*test_marked*PASSED*", "*test_unmarked*PASSED*"])
+    assert "test_plain" not in selected.stdout.str()
+    pytester.runpytest("-m", "not llmperf").assert_outcomes(passed=1, deselected=2)
+
+
+@pytest.mark.parametrize(("marker", "expected"), [
+    ("requests=0", "test_suite.py::test_bad[llamacpp-smollm2-135m]: @pytest.mark.llmperf"
+                   "(requests=0): expected a whole number >= 1"),
+    ("gpus='0,1'", "@pytest.mark.llmperf(gpus=...): not a setting a test can change; "
+                   "these can be: "),
+    ("no_such=1", "@pytest.mark.llmperf(no_such=...): not a setting a test can change"),
+])
+def test_a_bad_marker_setting_stops_pytest_naming_the_test(pytester: pytest.Pytester,
+                                                           marker: str, expected: str) -> None:
+    pytester.makeconftest(BENCH_STUB)
+    pytester.makefile(".toml", thresholds=THRESHOLDS)
+    pytester.makepyfile(test_suite=f"""
+import pytest
+
+@pytest.mark.llmperf({marker})
+def test_bad(llmperf_target, llmperf_load):
+    raise AssertionError("must not run")
+""")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert expected in result.stderr.str()
+
+
+HOOKS_CONFTEST = KNOWN_RESULTS_CONFTEST + '''
+
+def pytest_llmperf_fingerprint(config, fingerprint):
+    fingerprint["rack"] = "b12"
+
+
+def pytest_llmperf_result_document(config, document, extra):
+    extra["windows_seen"] = len(document.windows)
+    extra["ci_job"] = "job-7"
+'''
+
+
+def test_hooks_extend_the_fingerprint_and_the_result_document(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("LLMPERF_BACKEND", "LLMPERF_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    pytester.makeconftest(HOOKS_CONFTEST)
+    pytester.makefile(".toml", thresholds=THRESHOLDS)
+    pytester.makepyfile(test_suite=TESTS)
+    pytester.runpytest("--llmperf-save", "hooked").assert_outcomes(passed=1, failed=1)
+    from pytest_llmperf.store.documents import load_run
+
+    (saved,) = (pytester.path / ".llmperf").glob("0001_hooked.json")
+    document = load_run(saved)
+    assert document.fingerprint["rack"] == "b12"
+    assert dict(document.extra) == {"windows_seen": 2, "ci_job": "job-7"}
+    assert len(document.windows) == 2

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_llmperf.results.goodput import goodput
 from pytest_llmperf.results.metrics import summarize
 from pytest_llmperf.results.records import LoadRun, RequestRecord
 from pytest_llmperf.results.slo import evaluate
 from pytest_llmperf.results.thresholds import parse_check
-from pytest_llmperf.searches.probe_rules import clearly_failed, goodput, headroom
+from pytest_llmperf.searches.probe_rules import clearly_failed, headroom
 
 MS = 1_000_000
 

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from pytest_llmperf.prompts.builtin import BUILTIN_PROMPTS, BuiltinPrompts
+from pytest_llmperf.results.prompt_origin import PromptOrigin
 
 TAG = re.compile(r"\[[0-9a-f]{8}\] ")
 
@@ -36,7 +37,8 @@ def test_same_seed_same_texts_and_a_fresh_salt_every_run() -> None:
     assert first.salt != second.salt  # 32 random bits: equal once in 4 billion runs
     # Caches match from the start: two runs part ways inside the tag.
     assert all(shared_prefix(x, y) < len("[12345678]") for x, y in zip(a, b, strict=True))
-    assert first.describe() == {"source": "built-in", "seed": 3, "salt": first.salt}
+    assert first.describe() == PromptOrigin("built-in", 3, first.salt, {},
+                                            about_caching=False, made_in_window=0)
 
 
 def test_a_given_salt_repeats_a_run_exactly() -> None:

@@ -1,25 +1,26 @@
-"""Report rendering of the engine's own numbers beside the client's: JSON entry, junit
-properties, markdown.  (The plugin's whole report path is in test_plugin.py.)"""
+"""Report rendering of the engine's own numbers beside the client's: the window's JSON form,
+junit properties, markdown.  (The plugin's whole report path is in test_plugin.py.)"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pytest_llmperf.clients.openai import Endpoint
 from pytest_llmperf.engines.base import ServedModel
-from pytest_llmperf.load.runner import PerfResult
-from pytest_llmperf.load.shapes import LoadShape
-from pytest_llmperf.report.entry import result_entry
-from pytest_llmperf.report.junit import result_properties
+from pytest_llmperf.report.junit import window_properties
 from pytest_llmperf.report.markdown import render_markdown
 from pytest_llmperf.report.terminal import render_terminal_table
-from pytest_llmperf.results.metrics import summarize
+from pytest_llmperf.results.jsonfields import Fields
+from pytest_llmperf.results.load_shape import LoadShape
+from pytest_llmperf.results.prompt_origin import PromptOrigin
+from pytest_llmperf.results.recorded import Provenance, RecordedWindow
 from pytest_llmperf.results.records import LoadRun, RequestRecord, TokenSource
+from pytest_llmperf.results.slo import Verdict
+from pytest_llmperf.results.window import WindowResult
 
 MS = 1_000_000
 
@@ -32,13 +33,14 @@ def record(i: int) -> RequestRecord:
                          TokenSource.USAGE, "length")
 
 
-def result(server_metrics: Mapping[str, float] | None, notes: tuple[str, ...] = ()) -> PerfResult:
+def result(server_metrics: Mapping[str, float] | None,
+           notes: tuple[str, ...] = ()) -> WindowResult:
     served = ServedModel("vllm", "qwen32b-gptq", Endpoint("http://127.0.0.1:9/v1", "m"),
                          engine="vllm 0.11.0")
     records = tuple(record(i) for i in range(4))
     run = LoadRun(records, 0, records[-1].end_ns, 1, 0)
-    return PerfResult(served, run, summarize(run), LoadShape.closed(1), 10,
-                      server_metrics=server_metrics, server_notes=notes)
+    return WindowResult(served.info, LoadShape.closed(1), 10, run,
+                        server_metrics=server_metrics, server_notes=notes)
 
 
 VLLM_SERVER = {
@@ -60,31 +62,44 @@ def quick_host_facts(monkeypatch: pytest.MonkeyPatch) -> None:
                         lambda rootdir: {"host": "test"})
 
 
-def entry_of(perf: PerfResult) -> dict[str, Any]:
-    return {**result_entry(perf), "nodeid": "test_x.py::test_x[vllm-qwen32b-gptq]",
-            "outcome": "passed"}
+def recorded(window: WindowResult, verdicts: Sequence[Verdict] = ()) -> RecordedWindow:
+    """The window as the test ``test_x[vllm-qwen32b-gptq]`` recorded it, passed."""
+    return RecordedWindow(Provenance("test_x.py::test_x[vllm-qwen32b-gptq]", outcome="passed"),
+                          window, tuple(verdicts))
 
 
-def test_entry_carries_server_metrics_as_json() -> None:
-    entry = result_entry(result(VLLM_SERVER, ("a note",)))
-    assert entry["server_metrics"] == VLLM_SERVER
-    assert entry["server_notes"] == ["a note"]
-    assert entry["client_tokens"] == {"input": 120, "output": 40}
-    json.dumps(entry, allow_nan=False)  # travels on the report object, also across xdist
-    assert result_entry(result(None))["server_metrics"] is None
+def round_trip(window: RecordedWindow) -> RecordedWindow:
+    """Through JSON text, as it travels on the report object (also across xdist)."""
+    text = json.dumps(window.to_json(), allow_nan=False)
+    return RecordedWindow.from_json(Fields(json.loads(text)))
+
+
+def test_the_window_carries_server_metrics_through_json() -> None:
+    window = result(VLLM_SERVER, ("a note",))
+    assert window.server_metrics == VLLM_SERVER
+    assert window.server_notes == ("a note",)
+    assert window.client_tokens == (120, 40)
+    document = recorded(window).to_json()
+    assert document["server_metrics"] == VLLM_SERVER
+    assert document["server_notes"] == ["a note"]
+    back = round_trip(recorded(window)).window
+    assert back.server_metrics == VLLM_SERVER
+    assert back.server_notes == ("a note",)
+    assert back.client_tokens == (120, 40)  # recomputed from the stored requests
+    assert result(None).server_metrics is None
+    assert round_trip(recorded(result(None))).window.server_metrics is None
 
 
 def test_junit_properties_name_server_metrics() -> None:
-    props = dict(result_properties(result_entry(result(VLLM_SERVER))))
+    props = dict(window_properties(result(VLLM_SERVER)))
     assert props["server.server_tpot_ms_mean"] == 19.5
     assert props["server.generation_tokens"] == 40.0
     assert props["tpot_ms.mean"] == pytest.approx(20.0)
-    assert not any(name.startswith("server.") for name, _ in result_properties(
-        result_entry(result(None))))
+    assert not any(name.startswith("server.") for name, _ in window_properties(result(None)))
 
 
 def test_markdown_shows_client_and_server_side_by_side(tmp_path: Path) -> None:
-    markdown = render_markdown([entry_of(result(VLLM_SERVER))], tmp_path)
+    markdown = render_markdown([recorded(result(VLLM_SERVER))], tmp_path)
     lines = markdown.splitlines()
     header = next(line for line in lines if "client (mean, p95)" in line)
     assert "server (mean)" in header
@@ -102,7 +117,7 @@ def test_markdown_shows_client_and_server_side_by_side(tmp_path: Path) -> None:
 def test_llamacpp_decode_time_stands_in_for_a_tpot_histogram(tmp_path: Path) -> None:
     server = {"generation_tokens": 40.0, "prompt_tokens": 120.0,
               "server_decode_ms_per_token": 21.25, "server_prefill_ms_per_token": 3.5}
-    markdown = render_markdown([entry_of(result(server))], tmp_path)
+    markdown = render_markdown([recorded(result(server))], tmp_path)
     tpot = next(line for line in markdown.splitlines() if line.startswith("| TPOT (ms)"))
     assert "21.2 (decode time / generated tokens)" in tpot
     ttft = next(line for line in markdown.splitlines() if line.startswith("| TTFT (ms)"))
@@ -111,41 +126,41 @@ def test_llamacpp_decode_time_stands_in_for_a_tpot_histogram(tmp_path: Path) -> 
 
 
 def test_no_server_metrics_no_server_tables_but_notes_are_shown(tmp_path: Path) -> None:
-    plain = render_markdown([entry_of(result(None))], tmp_path)
+    plain = render_markdown([recorded(result(None))], tmp_path)
     assert "client (mean, p95)" not in plain
     assert "Server numbers" not in plain
     failed = render_markdown(
-        [entry_of(result({}, ("scrape of http://x/metrics before the window failed: "
+        [recorded(result({}, ("scrape of http://x/metrics before the window failed: "
                               "URLError: refused",)))], tmp_path)
     assert "client (mean, p95)" not in failed
     assert "- server metrics: scrape of http://x/metrics before the window failed" in failed
 
 
-def test_entries_from_before_server_metrics_still_render(tmp_path: Path) -> None:
-    entry = entry_of(result(None))
-    for key in ("server_metrics", "server_notes", "client_tokens"):
-        del entry[key]
-    assert "## `test_x.py::test_x[vllm-qwen32b-gptq]`" in render_markdown([entry],
+def test_windows_stored_before_server_metrics_still_render(tmp_path: Path) -> None:
+    stored = recorded(result(None)).to_json()
+    for key in ("server_metrics", "server_notes"):  # client tokens are counted from records
+        del stored[key]
+    window = RecordedWindow.from_json(Fields(json.loads(json.dumps(stored))))
+    assert "## `test_x.py::test_x[vllm-qwen32b-gptq]`" in render_markdown([window],
                                                                                  tmp_path)
 
 
 def test_terminal_table_stays_compact() -> None:
     # Server numbers go to the markdown report and junit, not to the terminal.
-    with_server = render_terminal_table([entry_of(result(VLLM_SERVER))])
-    assert with_server == render_terminal_table([entry_of(result(None))])
+    with_server = render_terminal_table([recorded(result(VLLM_SERVER))])
+    assert with_server == render_terminal_table([recorded(result(None))])
 
 
 def test_answers_shorter_than_max_tokens_are_counted_and_called_out(tmp_path: Path) -> None:
     full = result(None)  # 10 tokens each, max_tokens 10
-    assert result_entry(full)["short_answers"] == 0
-    assert "ended before max_tokens" not in render_markdown([entry_of(full)], tmp_path)
+    assert full.short_answers == 0
+    assert "ended before max_tokens" not in render_markdown([recorded(full)], tmp_path)
     # asked for 16, got 10
-    short = PerfResult(full.served, full.run, full.metrics, LoadShape.closed(1), 16)
-    entry = entry_of(short)
-    assert entry["short_answers"] == 4
-    assert ("short_answers", 4) in result_properties(result_entry(short))
+    short = WindowResult(full.served, LoadShape.closed(1), 16, full.run)
+    assert short.short_answers == 4
+    assert ("short_answers", 4) in window_properties(short)
     assert "**4 of 4 answers ended before max_tokens** (finish_reason stop" in \
-        render_markdown([entry], tmp_path)
+        render_markdown([recorded(short)], tmp_path)
 
 
 def test_prompt_seed_and_salt_resends_and_approximate_counts_are_reported(tmp_path: Path) -> None:
@@ -156,12 +171,12 @@ def test_prompt_seed_and_salt_resends_and_approximate_counts_are_reported(tmp_pa
                dataclasses.replace(base.run.records[1], output_token_source=TokenSource.TOKENIZER),
                *base.run.records[2:])
     run = dataclasses.replace(base.run, records=records)
-    perf = dataclasses.replace(base, run=run, metrics=summarize(run),
-                               prompts={"source": "built-in", "seed": 3, "salt": "9f0c2a71"})
-    props = dict(result_properties(result_entry(perf)))
+    perf = dataclasses.replace(base, run=run,
+                               prompts=PromptOrigin("built-in", seed=3, salt="9f0c2a71"))
+    props = dict(window_properties(perf))
     assert (props["resent"], props["approximate_counts"]) == (1, 1)
     assert (props["prompts.seed"], props["prompts.salt"]) == (3, "9f0c2a71")
-    markdown = render_markdown([entry_of(perf)], tmp_path)
+    markdown = render_markdown([recorded(perf)], tmp_path)
     assert "Prompts: built-in, seed 3, salt 9f0c2a71." in markdown
     assert "1 request(s) were sent a second time" in markdown
     assert "1 output counts are approximate" in markdown
@@ -175,19 +190,19 @@ def test_prompt_seed_and_salt_resends_and_approximate_counts_are_reported(tmp_pa
 def test_an_inconclusive_percentile_is_shown_as_such(tmp_path: Path, policy: str, cell: str,
                                                      summary: str, listed: bool) -> None:
     from pytest_llmperf.report.cells import verdict_summary
-    from pytest_llmperf.report.entry import verdict_entry
     from pytest_llmperf.report.terminal import inconclusive_lines
     from pytest_llmperf.results.slo import evaluate
     from pytest_llmperf.results.thresholds import parse_check
 
     perf = result(None)
-    entry = entry_of(perf)
     verdicts = evaluate(perf.metrics, [parse_check("ttft_ms.p95 < 1000", "thresholds.toml:2")],
                         inconclusive=policy)
-    entry["verdicts"] = [verdict_entry(v) for v in verdicts]
-    assert cell in render_markdown([entry], tmp_path)
-    assert verdict_summary(entry) == summary
-    lines = inconclusive_lines([entry])
+    window = recorded(perf, verdicts)
+    assert cell in render_markdown([window], tmp_path)
+    assert verdict_summary(window.verdicts) == summary
+    # The verdicts travel as JSON and read back the same (they were the entry's JSON).
+    assert round_trip(window).verdicts == window.verdicts
+    lines = inconclusive_lines([window])
     assert bool(lines) == listed
     if listed:
         assert lines[0].startswith("test_x[vllm-qwen32b-gptq]: ttft_ms.p95 = 200.0 ms, required "

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pytest_llmperf.load.shapes import LoadShape, arrival_offsets
+from pytest_llmperf.load.shapes import arrival_offsets
+from pytest_llmperf.results.load_shape import LoadShape
 
 N = 4000
 

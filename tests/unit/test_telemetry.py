@@ -23,6 +23,7 @@ from pytest_llmperf.observe.gpus import gpu_inventory
 from pytest_llmperf.observe.process import ProcessSampler, cgroup_memory_limit, measured_pid
 from pytest_llmperf.observe.telemetry import METRICS, Telemetry, host_gpu_facts
 from pytest_llmperf.report.charts import write_timeline_png
+from pytest_llmperf.results.resources import MeanPeak, Resources
 
 MIB = 2**20
 GPU_KEYS = {"gpu_memory_peak_mib", "gpu_process_memory_peak_mib", "gpu_util_mean",
@@ -199,7 +200,7 @@ def telemetry(nvml: FakeNvml | None, ps: FakePsutil, pid: int | None = 10,
     return Telemetry(process, gpu, interval_s=0.02)
 
 
-def run_window(t: Telemetry, seconds: float = 0.12) -> dict[str, Any]:
+def run_window(t: Telemetry, seconds: float = 0.12) -> Resources:
     t.window_started()
     time.sleep(seconds)
     t.window_ended()
@@ -217,11 +218,12 @@ def test_tree_cpu_is_per_core_and_summed_over_the_tree() -> None:
     sampler.sample(0.0)
     root.cpu_s, worker.cpu_s = 0.5, 1.0  # 1.5 CPU s in 1 s: one and a half cores
     sampler.sample(1.0)
-    server = sampler.finish()["server"]
-    assert server["cpu_pct"] == {"mean": 150.0, "peak": 150.0}
-    assert server["rss_mib"]["peak"] == 200.0
-    assert server["processes_peak"] == 2
-    assert sampler.timeline()["server_cpu_pct"] == [None, 150.0]  # the first sets references
+    server, _ = sampler.finish()
+    assert server.cpu_pct == MeanPeak(mean=150.0, peak=150.0)
+    assert server.rss_mib is not None and server.rss_mib.peak == 200.0
+    assert server.processes_peak == 2
+    server_cpu_pct, _ = sampler.timeline()
+    assert server_cpu_pct == (None, 150.0)  # the first sets references
 
 
 def test_tree_is_listed_again_at_every_sample() -> None:
@@ -235,14 +237,15 @@ def test_tree_is_listed_again_at_every_sample() -> None:
     root.kids.append(FakeProcess(11, cpu_s=0.3, born=2.0, kids=[FakeProcess(12, cpu_s=0.5)]))
     sampler.sample(1.0)
     assert sampler.pids == {10, 11, 12}
-    assert sampler.timeline()["server_cpu_pct"][-1] == 100.0
+    assert sampler.timeline()[0][-1] == 100.0  # the server's CPU %
     root.kids[0].gone = True  # exits between the listing and the reading: left out
     root.kids[0].kids[0].cpu_s = 0.75
     sampler.sample(2.0)
     assert sampler.pids == {10, 12}
-    assert sampler.timeline()["server_cpu_pct"][-1] == 25.0
-    assert sampler.timeline()["server_rss_mib"] == [100.0, 300.0, 200.0]
-    assert sampler.finish()["server"]["processes_peak"] == 3
+    server_cpu_pct, server_rss_mib = sampler.timeline()
+    assert server_cpu_pct[-1] == 25.0
+    assert server_rss_mib == (100.0, 300.0, 200.0)
+    assert sampler.finish()[0].processes_peak == 3
 
 
 def test_a_reused_pid_is_a_new_process() -> None:
@@ -252,7 +255,7 @@ def test_a_reused_pid_is_a_new_process() -> None:
     sampler.sample(0.0)
     root.kids = [FakeProcess(11, cpu_s=0.5, born=3.0)]  # pid 11 died; a new 11 was born
     sampler.sample(1.0)
-    assert sampler.timeline()["server_cpu_pct"][-1] == 50.0
+    assert sampler.timeline()[0][-1] == 50.0  # the server's CPU %
 
 
 def test_short_intervals_leave_the_cpu_rate_to_the_next_reading() -> None:
@@ -266,9 +269,9 @@ def test_short_intervals_leave_the_cpu_rate_to_the_next_reading() -> None:
     sampler.sample(2.0)
     root.cpu_s = 1.5
     sampler.sample(3.0)
-    assert sampler.timeline()["server_cpu_pct"] == [None, None, 50.0, 50.0]
+    assert sampler.timeline()[0] == (None, None, 50.0, 50.0)  # the server's CPU %
     # CPU time / time: the 2 s interval weighs twice the 1 s one.
-    assert sampler.finish()["server"]["cpu_pct"] == {"mean": 50.0, "peak": 50.0}
+    assert sampler.finish()[0].cpu_pct == MeanPeak(mean=50.0, peak=50.0)
     root.cpu_s = 1.5
     sampler.start()
     sampler.sample(0.0)
@@ -276,7 +279,7 @@ def test_short_intervals_leave_the_cpu_rate_to_the_next_reading() -> None:
     sampler.sample(1.0)
     root.cpu_s = 3.5  # ... then idle for 3 s: 2 CPU s / 4 s = 50 %
     sampler.sample(4.0)
-    assert sampler.finish()["server"]["cpu_pct"] == {"mean": 50.0, "peak": 200.0}
+    assert sampler.finish()[0].cpu_pct == MeanPeak(mean=50.0, peak=200.0)
 
 
 def test_a_vanished_server_leaves_its_figures_absent() -> None:
@@ -285,9 +288,9 @@ def test_a_vanished_server_leaves_its_figures_absent() -> None:
     sampler.start()
     sampler.sample(0.0)
     sampler.sample(1.0)
-    figures = sampler.finish()
-    assert "cpu_pct" not in figures["server"] and "rss_mib" not in figures["server"]
-    assert figures["system"]["cpu_pct"] == {"mean": 25.0, "peak": 25.0}
+    server, system = sampler.finish()
+    assert server.cpu_pct is None and server.rss_mib is None
+    assert system.cpu_pct == MeanPeak(mean=25.0, peak=25.0)
 
 
 def test_measured_process_for_each_kind_of_engine() -> None:
@@ -299,12 +302,12 @@ def test_measured_process_for_each_kind_of_engine() -> None:
                            endpoint=Endpoint(base_url="http://127.0.0.1:1/v1", model="m"))
     with Telemetry.for_served(attached) as t:
         result = run_window(t, 0.06)
-    assert result["server"]["pid"] is None and "attached" in result["server"]["scope"]
-    assert not {"server_cpu_mean_pct", "server_rss_peak_mib"} & result["metrics"].keys()
-    assert "system_cpu_mean_pct" in result["metrics"]
+    assert result.server.pid is None and "attached" in result.server.scope
+    assert not {"server_cpu_mean_pct", "server_rss_peak_mib"} & result.metrics.keys()
+    assert "system_cpu_mean_pct" in result.metrics
     in_process = ServedModel(backend="transformers", model="m", engine="hf", endpoint=None)
     with Telemetry.for_served(in_process) as t:
-        assert run_window(t, 0.06)["server"]["pid"] == os.getpid()
+        assert run_window(t, 0.06).server.pid == os.getpid()
 
 
 def test_real_process_tree_gains_a_child_mid_window() -> None:
@@ -321,7 +324,8 @@ def test_real_process_tree_gains_a_child_mid_window() -> None:
             time.sleep(0.1)
             sampler.sample(time.monotonic())
         assert len(sampler.pids) == 2, "the child never appeared in the tree"
-        assert sampler.finish()["server"]["rss_mib"]["peak"] > 1
+        rss_mib = sampler.finish()[0].rss_mib
+        assert rss_mib is not None and rss_mib.peak > 1
     finally:
         for child in psutil.Process(parent.pid).children(recursive=True):
             child.kill()
@@ -366,12 +370,12 @@ def test_unsupported_fields_are_absent_and_zero_stays_zero() -> None:
     for t in (0.0, 0.5, 1.0):
         sampler.sample(t)
     (gpu,) = sampler.finish()
-    assert gpu["util_pct"] == {"mean": 0.0, "peak": 0.0}
-    assert "power_w" not in gpu and "temperature_c" not in gpu
-    assert "energy_j" not in gpu  # no counter and no power to integrate
-    assert "process_memory_mib" not in gpu  # no tree to filter on
-    assert gpu["sm_clock_mhz"]["peak"] == 1980
-    assert gpu["name"] == "Fake GPU 0" and gpu["memory_total_mib"] == 80 * 1024
+    assert gpu.util_pct == MeanPeak(mean=0.0, peak=0.0)
+    assert gpu.power_w is None and gpu.temperature_c is None
+    assert gpu.energy_j is None  # no counter and no power to integrate
+    assert gpu.process_memory_mib is None  # no tree to filter on
+    assert gpu.sm_clock_mhz is not None and gpu.sm_clock_mhz.peak == 1980
+    assert gpu.name == "Fake GPU 0" and gpu.memory_total_mib == 80 * 1024
 
 
 def test_energy_from_the_counter() -> None:
@@ -382,7 +386,7 @@ def test_energy_from_the_counter() -> None:
     fake.energy_mj = 1_450_000.0
     sampler.sample(1.0)
     (gpu,) = sampler.finish()
-    assert gpu["energy_j"] == 450.0 and gpu["energy_source"] == "NVML energy counter"
+    assert gpu.energy_j == 450.0 and gpu.energy_source == "NVML energy counter"
 
 
 def test_energy_integrates_power_without_a_counter() -> None:
@@ -397,8 +401,8 @@ def test_energy_integrates_power_without_a_counter() -> None:
     fake.power_w = 200.0
     sampler.sample(2.0)
     (gpu,) = sampler.finish()
-    assert gpu["energy_j"] == 150.0 + 200.0
-    assert gpu["energy_source"] == "integrated power samples"
+    assert gpu.energy_j == 150.0 + 200.0
+    assert gpu.energy_source == "integrated power samples"
 
 
 def test_process_gpu_memory_counts_only_the_server_tree() -> None:
@@ -411,7 +415,7 @@ def test_process_gpu_memory_counts_only_the_server_tree() -> None:
     fake.processes = None  # the list refused (no permission): absent
     sampler.sample(2.0)
     (gpu,) = sampler.finish()
-    assert gpu["process_memory_mib"] == {"mean": 512.0, "peak": 1024.0}
+    assert gpu.process_memory_mib == MeanPeak(mean=512.0, peak=1024.0)
 
 
 # --- Telemetry: windows, metrics, baseline -------------------------------------------------
@@ -428,11 +432,12 @@ def test_only_readings_inside_the_window_count() -> None:
     calls = len(nvml.calls)
     time.sleep(0.1)
     assert len(nvml.calls) == calls, "sampling went on after the window ended"
-    assert result["gpus"][0]["util_pct"] == {"mean": 50.0, "peak": 50.0}
-    assert result["samples"] >= 2
-    assert len(result["timeline"]["t_s"]) == result["samples"]
-    assert result["timeline"]["gpus"][0]["util_pct"] == [50.0] * result["samples"]
-    assert 0.1 <= result["duration_s"] < 10
+    assert result.gpus[0].util_pct == MeanPeak(mean=50.0, peak=50.0)
+    assert result.samples >= 2
+    assert result.timeline is not None
+    assert len(result.timeline.t_s) == result.samples
+    assert result.timeline.gpus[0].util_pct == (50.0,) * result.samples
+    assert 0.1 <= result.duration_s < 10
 
 
 def test_two_windows_get_their_own_figures() -> None:
@@ -447,10 +452,10 @@ def test_two_windows_get_their_own_figures() -> None:
     fake.energy_mj = 160_000.0
     t.window_ended()
     second = t.result()
-    assert first["metrics"]["gpu_util_mean"] == 30.0
-    assert second["metrics"]["gpu_util_mean"] == 70.0
-    assert first["metrics"]["energy_j"] == 100.0
-    assert second["metrics"]["energy_j"] == 10.0
+    assert first.metrics["gpu_util_mean"] == 30.0
+    assert second.metrics["gpu_util_mean"] == 70.0
+    assert first.metrics["energy_j"] == 100.0
+    assert second.metrics["energy_j"] == 10.0
 
 
 def test_metrics_over_several_gpus() -> None:
@@ -463,7 +468,7 @@ def test_metrics_over_several_gpus() -> None:
         gpu.energy_mj = (gpu.energy_mj or 0) + 500_000
     time.sleep(0.1)  # CPU rates need readings 50 ms apart
     t.window_ended()
-    metrics = t.result(output_tokens=2000)["metrics"]
+    metrics = t.result(output_tokens=2000).metrics
     assert metrics["gpu_util_mean"] == 40.0
     assert metrics["gpu_memory_peak_mib"] == 4000.0
     assert metrics["gpu_process_memory_peak_mib"] == 3700.0
@@ -474,13 +479,13 @@ def test_metrics_over_several_gpus() -> None:
     assert metrics["system_cpu_mean_pct"] == 25.0
     assert metrics["system_memory_peak_mib"] == 4096.0
     assert set(metrics) <= set(METRICS)
-    assert "energy_j_per_token" not in t.result()["metrics"]  # no token count given
+    assert "energy_j_per_token" not in t.result().metrics  # no token count given
 
 
 def test_a_figure_missing_on_one_gpu_is_missing_for_all() -> None:
     gpus = [FakeGpu(power_w=100.0, energy_mj=None), FakeGpu(power_w=None, energy_mj=None)]
     t = telemetry(FakeNvml(*gpus), FakePsutil(FakeProcess(10)))
-    metrics = run_window(t, 0.06)["metrics"]
+    metrics = run_window(t, 0.06).metrics
     assert "gpu_power_mean_w" not in metrics and "energy_j" not in metrics
     assert "gpu_util_mean" in metrics
 
@@ -491,10 +496,12 @@ def test_baseline_is_kept_apart_from_the_window() -> None:
     baseline = t.baseline(samples=2, interval_s=0.01)
     fake.util, fake.power_w = 80.0, 400.0
     result = run_window(t, 0.06)
-    assert baseline["gpus"][0]["util_pct"]["mean"] == 5.0
-    assert result["baseline"]["metrics"]["gpu_power_mean_w"] == 60.0
-    assert result["metrics"]["gpu_util_mean"] == 80.0
-    assert "timeline" not in result["baseline"]
+    idle_util = baseline.gpus[0].util_pct
+    assert idle_util is not None and idle_util.mean == 5.0
+    assert result.idle is not None
+    assert result.idle.metrics["gpu_power_mean_w"] == 60.0
+    assert result.metrics["gpu_util_mean"] == 80.0
+    assert result.idle.timeline is None
 
 
 def test_misuse_is_reported() -> None:
@@ -507,7 +514,7 @@ def test_misuse_is_reported() -> None:
     with pytest.raises(RuntimeError, match="twice"):
         t.window_started()
     t.close()  # ends the open window
-    assert t.result()["gpu_unavailable_reason"] == "no NVIDIA GPU: fake"
+    assert t.result().gpu_unavailable_reason == "no NVIDIA GPU: fake"
 
 
 def test_a_failing_reading_is_reported_not_raised() -> None:
@@ -517,7 +524,7 @@ def test_a_failing_reading_is_reported_not_raised() -> None:
 
     t = telemetry(None, FakePsutil(Broken(10)))
     result = run_window(t, 0.06)
-    assert result["error"] == "telemetry sampling failed: RuntimeError: boom"
+    assert result.error == "telemetry sampling failed: RuntimeError: boom"
 
 
 # --- no GPU here, host facts -----------------------------------------------------------------
@@ -528,11 +535,12 @@ def test_no_gpu_path_with_the_real_nvml() -> None:
         pytest.skip("this host has an NVIDIA GPU")
     with Telemetry.for_pid(os.getpid(), interval_s=0.02) as t:
         result = run_window(t, 0.1)
-    assert result["gpu_unavailable_reason"].startswith("no NVIDIA GPU: ")
-    assert "gpus" not in result and not GPU_KEYS & result["metrics"].keys()
-    assert result["timeline"]["gpus"] == []
-    assert result["metrics"]["server_rss_peak_mib"] > 10
-    assert host_gpu_facts() == {"gpu_unavailable_reason": result["gpu_unavailable_reason"]}
+    assert result.gpu_unavailable_reason is not None
+    assert result.gpu_unavailable_reason.startswith("no NVIDIA GPU: ")
+    assert result.gpus == () and not GPU_KEYS & result.metrics.keys()
+    assert result.timeline is not None and result.timeline.gpus == ()
+    assert result.metrics["server_rss_peak_mib"] > 10
+    assert host_gpu_facts() == {"gpu_unavailable_reason": result.gpu_unavailable_reason}
 
 
 def test_host_gpu_facts() -> None:

@@ -24,7 +24,8 @@ import pytest
 from pytest_llmperf.clients.inprocess import InProcessClient
 from pytest_llmperf.engines.catalog import ModelEntry, ModelSource
 from pytest_llmperf.results.records import RequestRecord, TokenSource
-from pytest_llmperf.settings.resolve import Settings, resolve_settings
+from pytest_llmperf.settings.groups import ServerSettings
+from pytest_llmperf.settings.resolve import resolve_settings
 
 WORDS = ["<pad>", "<eos>", "<unk>"] + [f"w{i}" for i in range(29)]
 EOS = 1
@@ -271,8 +272,8 @@ def test_close_fails_waiting_requests_and_drops_the_model(make_engine: Any) -> N
 # -- the backend: no torch needed ----------------------------------------------------------
 
 
-def _settings(tmp_path: Path, **cli: str) -> Settings:
-    return resolve_settings({"backends": "transformers", **cli}, {}, {}, tmp_path)
+def _settings(tmp_path: Path, **cli: str) -> ServerSettings:
+    return resolve_settings({"backends": "transformers", **cli}, {}, {}, tmp_path).server
 
 
 GGUF_ENTRY = ModelEntry("smollm2-135m", {

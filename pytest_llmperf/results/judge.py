@@ -1,0 +1,66 @@
+"""Holding results to their SLOs: the verdicts of a window or a capacity search, and the lines
+that say why a window failed (missed SLOs, overload, untrustworthy numbers, what stopped it,
+the failed requests)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pytest_llmperf.results.capacity import CapacityResult
+from pytest_llmperf.results.errors import error_summary
+from pytest_llmperf.results.metrics import GPU_METRICS, RESOURCES
+from pytest_llmperf.results.slo import Verdict, evaluate, failure_message
+from pytest_llmperf.results.thresholds import Check
+from pytest_llmperf.results.window import WindowResult
+
+__all__ = ["capacity_problems", "judge_capacity", "judge_window", "window_problems"]
+
+
+def judge_window(window: WindowResult, checks: Sequence[Check], *, require_gpu: bool = False,
+                 inconclusive: str = "warn") -> tuple[Verdict, ...]:
+    """The verdicts of one measured window: a resource it could not measure is skipped with
+    the reason (failed, with ``require_gpu``, for a GPU metric); a percentile its sample
+    cannot support is ``inconclusive`` (``inconclusive`` says whether that fails)."""
+    unmeasured = ({name: "no telemetry was taken for this result" for name in RESOURCES}
+                  if window.resources is None else window.resources.unmeasured_reasons())
+    return evaluate(window.metrics, checks, unmeasured=unmeasured,
+                    required=GPU_METRICS if require_gpu else (), inconclusive=inconclusive)
+
+
+def window_problems(window: WindowResult, verdicts: Sequence[Verdict], *,
+                    strict_validity: bool = False, number: int = 1, of: int = 1) -> list[str]:
+    """Why this window fails its test (empty: it passes): each missed SLO, an overload (its
+    latencies measure the window's length, not the server), and with ``strict_validity`` a
+    window whose numbers cannot be trusted; after a miss, what may explain it.  ``number`` of
+    ``of`` names the window among a load's repeats."""
+    context = window.context + (f", window {number} of {of}" if of > 1 else "")
+    lines = []
+    if window.overload:
+        lines.append(f"{context}: {window.overload}")
+    marks = "; ".join(f"{mark}: {', '.join(crossed)}"
+                      for mark, crossed in window.validity_marks.items())
+    if marks and strict_validity:
+        lines.append(f"{context}: the numbers cannot be trusted (--llmperf-strict-validity): "
+                     f"{marks}")
+    message = failure_message(verdicts, context)
+    if message:
+        lines.append(message)
+        if marks and not strict_validity:  # why the numbers may be off
+            lines.append(f"{context}: note: {marks}")
+        if window.run.stopped_early:  # e.g. the deadline cut it
+            lines.append(f"{context}: stopped early: {window.run.stopped_early}")
+        errors = error_summary(window.run.records)
+        if errors:
+            lines.append(errors)
+    return lines
+
+
+def judge_capacity(search: CapacityResult, checks: Sequence[Check]) -> tuple[Verdict, ...]:
+    """The verdicts of a capacity search's results (``capacity_max_concurrency >= 8``)."""
+    return evaluate(search.metrics(), checks, unmeasured=search.unmeasured())
+
+
+def capacity_problems(search: CapacityResult, verdicts: Sequence[Verdict],
+                      description: str) -> list[str]:
+    message = failure_message(verdicts, f"{search.summary}, {description}")
+    return [message] if message else []

@@ -1,0 +1,138 @@
+"""Load shapes: how requests are offered to the server.
+
+- Closed loop (:meth:`LoadShape.closed`): N users, each sending its next request when its last
+  one ends; with ``ramp_s`` the users join one by one, evenly over that many seconds.
+- Open loop (:meth:`LoadShape.open`): requests arrive at a rate whatever the server does.
+  ``constant`` arrivals are evenly spaced; ``poisson`` has exponential gaps; ``gamma`` has gamma
+  gaps whose shape is ``burstiness`` (1 is Poisson, below 1 burstier, above 1 more even: vLLM's
+  ``--burstiness``).  A rate of ``inf`` sends every request at once.  ``max_concurrency`` caps the
+  requests in flight; arrivals beyond it wait in the client, and that wait is measured
+  (``slip_ms``).
+
+A shape is part of every result (what load was offered), so it lives with the results; the
+arrival schedule that realises it is :func:`pytest_llmperf.load.shapes.arrival_offsets`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from pytest_llmperf.results.jsonfields import Fields, JSONDecodeError, JSONObject, json_number
+
+__all__ = ["ARRIVALS", "Arrivals", "LoadShape"]
+
+Arrivals = Literal["constant", "poisson", "gamma"]
+ARRIVALS: tuple[str, ...] = ("constant", "poisson", "gamma")
+
+
+@dataclass(frozen=True)
+class LoadShape:
+    """One load: closed loop (``users``) or open loop (``rate``), never both."""
+
+    users: int | None = None
+    rate: float | None = None  # requests per second; math.inf: all at once
+    arrivals: Arrivals = "poisson"
+    burstiness: float = 1.0  # gamma shape; only for "gamma"
+    max_concurrency: int | None = None  # open loop: most requests in flight
+    ramp_s: float = 0.0  # closed loop: users join evenly over this many seconds
+    seed: int = 0  # open loop: the arrival schedule's seed
+
+    def __post_init__(self) -> None:
+        if (self.users is None) == (self.rate is None):
+            raise ValueError("a load shape has users (closed loop) or a rate (open loop)")
+        if self.users is not None and self.users < 1:
+            raise ValueError(f"users must be >= 1, got {self.users}")
+        if self.rate is not None and not self.rate > 0:
+            raise ValueError(f"rate must be > 0 requests per second (or inf), got {self.rate}")
+        if self.arrivals not in ARRIVALS:
+            raise ValueError(f"arrivals must be one of {', '.join(ARRIVALS)}, "
+                             f"got {self.arrivals!r}")
+        if not (self.burstiness > 0 and math.isfinite(self.burstiness)):
+            raise ValueError(f"burstiness must be a number > 0, got {self.burstiness}")
+        if self.max_concurrency is not None and self.max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
+        if not (self.ramp_s >= 0 and math.isfinite(self.ramp_s)):
+            raise ValueError(f"ramp_s must be >= 0 seconds, got {self.ramp_s}")
+        if self.users is None and self.ramp_s:
+            raise ValueError("ramp_s is for closed loops; an open loop's rate sets its pace")
+
+    @classmethod
+    def closed(cls, users: int, *, ramp_s: float = 0.0) -> LoadShape:
+        return cls(users=users, ramp_s=ramp_s)
+
+    @classmethod
+    def open(cls, rate: float, *, arrivals: Arrivals | None = None, burstiness: float = 1.0,
+             max_concurrency: int | None = None, seed: int = 0) -> LoadShape:
+        """Arrivals default to Poisson, or gamma when a burstiness other than 1 is given."""
+        chosen: Arrivals = arrivals or ("poisson" if burstiness == 1.0 else "gamma")
+        return cls(rate=rate, arrivals=chosen, burstiness=burstiness,
+                   max_concurrency=max_concurrency, seed=seed)
+
+    @property
+    def is_open(self) -> bool:
+        return self.rate is not None
+
+    @property
+    def load(self) -> float:
+        """The number a sweep or a capacity search varies: users, or requests per second."""
+        return float(self.rate if self.rate is not None else self.users or 0)
+
+    @property
+    def label(self) -> str:
+        """``4 users``, ``4 users, 10 s ramp``, ``2 req/s poisson``, ``inf req/s, max 8``."""
+        if self.users is not None:
+            text = f"{self.users} user{'s' if self.users != 1 else ''}"
+            return text + (f", {self.ramp_s:g} s ramp" if self.ramp_s else "")
+        text = f"{self.rate:g} req/s"
+        if self.rate is not None and math.isfinite(self.rate):
+            text += f" {self.arrivals}"
+            if self.arrivals == "gamma":
+                text += f" (burstiness {self.burstiness:g})"
+        return text + (f", max {self.max_concurrency} in flight" if self.max_concurrency else "")
+
+    @property
+    def id(self) -> str:
+        """A test-id fragment: ``users4``, ``rate2``, ``rate0.5-b0.5``, ``rateinf-max8``."""
+        if self.users is not None:
+            return f"users{self.users}" + (f"-ramp{self.ramp_s:g}" if self.ramp_s else "")
+        text = f"rate{self.rate:g}"
+        if self.arrivals == "constant":
+            text += "-constant"
+        elif self.arrivals == "gamma":
+            text += f"-b{self.burstiness:g}"
+        return text + (f"-max{self.max_concurrency}" if self.max_concurrency else "")
+
+    def with_load(self, load: float) -> LoadShape:
+        """The same shape at another load (a sweep's or capacity search's next point)."""
+        if self.users is not None:
+            return LoadShape(users=max(1, round(load)), ramp_s=self.ramp_s)
+        return LoadShape(rate=load, arrivals=self.arrivals, burstiness=self.burstiness,
+                         max_concurrency=self.max_concurrency, seed=self.seed)
+
+    def to_json(self) -> JSONObject:
+        """What the result store records about the load."""
+        if self.users is not None:
+            return {"shape": "closed_loop", "users": self.users, "ramp_s": self.ramp_s}
+        return {"shape": "open_loop", "rate": json_number(self.rate), "arrivals": self.arrivals,
+                "burstiness": self.burstiness, "max_concurrency": self.max_concurrency,
+                "seed": self.seed}
+
+    @classmethod
+    def from_json(cls, fields: Fields) -> LoadShape:
+        """The shape :meth:`to_json` wrote (a bad one raises JSONDecodeError naming it)."""
+        try:
+            if fields.text("shape") == "closed_loop":
+                return cls(users=fields.integer("users"), ramp_s=fields.number("ramp_s", 0.0))
+            arrivals = fields.text("arrivals")
+            if arrivals not in ARRIVALS:
+                raise ValueError(f"unknown arrivals {arrivals!r}")
+            return cls(rate=fields.number("rate"), arrivals=arrivals,  # type: ignore[arg-type]
+                       burstiness=fields.number("burstiness", 1.0),
+                       max_concurrency=fields.integer_or_none("max_concurrency"),
+                       seed=fields.integer("seed", 0))
+        except ValueError as exc:
+            if isinstance(exc, JSONDecodeError):
+                raise
+            raise JSONDecodeError(f"{fields.path}: not a load shape: {exc}") from None

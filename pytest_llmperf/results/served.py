@@ -1,0 +1,39 @@
+"""Which engine and model a result was measured on: a plain record (the live server, its
+client and its process are the engine's business, :class:`pytest_llmperf.engines.base.ServedModel`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pytest_llmperf.results.jsonfields import Fields, JSONObject
+
+__all__ = ["ServedInfo"]
+
+
+@dataclass(frozen=True)
+class ServedInfo:
+    backend: str
+    model: str  # the alias or name the user gave
+    engine: str  # engine and version, e.g. "xllamacpp 2026.10.11549"
+    model_file: str | None = None
+    model_sha256: str | None = None
+
+    @property
+    def description(self) -> str:
+        """``smollm2-135m on llamacpp (xllamacpp 2026.10.11549)``."""
+        return f"{self.model} on {self.backend} ({self.engine})"
+
+    @property
+    def target(self) -> str:
+        """``llamacpp-smollm2-135m``, as in the test ids."""
+        return f"{self.backend}-{self.model}"
+
+    def to_json(self) -> JSONObject:
+        return {"backend": self.backend, "model": self.model, "engine": self.engine,
+                "model_file": self.model_file, "model_sha256": self.model_sha256}
+
+    @classmethod
+    def from_json(cls, fields: Fields) -> ServedInfo:
+        return cls(fields.text("backend"), fields.text("model"), fields.text("engine"),
+                   fields.text_or_none("model_file"), fields.text_or_none("model_sha256"))
