@@ -1,2 +1,2 @@
-"""Reports: the JSON entry per result, junit properties, markdown, the terminal table and
-charts."""
+"""Reports: junit properties, markdown (per window, per search, resources), the terminal summary,
+comparison tables and charts, all read from typed result records."""
