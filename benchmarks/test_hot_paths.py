@@ -18,7 +18,7 @@ import asyncio
 import json
 from typing import Any
 
-from pytest_llmperf.clients.openai import _Stream
+from pytest_llmperf.clients.openai_stream import OpenAIStream
 from pytest_llmperf.clients.sse import SSEParser
 from pytest_llmperf.clients.transport import Connection
 from pytest_llmperf.results.metrics import summarize
@@ -91,7 +91,7 @@ def test_per_chunk_bookkeeping(benchmark: Any) -> None:
     events = [SSEParser().feed(read) for read in READS]
 
     def book() -> int:
-        stream = _Stream()
+        stream = OpenAIStream()
         for number, read in enumerate(events):
             stream.read(read, number)
         return len(stream.chunk_ns)

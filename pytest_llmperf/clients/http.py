@@ -23,20 +23,29 @@ closes them cannot cost another resend, and the resend itself never takes a pool
 
 A request's send time is when it was handed to the connection, just before the write: with
 many streams, building the others' requests first would otherwise be timed as the server's.
+
+A client makes one TLS context, the first time it connects over https, and every connection
+shares it: making one costs about 20 ms on the event loop, on every request once reuse is off.
+Redirects are not followed (a POST's stream cannot be sent again by the client's own choice):
+a 3xx is the request's failure, ``redirected``, naming where the server points.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import NamedTuple, TypeVar
+from urllib.parse import urlsplit
 
-from pytest_llmperf.clients.base import timeout_message
+from pytest_llmperf.clients.base import short, timeout_message
 from pytest_llmperf.clients.transport import (
     BadResponse,
+    ClientLimit,
     Connection,
+    MalformedAnswer,
     Origin,
     PayloadError,
     ServerDisconnected,
@@ -46,8 +55,8 @@ from pytest_llmperf.clients.transport import (
 )
 from pytest_llmperf.results.errors import ErrorKind
 
-__all__ = ["Exchanged", "HttpClient", "ResendFailed", "TransportError", "transport_kind",
-           "yield_to_other_reads"]
+__all__ = ["Exchanged", "HttpClient", "ResendFailed", "TransportError", "status_message",
+           "transport_kind", "yield_to_other_reads"]
 
 _Client = TypeVar("_Client", bound="HttpClient")
 # Below the 5 s keep-alive of uvicorn (vLLM, SGLang) and llama.cpp: a connection idle longer
@@ -60,6 +69,8 @@ class Exchanged(NamedTuple):
     status: int
     resent: bool  # the first attempt's pooled connection had closed (see the module docstring)
     error_body: bytes = b""  # the body of an answer that is not 200
+    location: str = ""  # a redirect's Location, as it came
+    content_type: str = ""
 
 
 class ResendFailed(TransportError):
@@ -69,6 +80,7 @@ class ResendFailed(TransportError):
         super().__init__(f"{_describe(first)} on a pooled connection; sent again on a fresh "
                          f"connection: {_describe(second)}")
         self.first_send_ns = first_send_ns
+        self.second = second
 
 
 def _describe(exc: BaseException) -> str:
@@ -89,9 +101,16 @@ class HttpClient:
         self.reuse_connections = reuse_connections
         self.resends = 0  # requests sent once more after their pooled connection had closed
         self._headers = {"Content-Type": "application/json"}
+        self._api_key = api_key  # only to mask it in what a server answers
         if api_key:
+            if not api_key.isprintable() or not _latin1(api_key):
+                # Refused here, before any request: a header cannot carry it (a line break
+                # would even start a header of its own).  The key itself is never shown.
+                raise ValueError("the API key holds a line break, a control character or a "
+                                 "character outside Latin-1: no HTTP header can carry it")
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._open = False
+        self._tls: ssl.SSLContext | None = None  # made once, for the first https connection
         self._idle: dict[Origin, list[Connection]] = {}
         self._origins: dict[str, Origin] = {}
         self._all: weakref.WeakSet[Connection] = weakref.WeakSet()
@@ -125,6 +144,8 @@ class HttpClient:
             connection, sent = await self._send(origin, body)
             done = False
             try:
+                sent = sent._replace(location=connection.location,
+                                     content_type=connection.content_type)
                 if sent.status != 200:
                     sent = sent._replace(error_body=await connection.read_body())
                 elif self.first_token_timeout_s is None:
@@ -190,7 +211,9 @@ class HttpClient:
                 if not connection.closed and now - connection.idle_since < _KEEPALIVE_S:
                     return connection
                 connection.close()
-        connection = await connect(origin)
+        if origin.scheme == "https" and self._tls is None:
+            self._tls = ssl.create_default_context()
+        connection = await connect(origin, self._tls)
         self._all.add(connection)
         return connection
 
@@ -201,6 +224,14 @@ class HttpClient:
             self._idle.setdefault(origin, []).append(connection)
         else:
             connection.close()
+
+
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _lifting(first_token: asyncio.Timeout, on_read: Callable[[bytes, int], None],
@@ -229,11 +260,50 @@ async def yield_to_other_reads() -> None:
 
 
 def transport_kind(exc: TransportError, *, answered: bool) -> ErrorKind:
-    """A transport failure's category: a stream cut after the answer began is truncated, an
-    answer that is not HTTP malformed; one that never got that far could not connect
-    (refused, reset, closed)."""
+    """A transport failure's category: the client's own machine running out is the client's
+    limit; a body that cannot be read is malformed; a stream cut after the answer began is
+    truncated, an answer that is not HTTP malformed; one that never got that far could not
+    connect (refused, reset, closed)."""
+    if isinstance(exc, ResendFailed):
+        return (ErrorKind.CLIENT_LIMIT if isinstance(exc.second, ClientLimit)
+                else ErrorKind.CONNECTION)
+    if isinstance(exc, ClientLimit):
+        return ErrorKind.CLIENT_LIMIT
+    if isinstance(exc, MalformedAnswer):
+        return ErrorKind.MALFORMED
     if answered or isinstance(exc, PayloadError):
         return ErrorKind.TRUNCATED
     if isinstance(exc, BadResponse):
         return ErrorKind.MALFORMED
     return ErrorKind.CONNECTION
+
+
+def status_message(sent: Exchanged, body: str, api_key: str | None = None) -> str:
+    """What a request answered with a status other than 200 is told: ``HTTP 503: <body>``;
+    for a redirect, where the server points (no credentials, query or fragment of it).  The
+    body of a refusal of the credentials (401, 403) is not kept, as it may quote them; any
+    other body has ``api_key`` masked."""
+    if 300 <= sent.status < 400:
+        where = _bare_url(sent.location)
+        return (f"HTTP {sent.status}: the server redirects the request"
+                + (f" to {where}" if where else "") + "; the client follows no redirect: "
+                "point --base-url at where the server answers")
+    if sent.status in (401, 403):
+        return (f"HTTP {sent.status}: the server refused the request's credentials (its answer "
+                "is not kept: it may quote them); check --api-key-env")
+    if api_key:
+        body = body.replace(api_key, "[API key]")
+    return f"HTTP {sent.status}: {short(body)}"
+
+
+def _bare_url(location: str) -> str:
+    """``location`` without userinfo, query or fragment, printable characters only."""
+    try:
+        parts = urlsplit(location)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return ""
+    host = f"[{host}]" if ":" in host else host
+    bare = (f"{parts.scheme}://{host}{port}" if parts.scheme and host else "") + parts.path
+    return "".join(c for c in bare if c.isprintable() and not c.isspace())[:200]

@@ -19,19 +19,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
 
+from pytest_llmperf.clients import sse
 from pytest_llmperf.clients.base import Prompt, as_prompt
 from pytest_llmperf.clients.base import short as _short
 from pytest_llmperf.clients.http import (
     HttpClient,
     ResendFailed,
     TransportError,
+    status_message,
     transport_kind,
     yield_to_other_reads,
 )
+from pytest_llmperf.clients.openai_stream import MAX_COUNT
 from pytest_llmperf.clients.reasoning import ReasoningTracker
 from pytest_llmperf.results.errors import ErrorKind, http_kind
 from pytest_llmperf.results.records import RequestRecord, TokenSource
@@ -54,19 +58,40 @@ def build_chat_payload(model: str, prompt: Prompt | str, max_tokens: int) -> dic
 
 class NDJSONLines:
     """Cuts a byte stream into complete lines; a network read may end anywhere, even inside
-    a multi-byte character, so bytes are kept until their line's newline arrives."""
+    a multi-byte character, so bytes are kept until their line's newline arrives: as the reads
+    that brought them, joined once when the line ends (linear time however the network cut
+    it), and no more than ``max_line`` of them (:class:`~.sse.LineTooLong`)."""
 
-    def __init__(self) -> None:
-        self._pending = b""
+    def __init__(self, max_line: int | None = None) -> None:
+        self._max = sse.MAX_LINE_BYTES if max_line is None else max_line
+        self._pending: list[bytes] = []
+        self._size = 0
 
     def feed(self, data: bytes) -> list[bytes]:
-        *lines, self._pending = (self._pending + data).split(b"\n")
+        if b"\n" not in data:
+            self._hold(data)
+            return []
+        if self._pending:
+            data = b"".join((*self._pending, data))
+            self._pending, self._size = [], 0
+        *lines, rest = data.split(b"\n")
+        if any(len(line) > self._max for line in lines):
+            raise sse.LineTooLong(self._max)
+        self._hold(rest)
         return [line for line in lines if line.strip()]
 
     def close(self) -> bytes:
         """What is left without a newline at the end of the stream."""
-        rest, self._pending = self._pending, b""
+        rest = b"".join(self._pending)
+        self._pending, self._size = [], 0
         return rest
+
+    def _hold(self, part: bytes) -> None:
+        if part:
+            self._pending.append(part)
+            self._size += len(part)
+            if self._size > self._max:
+                raise sse.LineTooLong(self._max)
 
 
 def server_timings(final: Mapping[str, Any]) -> dict[str, float]:
@@ -84,7 +109,10 @@ def server_timings(final: Mapping[str, Any]) -> dict[str, float]:
         ("total_duration", "total_ms", _NS_PER_MS),
     ):
         value = final.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or (isinstance(value, int) and abs(value) >= 2**63):  # absurd, overflows floats
+            continue
+        if math.isfinite(value / scale):  # strict JSON carries no NaN nor infinity
             timings[name] = value / scale
     count, ms = timings.get("predicted_n"), timings.get("predicted_ms")
     if count and ms:
@@ -129,7 +157,10 @@ class _Answer:
             return False
         if message.get("done"):
             counts = (message.get("eval_count"), message.get("prompt_eval_count"))
-            if any(c is not None and type(c) is not int for c in counts):  # record() int()s them
+            reason = message.get("done_reason")
+            if any(c is not None and (type(c) is not int or not 0 <= c <= MAX_COUNT)
+                   for c in counts) \
+                    or not isinstance(reason, (str, type(None))):  # record() takes them as are
                 self.fail(ErrorKind.MALFORMED,
                           f"malformed final stream line: {_short(line.decode('utf-8'))}")
                 return False
@@ -159,8 +190,11 @@ class _Answer:
         if rest.strip():
             try:
                 text = rest.decode("utf-8")
-            except UnicodeDecodeError:
-                self.fail(ErrorKind.TRUNCATED, "stream ended inside a UTF-8 character")
+            except UnicodeDecodeError as exc:
+                if exc.reason == "unexpected end of data":  # cut inside a character
+                    self.fail(ErrorKind.TRUNCATED, "stream ended inside a UTF-8 character")
+                else:
+                    self.fail(ErrorKind.MALFORMED, "stream line is not valid UTF-8")
             else:
                 try:
                     json.loads(text)
@@ -237,9 +271,11 @@ class OllamaClient(HttpClient):
             send_ns, answer.resent = await self._exchange(body, answer)
         except TimeoutError:
             answer.fail(ErrorKind.TIMEOUT, self.timeout_message(bool(answer.chunk_ns)))
+        except _Unreadable:  # the answer has its failure
+            answer.end_ns = time.perf_counter_ns()
         except ResendFailed as exc:
             send_ns = exc.first_send_ns
-            answer.fail(ErrorKind.CONNECTION, str(exc))
+            answer.fail(transport_kind(exc, answered=False), str(exc))
         except TransportError as exc:
             answer.fail(transport_kind(exc, answered=bool(answer.chunk_ns)),
                         f"{type(exc).__name__}: {exc}")
@@ -251,17 +287,28 @@ class OllamaClient(HttpClient):
         """POST ``body`` and read the answer into ``answer``; returns when it was sent and
         whether it was sent a second time."""
         lines = NDJSONLines()
-        sent = await self.exchange(self.url, body,
-                                   lambda raw, now_ns: answer.read(lines.feed(raw), now_ns),
-                                   lambda: bool(answer.chunk_ns))
+
+        def read(raw: bytes, now_ns: int) -> None:
+            try:
+                complete = lines.feed(raw)
+            except sse.LineTooLong as exc:
+                answer.fail(ErrorKind.MALFORMED, str(exc))
+                raise _Unreadable from None  # ends the exchange: the rest is of no use
+            answer.read(complete, now_ns)
+
+        sent = await self.exchange(self.url, body, read, lambda: bool(answer.chunk_ns))
         if sent.status != 200:
             answer.fail(http_kind(sent.status),
-                        f"HTTP {sent.status}: {_error_text(sent.error_body)}")
+                        status_message(sent, _error_text(sent.error_body), self._api_key))
             answer.end_ns = time.perf_counter_ns()
         else:
             answer.close(lines.close(), time.perf_counter_ns())
         await yield_to_other_reads()
         return sent.send_ns, sent.resent
+
+
+class _Unreadable(Exception):
+    """The stream cannot be read on (the reason is the answer's): the exchange ends."""
 
 
 def _error_text(body: bytes) -> str:

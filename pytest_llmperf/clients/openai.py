@@ -23,13 +23,14 @@ from pytest_llmperf.clients.http import (
     HttpClient,
     ResendFailed,
     TransportError,
+    status_message,
     transport_kind,
     yield_to_other_reads,
 )
-from pytest_llmperf.clients.reasoning import ReasoningSummary, ReasoningTracker
-from pytest_llmperf.clients.sse import SSEEvent, SSEParser
+from pytest_llmperf.clients.openai_stream import OpenAIStream, stream_record
+from pytest_llmperf.clients.sse import LineTooLong, SSEParser
 from pytest_llmperf.results.errors import ErrorKind, http_kind
-from pytest_llmperf.results.records import RequestRecord, TokenSource
+from pytest_llmperf.results.records import RequestRecord
 
 __all__ = ["Endpoint", "StreamingClient", "build_payload"]
 
@@ -88,84 +89,6 @@ def build_payload(endpoint: Endpoint, prompt: Prompt | str, max_tokens: int) -> 
     return payload
 
 
-class _Stream:
-    """What one response stream has said so far."""
-
-    def __init__(self) -> None:
-        self.chunk_ns: list[int] = []
-        self.text: list[str] = []
-        self.kinds = ReasoningTracker()
-        self.finish_reason: str | None = None
-        self.usage: Mapping[str, Any] | None = None
-        self.timings: Mapping[str, float] | None = None
-        self.error: str | None = None
-        self.error_kind: ErrorKind | None = None
-        self.done = False
-        self.end_ns = 0
-        self.resent = False
-
-    def fail(self, kind: ErrorKind, error: str) -> None:
-        if self.error is None:  # the first failure is the cause; later ones follow from it
-            self.error, self.error_kind = error, kind
-
-    def take(self, data: str) -> bool:
-        """Apply one SSE data payload; True when it carried generated text."""
-        if data == "[DONE]":
-            self.done = True
-            return False
-        try:
-            message = json.loads(data)
-        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
-            self.fail(ErrorKind.MALFORMED, f"malformed stream chunk: {short(data)}")
-            return False
-        if not isinstance(message, dict):
-            self.fail(ErrorKind.MALFORMED, f"unexpected stream chunk: {short(data)}")
-            return False
-        if "error" in message:
-            self.fail(ErrorKind.IN_BAND,
-                      f"server error in stream: {short(json.dumps(message['error']))}")
-            return False
-        if message.get("usage"):
-            if not _counts(message["usage"]):
-                self.fail(ErrorKind.MALFORMED, f"malformed usage in stream: {short(data)}")
-                return False
-            self.usage = message["usage"]
-        if message.get("timings"):
-            self.timings = message["timings"]
-        carried = False
-        for choice in message.get("choices") or ():
-            if self._generated(choice):
-                carried = True
-            if choice.get("finish_reason"):
-                self.finish_reason = choice["finish_reason"]
-        return carried
-
-    def read(self, events: list[SSEEvent], now_ns: int) -> None:
-        """Apply the events of one network read: one reading if any of them carried text."""
-        carried = [self.take(event.data) for event in events]  # all of them, in order
-        if any(carried):
-            self.chunk_ns.append(now_ns)
-            self.kinds.end_read(now_ns)
-
-    def _generated(self, choice: Mapping[str, Any]) -> bool:
-        """Note the text a choice generated: chat delta content and reasoning (vLLM and SGLang
-        name it ``reasoning_content`` or ``reasoning``), or completions text; True if any."""
-        delta = choice.get("delta")
-        if delta is not None:
-            answer = delta.get("content") or ""
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
-        else:
-            answer, reasoning = choice.get("text") or "", ""
-        if not (answer or reasoning):
-            return False
-        self.text.append(answer + reasoning)  # all of it, for a tokenizer's output count
-        if reasoning:
-            self.kinds.reasoning(reasoning)
-        if answer:
-            self.kinds.content(answer)  # inline <think> tags where no parser took them out
-        return True
-
-
 class StreamingClient(HttpClient):
     """Sends streaming requests to one OpenAI-compatible endpoint; use as ``async with``."""
 
@@ -182,117 +105,69 @@ class StreamingClient(HttpClient):
         prompt = as_prompt(prompt)
         body = json.dumps(build_payload(self.endpoint, prompt, self.max_tokens)).encode()
         send_ns = time.perf_counter_ns()
-        stream = _Stream()
+        stream = OpenAIStream()
         try:
             send_ns, stream.resent = await self._exchange(body, stream)
         except TimeoutError:
             stream.fail(ErrorKind.TIMEOUT, self.timeout_message(bool(stream.chunk_ns)))
+        except _Unreadable:  # the stream has its failure
+            stream.end_ns = time.perf_counter_ns()
         except ResendFailed as exc:
             send_ns = exc.first_send_ns
-            stream.fail(ErrorKind.CONNECTION, str(exc))
+            stream.fail(transport_kind(exc, answered=False), str(exc))
         except TransportError as exc:
             stream.fail(transport_kind(exc, answered=bool(stream.chunk_ns)),
                         f"{type(exc).__name__}: {exc}")
-        except UnicodeDecodeError:  # the stream ended inside a multi-byte character
-            stream.fail(ErrorKind.TRUNCATED, "stream ended inside a UTF-8 character")
-        return _record(request_id, prompt, prompt.max_tokens(self.max_tokens), send_ns, stream)
+        return stream_record(request_id, prompt, prompt.max_tokens(self.max_tokens), send_ns,
+                             stream)
 
-    async def _exchange(self, body: bytes, stream: _Stream) -> tuple[int, bool]:
+    async def _exchange(self, body: bytes, stream: OpenAIStream) -> tuple[int, bool]:
         """POST ``body`` and read the answer into ``stream``; returns when it was sent and
         whether it was sent a second time."""
         parser = SSEParser()
-        sent = await self.exchange(self.endpoint.url, body,
-                                   lambda raw, now_ns: stream.read(parser.feed(raw), now_ns),
-                                   lambda: bool(stream.chunk_ns))
+
+        def read(raw: bytes, now_ns: int) -> None:
+            if not stream.events:  # the body's start, should it be no event stream
+                stream.keep_start(raw)
+            try:
+                events = parser.feed(raw)
+            except UnicodeDecodeError as exc:
+                stream.fail(ErrorKind.MALFORMED, f"the stream is not valid UTF-8: {exc}")
+                raise _Unreadable from None  # ends the exchange: the rest is of no use
+            except LineTooLong as exc:
+                stream.fail(ErrorKind.MALFORMED, str(exc))
+                raise _Unreadable from None
+            stream.read(events, now_ns)
+
+        sent = await self.exchange(self.endpoint.url, body, read, lambda: bool(stream.chunk_ns))
         if sent.status != 200:
             stream.fail(http_kind(sent.status),
-                        f"HTTP {sent.status}: {short(sent.error_body.decode('utf-8', 'replace'))}")
+                        status_message(sent, sent.error_body.decode("utf-8", "replace"),
+                                       self._api_key))
         else:
-            stream.read(parser.close(), time.perf_counter_ns())
+            _close(parser, stream, sent.content_type)
         stream.end_ns = time.perf_counter_ns()
         await yield_to_other_reads()
         return sent.send_ns, sent.resent
 
 
-def _counts(usage: Any) -> bool:
-    """A usage block whose token counts are whole numbers (or absent)."""
-    return isinstance(usage, dict) and all(
-        isinstance(usage.get(key, 0), int) or usage.get(key) is None
-        for key in ("completion_tokens", "prompt_tokens"))
+class _Unreadable(Exception):
+    """The stream cannot be read on (the reason is the stream's): the exchange ends."""
 
 
-def _record(request_id: int, prompt: Prompt, max_tokens: int, send_ns: int,
-            stream: _Stream) -> RequestRecord:
-    error, error_kind = stream.error, stream.error_kind
-    if error is None and not stream.done and stream.finish_reason is None:
-        error, error_kind = ("stream ended before the server finished the answer",
-                             ErrorKind.TRUNCATED)
-    usage = stream.usage or {}
-    output_tokens, output_source, output_text = 0, None, None
-    if "completion_tokens" in usage:
-        output_tokens, output_source = int(usage["completion_tokens"] or 0), TokenSource.USAGE
-    elif error is None and stream.chunk_ns:
-        output_text = "".join(stream.text)  # counted by the tokenizer after the window
-    kinds = stream.kinds.finish()
-    reasoning_tokens, reasoning_source, reasoning_text = _reasoning_count(usage, kinds)
-    input_tokens, input_source, prompt_text = None, None, None
-    if usage.get("prompt_tokens") is not None:
-        input_tokens, input_source = int(usage["prompt_tokens"]), TokenSource.USAGE
-    elif error is None:
-        prompt_text = prompt.text
-    return RequestRecord(
-        request_id=request_id,
-        send_ns=send_ns,
-        chunk_ns=tuple(stream.chunk_ns),
-        end_ns=stream.end_ns or time.perf_counter_ns(),
-        output_tokens=output_tokens,
-        output_token_source=output_source,
-        input_tokens=input_tokens,
-        input_token_source=input_source,
-        finish_reason=stream.finish_reason,
-        error=error,
-        error_kind=None if error_kind is None else error_kind.value,
-        server_timings=dict(stream.timings or {}),
-        output_text=output_text,
-        prompt_text=prompt_text,
-        prompt_history=prompt.history if prompt_text is not None else (),
-        resent=stream.resent,
-        max_tokens=max_tokens,
-        cached_tokens=cached_tokens(usage, stream.timings or {}),
-        dataset_input_tokens=prompt.input_tokens,
-        reasoning_chunks=kinds.reasoning_chunks,
-        answer_start_ns=kinds.answer_start_ns,
-        answer_end_ns=kinds.answer_end_ns,
-        reasoning_tokens=reasoning_tokens,
-        reasoning_token_source=reasoning_source,
-        reasoning_text=reasoning_text if error is None else None,
-    )
-
-
-def _reasoning_count(usage: Mapping[str, Any], kinds: ReasoningSummary
-                     ) -> tuple[int | None, TokenSource | None, str | None]:
-    """Reasoning tokens, their source and the text still to count: the server's
-    ``completion_tokens_details.reasoning_tokens`` where it says, else the tokenizer's after
-    the window.  A zero from a server whose stream did reason is a server that does not
-    count them, not a count."""
-    details = usage.get("completion_tokens_details")
-    told = details.get("reasoning_tokens") if isinstance(details, Mapping) else None
-    reasoned = kinds.reasoning_chunks > 0
-    if isinstance(told, int) and not isinstance(told, bool) and (told or not reasoned):
-        return told, TokenSource.USAGE, None
-    if reasoned:
-        return None, None, kinds.reasoning_text
-    return 0, None, None
-
-
-def cached_tokens(usage: Mapping[str, Any], timings: Mapping[str, Any]) -> int | None:
-    """Prompt tokens the server answered from its prefix cache, where it says: OpenAI's
-    ``usage.prompt_tokens_details.cached_tokens`` (vLLM, SGLang) or llama.cpp's
-    ``timings.cache_n``; None when it does not."""
-    details = usage.get("prompt_tokens_details")
-    if isinstance(details, Mapping) and isinstance(details.get("cached_tokens"), int):
-        return int(details["cached_tokens"])
-    cache_n = timings.get("cache_n")
-    if isinstance(cache_n, (int, float)) and not isinstance(cache_n, bool):
-        return int(cache_n)
-    return None
+def _close(parser: SSEParser, stream: OpenAIStream, content_type: str) -> None:
+    """The answer ended: the events left in the parser, then whether it was an event stream
+    at all (a 200 whose body is JSON or a proxy's HTML page is not)."""
+    try:
+        stream.read(parser.close(), time.perf_counter_ns())
+    except UnicodeDecodeError as exc:
+        if exc.reason == "unexpected end of data":  # cut inside a multi-byte character
+            stream.fail(ErrorKind.TRUNCATED, "stream ended inside a UTF-8 character")
+        else:
+            stream.fail(ErrorKind.MALFORMED, f"the stream is not valid UTF-8: {exc}")
+    except LineTooLong as exc:
+        stream.fail(ErrorKind.MALFORMED, str(exc))
+    if not stream.events and stream.start.strip():
+        kind = f" (Content-Type: {short(content_type)})" if content_type else ""
+        stream.fail(ErrorKind.MALFORMED, f"a 200 answer that is not an event stream{kind}: "
+                                         f"{short(stream.start.decode('utf-8', 'replace'))}")

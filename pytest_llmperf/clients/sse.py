@@ -3,6 +3,11 @@
 Network reads split and merge events arbitrarily, so the parser takes bytes as they arrive and
 returns every event completed so far.  Comment lines (``: ping``) and blank keep-alives produce
 nothing; an event's ``data`` lines are joined with newlines as the format requires.
+
+A line that has not ended yet is kept as the reads that brought it and joined once, when it
+ends: a long line costs time linear in its length, however finely the network cut it.  No line,
+and no event's data, may be longer than :data:`MAX_LINE_BYTES` (:class:`LineTooLong`): a server
+that never ends a line costs the client that much memory, no more.
 """
 
 from __future__ import annotations
@@ -10,9 +15,19 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-__all__ = ["SSEEvent", "SSEParser"]
+__all__ = ["MAX_LINE_BYTES", "LineTooLong", "SSEEvent", "SSEParser"]
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
+# A whole answer in one event (a server that does not stream) is far below this.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+
+
+class LineTooLong(Exception):
+    """A line, or an event's data, longer than the client holds for one."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"a line of the stream is longer than {limit} bytes, the most the "
+                         f"client holds for one")
 
 
 class SSEEvent(NamedTuple):
@@ -23,50 +38,43 @@ class SSEEvent(NamedTuple):
 
 
 class SSEParser:
-    def __init__(self) -> None:
-        self._buffer = b""
+    def __init__(self, max_line: int | None = None) -> None:
+        self._max = MAX_LINE_BYTES if max_line is None else max_line
+        self._held: list[bytes] = []  # the line not ended yet, as the reads brought it
+        self._held_size = 0
+        self._cr = False  # the held line ended with a lone \r, which may be half of \r\n
         self._data: list[str] = []
+        self._data_size = 0
         self._event = ""
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Events completed by ``chunk``, in order."""
-        self._buffer += chunk
-        events: list[SSEEvent] = []
-        if b"\r" in self._buffer:  # \r\n or a lone \r: the general rule, line by line
-            return self._feed_lines(events)
-        # Only \n ends lines (vLLM, SGLang, llama.cpp): split them all at once, the hot path.
-        # Its two common lines, "data: ..." and the blank line that dispatches, are taken
-        # here; every other line goes by the general rule.
-        *lines, self._buffer = self._buffer.split(b"\n")
-        for line in lines:
-            if line.startswith(b"data: "):
-                self._data.append(line[6:].decode("utf-8"))
-                continue
-            if not line and self._data and not self._event:
-                events.append(SSEEvent("\n".join(self._data)))
-                self._data = []
-                continue
-            event = self._take_line(line.decode("utf-8"))
-            if event is not None:
-                events.append(event)
-        return events
-
-    def _feed_lines(self, events: list[SSEEvent]) -> list[SSEEvent]:
-        while True:
-            line, found = self._next_line()
-            if not found:
-                return events
-            event = self._take_line(line)
-            if event is not None:
-                events.append(event)
+        if not self._held and not self._cr and b"\r" not in chunk:
+            # The hot path: nothing held, only \n ends lines (vLLM, SGLang, llama.cpp).
+            lines = chunk.split(b"\n")
+            self._hold(lines.pop())
+            return self._take_lines(lines, len(chunk) > self._max) if lines else []
+        if not self._cr and b"\n" not in chunk and b"\r" not in chunk:
+            self._hold(chunk)  # the line goes on: no copy of what came before
+            return []
+        data = b"".join([*self._held, b"\r", chunk] if self._cr else [*self._held, chunk])
+        self._held, self._held_size, self._cr = [], 0, False
+        if b"\r" not in data:
+            lines = data.split(b"\n")
+        else:  # \r\n or a lone \r: a trailing \r waits for the next byte
+            self._cr = data.endswith(b"\r")
+            lines = _LINE_END.split(data[:-1] if self._cr else data)
+        self._hold(lines.pop())
+        return self._take_lines(lines, len(data) > self._max)
 
     def close(self) -> list[SSEEvent]:
         """Events left when the stream ends (a last event with no blank line after it)."""
         events: list[SSEEvent] = []
-        if self._buffer:
-            # A trailing lone \r was held back in case \n followed; at the end it ends the line.
-            event = self._take_line(self._buffer.removesuffix(b"\r").decode("utf-8"))
-            self._buffer = b""
+        if self._held or self._cr:
+            # At the end a held line has ended, with its \r or with the stream.
+            line = b"".join(self._held)
+            self._held, self._held_size, self._cr = [], 0, False
+            event = self._take_line(line.decode("utf-8"))
             if event is not None:
                 events.append(event)
         event = self._take_line("")
@@ -74,15 +82,41 @@ class SSEParser:
             events.append(event)
         return events
 
-    def _next_line(self) -> tuple[str, bool]:
-        match = _LINE_END.search(self._buffer)
-        if match is None:
-            return "", False
-        if match.group() == b"\r" and match.end() == len(self._buffer):
-            return "", False  # a lone \r may be the first half of \r\n: wait for more
-        line = self._buffer[: match.start()].decode("utf-8")
-        self._buffer = self._buffer[match.end() :]
-        return line, True
+    def _hold(self, part: bytes) -> None:
+        if part:
+            self._held.append(part)
+            self._held_size += len(part)
+            if self._held_size > self._max:
+                raise LineTooLong(self._max)
+
+    def _take_lines(self, lines: list[bytes], long: bool) -> list[SSEEvent]:
+        """``long``: the bytes they came in were longer than a line may be."""
+        events: list[SSEEvent] = []
+        for line in lines:
+            if long and len(line) > self._max:
+                raise LineTooLong(self._max)
+            # The two common lines, "data: ..." and the blank line that dispatches, are taken
+            # here; every other line goes by the general rule.
+            if line.startswith(b"data: "):
+                self._data.append(line[6:].decode("utf-8"))
+                self._data_size += len(line)
+                if self._data_size > self._max:
+                    raise LineTooLong(self._max)
+                continue
+            if not line and self._data and not self._event:
+                events.append(SSEEvent("\n".join(self._data)))
+                self._data, self._data_size = [], 0
+                continue
+            event = self._take_line(line.decode("utf-8"))
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _add_data(self, value: str) -> None:
+        self._data.append(value)
+        self._data_size += len(value) + 1
+        if self._data_size > self._max:
+            raise LineTooLong(self._max)
 
     def _take_line(self, line: str) -> SSEEvent | None:
         if line == "":
@@ -90,7 +124,7 @@ class SSEParser:
                 self._event = ""
                 return None
             event = SSEEvent(data="\n".join(self._data), event=self._event or "message")
-            self._data, self._event = [], ""
+            self._data, self._data_size, self._event = [], 0, ""
             return event
         if line.startswith(":"):
             return None
@@ -98,7 +132,7 @@ class SSEParser:
         if value.startswith(" "):
             value = value[1:]
         if name == "data":
-            self._data.append(value)
+            self._add_data(value)
         elif name == "event":
             self._event = value
         return None

@@ -8,49 +8,56 @@ half of the client's cost per token, and at a few hundred streams the event loop
 the tokens it was timing (benchmarks/fidelity.py).
 
 A :class:`Connection` carries one request at a time.  What goes wrong below HTTP is a
-:class:`TransportError`: :class:`ConnectError` (no connection), :class:`ServerDisconnected`
-(closed before the answer began), :class:`PayloadError` (closed or broken inside the answer),
-:class:`BadResponse` (not HTTP).
+:class:`TransportError`: :class:`ConnectError` (no connection; :class:`ClientLimit` when the
+client's own machine ran out of file descriptors or ports), :class:`ServerDisconnected` (closed
+before the answer began), :class:`PayloadError` (closed or broken inside the answer),
+:class:`BadResponse` (not HTTP), :class:`MalformedAnswer` (HTTP, but its body cannot be read).
+
+Whatever a server sends costs the client bounded memory: the head (and any 1xx answers before
+it) and any stretch without a byte of body may take :data:`HEAD_LIMIT` bytes, a compressed body
+is inflated in bounded pieces (:mod:`~pytest_llmperf.clients.inflate`).  1xx answers (103 Early
+Hints, 100 Continue) are passed over; bytes after the answer are nobody's, and the connection
+they came on carries nothing more.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import ssl
 import time
-import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
-import httptools
+from pytest_llmperf.clients.response import (
+    HEAD_LIMIT,
+    BadResponse,
+    ClientLimit,
+    ConnectError,
+    MalformedAnswer,
+    PayloadError,
+    Reader,
+    Response,
+    ServerDisconnected,
+    TransportError,
+)
 
-__all__ = ["BadResponse", "ConnectError", "Connection", "Origin", "PayloadError",
-           "ServerDisconnected", "TransportError", "connect", "request_head"]
+__all__ = ["HEAD_LIMIT", "BadResponse", "ClientLimit", "ConnectError", "Connection",
+           "MalformedAnswer", "Origin", "PayloadError", "ServerDisconnected", "TransportError",
+           "connect", "request_head"]
 
-Reader = Callable[[bytes, int], None]  # a read of the body, and when it arrived (ns)
 _ERROR_BODY_LIMIT = 64 * 1024  # of a non-200 answer's body, what is kept for the message
+# errno of a connect that failed for want of the client's own resources, and what ran out.
+_CLIENT_LIMITS = {errno.EMFILE: "file descriptors (the process's limit, ulimit -n)",
+                  errno.ENFILE: "file descriptors (the system's limit)",
+                  errno.EADDRNOTAVAIL: "local ports", errno.ENOBUFS: "socket buffers",
+                  errno.ENOMEM: "memory"}
 
 
-class TransportError(Exception):
-    """The exchange failed below HTTP: no answer, or a broken one."""
-
-
-class ConnectError(TransportError):
-    """No connection could be opened."""
-
-
-class ServerDisconnected(TransportError):
-    """The connection closed (or could not be written) before a byte of the answer came."""
-
-
-class PayloadError(TransportError):
-    """The connection closed, or the framing broke, inside the answer."""
-
-
-class BadResponse(TransportError):
-    """What came back is not an HTTP response the parser can read."""
+class _Enough(Exception):
+    """Raised by a reader that has read all it wants: the rest of the answer is not read."""
 
 
 @dataclass(frozen=True)
@@ -64,18 +71,35 @@ class Origin:
 
     @classmethod
     def parse(cls, url: str) -> Origin:
+        """``url``'s origin, with what a request head carries only as ASCII made so: an
+        international host as punycode, other characters of the path percent-encoded."""
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
+        host = parts.hostname
+        if parts.scheme not in ("http", "https") or not host:
+            raise ValueError(f"not an http(s) URL: {_shown(url)}")
+        if not host.isascii():
+            try:
+                host = host.encode("idna").decode("ascii")
+            except UnicodeError:
+                raise ValueError(f"no request can carry the host of {_shown(url)}") from None
         port = parts.port or (443 if parts.scheme == "https" else 80)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        return cls(parts.scheme, parts.hostname, port, target)
+        return cls(parts.scheme, host, port, quote(target, safe="!#$%&'()*+,/:;=?@[]"))
 
     @property
     def host_header(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 literal
         default = 443 if self.scheme == "https" else 80
         return host if self.port == default else f"{host}:{self.port}"
+
+
+def _shown(url: str) -> str:
+    """``url`` for a message: a user and password in it are not shown."""
+    scheme, _, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    return repr(f"{scheme}://{netloc}{slash}{path}" if rest else url)
 
 
 def request_head(origin: Origin, length: int, headers: dict[str, str], *,
@@ -100,8 +124,12 @@ async def connect(origin: Origin, ssl_context: ssl.SSLContext | None = None) -> 
             Connection, origin.host, origin.port, ssl=tls,
             server_hostname=origin.host if tls else None)
     except OSError as exc:
-        raise ConnectError(f"Cannot connect to host {origin.host}:{origin.port} "
-                           f"ssl:{tls is not None} [{exc.strerror or exc}]") from exc
+        where = f"host {origin.host}:{origin.port} ssl:{tls is not None}"
+        if exc.errno in _CLIENT_LIMITS:
+            raise ClientLimit(f"the client ran out of {_CLIENT_LIMITS[exc.errno]} opening a "
+                              f"connection to {where} [{exc.strerror or exc}]: a limit of the "
+                              f"client's machine, not the server's") from exc
+        raise ConnectError(f"Cannot connect to {where} [{exc.strerror or exc}]") from exc
     return connection
 
 
@@ -111,7 +139,7 @@ class Connection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self._transport: asyncio.Transport | None = None
-        self._answer: _Answer | None = None
+        self._answer: Response | None = None
         self.closed = False
         self.reused = False  # it carried an earlier request
         self.idle_since = 0.0  # loop time it went back to a pool
@@ -128,7 +156,7 @@ class Connection(asyncio.Protocol):
             self.close()
             return
         self._answer.received(data, now_ns)
-        if self._answer.failed:
+        if self._answer.unusable:  # broken, or bytes after the answer: nothing more to carry
             self.close()
 
     def eof_received(self) -> bool:
@@ -155,7 +183,7 @@ class Connection(asyncio.Protocol):
         """Write a request; returns the answer's status once its head has come."""
         if self.closed or self._transport is None or self._transport.is_closing():
             raise ServerDisconnected("Server disconnected")
-        answer = self._answer = _Answer(asyncio.get_running_loop())
+        answer = self._answer = Response(asyncio.get_running_loop())
         answer.sent_ns = time.perf_counter_ns()
         try:
             self._transport.write(head + body)
@@ -171,27 +199,42 @@ class Connection(asyncio.Protocol):
         if answer.failed:
             self.close()
         await answer.done
+        if answer.error is not None:  # it failed after its last byte had come (attach)
+            raise answer.error
 
     async def read_body(self) -> bytes:
-        """The rest of the answer's body (at most 64 KiB of it kept), for error messages."""
+        """The answer's body up to 64 KiB, for error messages; the rest is not read (the
+        connection is then closed)."""
         kept: list[bytes] = []
         size = 0
 
         def keep(raw: bytes, now_ns: int) -> None:
             nonlocal size
-            if size < _ERROR_BODY_LIMIT:
-                kept.append(raw[: _ERROR_BODY_LIMIT - size])
-                size += len(kept[-1])
+            kept.append(raw[: _ERROR_BODY_LIMIT - size])
+            size += len(kept[-1])
+            if size >= _ERROR_BODY_LIMIT:
+                raise _Enough
 
-        await self.stream(keep)
+        with contextlib.suppress(_Enough):
+            await self.stream(keep)
         return b"".join(kept)
+
+    @property
+    def location(self) -> str:
+        """The current answer's Location header (a redirect's target), as it came."""
+        return self._answer.location if self._answer is not None else ""
+
+    @property
+    def content_type(self) -> str:
+        """The current answer's Content-Type, as it came."""
+        return self._answer.content_type if self._answer is not None else ""
 
     @property
     def keep_alive(self) -> bool:
         """The answer ended cleanly and the server keeps the connection open."""
         answer = self._answer
         return (not self.closed and answer is not None and answer.complete
-                and answer.keep_alive)
+                and answer.keep_alive and not answer.trailing)
 
     def finish(self) -> None:
         """The exchange is over; the connection may carry the next request."""
@@ -203,108 +246,9 @@ class Connection(asyncio.Protocol):
             self._transport.close()
         self.closed = True
 
-    def _current(self) -> _Answer:
+    def _current(self) -> Response:
         if self._answer is None:
             raise RuntimeError("no request on this connection")
         return self._answer
 
 
-class _Answer:
-    """One response as it arrives: httptools' callbacks land here."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._parser = httptools.HttpResponseParser(self)
-        self.head: asyncio.Future[int] = loop.create_future()
-        self.done: asyncio.Future[None] = loop.create_future()
-        self.sent_ns = 0
-        self.got_bytes = False
-        self.complete = False
-        self.keep_alive = False
-        self.failed = False
-        self._framed = False  # Content-Length or chunked; else the body ends with the connection
-        self._encoding = b""
-        self._decoder: zlib._Decompress | None = None
-        self._reader: Reader | None = None
-        self._early: list[tuple[bytes, int]] = []  # body that came before a reader
-        self._now_ns = 0
-
-    def received(self, data: bytes, now_ns: int) -> None:
-        self.got_bytes = True
-        self._now_ns = now_ns
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserCallbackError as exc:  # a reader raised: that is the cause
-            self.fail(exc.__context__ or exc)
-        except httptools.HttpParserError as exc:
-            self.fail(PayloadError(f"malformed HTTP answer: {exc}") if self.head.done()
-                      else BadResponse(f"not an HTTP answer: {exc}"))
-
-    def lost(self, exc: Exception | None) -> None:
-        if self.complete:
-            return
-        if self.head.done() and not self._framed and exc is None:
-            self.on_message_complete()  # a body without length ends with its connection
-            return
-        reason = f": {exc}" if exc else ""
-        if not self.got_bytes:
-            self.fail(ServerDisconnected(f"Server disconnected{reason}"))
-        elif not self.head.done():
-            self.fail(BadResponse(f"the connection closed inside the answer's head{reason}"))
-        else:
-            self.fail(PayloadError(f"Response payload is not completed: the connection "
-                                   f"closed inside the answer{reason}"))
-
-    def attach(self, reader: Reader) -> None:
-        early, self._early = self._early, []
-        try:
-            for raw, now_ns in early:  # came with the head, at their own times
-                reader(raw, now_ns)
-        except Exception as exc:  # as if raised where the read came: it ends the exchange
-            self.fail(exc)
-            return
-        self._reader = reader
-
-    def fail(self, exc: BaseException) -> None:
-        self.failed = True
-        for future in (self.head, self.done):
-            if not future.done():
-                future.set_exception(exc)
-                future.exception()  # retrieved: the one awaited raises, the other stays quiet
-
-    # -- httptools callbacks ----------------------------------------------------------------
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        name = name.lower()
-        if name == b"content-length" or (name == b"transfer-encoding"
-                                         and b"chunked" in value.lower()):
-            self._framed = True
-        elif name == b"content-encoding":
-            self._encoding = value.strip().lower()
-
-    def on_headers_complete(self) -> None:
-        self.keep_alive = self._parser.should_keep_alive()
-        if self._encoding in (b"gzip", b"deflate"):  # sent though we asked for identity
-            self._decoder = zlib.decompressobj(wbits=47)  # 47: gzip or zlib, by the header
-        elif self._encoding not in (b"", b"identity"):
-            raise BadResponse(f"unsupported Content-Encoding: {self._encoding.decode()}")
-        if not self.head.done():
-            self.head.set_result(self._parser.get_status_code())
-
-    def on_body(self, body: bytes) -> None:
-        if self._decoder is not None:
-            body = self._decoder.decompress(body)
-            if not body:
-                return
-        if self._reader is None:
-            self._early.append((body, self._now_ns))
-        else:
-            self._reader(body, self._now_ns)
-
-    def on_message_complete(self) -> None:
-        if self._decoder is not None:
-            tail, self._decoder = self._decoder.flush(), None
-            if tail:
-                self.on_body(tail)
-        self.complete = True
-        if not self.done.done():
-            self.done.set_result(None)

@@ -15,6 +15,7 @@ A model given on the command line that is no alias but plainly an engine's own i
 from __future__ import annotations
 
 import importlib.resources
+import math
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -146,7 +147,9 @@ def parse_entry(alias: str, table: Mapping[str, Any], origin: str) -> ModelEntry
         if key not in table:
             continue
         value = table[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        # not (value > 0) refuses NaN too; isfinite refuses an infinite size (TOML has inf).
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not (value > 0 and math.isfinite(value)):
             raise CatalogError(f"{key}: expected a positive number, got {value!r}")
         if key != "params_b" and not isinstance(value, int):
             raise CatalogError(f"{key}: expected a whole number, got {value!r}")

@@ -27,9 +27,11 @@ from pytest_llmperf.engines.catalog import ModelEntry, ModelSource
 from pytest_llmperf.engines.lifecycle import ManagedServer, free_port
 from pytest_llmperf.observe.server_metrics import ServerMetricNames
 from pytest_llmperf.settings.groups import ServerSettings
+from pytest_llmperf.settings.parsers import api_key_problem, redact_url
+from pytest_llmperf.settings.parsers import url as parse_url
 
-__all__ = ["AUTO_DETECTED_QUANTIZATION", "LaunchSpec", "LaunchedBackend", "get_json_field",
-           "python_module_missing"]
+__all__ = ["AUTO_DETECTED_QUANTIZATION", "LaunchSpec", "LaunchedBackend", "attach_url",
+           "auth_headers", "checked_key", "get_json_field", "python_module_missing"]
 
 # Checkpoint formats vLLM and SGLang read from the model's config.json and then run with their
 # fastest kernel (Marlin).  Naming them explicitly ("--quantization gptq") *forces* the slow
@@ -80,7 +82,7 @@ class LaunchedBackend:
 
     def endpoint(self, settings: ServerSettings, base_url: str, model_id: str) -> Endpoint:
         forced = settings.ignore_eos and self.min_tokens_field is not None
-        return Endpoint(base_url=base_url, model=model_id, api_key=settings.api_key(),
+        return Endpoint(base_url=base_url, model=model_id, api_key=checked_key(settings),
                         ignore_eos=forced, min_tokens_field=self.min_tokens_field)
 
     def served(
@@ -149,8 +151,8 @@ class LaunchedBackend:
         if source is None:
             raise ValueError(self.unsupported(settings, model))
         if settings.base_url:
-            root = settings.base_url.removesuffix(self.api_path) if self.api_path \
-                else settings.base_url
+            base_url = attach_url(settings)
+            root = base_url.removesuffix(self.api_path) if self.api_path else base_url
             _check_reachable(f"{root}{self.health_path}", settings)
             yield self.served(settings, model, source, root, None)
             return
@@ -160,22 +162,29 @@ class LaunchedBackend:
         gpus = settings.gpu_ids()
         if self.uses_gpus:
             check_fit(settings, self.name, model, source, tp=tp, gpus=gpus)
-        source = self.local_source(source)
+        local = self.local_source(source)
+
+        def command(port: int) -> tuple[tuple[str, ...], dict[str, str]]:
+            """The command and environment that serve on ``port`` (another one, should the
+            first be taken before the engine binds it)."""
+            spec = self.launch(settings, model, local, port, tp)
+            env = dict(os.environ)
+            if gpus is not None:
+                # NVML (the fit check, telemetry) numbers GPUs in PCI bus order; make CUDA agree.
+                env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+                env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpus)
+            env.update(spec.env)
+            return spec.argv, env
+
         port = free_port()
-        spec = self.launch(settings, model, source, port, tp)
-        env = dict(os.environ)
-        if gpus is not None:
-            # NVML (the fit check, telemetry) numbers GPUs in PCI bus order; make CUDA agree.
-            env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpus)
-        env.update(spec.env)
-        root = f"http://127.0.0.1:{port}"
+        argv, env = command(port)
         log_path = workdir / f"{self.name}-{model.name.replace('/', '_')}-{port}.log"
-        with ManagedServer(self.name, spec.argv, health_url=f"{root}{self.health_path}",
+        with ManagedServer(self.name, argv, health_url=f"http://127.0.0.1:{port}{self.health_path}",
                            log_path=log_path, env=env,
                            ready_timeout_s=float(settings.ready_timeout),
-                           oom_patterns=self.oom_patterns) as server:
-            yield self.served(settings, model, source, root, server)
+                           oom_patterns=self.oom_patterns, relaunch=command) as server:
+            root = f"http://127.0.0.1:{server.port}"  # where it serves: it may have moved
+            yield self.served(settings, model, local, root, server)
 
 
 def python_module_missing(python: str, module: str, install_hint: str) -> str | None:
@@ -195,11 +204,41 @@ def python_module_missing(python: str, module: str, install_hint: str) -> str | 
             f"`{install_hint}` or name the interpreter that has it with --llmperf-engine-python")
 
 
-def _check_reachable(url: str, settings: ServerSettings) -> None:
-    key = settings.api_key()
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+def attach_url(settings: ServerSettings) -> str:
+    """--base-url checked again, as settings may be built past the option parser: readiness
+    would send a URL's credentials (requests makes Basic auth of them) and the streaming client
+    would not, and every message and report would copy them."""
+    assert settings.base_url is not None
     try:
-        response = requests.get(url, headers=headers, timeout=10)
+        return parse_url(settings.base_url)
+    except ValueError as exc:
+        source = settings.sources.get("base_url", "--base-url")
+        raise ValueError(f"{source}: invalid value {redact_url(settings.base_url)!r}: {exc}"
+                         ) from None
+
+
+def checked_key(settings: ServerSettings) -> str | None:
+    """The API key, checked again as it is read now (its variable may have changed since the
+    settings were resolved): a line break or a character outside Latin-1 would fail every
+    request, and make requests raise with the header's value in its message."""
+    key = settings.api_key()
+    problem = api_key_problem(key) if key else None
+    if problem:
+        source = settings.sources.get("api_key_env", "--api-key-env")
+        raise ValueError(f"{source}: the API key in environment variable "
+                         f"{settings.api_key_env} {problem} (the key is not shown)")
+    return key
+
+
+def auth_headers(settings: ServerSettings) -> dict[str, str]:
+    """The Authorization header of the (checked) key; none without one."""
+    key = checked_key(settings)
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _check_reachable(url: str, settings: ServerSettings) -> None:
+    try:
+        response = requests.get(url, headers=auth_headers(settings), timeout=10)
     except requests.RequestException as exc:
         raise ConnectionError(f"cannot reach the server given by {settings.sources['base_url']}:"
                               f" GET {url} failed: {type(exc).__name__}") from None

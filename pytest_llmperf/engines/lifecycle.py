@@ -1,14 +1,18 @@
 """Server process lifecycle: launch, wait until ready, capture the log, tear down for sure.
 
-Every engine runs as a child process in its own process group, so teardown reaches the workers
-it forks: SIGTERM to the group, a grace period, then SIGKILL, and :meth:`ManagedServer.stop`
-returns only once no member of the group is left.  Live servers are also stopped at interpreter
-exit and on SIGTERM, and the launched program is told our pid so that it can exit if the test
-session dies without a chance to clean up.
+Every engine is started under a guard (:mod:`pytest_llmperf.engines.guard`): a small process
+that is the parent and child subreaper of the engine's whole tree, so that the helpers an engine
+detaches (a session of their own, Ray's daemons) stay in it.  The guard ends that tree, SIGTERM
+then SIGKILL after the grace period, when :meth:`ManagedServer.stop` asks, and on its own when
+this process is gone, however it died (SIGKILL, the OOM killer, a dropped ssh session).
+``stop`` returns only once the tree is gone.  Live servers are also stopped at interpreter exit
+and on SIGTERM and SIGHUP.  This process signals only the guard, its child, and only while it
+is unreaped: a pid the kernel has since given to another process is never signalled.
 
-On Linux this process becomes a child subreaper when it launches its first server: a worker
-whose engine died is re-parented to us rather than to an init that may never reap it (a
-container's init often does not), so that its zombie can be reaped and the group is really gone.
+Readiness counts only when the socket listening on the port belongs to the engine's tree
+(:mod:`pytest_llmperf.engines.ports`): another process's answer on a port taken in between is
+never the engine's.  Given ``relaunch`` (the command for another port), a server whose port was
+taken is started again on a free one; the log says so.
 
 While a server loads, a progress line goes every ``progress_interval_s`` to the reporter set
 with :func:`set_progress_reporter`.  A server that fails to start is searched for the log lines
@@ -22,10 +26,7 @@ import atexit
 import contextlib
 import ctypes
 import os
-import re
 import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -36,9 +37,23 @@ from urllib.parse import urlsplit
 
 import requests
 
+from pytest_llmperf.engines import ports
+from pytest_llmperf.engines.guarded import EngineProcess, GuardError
+from pytest_llmperf.engines.ports import free_port
+from pytest_llmperf.engines.server_log import (
+    DEFAULT_OOM_PATTERNS,
+    OOM_HINT,
+    last_log_line,
+    log_lines,
+    log_tail,
+    oom_line,
+    shorten,
+)
+
 __all__ = [
     "DEFAULT_OOM_PATTERNS",
     "ManagedServer",
+    "Relaunch",
     "ServerExited",
     "ServerOutOfMemory",
     "ServerStartError",
@@ -47,29 +62,15 @@ __all__ = [
     "stop_all_servers",
 ]
 
-# Log text that means "out of memory" whatever the engine; each engine adds its own.
-DEFAULT_OOM_PATTERNS: tuple[str, ...] = (
-    "CUDA out of memory",
-    "torch.OutOfMemoryError",
-    "OutOfMemoryError",
-    "No available memory for the cache blocks",
-    "requires more system memory",
-    "cudaMalloc failed",
-)
-
-OOM_HINT = (
-    "hint: ask for less (a smaller --llmperf-max-model-len or --llmperf-max-num-seqs), use more "
-    "GPUs (--gpus, --llmperf-tp), or lower --llmperf-gpu-memory-utilization when other "
-    "processes share the GPU"
-)
+# The command (argv, and the environment or None for the same) that serves on another port.
+Relaunch = Callable[[int], tuple[Sequence[str], Mapping[str, str] | None]]
 
 _LIVE: set[ManagedServer] = set()
 _HANDLERS_INSTALLED = False
 _PROGRESS: Callable[[str], None] | None = None
 _PROGRESS_LOG_CHARS = 80  # the last log line, shortened to this, in a progress line
-_OOM_LINE_CHARS = 400
-_LOG_SCAN_BYTES = 4 << 20  # the OOM search reads at most the log's last 4 MiB
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_PORT_TRIES = 3  # new ports tried after the first was taken
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 class ServerStartError(RuntimeError):
@@ -91,16 +92,14 @@ class ServerExited(ServerStartError):
     """The server was ready once and has exited since (see :meth:`ManagedServer.check_running`)."""
 
 
+class _PortTaken(Exception):
+    """The port is another process's; the message says whose."""
+
+
 def set_progress_reporter(reporter: Callable[[str], None] | None) -> None:
     """Where "waiting for ..." lines go while a server loads; None: nowhere."""
     global _PROGRESS
     _PROGRESS = reporter
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class ManagedServer:
@@ -118,6 +117,7 @@ class ManagedServer:
         stop_grace_s: float = 10.0,
         oom_patterns: Sequence[str] = (),
         progress_interval_s: float = 10.0,
+        relaunch: Relaunch | None = None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
@@ -129,8 +129,11 @@ class ManagedServer:
         # The engine's own first, then the shared ones; each once.
         self.oom_patterns = tuple(dict.fromkeys((*oom_patterns, *DEFAULT_OOM_PATTERNS)))
         self.progress_interval_s = progress_interval_s
-        self.process: subprocess.Popen[bytes] | None = None
+        self.relaunch = relaunch
+        self.process: EngineProcess | None = None
         self._log: IO[bytes] | None = None
+        self._log_from = 0  # where this launch's part of the log begins
+        self._port_fixed = False  # restart(): the clients know the port, it may not move
 
     def __enter__(self) -> ManagedServer:
         self.start()
@@ -146,29 +149,53 @@ class ManagedServer:
 
     @property
     def pid(self) -> int | None:
+        """The engine's pid (not its guard's)."""
         return self.process.pid if self.process else None
+
+    @property
+    def port(self) -> int | None:
+        return urlsplit(self.health_url).port
 
     @property
     def where(self) -> str:
         """``:41234``, the port from the health URL, for messages."""
-        port = urlsplit(self.health_url).port
-        return f":{port}" if port is not None else self.health_url
+        return f":{self.port}" if self.port is not None else self.health_url
 
     def start(self) -> None:
         _install_handlers()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("wb")  # a fresh log: old runs never pollute it
-        self.process = subprocess.Popen(
-            self.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=self.env,
-            start_new_session=True,
-        )
+        self._launch()
+
+    def _launch(self) -> None:
+        assert self._log is not None
+        self._log.flush()
+        self._log_from = self._log.tell()
+        try:
+            self.process = EngineProcess(self.argv, env=self.env, log=self._log,
+                                         grace_s=self.stop_grace_s)
+        except GuardError as exc:
+            self._log.close()
+            self._log = None
+            raise ServerStartError(f"{self.name}: {exc}\n{self.log_tail()}\n"
+                                   f"full log: {self.log_path}") from None
         _LIVE.add(self)
 
     def wait_ready(self) -> None:
+        """Until the engine answers on its port; on a port another process took, started
+        again on a free one (with ``relaunch``) or :class:`ServerStartError`."""
+        for moves in range(_PORT_TRIES + 1):
+            try:
+                self._wait_ready_here()
+                return
+            except _PortTaken as taken:
+                if self.relaunch is None or self._port_fixed or moves == _PORT_TRIES:
+                    raise ServerStartError(f"{self.name} cannot serve on {self.where}: {taken}"
+                                           f"\n{self.log_tail()}\nfull log: {self.log_path}"
+                                           ) from None
+                self._move(str(taken))
+
+    def _wait_ready_here(self) -> None:
         assert self.process is not None, "start() first"
         started = time.monotonic()
         deadline = started + self.ready_timeout_s
@@ -176,9 +203,13 @@ class ManagedServer:
         while time.monotonic() < deadline:
             code = self.process.poll()
             if code is not None:
+                if self._could_not_bind():
+                    raise _PortTaken(f"port {self.port} is in use by another process "
+                                     f"({ports.describe_listener(self.port or 0)})")
                 self._fail(f"exited with code {code} before it was ready")
             with contextlib.suppress(requests.RequestException):
                 if requests.get(self.health_url, timeout=1.0).status_code == 200:
+                    self._check_listener()
                     return
             now = time.monotonic()
             if now >= next_progress:
@@ -186,6 +217,39 @@ class ManagedServer:
                 next_progress = now + self.progress_interval_s
             time.sleep(0.2)
         self._fail(f"was not ready at {self.health_url} within {self.ready_timeout_s:g} s")
+
+    def _check_listener(self) -> None:
+        """:class:`_PortTaken` unless the socket answering on the port is the engine's."""
+        assert self.process is not None and self.port is not None
+        if ports.listening_pids(self.process.tree(), self.port):
+            return
+        owner = ports.describe_listener(self.port)
+        if owner == "another process" and self.process.poll() is None:
+            return  # nobody we may see holds it (another user's engine?): we cannot tell
+        raise _PortTaken(f"port {self.port} answers {self.health_url}, but the process "
+                         f"listening there is not {self.name}'s: it is {owner}")
+
+    def _could_not_bind(self) -> bool:
+        """This launch's log says the port was taken (not an earlier launch's part)."""
+        return any(ports.ADDRESS_IN_USE.search(line)
+                   for line in log_lines(self.log_path, 64 << 10, since=self._log_from))
+
+    def _move(self, why: str) -> None:
+        """Start the engine again on a free port (``relaunch`` gives the command)."""
+        assert self.relaunch is not None and self.process is not None
+        assert self._log is not None
+        self.process.stop()
+        old, new = self.port, free_port()
+        argv, env = self.relaunch(new)
+        self.argv = list(argv)
+        if env is not None:
+            self.env = dict(env)
+        parts = urlsplit(self.health_url)
+        self.health_url = parts._replace(netloc=f"{parts.hostname}:{new}").geturl()
+        self._log.write(f"pytest-llmperf: port {old} is taken ({why}); starting {self.name} "
+                        f"again on port {new}\n".encode())
+        self._log.flush()
+        self._launch()
 
     def check_running(self) -> None:
         """Raise :class:`ServerExited` (or :class:`ServerOutOfMemory`) if the server is gone."""
@@ -210,39 +274,22 @@ class ManagedServer:
         reporter = _PROGRESS
         if reporter is None:
             return
-        last = _shorten(_last_log_line(self.log_path) or "(nothing yet)", _PROGRESS_LOG_CHARS)
+        last = shorten(last_log_line(self.log_path) or "(nothing yet)", _PROGRESS_LOG_CHARS)
         reporter(f"waiting for {self.name} on {self.where} - {elapsed_s:.0f} s, last log: {last}")
 
     def oom_line(self) -> str | None:
         """The first log line that matches an OOM pattern (case-insensitive), or None."""
-        patterns = [p.lower() for p in self.oom_patterns if p]
-        for line in _log_lines(self.log_path, _LOG_SCAN_BYTES):
-            lowered = line.lower()
-            if any(pattern in lowered for pattern in patterns):
-                return _shorten(line.strip(), _OOM_LINE_CHARS)
-        return None
+        return oom_line(self.log_path, self.oom_patterns)
 
     def stop(self) -> None:
-        """SIGTERM the process group, wait, then SIGKILL; returns once the group is gone.
+        """The engine's whole tree, detached helpers included, ended by its guard (SIGTERM,
+        the grace period, SIGKILL); returns once the tree is gone.  Safe to call twice.
 
-        Safe to call twice.  The grace period covers the whole group: an engine that exits on
-        SIGTERM while its workers still shut down is not cut short.
+        The grace period covers the whole tree: an engine that exits on SIGTERM while its
+        workers still shut down is not cut short.
         """
-        process = self.process
-        if process is not None:
-            pgid = process.pid  # start_new_session: the group is the leader's pid
-            deadline = time.monotonic() + self.stop_grace_s
-            _signal_group(pgid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=max(0.0, deadline - time.monotonic()))
-            _wait_group_gone(pgid, process, deadline)
-            # Workers the engine forked may outlive its main process: kill the whole group.
-            _signal_group(pgid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=self.stop_grace_s)
-            # Return only once every member is gone: a dying worker may still hold the GPU
-            # memory the next server needs.
-            _wait_group_gone(pgid, process, time.monotonic() + self.stop_grace_s)
+        if self.process is not None:
+            self.process.stop()
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -255,76 +302,12 @@ class ManagedServer:
         self.stop()
         if self.log_path.exists():
             self.log_path.replace(self.log_path.with_suffix(".died.log"))
+        self._port_fixed = True
         self.__enter__()
         return self.pid
 
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return "(no log)"
-        tail = text.strip().splitlines()[-lines:]
-        return "\n".join(f"    {line}" for line in tail) or "(log is empty)"
-
-
-def _log_lines(path: Path, max_bytes: int) -> list[str]:
-    """The log's lines (of its last ``max_bytes``), colour codes and progress bars undone."""
-    try:
-        with path.open("rb") as log:
-            size = log.seek(0, os.SEEK_END)
-            log.seek(max(0, size - max_bytes))
-            data = log.read()
-    except OSError:
-        return []
-    text = _ANSI.sub("", data.decode("utf-8", errors="replace"))
-    # A progress bar redraws its line with \r: each redraw is a line of its own.
-    return [line for line in re.split(r"[\r\n]+", text) if line.strip()]
-
-
-def _last_log_line(path: Path) -> str | None:
-    lines = _log_lines(path, 16 << 10)
-    return lines[-1].strip() if lines else None
-
-
-def _shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _reap_group(pgid: int, leader: subprocess.Popen[bytes]) -> None:
-    """Reap the group's members that are our children (re-parented to us, the subreaper).
-
-    Not before ``leader`` itself is reaped: its exit status belongs to Popen.
-    """
-    if leader.returncode is None:
-        return
-    with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-pgid, os.WNOHANG)[0] != 0:
-            pass
-
-
-def _group_exists(pgid: int, leader: subprocess.Popen[bytes]) -> bool:
-    _reap_group(pgid, leader)
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False  # a member we may not signal is not ours to wait for
-    return True
-
-
-def _wait_group_gone(pgid: int, leader: subprocess.Popen[bytes], deadline: float) -> None:
-    while _group_exists(pgid, leader) and time.monotonic() < deadline:
-        if leader.returncode is None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                leader.wait(timeout=0.05)
-        else:
-            time.sleep(0.05)
+        return log_tail(self.log_path, lines)
 
 
 def stop_all_servers() -> None:
@@ -332,14 +315,15 @@ def stop_all_servers() -> None:
         server.stop()
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+def _on_stop_signal(signum: int, frame: FrameType | None) -> None:
     stop_all_servers()
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
 
 
 def _become_subreaper() -> None:
-    """Linux: orphaned descendants are re-parented to us (see the module docstring)."""
+    """Linux: orphaned descendants are re-parented to us, so that an engine whose guard was
+    killed is still ours to end (see guarded.EngineProcess.stop)."""
     if not sys.platform.startswith("linux"):
         return
     pr_set_child_subreaper = 36
@@ -353,8 +337,10 @@ def _install_handlers() -> None:
         return
     atexit.register(stop_all_servers)
     _become_subreaper()
-    # Only the main thread may set handlers; keep one that someone else installed.
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-        with contextlib.suppress(ValueError):
-            signal.signal(signal.SIGTERM, _on_sigterm)
+    # SIGHUP (a dropped ssh session) as SIGTERM.  Only the main thread may set handlers;
+    # keep one that someone else installed.
+    for signum in _STOP_SIGNALS:
+        if signal.getsignal(signum) in (signal.SIG_DFL, None):
+            with contextlib.suppress(ValueError):
+                signal.signal(signum, _on_stop_signal)
     _HANDLERS_INSTALLED = True

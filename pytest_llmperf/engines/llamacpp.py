@@ -24,7 +24,7 @@ from pytest_llmperf.clients.base import Prompt, Turn
 from pytest_llmperf.clients.openai import Endpoint
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.engines.catalog import ModelEntry, ModelSource
-from pytest_llmperf.engines.launched import LaunchedBackend, LaunchSpec
+from pytest_llmperf.engines.launched import LaunchedBackend, LaunchSpec, checked_key
 from pytest_llmperf.engines.lifecycle import ManagedServer
 from pytest_llmperf.engines.modelfetch import MODEL_SHA256, ensure_smollm2, sha256_of
 from pytest_llmperf.engines.server_tokenizer import post_json
@@ -169,7 +169,7 @@ class LlamaCppBackend(LaunchedBackend):
     ) -> ServedModel:
         served = super().served(settings, model, source, root, server)
         engine = self._engine_name(settings) if server else f"llama.cpp server at {root}"
-        tokenizer = LlamaCppTokenizer(root, settings.api_key())
+        tokenizer = LlamaCppTokenizer(root, checked_key(settings))
         return ServedModel(
             **{**served.__dict__, "engine": engine, "model_sha256": self._digest if server
                else None, "token_counter": tokenizer, "tokenizer": tokenizer,

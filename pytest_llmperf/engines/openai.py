@@ -1,7 +1,8 @@
 """Attach to any running OpenAI-compatible server (vLLM, SGLang, Xinference, a cloud endpoint).
 
 Nothing is launched.  Readiness is one ``GET {base_url}/models``; the API key is read from the
-environment variable named by ``--api-key-env`` and sent only as a request header.
+environment variable named by ``--api-key-env`` and sent only as a request header (the URL
+holds no credentials, query or fragment: see engines.launched.attach_url).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import requests
 from pytest_llmperf.clients.openai import Endpoint
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.engines.catalog import ModelEntry
+from pytest_llmperf.engines.launched import attach_url, auth_headers, checked_key
 from pytest_llmperf.engines.server_tokenizer import VLLMTokenizer
 from pytest_llmperf.settings.groups import ServerSettings
 
@@ -35,14 +37,12 @@ class OpenAIBackend:
     def serve(
         self, settings: ServerSettings, entry: ModelEntry, workdir: Path
     ) -> Iterator[ServedModel]:
-        assert settings.base_url is not None
+        base_url = attach_url(settings)
         source = entry.source(("hf",))
         model = source.id if source else entry.alias
-        key = settings.api_key()
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        url = f"{settings.base_url}/models"
+        url = f"{base_url}/models"
         try:
-            response = requests.get(url, headers=headers, timeout=10)
+            response = requests.get(url, headers=auth_headers(settings), timeout=10)
         except requests.RequestException as exc:
             raise ConnectionError(
                 f"cannot reach the server given by {settings.sources['base_url']}: "
@@ -55,13 +55,14 @@ class OpenAIBackend:
             )
         # vLLM and SGLang honour both fields; a server that rejects them says so in the errors,
         # and one that ignores them silently gives short answers that fail as such.
-        endpoint = Endpoint(base_url=settings.base_url, model=model, api_key=key,
+        key = checked_key(settings)
+        endpoint = Endpoint(base_url=base_url, model=model, api_key=key,
                             ignore_eos=settings.ignore_eos, min_tokens_field="min_tokens")
         yield ServedModel(self.name, entry.alias, endpoint,
-                          engine=_server_name(response, settings.base_url),
+                          engine=_server_name(response, base_url),
                           forces_length=settings.ignore_eos, reasoning=entry.reasoning,
                           context_tokens=entry.context,
-                          tokenizer=_server_tokenizer(settings.base_url, model, key))
+                          tokenizer=_server_tokenizer(base_url, model, key))
 
 
 def _server_tokenizer(base_url: str, model: str, key: str | None) -> VLLMTokenizer | None:

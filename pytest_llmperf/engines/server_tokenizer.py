@@ -12,6 +12,8 @@ from typing import Any
 
 import requests
 
+from pytest_llmperf.settings.parsers import redact_url
+
 __all__ = ["VLLMTokenizer", "post_json"]
 
 _TIMEOUT_S = 30.0
@@ -38,8 +40,26 @@ class VLLMTokenizer:
 
 
 def post_json(url: str, payload: dict[str, object], headers: dict[str, str]) -> dict[str, Any]:
-    """POST ``payload`` as JSON and the JSON object answered; raises on an HTTP error."""
-    response = requests.post(url, json=payload, headers=headers, timeout=_TIMEOUT_S)
-    response.raise_for_status()
-    answer: dict[str, Any] = response.json()
+    """POST ``payload`` as JSON and the JSON object answered.
+
+    Raises a ``requests.RequestException`` on a failed exchange or an answer that is not 2xx,
+    with a message of our own: the method, the URL without credentials or query, and what
+    went wrong.  Token counting stores that message in records, so it never carries the
+    server's reason phrase or body (a server may echo the Authorization header there), nor
+    requests' own text (the whole URL)."""
+    shown = redact_url(url)
+    try:
+        # No redirects: requests would follow one as a GET, and drop the key on another host.
+        response = requests.post(url, json=payload, headers=headers, timeout=_TIMEOUT_S,
+                                 allow_redirects=False)
+    except requests.RequestException as exc:
+        raise type(exc)(f"POST {shown} failed: {type(exc).__name__}") from None
+    if not 200 <= response.status_code < 300:
+        raise requests.HTTPError(f"POST {shown} answered HTTP {response.status_code}")
+    try:
+        answer = response.json()
+    except ValueError:
+        raise ValueError(f"POST {shown} answered no JSON") from None
+    if not isinstance(answer, dict):
+        raise ValueError(f"POST {shown} answered JSON that is not an object")
     return answer

@@ -1,8 +1,11 @@
 """Launcher: ``python -m pytest_llmperf.engines.xllamacpp_server -m M.gguf --port N ...``.
 
-Runs one xllamacpp (llama.cpp) HTTP server in this process until SIGTERM, or until the
-process that launched it is gone (``--parent-pid``), so that a killed test session leaves no
-server behind.  It takes ``llama-server``'s own flags for what the suite sets, so the embedded
+Runs one xllamacpp (llama.cpp) HTTP server in this process until SIGTERM or SIGHUP, or until
+the process named by ``--parent-pid`` is gone, so that a killed test session leaves no server
+behind even without the guard every launched engine runs under (engines/guard.py, which is
+this process's parent: the pid watched is the test process's, not the parent's).
+
+It takes ``llama-server``'s own flags for what the suite sets, so the embedded
 engine and an external ``llama-server`` binary (``--llamacpp-bin``) are launched with the same
 command line; only the program differs.
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import signal
 import threading
 
@@ -39,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                         action="store_false")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("--parent-pid", type=int, default=None,
-                        help="exit when this process is gone (not a llama-server flag)")
+                        help="exit when the process with this pid is gone (not a "
+                             "llama-server flag)")
     return parser
 
 
@@ -68,18 +73,48 @@ def main(argv: list[str] | None = None) -> None:
     params.cpuparams_batch.n_threads = args.threads
 
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, lambda *_: stop.set())
+    watch = ParentWatch(args.parent_pid) if args.parent_pid is not None else None
     server = xllamacpp.Server(params)
     print(f"pytest-llmperf: serving {args.model} on {args.host}:{args.port}", flush=True)
     while not stop.wait(0.5):
-        # Re-parented (to init or a subreaper) means the launching process has died.
-        if args.parent_pid is not None and os.getppid() != args.parent_pid:
+        if watch is not None and watch.gone():
             print("pytest-llmperf: launching process is gone; exiting", flush=True)
             break
     del server
     # The native server threads do not always end on their own; leave without waiting.
     os._exit(0)
+
+
+class ParentWatch:
+    """Whether the process ``pid`` has gone: a pidfd says so (the pid cannot be mistaken for a
+    new process that was given it); without one, whether the pid still exists."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.fd: int | None = None
+        self.lost = False
+        try:
+            self.fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            self.lost = True
+        except (OSError, AttributeError):
+            pass  # no pidfd here: poll the pid
+
+    def gone(self) -> bool:
+        if self.lost:
+            return True
+        if self.fd is not None:
+            self.lost = bool(select.select([self.fd], [], [], 0)[0])
+        else:
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                self.lost = True
+            except PermissionError:
+                pass
+        return self.lost
 
 
 def _version() -> str:

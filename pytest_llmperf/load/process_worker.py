@@ -12,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ctypes
 import dataclasses
+import os
 import signal
+import sys
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +42,7 @@ __all__ = ["REASON_BYTES", "WORKER_FIGURES", "Job", "split", "work"]
 # The health figures each worker reads about itself; the run's are the worst worker's.
 WORKER_FIGURES = ("loop_lag_ms_p99", "loop_lag_ms_max", "client_cpu_pct")
 REASON_BYTES = 4096  # room for the first stop rule's reason
+_PR_SET_PDEATHSIG = 1
 
 
 def split(total: int, count: int) -> list[int]:
@@ -67,6 +71,7 @@ class Job:
     ended: Any  # multiprocessing Barrier: every worker's measured requests done
     reason: Any  # multiprocessing Array of chars: the first stop rule's reason, empty until then
     counts: Any  # multiprocessing Array: per worker, answers, tokens, failed
+    parent_pid: int = 0  # the test process: a worker does not outlive it
 
 
 def work(job: Job, k: int, pipe: Connection) -> None:
@@ -75,6 +80,7 @@ def work(job: Job, k: int, pipe: Connection) -> None:
     # and a worker must not run the test process's own handlers (they stop its servers).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with(job.parent_pid)
     try:
         pipe.send(("result", run_client(_offer_share(job, k, pipe), job.event_loop)))
     except BaseException:  # every failure goes back to the test process
@@ -82,6 +88,16 @@ def work(job: Job, k: int, pipe: Connection) -> None:
         job.ended.abort()
         with contextlib.suppress(OSError):
             pipe.send(("error", traceback.format_exc()))
+
+
+def _die_with(parent: int) -> None:
+    """SIGKILL this worker when the test process dies (Linux): waiting at a barrier for a dead
+    test process, it would otherwise never end."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if parent and os.getppid() != parent:  # it died before that took hold
+        os._exit(1)
 
 
 async def _offer_share(job: Job, k: int, pipe: Connection

@@ -16,6 +16,9 @@ their records merge onto one time line:
 - **a stop rule** is asked by each worker about its own answers; the first reason stops all.
 - **health**: each worker watches its own event loop and CPU; the run's lag and client CPU
   are the busiest worker's, and the machine's other CPU leaves every worker out.
+- **ending**: Ctrl+C stops the window at once (the barriers are given up, not waited at);
+  the workers are SIGTERMed when the window ends, however it ends, and SIGKILLed by the
+  kernel if the test process dies (process_worker).
 
 The test process's own observers (telemetry, the server's metrics, machine health) are told
 when the window starts and ends, as with one process.
@@ -27,6 +30,7 @@ import asyncio
 import contextlib
 import itertools
 import multiprocessing
+import os
 import threading
 import time
 import warnings
@@ -108,7 +112,7 @@ def offer_from_processes(
         batch=max(16, 2 * (shape.users or 1) // workers),
         base_ns=0, started=context.Barrier(workers + 1), ended=context.Barrier(workers + 1),
         reason=context.Array("c", REASON_BYTES),
-        counts=context.Array("q", 3 * workers, lock=False))
+        counts=context.Array("q", 3 * workers, lock=False), parent_pid=os.getpid())
     job.base_ns = time.perf_counter_ns() + round(_START_S * 1e9)
     pipes = [context.Pipe() for _ in range(workers)]
     processes = [context.Process(target=work, args=(job, k, pipes[k][1]), daemon=True,
@@ -126,6 +130,8 @@ def offer_from_processes(
         return asyncio.run(_lead(job, processes, [ours for ours, _ in pipes], prompts,
                                  [watch, *observers], progress))
     finally:
+        job.started.abort()  # a worker still at a barrier gives up there
+        job.ended.abort()
         for process in processes:
             if process.is_alive():
                 process.terminate()
@@ -219,8 +225,15 @@ async def _follow_window(job: Job, observers: Sequence[WindowObserver],
         waiting = asyncio.ensure_future(asyncio.to_thread(_meet, barrier))
         failed = asyncio.ensure_future(asyncio.wait(answers,
                                                     return_when=asyncio.FIRST_EXCEPTION))
-        await asyncio.wait([waiting, failed], return_when=asyncio.FIRST_COMPLETED)
-        failed.cancel()
+        try:
+            await asyncio.wait([waiting, failed], return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            # Cancelled (Ctrl+C): the thread waiting at the barrier must not keep the loop's
+            # end, and so the interrupt, waiting for the window's end.
+            barrier.abort()
+            raise
+        finally:
+            failed.cancel()
         for answer in answers:
             if answer.done() and answer.exception():
                 barrier.abort()

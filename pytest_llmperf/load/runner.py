@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_llmperf.clients.base import RequestSender
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.load.closed_loop import StopRule, WindowObserver, run_closed_loop
-from pytest_llmperf.load.event_loop import run_client
+from pytest_llmperf.load.event_loop import raise_open_files_limit, run_client
 from pytest_llmperf.load.open_loop import run_open_loop
 from pytest_llmperf.load.progress import PROGRESS_EVERY_S, Counting, Tally, tell_progress
 from pytest_llmperf.load.token_count import count_missing_tokens
@@ -135,6 +135,7 @@ def run_load(
         finally:
             lag.cancel()
 
+    open_files = raise_open_files_limit()  # a socket per user: not the soft limit's 1024
     # Sources that ask the server's tokenizer make their prompts now, outside the window.
     prompts.prepare(planned_prompts(shape, requests, duration_s, warmup))
     workers = 1
@@ -167,15 +168,19 @@ def run_load(
         server_notes=tuple(probe.notes) if probe else (),
         resources=resources,
         prompts=prompts.describe(),
-        health=judge_health(_client_health(watch.figures, worker_figures),
-                            *send_lateness(run.records)),
+        health=judge_health(_client_health(watch.figures, worker_figures, open_files),
+                            *send_lateness(run.records), records=run.records),
     )
 
 
-def _client_health(figures: dict[str, float], workers: list[dict[str, float]]
-                   ) -> dict[str, float]:
-    if not workers:
-        return figures
-    from pytest_llmperf.load.processes import busiest
+def _client_health(figures: dict[str, float], workers: list[dict[str, float]],
+                   open_files: int | None) -> dict[str, float]:
+    """The window's health figures: the client's from its busiest process, and the most
+    sockets (open files) each client process may hold."""
+    if workers:
+        from pytest_llmperf.load.processes import busiest
 
-    return busiest(figures, workers)
+        figures = busiest(figures, workers)
+    if figures and open_files is not None:
+        figures = {**figures, "open_files_limit": float(open_files)}
+    return figures

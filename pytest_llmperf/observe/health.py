@@ -10,7 +10,9 @@ latencies, so every window is watched for both:
   by its own doing (``send_late_ms`` p99: the schedule slip less any wait for a
   ``max_concurrency`` slot, which slow answers cause, not the client; see
   :func:`send_lateness` for its limit).  Read with an in-process engine, the client's CPU
-  includes the engine's, so only the lag and the lateness judge it there.
+  includes the engine's, so only the lag and the lateness judge it there.  Requests the
+  client could not send because its own machine ran out (``client_limit``: file descriptors,
+  local ports) mark it too, with how many and why: those failures are not the server's.
 - **disturbed**: processes other than the server's tree and the client used more than a share
   of the machine's CPU (``other_cpu_pct``, % of the usable cores), or the hypervisor stole more
   than a share of it (``steal_pct``, where the kernel reports steal).
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 
 import psutil
 
+from pytest_llmperf.results.errors import ErrorKind
 from pytest_llmperf.results.health import Health
 from pytest_llmperf.results.percentiles import percentile
 from pytest_llmperf.results.records import RequestRecord
@@ -176,17 +179,22 @@ def send_lateness(records: Sequence[RequestRecord]) -> tuple[list[float], float]
 
 
 def judge_health(figures: Mapping[str, float], late_ms: Sequence[float],
-                 late_limit_ms: float = LIMITS["send_late_ms_p99"]) -> Health:
+                 late_limit_ms: float = LIMITS["send_late_ms_p99"], *,
+                 records: Sequence[RequestRecord] = ()) -> Health:
     """``figures`` of a window plus an open loop's lateness (:func:`send_lateness`), with the
     marks they earn: ``client_bound`` and ``disturbed``, each the limits crossed (empty:
-    none)."""
+    none).  ``records``' failures on the client's own limits mark it client-bound too."""
     read = dict(figures)
     limits = {**LIMITS, "send_late_ms_p99": round(late_limit_ms, 2)}
     if late_ms:
         read["send_late_ms_p99"] = round(percentile(list(late_ms), 99), 2)
-    return Health(read, limits,
-                  tuple(_crossed(read, limits, ("loop_lag_ms_p99", "client_cpu_pct",
-                                                "send_late_ms_p99"))),
+    bound = list(_crossed(read, limits, ("loop_lag_ms_p99", "client_cpu_pct",
+                                         "send_late_ms_p99")))
+    own = [r for r in records if r.error_kind == ErrorKind.CLIENT_LIMIT.value]
+    if own:
+        bound.append(f"client_limit: {len(own)} of {len(records)} requests could not be sent, "
+                     f"the client's own machine ran out (e.g. {(own[0].error or '')[:160]})")
+    return Health(read, limits, tuple(bound),
                   tuple(_crossed(read, limits, ("other_cpu_pct", "steal_pct"))))
 
 

@@ -16,6 +16,7 @@ from pytest_llmperf.plugin.reporter import LLMPerfReporter
 from pytest_llmperf.plugin.session import (
     ActivationError,
     activate,
+    check_test_scopes,
     checked_settings,
     checked_targets,
     cli_options_given,
@@ -114,13 +115,28 @@ def _parametrize_loads(metafunc: pytest.Metafunc) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every performance test carries the ``llmperf`` marker (``-m llmperf`` selects them);
-    bad settings, also a test's own @pytest.mark.llmperf(...), stop pytest before any server
-    starts."""
+    bad settings, also a test's own @pytest.mark.llmperf(...) or a [tests.NAME] table that
+    names no test, stop pytest before any server starts."""
+    try:
+        _check_collected(config, items)
+    except pytest.UsageError as exc:
+        if not hasattr(config, "workerinput"):
+            raise
+        # A pytest-xdist worker's UsageError is lost in an INTERNALERROR of the controller:
+        # there, each performance test fails at setup with the message instead.
+        config.stash[_WORKER_ERROR] = str(exc)
+
+
+_WORKER_ERROR = pytest.StashKey[str]()
+
+
+def _check_collected(config: pytest.Config, items: list[pytest.Item]) -> None:
     raise_activation_error(config)
-    perf = [item for item in items if "llmperf_target" in getattr(item, "fixturenames", ())]
+    perf = [item for item in items if _is_perf(item)]
     if not perf:
         return
     settings = checked_settings(config)
+    check_test_scopes(config, items)
     for item in perf:
         if item.get_closest_marker("llmperf") is None:
             item.add_marker(pytest.mark.llmperf)
@@ -129,6 +145,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 test_settings(settings, item)
             except ActivationError as exc:
                 raise pytest.UsageError(str(exc)) from None
+
+
+def _is_perf(item: pytest.Item) -> bool:
+    return "llmperf_target" in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """On a pytest-xdist worker whose collection found a bad setting: fail, before any
+    fixture (or server) is set up, with what a session without xdist stops on."""
+    error = item.config.stash.get(_WORKER_ERROR, None)
+    if error is not None and _is_perf(item):
+        pytest.fail(f"pytest-llmperf: {error}", pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_llmperf.plugin.session import LLMPerfSession
+from pytest_llmperf.plugin.session import LLMPerfSession, test_name
 from pytest_llmperf.results.jsonfields import JSONObject
 
 if TYPE_CHECKING:
@@ -228,13 +228,12 @@ class ResultRecorder:
 
     def _property(self, name: str, value: object) -> None:
         # What the record_property fixture does, minus its warning under the default
-        # junit_family (xunit2): junitxml writes user_properties for every family.
-        self.item.user_properties.append((name, value))
+        # junit_family (xunit2): junitxml writes user_properties for every family.  A figure
+        # not known (no capacity found, no goodput) is left out: junit consumers want numbers,
+        # not the text "None".
+        if value is not None:
+            self.item.user_properties.append((name, value))
 
-
-def test_name(item: pytest.Item) -> str:
-    """The test function's name, as thresholds.toml's [tests.NAME] names it."""
-    return str(getattr(item, "originalname", item.name))
 
 
 RECORDER_KEY = pytest.StashKey[ResultRecorder]()

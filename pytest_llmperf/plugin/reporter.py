@@ -3,14 +3,16 @@ the markdown report, the run's result document (and saved copies), and the termi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_llmperf.plugin.session import resolve
+from pytest_llmperf.plugin.session import option_source, resolve
 from pytest_llmperf.settings.groups import Settings
 
 if TYPE_CHECKING:
@@ -25,6 +27,7 @@ class LLMPerfReporter:
         self.windows: list[RecordedWindow] = []
         self.searches: list[RecordedSearch] = []  # sweeps, capacity searches, prefix caches
         self.written: list[str] = []  # what the terminal summary names
+        self.failed_writes = 0  # outputs that could not be written (the session then fails)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         carried = getattr(report, "llmperf", None)
@@ -39,8 +42,11 @@ class LLMPerfReporter:
             results = Fields(carried, f"results of {report.nodeid}")
             windows = results.each("windows", RecordedWindow.from_json)
             searches = results.each("searches", search_from_json)
-        except JSONDecodeError as exc:  # a worker of another release: say so, keep the rest
-            self.written.append(f"results not read: {exc}")
+        # A worker of another release: say so, keep the rest (a field no reader names can
+        # raise more than JSONDecodeError, as in store.documents.load_run).
+        except (JSONDecodeError, ArithmeticError, AttributeError, IndexError, KeyError,
+                TypeError, ValueError) as exc:
+            self.written.append(f"results of {report.nodeid} not read: {exc}")
             return
         for window in windows:
             self.windows.append(dataclasses.replace(window, provenance=dataclasses.replace(
@@ -52,17 +58,40 @@ class LLMPerfReporter:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not (self.windows or self.searches) or _is_xdist_worker(self.config):
             return
-        from pytest_llmperf.report.files import write_reports
         from pytest_llmperf.report.markdown import render_markdown
 
         # Results exist, so these settings resolved once already (here or on the workers).
         settings = resolve(self.config)
+        # The measurements first: a report that cannot be written must not cost the saved run.
+        self._store(settings)
         markdown = render_markdown(self.windows, rootdir=self.config.rootpath,
                                    searches=self.searches)
-        write_reports(markdown, settings.report.report, os.environ.get("GITHUB_STEP_SUMMARY"))
-        if settings.report.report:
-            self.written.append(f"markdown report: {settings.report.report}")
-        self._store(settings)
+        report = settings.report.report
+        if report is not None:
+            written = self._write("markdown report", option_source(settings, "report"),
+                                  functools.partial(_write_text, report, markdown))
+            if written:
+                self.written.append(f"markdown report: {written}")
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary:
+            self._write("step summary", "$GITHUB_STEP_SUMMARY",
+                        functools.partial(_append_text, Path(summary), markdown))
+        if self.failed_writes and session.exitstatus in (pytest.ExitCode.OK,
+                                                         pytest.ExitCode.TESTS_FAILED):
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+
+    def _write(self, what: str, source: str, write: Callable[[], Path]) -> Path | None:
+        """The path ``write`` wrote; None when it failed: said, naming where the path was set,
+        and the other outputs are still written."""
+        try:
+            return write()
+        except (OSError, ValueError) as exc:  # ValueError: StoreError, a hook's odd value
+            self.failed_writes += 1
+            strerror = getattr(exc, "strerror", None)
+            filename = getattr(exc, "filename", None)
+            self.written.append(f"llmperf: could not write the {what} ({source})"
+                                f"{f' {filename}' if filename else ''}: {strerror or exc}")
+            return None
 
     def _store(self, settings: Settings) -> None:
         from pytest_llmperf.observe.host import host_fingerprint
@@ -79,15 +108,23 @@ class LLMPerfReporter:
             import dataclasses
 
             document = dataclasses.replace(document, extra=extra)
-        paths = [write_run(document, settings.report.output_dir / "results.json")]
+        outputs = [(settings.report.output_dir / "results.json", "output_dir")]
         if settings.store.json:
-            paths.append(write_run(document, settings.store.json))
-        self.written.append(f"result document: {', '.join(map(str, paths))}")
+            outputs.append((settings.store.json, "json"))
+        paths = [self._write("result document", option_source(settings, option),
+                             functools.partial(write_run, document, path))
+                 for path, option in outputs]
+        if any(paths):
+            self.written.append(f"result document: {', '.join(str(p) for p in paths if p)}")
         names = [settings.store.save] if settings.store.save else []
         if settings.store.autosave:
             names.append(_autosave_name(fingerprint))
         for name in names:
-            self.written.append(f"saved run: {save_run(document, settings.store.storage, name)}")
+            saved = self._write(f"saved run {name!r}", option_source(settings, "storage"),
+                                functools.partial(save_run, document, settings.store.storage,
+                                                  name))
+            if saved:
+                self.written.append(f"saved run: {saved}")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not (self.windows or self.searches):
@@ -120,6 +157,19 @@ class LLMPerfReporter:
                     terminalreporter.write_line(line)
         for line in self.written:
             terminalreporter.write_line(line)
+
+
+def _write_text(path: Path, text: str) -> Path:
+    from pytest_llmperf.store.writing import write_atomic
+
+    write_atomic(path, text)
+    return path
+
+
+def _append_text(path: Path, text: str) -> Path:
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(text)
+    return path
 
 
 def _sha256(path: Path) -> str | None:

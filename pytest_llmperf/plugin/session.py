@@ -9,8 +9,12 @@ or at once when an llmperf option was given on the command line.  A bad value ra
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fnmatch
 import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,8 +33,9 @@ if TYPE_CHECKING:
     from pytest_llmperf.store.baseline import Baseline
 
 __all__ = ["PER_TEST_GROUPS", "ActivationError", "LLMPerfSession", "activate", "active_session",
-           "checked_settings", "checked_targets", "cli_options_given", "raise_activation_error",
-           "resolve", "target_ids", "test_settings"]
+           "check_test_scopes", "checked_settings", "checked_targets", "cli_options_given",
+           "option_source", "raise_activation_error", "resolve", "target_ids", "test_name",
+           "test_settings"]
 
 
 class ActivationError(ValueError):
@@ -67,11 +72,27 @@ def resolve(config: pytest.Config) -> Settings:
         raise ActivationError(str(exc)) from None
 
 
+def option_source(settings: Settings, name: str) -> str:
+    """Where option ``name``'s value came from, for messages: ``--llmperf-report (command
+    line)``, ``LLMPERF_REPORT (environment)``, ``--llmperf-output-dir (default)``."""
+    source = settings.sources.get(name, "default")
+    if source != "default":
+        return source
+    flag = next((option.flag for option in OPTIONS if option.name == name), name)
+    return f"{flag} (default)"
+
+
 def activate(config: pytest.Config) -> LLMPerfSession:
     """Settings, thresholds and the checked matrix, computed once per session."""
     session = config.stash.get(_SESSION_KEY, None)
     if session is None:
         settings = resolve(config)
+        try:
+            settings.server.gpu_ids()  # one GPU set for several xdist workers: refused now
+        except SettingError as exc:
+            raise ActivationError(str(exc)) from None
+        if not config.getoption("collectonly", False):  # --collect-only writes nothing
+            _check_outputs(settings)
         thresholds = _load_thresholds(settings)
         session = LLMPerfSession(settings, thresholds,
                                  tuple(_matrix(settings, thresholds, check=True)),
@@ -169,6 +190,24 @@ def _ini(config: pytest.Config, name: str) -> str | None:
     return str(value) if value else None
 
 
+def _check_outputs(settings: Settings) -> None:
+    """Every path the run will write, checked now: an output that cannot be written found
+    after an hour of load would cost the run (README, "Result store")."""
+    from pytest_llmperf.store.writing import unwritable
+
+    outputs: list[tuple[str, Path | None, bool]] = [
+        ("report", settings.report.report, False), ("json", settings.store.json, False),
+        ("output_dir", settings.report.output_dir, True),
+        # Read for --llmperf-compare too, but written only when a run is kept.
+        ("storage", settings.store.storage
+         if settings.store.save or settings.store.autosave else None, True)]
+    for name, path, directory in outputs:
+        why = None if path is None else unwritable(path, directory=directory)
+        if why is not None:
+            raise ActivationError(f"{option_source(settings, name)}: cannot write {path}: "
+                                  f"{why}")
+
+
 def _load_dataset(settings: Settings) -> DatasetSpec | None:
     """The dataset the run sends; a malformed one (or its file) is an error now, naming the
     setting's source and, for a file, its line."""
@@ -185,11 +224,63 @@ def _load_dataset(settings: Settings) -> DatasetSpec | None:
 
 def _load_thresholds(settings: Settings) -> Thresholds | None:
     from pytest_llmperf.results.thresholds import ThresholdError, thresholds_at
+    from pytest_llmperf.settings.parsers import BACKENDS
 
     try:
-        return thresholds_at(settings.checks.thresholds)  # None: an error only for SLO checks
+        thresholds = thresholds_at(settings.checks.thresholds)  # None: an error only for SLOs
     except ThresholdError as exc:
         raise ActivationError(str(exc)) from None
+    if thresholds is None:
+        return None
+    # A misspelled [backends.NAME] table would never apply: its SLOs silently ignored.
+    for name in thresholds.names("backends"):
+        if name not in BACKENDS:
+            raise ActivationError(str(thresholds.unknown_name("backends", name, BACKENDS,
+                                                              "backend")))
+    return thresholds
+
+
+def check_test_scopes(config: pytest.Config, items: Sequence[pytest.Item]) -> None:
+    """Every [tests.NAME] table names a collected test or a test function in a test file of
+    the rootdir (``pytest test_a.py`` collects only some); else UsageError naming file:line,
+    before any server starts."""
+    session = config.stash.get(_SESSION_KEY, None)
+    thresholds = session.thresholds if session is not None else None
+    if thresholds is None or not thresholds.names("tests"):
+        return
+
+    collected = {test_name(item) for item in items}
+    unknown = [name for name in thresholds.names("tests") if name not in collected]
+    if not unknown:
+        return
+    defined = _test_functions(config)
+    for name in unknown:
+        if name not in defined:
+            tests = collected | {fn for fn in defined if fn.startswith("test")}
+            raise pytest.UsageError(str(thresholds.unknown_name("tests", name, sorted(tests),
+                                                                "test")))
+
+
+# Any function: a project's python_functions may collect more than test_*.
+_TEST_DEF = re.compile(r"^[ \t]*(?:async[ \t]+)?def[ \t]+(\w+)[ \t]*\(", re.MULTILINE)
+
+
+def _test_functions(config: pytest.Config) -> set[str]:
+    """The names of the functions defined in the rootdir's test files (pytest's
+    ``python_files`` patterns, skipping its ``norecursedirs`` and virtualenvs)."""
+    patterns = [str(p) for p in config.getini("python_files")]
+    skip = [str(p) for p in config.getini("norecursedirs")]
+    found: set[str] = set()
+    for directory, subdirs, files in os.walk(config.rootpath):
+        subdirs[:] = [d for d in subdirs if not any(fnmatch.fnmatch(d, p) for p in skip)
+                      and not (Path(directory) / d / "pyvenv.cfg").exists()]
+        for file in files:
+            if any(fnmatch.fnmatch(file, pattern) for pattern in patterns):
+                with contextlib.suppress(OSError):
+                    text = (Path(directory) / file).read_text(encoding="utf-8",
+                                                              errors="replace")
+                    found.update(_TEST_DEF.findall(text))
+    return found
 
 
 def _load_baseline(settings: Settings, rootdir: Path) -> Baseline | None:
@@ -217,3 +308,8 @@ def _matrix(settings: Settings, thresholds: Thresholds | None, *, check: bool) -
         return targets(settings, _catalog(thresholds), check=check)
     except ValueError as exc:  # CatalogError, a missing engine, a bad engine argument
         raise ActivationError(str(exc)) from None
+
+
+def test_name(item: pytest.Item) -> str:
+    """The test function's name, as thresholds.toml's [tests.NAME] names it."""
+    return str(getattr(item, "originalname", item.name))

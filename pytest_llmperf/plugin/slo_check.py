@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_llmperf.plugin.recorder import ResultRecorder, test_name
+from pytest_llmperf.plugin.recorder import ResultRecorder
+from pytest_llmperf.plugin.session import test_name
 
 if TYPE_CHECKING:
     from pytest_llmperf.results.capacity import CapacityResult

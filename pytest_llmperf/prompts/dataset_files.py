@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_llmperf.clients.base import Turn
+from pytest_llmperf.prompts.json_text import loads, too_deep
 
 __all__ = ["CHAT_ROLES", "SHAREGPT_ROLES", "DatasetEntry", "DatasetFileError", "DatasetSummary",
            "load_jsonl", "load_sharegpt", "read_sharegpt"]
@@ -93,10 +94,12 @@ def read_sharegpt(path: Path, *, multi_turn: bool = False
     """:func:`load_sharegpt`'s entries and what it skipped, for the report."""
     text = _read_text(path)
     try:
-        data = json.loads(text)
+        data = loads(text)
     except json.JSONDecodeError as e:
         raise DatasetFileError(
             f"{path}:{e.lineno}:{e.colno} (char {e.pos}): not valid JSON: {e.msg}") from e
+    except RecursionError:
+        raise DatasetFileError(too_deep(str(path), text, lines=True)) from None
     del text  # a real ShareGPT file is 600 MB: keep one copy, not two
     if not isinstance(data, list):
         raise DatasetFileError(f"{path}: expected a JSON array of conversations at the top "
@@ -135,9 +138,11 @@ def load_jsonl(path: Path) -> tuple[DatasetEntry, ...]:
             continue
         where = f"{path}:{number}"
         try:
-            obj = json.loads(line)
+            obj = loads(line)
         except json.JSONDecodeError as e:
             raise DatasetFileError(f"{where}:{e.colno}: not valid JSON: {e.msg}") from e
+        except RecursionError:
+            raise DatasetFileError(too_deep(where, line, lines=False)) from None
         entries.append(_jsonl_entry(obj, where))
     if not entries:
         found = "an empty file" if not text else "only blank lines"

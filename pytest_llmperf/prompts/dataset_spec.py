@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from pytest_llmperf.prompts.dataset_files import DatasetEntry, load_jsonl, load_sharegpt
-from pytest_llmperf.prompts.synthetic import MIN_PROMPT_TOKENS, Lengths, parse_lengths
+from pytest_llmperf.prompts.synthetic import MIN_PROMPT_TOKENS, Lengths, bounded, parse_lengths
 
 __all__ = ["DatasetSpec", "parse_dataset"]
 
@@ -98,9 +98,9 @@ def parse_dataset(text: str) -> DatasetSpec:
             merged["output"], name="shared-prefix output"))
     assert path is not None
     multi_turn = "multi-turn" in values
+    max_input = _positive("max-input", values["max-input"]) if "max-input" in values else None
     entries = (load_sharegpt(path, multi_turn=multi_turn) if kind == "sharegpt"
                else load_jsonl(path))
-    max_input = _positive("max-input", values["max-input"]) if "max-input" in values else None
     return DatasetSpec(kind, text, output_lengths=output, path=path, max_input=max_input,
                        multi_turn=multi_turn, entries=entries)
 
@@ -120,7 +120,7 @@ def _values(kind: str, parts: list[str]) -> dict[str, str]:
 
 
 def _positive(key: str, value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
+    if not value.isdigit() or bounded(value, key) < 1:
         raise ValueError(f"{key}: expected a whole number of at least 1, got {value!r}")
     return int(value)
 
@@ -133,13 +133,15 @@ def _scenario(text: str, scenario: str) -> DatasetSpec:
     if letter == "D":
         if c is not None:
             raise ValueError(f"random: D(input,output) takes one pair, got {scenario!r}")
-        lengths = (Lengths("fixed", int(a)), Lengths("fixed", int(b)))
+        lengths = (Lengths("fixed", bounded(a, "random input")),
+                   Lengths("fixed", bounded(b, "random output")))
     elif c is None:
         raise ValueError(f"random: {letter}(...) needs an input and an output pair, e.g. "
                          f"{letter}(480,240)/(300,150)")
     else:
         kind: Literal["normal", "uniform"] = "normal" if letter == "N" else "uniform"
-        lengths = (Lengths(kind, int(a), int(b)), Lengths(kind, int(c), int(d)))
+        lengths = (Lengths(kind, bounded(a, "random input"), bounded(b, "random input")),
+                   Lengths(kind, bounded(c, "random output"), bounded(d, "random output")))
     for name, length in zip(("input", "output"), lengths, strict=True):
         if length.kind == "uniform" and length.second < length.first:
             raise ValueError(f"random {name}: {scenario!r} ends below where it starts")

@@ -24,10 +24,14 @@ from pytest_llmperf.clients.base import Prompt, Tokenizer
 from pytest_llmperf.prompts.builtin import MadeAhead, unique_tag
 from pytest_llmperf.results.prompt_origin import PromptOrigin
 
-__all__ = ["MIN_PROMPT_TOKENS", "Lengths", "RandomPrompts", "exact_text", "parse_lengths"]
+__all__ = ["MAX_TOKENS", "MIN_PROMPT_TOKENS", "Lengths", "RandomPrompts", "bounded", "exact_text",
+           "parse_lengths"]
 
 # The tag at the start of every prompt takes a few tokens; shorter prompts cannot be exact.
 MIN_PROMPT_TOKENS = 16
+# Beyond any served model's context (10M tokens is the longest there is): a longer length is a
+# typo, and exact_text would build a text of that many words before asking the tokenizer.
+MAX_TOKENS = 10_000_000
 
 # Common English words: prompts read like text, not like random token ids.
 _WORDS = (
@@ -93,19 +97,36 @@ def parse_lengths(text: str, *, name: str, floor: int = 1) -> Lengths:
     expected = (f"{name}: expected N, LOW..HIGH or MEAN~STDEV tokens (e.g. 512, 256..1024, "
                 f"512~128), got {text!r}")
     if text.isdigit():
-        lengths = Lengths("fixed", int(text))
+        lengths = Lengths("fixed", bounded(text, name))
     elif (match := _UNIFORM.fullmatch(text)) is not None:
-        lengths = Lengths("uniform", int(match[1]), int(match[2]))
+        lengths = Lengths("uniform", bounded(match[1], name), bounded(match[2], name))
         if lengths.second < lengths.first:
             raise ValueError(f"{name}: {text!r} ends below where it starts")
     elif (match := _NORMAL.fullmatch(text)) is not None:
-        lengths = Lengths("normal", int(match[1]), int(match[2]))
+        lengths = Lengths("normal", bounded(match[1], name), bounded(match[2], name))
     else:
         raise ValueError(expected)
     if lengths.first < floor:
         raise ValueError(f"{name}: {text!r} is below {floor} tokens, the shortest that can be "
                          "made exact here")
     return lengths
+
+
+# Rounds of adding words before exact_text gives up: a real tokenizer needs one or two.
+_MAX_ROUNDS = 16
+
+
+def bounded(digits: str, name: str) -> int:
+    """A whole number of tokens (or a count) written as ``digits``, at most :data:`MAX_TOKENS`
+    (checked on the text first: int() of thousands of digits raises a bare ValueError)."""
+    if not (digits.isascii() and digits.isdigit()):  # isdigit() alone takes '²'
+        raise ValueError(f"{name}: expected a whole number in ASCII digits, got "
+                         f"{digits!r}")
+    if len(digits.lstrip("0")) > len(str(MAX_TOKENS)) or int(digits) > MAX_TOKENS:
+        shown = digits if len(digits) <= 20 else f"{digits[:12]}... ({len(digits)} digits)"
+        raise ValueError(f"{name}: {shown} is more than any model's context: at most "
+                         f"{MAX_TOKENS}")
+    return int(digits)
 
 
 class ExactLengthError(RuntimeError):
@@ -117,8 +138,18 @@ def exact_text(tokenizer: Tokenizer, tokens: int, rng: random.Random, head: str)
     ``tokenizer`` (no special tokens): random words, cut at the right token and checked."""
     text = head
     ids = tokenizer.encode(text)
+    rounds = 0
     while len(ids) < tokens + 8:  # a margin, so the cut never lands at the very end
         missing = tokens + 8 - len(ids)
+        rounds += 1
+        if rounds > _MAX_ROUNDS:
+            # Each round adds a word per missing token; a tokenizer that counts words as
+            # tokens gets there in a round or two.  One that does not would loop for ever.
+            raise ExactLengthError(
+                f"could not make a prompt of exactly {tokens} tokens: after {_MAX_ROUNDS} "
+                f"rounds of adding words the tokenizer counts {len(ids)} tokens in "
+                f"{len(text.split())} words (a tokenizer that does not count text, such as a "
+                "broken /tokenize endpoint?)")
         text += " " + " ".join(rng.choice(_WORDS) for _ in range(max(8, missing)))
         ids = tokenizer.encode(text)
     cut = tokens

@@ -13,7 +13,13 @@ _OPEN_LOOP_ONLY = ("schedule_slip_ms", "ttft_from_schedule_ms", "e2el_from_sched
 
 def window_properties(window: WindowResult) -> list[tuple[str, object]]:
     """``target``, ``ttft_ms.p95`` ... and the whole-run numbers, the client's health, the
-    engine's own numbers and the resources."""
+    engine's own numbers and the resources.  A figure the window could not know (reasoning
+    tokens nothing counted, a TPOT of one-token answers) is left out: junit would write the
+    text ``None`` where its readers expect a number (the markdown report says why)."""
+    return [(name, value) for name, value in _properties(window) if value is not None]
+
+
+def _properties(window: WindowResult) -> list[tuple[str, object]]:
     prompts = window.prompts
     props: list[tuple[str, object]] = [
         ("target", window.served.target),

@@ -43,6 +43,17 @@ _SERVER_ROWS = {
     "requests_running_peak": "requests running peak",
     "requests_waiting_peak": "requests waiting peak",
 }
+# Metrics that need the reasoning tokens counted, and why other distributions can be empty.
+_UNCOUNTED_REASONING = ("reasoning_tokens", "answer_tokens", "answer_decode_tokens_per_s")
+_WHY_EMPTY = {
+    "tpot_ms": "no completed answer streamed its tokens in more than one read",
+    "itl_ms": "no completed answer streamed its tokens in more than one read",
+    "decode_tokens_per_s": "no completed answer streamed its tokens in more than one read",
+    "time_to_answer_ms": "no answer began after its reasoning (see unanswered)",
+    "answer_e2el_ms": "no answer began after its reasoning (see unanswered)",
+    "answer_decode_tokens_per_s": "no answer streamed two or more answer tokens in separate "
+                                  "reads",
+}
 _HEALTH_FIGURES = ("client_processes", "loop_lag_ms_p99", "loop_lag_ms_max", "client_cpu_pct",
                    "send_late_ms_p99", "other_cpu_pct", "steal_pct")
 _PROMPT_DETAILS = ("path", "input_tokens", "output_tokens", "documents", "questions",
@@ -117,7 +128,29 @@ def _figures(window: WindowResult) -> list[str]:
                     cell(value)] for name, value in metrics.scalars.items()
                    if name in SCALARS and (value or not name.startswith("errors."))]
     return [tabulate(rows, headers=["metric", *stats], tablefmt="github"), "",
+            *unknown_lines(window, shown),
             tabulate(scalar_rows, headers=["run", "value"], tablefmt="github"), ""]
+
+
+def unknown_lines(window: WindowResult, shown: Sequence[str]) -> list[str]:
+    """Why the table's empty rows are empty (junit leaves those figures out)."""
+    metrics = window.metrics
+    unknown = [name for name in shown if metrics.value(name, "mean") is None]
+    if not unknown:
+        return []
+    uncounted = sum(r.ok and r.has_reasoning and r.reasoning_tokens is None
+                    for r in window.run.records)
+    reasons: dict[str, list[str]] = {}
+    for name in unknown:
+        if uncounted and name in _UNCOUNTED_REASONING:
+            reason = (f"{uncounted} answers reasoned first, and neither the server "
+                      "(usage.completion_tokens_details.reasoning_tokens) nor a tokenizer "
+                      "counted their reasoning tokens")
+        else:
+            reason = _WHY_EMPTY.get(name, "no completed request measured it")
+        reasons.setdefault(reason, []).append(name)
+    return [f"Unknown in this window: {', '.join(names)}: {reason}."
+            for reason, names in reasons.items()] + [""]
 
 
 def prompts_sentence(window: WindowResult) -> str:

@@ -31,12 +31,16 @@ class ProbeOutcome:
     point: LoadPoint | None = None  # its window's figures, for the table and the chart
     # The probe's whole window; only while the search runs (a stored search keeps the point).
     window: WindowResult | None = field(default=None, compare=False, repr=False)
+    # The client could not offer this load (its machine ran out of file descriptors or ports):
+    # the probe says nothing of the server, and the search stops there.
+    client_limit: str | None = None
 
     def to_json(self) -> JSONObject:
         return {"load": self.load, "passed": self.passed, "broke": list(self.broke),
                 "headroom": rounded(self.headroom), "goodput": rounded(self.goodput),
                 "duration_s": round(self.duration_s, 3), "stopped_early": self.stopped_early,
-                "point": None if self.point is None else self.point.to_json()}
+                "point": None if self.point is None else self.point.to_json(),
+                "client_limit": self.client_limit}
 
     @classmethod
     def from_json(cls, fields: Fields) -> ProbeOutcome:
@@ -44,7 +48,8 @@ class ProbeOutcome:
         return cls(fields.number("load"), fields.flag("passed"), fields.texts("broke"),
                    fields.number_or_none("headroom"), fields.number_or_none("goodput"),
                    fields.number("duration_s", 0.0), fields.text_or_none("stopped_early"),
-                   None if point is None else LoadPoint.from_json(point))
+                   None if point is None else LoadPoint.from_json(point),
+                   client_limit=fields.text_or_none("client_limit"))
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,8 @@ class CapacityResult:
     capacity: float | None  # highest load where every SLO held (None: not even the lowest)
     first_failing: float | None  # lowest load above it where an SLO broke (None: none found)
     probes: tuple[ProbeOutcome, ...]
-    stop_reason: str  # "boundary found", "budget", "maximum load", "minimum load failed"
+    # "boundary found", "budget", "maximum load", "minimum load failed", "client limit"
+    stop_reason: str
     elapsed_s: float
     budget_s: float
 
@@ -166,6 +172,10 @@ class CapacityResult:
                 text += ": the capacity may be higher"
         elif self.stop_reason == "minimum load failed":
             text += " (the lowest load searched)"
+        elif self.stop_reason == "client limit":
+            limited = next(p for p in self.probes if p.client_limit)
+            text += (f"; the client could not offer {self.load_text(limited.load)} "
+                     f"({limited.client_limit}): the capacity may be higher")
         elif self.stop_reason == "maximum load":
             text += "; every SLO held up to the maximum load searched: the capacity may be higher"
         return text

@@ -23,6 +23,7 @@ class ErrorKind(enum.StrEnum):
     """Why a request failed.  The values are the names in metrics, junit and stored files."""
 
     HTTP_4XX = "http_4xx"  # the server refused the request (status 400-499 but 429)
+    REDIRECTED = "redirected"  # HTTP 3xx: the server points elsewhere; no redirect is followed
     RATE_LIMITED = "rate_limited"  # HTTP 429: the server is shedding load
     HTTP_5XX = "http_5xx"  # the server failed the request (status 500-599)
     TIMEOUT = "timeout"  # no first token / no complete answer in time, or cut at the deadline
@@ -33,11 +34,14 @@ class ErrorKind(enum.StrEnum):
     ABORTED = "aborted"  # the server ended the answer early (finish_reason abort, or short)
     EMPTY = "empty"  # a finished stream that carried no token
     SERVER_DIED = "server_died"  # the launched server process exited during the window
+    # The client's own machine ran out (file descriptors, local ports): not the server's doing.
+    CLIENT_LIMIT = "client_limit"
 
 
 ERROR_KINDS: tuple[str, ...] = tuple(kind.value for kind in ErrorKind)
 DESCRIPTIONS: Mapping[str, str] = {
     "http_4xx": "HTTP 4xx responses other than 429",
+    "redirected": "HTTP 3xx responses (redirects are not followed)",
     "rate_limited": "HTTP 429 responses (rate limited)",
     "http_5xx": "HTTP 5xx responses",
     "timeout": "requests timed out or cut at the window's deadline",
@@ -48,6 +52,8 @@ DESCRIPTIONS: Mapping[str, str] = {
     "aborted": "answers the server ended early",
     "empty": "finished streams that carried no token",
     "server_died": "requests lost because the launched server died",
+    "client_limit": "requests the client could not send: its own machine ran out of file "
+                    "descriptors or local ports",
 }
 
 
@@ -57,10 +63,15 @@ def metric_name(kind: str) -> str:
 
 
 def http_kind(status: int) -> ErrorKind:
-    """The category of a non-200 HTTP answer."""
+    """The category of a non-200 HTTP answer: a refusal, a failure, a redirect; any other
+    status (204, 206, 600) is not the streamed answer asked for."""
     if status == 429:
         return ErrorKind.RATE_LIMITED
-    return ErrorKind.HTTP_5XX if status >= 500 else ErrorKind.HTTP_4XX
+    if 300 <= status < 400:
+        return ErrorKind.REDIRECTED
+    if 400 <= status < 500:
+        return ErrorKind.HTTP_4XX
+    return ErrorKind.HTTP_5XX if 500 <= status < 600 else ErrorKind.MALFORMED
 
 
 def kind_of(record: RequestRecord) -> str | None:
@@ -76,6 +87,7 @@ _MESSAGES: tuple[tuple[str, ErrorKind], ...] = (
     ("HTTP 429", ErrorKind.RATE_LIMITED),
     ("HTTP 5", ErrorKind.HTTP_5XX),
     ("HTTP 4", ErrorKind.HTTP_4XX),
+    ("HTTP 3", ErrorKind.REDIRECTED),
     ("no complete answer within", ErrorKind.TIMEOUT),
     ("no first token within", ErrorKind.TIMEOUT),
     ("server error in stream", ErrorKind.IN_BAND),
@@ -85,6 +97,7 @@ _MESSAGES: tuple[tuple[str, ErrorKind], ...] = (
     ("the answer carried no token", ErrorKind.EMPTY),
     ("the engine generated no token", ErrorKind.EMPTY),
     ("the server ended the answer", ErrorKind.ABORTED),
+    ("the server aborted the answer", ErrorKind.ABORTED),
     ("the server reported no token usage", ErrorKind.MALFORMED),
     ("counting tokens", ErrorKind.MALFORMED),
     ("cut at the window's deadline", ErrorKind.TIMEOUT),

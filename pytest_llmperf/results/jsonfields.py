@@ -12,7 +12,8 @@ import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import TypeVar
 
-__all__ = ["Fields", "JSONDecodeError", "JSONObject", "json_number", "rounded"]
+__all__ = ["LARGEST_INTEGER", "Fields", "JSONDecodeError", "JSONObject", "json_number",
+           "read_number", "rounded", "strict_json"]
 
 # What ``json.loads`` gives and ``json.dumps`` takes: the one place the package spells it.
 JSONObject = dict[str, object]
@@ -29,10 +30,41 @@ def rounded(value: float | None) -> float | None:
 
 
 def json_number(value: float | None) -> float | str | None:
-    """A float as JSON can hold it: ``inf`` and ``nan`` as text (json would write Infinity)."""
+    """A float as JSON can hold it: ``inf``, ``-inf`` and ``nan`` as text (json would write
+    Infinity, which strict JSON readers refuse).  Every number reader of :class:`Fields`
+    takes the text back."""
     if value is None or math.isfinite(value):
         return value
     return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
+
+
+def strict_json(value: object) -> object:
+    """``value`` (plain JSON values) with every non-finite float as :func:`json_number` writes
+    it, so that ``json.dumps(..., allow_nan=False)`` takes it."""
+    if isinstance(value, float):
+        return json_number(value)
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    return value
+
+
+# The non-finite numbers as documents write them (json_number).
+_NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+# The largest whole number a document holds (nanoseconds since 1970 fit 2**63 until 2262);
+# beyond it a figure is corrupt, and float() of it would overflow.
+LARGEST_INTEGER = 2**63
+
+
+def read_number(value: object) -> float | None:
+    """A JSON number (or the text form of a non-finite one) as a float; None when ``value``
+    is no number.  OverflowError for an integer too large for a float."""
+    if isinstance(value, str):
+        return _NON_FINITE.get(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    return float(value)
 
 
 class Fields:
@@ -84,6 +116,8 @@ class Fields:
         value = self._get(key, default, default is None)
         if not isinstance(value, int) or isinstance(value, bool):
             raise self._fail(key, "a whole number", value)
+        if abs(value) > LARGEST_INTEGER:
+            raise self._fail(key, "a whole number of at most 19 digits", value)
         return value
 
     def integer_or_none(self, key: str) -> int | None:
@@ -91,12 +125,7 @@ class Fields:
         return None if value is None else self.integer(key)
 
     def number(self, key: str, default: float | None = None) -> float:
-        value = self._get(key, default, default is None)
-        if value in ("inf", "-inf", "nan"):
-            return float(str(value))
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise self._fail(key, "a number", value)
-        return float(value)
+        return _number(self._get(key, default, default is None), f"{self.path}.{key}")
 
     def number_or_none(self, key: str) -> float | None:
         value = self._get(key, None, False)
@@ -144,9 +173,7 @@ class Fields:
         """A list of numbers, null where a reading was missing."""
         found: list[float | None] = []
         for path, item in self.items(key):
-            if item is not None and (not isinstance(item, (int, float)) or isinstance(item, bool)):
-                raise JSONDecodeError(f"{path}: expected a number or null, got {_shown(item)}")
-            found.append(None if item is None else float(item))
+            found.append(None if item is None else _number(item, path, "a number or null"))
         return tuple(found)
 
     def number_map(self, key: str) -> dict[str, float]:
@@ -158,18 +185,19 @@ class Fields:
             raise self._fail(key, "an object of numbers", value)
         found = {}
         for name, item in value.items():
-            if item is None:
-                continue
-            if not isinstance(item, (int, float)) or isinstance(item, bool):
-                raise JSONDecodeError(f"{self.path}.{key}.{name}: expected a number, got "
-                                      f"{_shown(item)}")
-            found[str(name)] = float(item)
+            if item is not None:
+                found[str(name)] = _number(item, f"{self.path}.{key}.{name}")
         return found
 
     def number_map_loose(self) -> dict[str, float]:
-        """This object's own number fields, whatever else it holds."""
-        return {key: float(value) for key, value in self._data.items()
-                if isinstance(value, (int, float)) and not isinstance(value, bool)}
+        """This object's own number fields, whatever else it holds (non-finite ones too, in
+        their text form)."""
+        found = {}
+        for key, value in self._data.items():
+            if (isinstance(value, (int, float)) and not isinstance(value, bool)) or (
+                    isinstance(value, str) and value in _NON_FINITE):
+                found[key] = _number(value, f"{self.path}.{key}")
+        return found
 
     def scalar_map(self, key: str) -> dict[str, str | int | float | bool | None]:
         """An object of plain values (text, numbers, true/false, null)."""
@@ -187,6 +215,19 @@ class Fields:
         return found
 
 
+def _number(value: object, path: str, expected: str = "a number") -> float:
+    try:
+        number = read_number(value)
+    except OverflowError:
+        raise JSONDecodeError(f"{path}: {_shown(value)} is too large for a number") from None
+    if number is None:
+        raise JSONDecodeError(f"{path}: expected {expected}, got {_shown(value)}")
+    return number
+
+
 def _shown(value: object) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an integer of more digits than Python will print
+        return "a whole number of thousands of digits"
     return text if len(text) <= 60 else text[:57] + "..."

@@ -4,8 +4,9 @@ A client records what it saw (chunks, counts, the server's ``finish_reason``, a 
 error); :func:`judge` then decides, once the measured window has ended, whether that was a
 complete answer.  An answer that is not becomes a failed request with the reason as its error:
 
+- the server aborted it (``finish_reason`` ``abort``, ``error`` or ``cancelled``): ``aborted``,
+  whatever else is missing (no token, no usage): the abort is the first cause;
 - no token at all (an empty stream): ``empty``;
-- the server aborted it (``finish_reason`` ``abort``, ``error`` or ``cancelled``): ``aborted``;
 - the request forced its length (``ignore_eos``/``min_tokens``) and got fewer tokens, for
   example because the context ran out: ``aborted`` too (the server ended it early).
 """
@@ -17,7 +18,7 @@ import dataclasses
 from pytest_llmperf.results.errors import ErrorKind
 from pytest_llmperf.results.records import RequestRecord
 
-__all__ = ["FAILED_FINISH_REASONS", "judge"]
+__all__ = ["FAILED_FINISH_REASONS", "judge", "server_gave_up"]
 
 # finish_reason values that mean the server gave up on the answer (vLLM "abort", SGLang
 # "abort", OpenAI-style "error"/"cancelled").
@@ -39,13 +40,24 @@ def judge(record: RequestRecord, forced_tokens: int | None) -> RequestRecord:
     return dataclasses.replace(record, error=error, error_kind=kind.value)
 
 
+def server_gave_up(record: RequestRecord) -> tuple[ErrorKind, str] | None:
+    """``aborted`` and why, when the server's own ``finish_reason`` says it gave up on the
+    answer; None otherwise.  Token counting asks this first: an aborted answer without usage
+    is aborted, not uncountable."""
+    reason = record.finish_reason
+    if isinstance(reason, str) and reason.lower() in FAILED_FINISH_REASONS:
+        return ErrorKind.ABORTED, f"the server aborted the answer (finish_reason {reason!r})"
+    return None
+
+
 def _incomplete(record: RequestRecord, forced_tokens: int | None
                 ) -> tuple[ErrorKind, str] | None:
     reason = record.finish_reason
+    gave_up = server_gave_up(record)
+    if gave_up is not None:
+        return gave_up
     if not record.chunk_ns:
         return ErrorKind.EMPTY, f"the answer carried no token (finish_reason {reason!r})"
-    if reason is not None and reason.lower() in FAILED_FINISH_REASONS:
-        return ErrorKind.ABORTED, f"the server ended the answer with finish_reason {reason!r}"
     if record.output_tokens < 1:
         return ErrorKind.EMPTY, "no output token was counted"
     if forced_tokens is not None and record.output_tokens < forced_tokens:

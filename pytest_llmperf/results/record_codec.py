@@ -98,7 +98,7 @@ def decode_records(fields: Fields) -> tuple[RequestRecord, ...]:
             if not isinstance(raw, dict):
                 raise TypeError(f"expected an object, got {type(raw).__name__}")
             decoded.append(_decode(raw))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
             raise JSONDecodeError(f"{path}: not a stored request ({type(exc).__name__}: "
                                   f"{exc})") from None
     return tuple(sorted(decoded, key=lambda record: record.send_ns))

@@ -11,14 +11,20 @@ slo = ["ttft_ms.p95 < 3000",
        "tpot_ms.p95 regresses < 10%"]   # a regression gate: held against --llmperf-compare
 ```
 
-A more specific table replaces the checks of the same ``metric[.statistic]`` and adds new ones;
-the order is defaults < backends < models < tests.  Every error names file:line.
+A more specific table replaces the checks of the same ``metric[.statistic]`` bounded on the same
+side (``<``/``<=`` from above, ``>``/``>=`` from below, so both sides of a two-sided SLO apply)
+and adds new ones; the order is defaults < backends < models < tests.  Every error names
+file:line; a limit must be a finite number.  That a [backends.NAME] or [tests.NAME] table names
+a backend or test that exists is checked by the plugin (:meth:`Thresholds.unknown_name`), which
+knows them.
 """
 
 from __future__ import annotations
 
+import difflib
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +74,11 @@ class Check:
         return f"{self.metric}.{self.statistic}" if self.statistic else self.metric
 
     @property
+    def side(self) -> str:
+        """``upper`` (< and <=) or ``lower`` (> and >=): a two-sided SLO is two checks."""
+        return "upper" if self.operator in ("<", "<=") else "lower"
+
+    @property
     def limit_text(self) -> str:
         return self.text.split(self.operator, 1)[1].strip()
 
@@ -92,7 +103,17 @@ def parse_check(text: str, origin: str) -> Check:
         )
     metric, stat = _dotted(match["metric"], match["stat"])
     _check_metric(metric, stat, text, origin)
-    return Check(metric, stat, match["op"], float(match["limit"]), text.strip(), origin)
+    return Check(metric, stat, match["op"], _finite(match["limit"], text, origin), text.strip(),
+                 origin)
+
+
+def _finite(number: str, text: str, origin: str) -> float:
+    """``1e999`` reads as infinity: a limit nothing can miss (or meet) is a typo, not an SLO."""
+    value = float(number)
+    if not math.isfinite(value):
+        raise ThresholdError(f"{origin}: {text!r}: the limit is not a finite number ({number} "
+                             "reads as infinity)")
+    return value
 
 
 def _dotted(metric: str, stat: str | None) -> tuple[str, str | None]:
@@ -172,7 +193,7 @@ def parse_gate(text: str, origin: str) -> Gate:
             f"{', '.join(COMPARABLE)}, a resource metric or a capacity search's result"
         )
     unit = metric_info(metric).unit
-    given, amount = match["unit"], float(match["amount"])
+    given, amount = match["unit"], _finite(match["amount"], text, origin)
     if given == "%":
         return Gate(metric, stat, amount / 100.0, True, text.strip(), origin)
     if given is None or given != unit:
@@ -203,12 +224,35 @@ class Thresholds:
         return tuple(e for e in self._entries(backend, model, test) if isinstance(e, Gate))
 
     def _entries(self, backend: str, model: str, test: str) -> list[Check | Gate]:
-        # A more specific table replaces an entry of the same kind and metric.statistic.
-        chosen = {(type(entry), entry.key): entry for entry in self.defaults}
+        # A more specific table replaces an entry of the same kind, metric.statistic and (an
+        # SLO) side: "tpot_ms.p95 > 10" stays when a test's table sets "tpot_ms.p95 < 50".
+        chosen = {_slot(entry): entry for entry in self.defaults}
         for scope, name in (("backends", backend), ("models", model), ("tests", test)):
             for entry in self.scoped.get(scope, {}).get(name, ()):
-                chosen[type(entry), entry.key] = entry
+                chosen[_slot(entry)] = entry
         return list(chosen.values())
+
+    def names(self, scope: str) -> tuple[str, ...]:
+        """The NAMEs of the [scope.NAME] tables."""
+        return tuple(self.scoped.get(scope, {}))
+
+    def unknown_name(self, scope: str, name: str, known: Iterable[str], what: str
+                     ) -> ThresholdError:
+        """The error for a [scope.NAME] table that names no ``what`` (a backend, a test):
+        file:line, the nearest known name, and the known names."""
+        where = (self.document.locate.table(f"{scope}.{name}") if self.document is not None
+                 else str(self.path))
+        names = list(dict.fromkeys(known))  # in the caller's order
+        close = difflib.get_close_matches(name, names, n=1)
+        shown = ", ".join(names[:30]) + (f" and {len(names) - 30} more" if len(names) > 30
+                                         else "")
+        return ThresholdError(
+            f"{where}: [{scope}.{name}] names no {what}, so its SLOs would never apply"
+            f"{f'; did you mean {close[0]}?' if close else ''} ({what}s: {shown or 'none'})")
+
+
+def _slot(entry: Check | Gate) -> tuple[str, str, str]:
+    return (type(entry).__name__, entry.key, entry.side if isinstance(entry, Check) else "")
 
 
 def thresholds_at(path: Path) -> Thresholds | None:

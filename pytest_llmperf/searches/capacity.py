@@ -78,6 +78,9 @@ def search_capacity(
                 return None
         outcome = probe(load)
         probes.append(outcome)
+        if outcome.client_limit:  # no verdict on the server: nothing to search on from here
+            stop_reason = "client limit"
+            return None
         return outcome
 
     low: float | None = None
@@ -120,6 +123,7 @@ def search_capacity(
 def _monotone_fit(probes: list[ProbeOutcome]) -> tuple[float | None, float | None]:
     """The highest load with every probe at it and below it passing, and the lowest load
     above that with a failing probe."""
+    probes = [p for p in probes if not p.client_limit]  # they measured the client
     capacity = None
     for load in sorted({p.load for p in probes}):
         if all(p.passed for p in probes if p.load <= load):

@@ -57,12 +57,19 @@ def probe_estimate(base: LoadShape, requests: int, warmup: int, probe_s: float
 def probe_outcome(load: float, window: WindowResult, verdicts: Sequence[Verdict],
                   checks: Sequence[Check], duration_s: float) -> ProbeOutcome:
     """The probe at ``load``: it passed when every SLO held, the window was not overloaded and
-    it ran to its end; what broke, in words."""
+    it ran to its end; what broke, in words.  Requests the client itself could not send
+    (``client_limit``) make it a probe of the client, which ends the search."""
     broke = [v.describe() for v in verdicts if not v.passed]
+    limited = window.errors.get("client_limit")
+    client_limit = None
+    if limited is not None:
+        client_limit = (f"{limited.count} of {window.requests} requests could not be sent, the "
+                        f"client's machine ran out: {limited.example}")
+        broke.insert(0, f"client_limit: {client_limit}")
     if window.overload:
         broke.append(window.overload)
     if window.run.stopped_early and not broke:
         broke.append(f"stopped early: {window.run.stopped_early}")
     return ProbeOutcome(load, not broke, tuple(broke), headroom(verdicts),
                         goodput(window.run, checks), duration_s, window.run.stopped_early,
-                        LoadPoint.of(window), window)
+                        LoadPoint.of(window), window, client_limit)

@@ -75,11 +75,21 @@ class ServerSettings:
         return str(chosen) if chosen else sys.executable
 
     def gpu_ids(self, env: Mapping[str, str] = os.environ) -> tuple[int, ...] | None:
-        """This process's GPUs: the set for this pytest-xdist worker (gw0 takes the first)."""
+        """This process's GPUs: the set for this pytest-xdist worker (gw0 takes the first).
+        One set for several workers is refused: their engines would share the GPUs."""
         if self.gpus is None:
             return None
         worker = env.get("PYTEST_XDIST_WORKER", "gw0")
         index = int(worker[2:]) if worker[2:].isdigit() else 0
+        count = env.get("PYTEST_XDIST_WORKER_COUNT", "1")
+        workers = int(count) if count.isdigit() else 1
+        if len(self.gpus) == 1 and workers > 1:
+            ids = ",".join(map(str, self.gpus[0]))
+            raise SettingError(
+                f"{self.sources.get('gpus', '--gpus')}: one GPU set ({ids}) for {workers} "
+                f"pytest-xdist workers would put their engines on the same GPUs at once; give "
+                f"one set per worker ({'|'.join(['...'] * workers)}, e.g. --gpus '0,1|2,3' "
+                f"with -n 2) or run without -n")
         if len(self.gpus) > 1 and index >= len(self.gpus):
             raise SettingError(
                 f"{self.sources.get('gpus', '--gpus')}: {len(self.gpus)} GPU sets for "

@@ -61,10 +61,12 @@ OPTIONS: tuple[Option[Any], ...] = (
            groups=("matrix",)),
     Option("base_url", "--base-url",
            "attach to a running server at this URL instead of launching one (OpenAI-"
-           "compatible servers: the URL ends in /v1)", parse.url, None, groups=("server",)),
+           "compatible servers: the URL ends in /v1); no user, password or query in it: the "
+           "key goes in --api-key-env", parse.url, None, groups=("server",)),
     Option("api_key_env", "--api-key-env",
-           "name of the environment variable that holds the API key", parse.env_name, None,
-           groups=("server",)),
+           "NAME of the environment variable that holds the API key (not the key itself); the "
+           "key is sent only as an Authorization: Bearer header and written to no output",
+           parse.env_name, None, groups=("server",)),
     Option("thresholds", "--thresholds", "SLO file (default: thresholds.toml in rootdir)",
            parse.path, None, groups=("checks",)),
     Option("report", "--llmperf-report", "write the markdown report to this path",

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 __all__ = ["BACKENDS"]  # and the parsers, used by pytest_llmperf.settings.options
 
@@ -157,18 +157,79 @@ def text(value: str) -> str:
     return value.strip()
 
 
+# C0 and C1 control characters and DEL: no request line or header may carry them.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Where a URL is given, and what goes there instead of its secrets.
+_KEY_GOES = ("put the API key in an environment variable and give its name with --api-key-env "
+             "(it is sent as an Authorization: Bearer header)")
+
+
 def url(value: str) -> str:
+    """An http(s) base URL with no credentials, query or fragment (the requests' paths are
+    appended to it, and a secret in it would be copied into reports and messages); an
+    international host name becomes punycode and a non-ASCII path is percent-encoded, as
+    every request must carry them."""
     expected = "expected an http:// or https:// URL such as http://127.0.0.1:8000/v1"
+    if _CONTROL.search(value):
+        raise ValueError(f"{expected}: it holds a control character")
     if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
         raise ValueError(expected)
+    if "@" in value:  # anywhere: an unescaped '/' or '?' in a password moves it past the host
+        raise ValueError(f"{expected}, with no user or password in it: the requests do not "
+                         f"send them; {_KEY_GOES}")
+    for mark, name in (("?", "query"), ("#", "fragment")):
+        if mark in value:
+            raise ValueError(f"{expected}, with no {name} ({mark}...): the requests' paths are "
+                             f"appended to the URL; for an API key, {_KEY_GOES}")
     parts = urlsplit(value)
     try:
-        parts.port  # noqa: B018 (raises on a port that is not a number in 0-65535)
+        port = parts.port  # raises on a port that is not a number in 0-65535
     except ValueError:
         raise ValueError(f"{expected}: the port is not a number from 0 to 65535") from None
     if not parts.hostname:
         raise ValueError(f"{expected}: it names no host")
-    return value.rstrip("/")
+    netloc = parts.netloc
+    if not netloc.isascii():
+        try:
+            host = parts.hostname.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise ValueError(f"{expected}: its host {parts.hostname!r} is not a valid "
+                             "international domain name") from None
+        netloc = host if port is None else f"{host}:{port}"
+    path = "".join(c if c.isascii() else quote(c, safe="") for c in parts.path)
+    return f"{parts.scheme}://{netloc}{path}".rstrip("/")
+
+
+def redact_url(value: str) -> str:
+    """``value`` (a URL, or text that failed to be one) fit for a message: anything before an
+    '@' after the scheme becomes ``***@``, and a query or fragment ``?***`` or ``#***``."""
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        scheme, rest = "", value
+    if "@" in rest:  # the last '@': a password may hold one unescaped
+        rest = "***@" + rest.rsplit("@", 1)[1]
+    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=-1)
+    if cut >= 0:
+        rest = rest[:cut + 1] + "***"
+    return scheme + sep + rest
+
+
+def api_key_problem(key: str) -> str | None:
+    """Why ``key`` cannot be sent in an HTTP header as it is (never quoting it), or None."""
+    if "\n" in key or "\r" in key:
+        return ("holds a line break (a key read from a file often ends in one): remove it; "
+                "a line break would end the Authorization header")
+    if _CONTROL.search(key):
+        return "holds a control character, which no HTTP header may carry"
+    try:
+        key.encode("latin-1")
+    except UnicodeEncodeError:
+        return ("holds a character outside Latin-1, which an HTTP header cannot carry (API "
+                "keys are ASCII: check what was exported)")
+    if key != key.strip(" "):
+        return ("starts or ends with a space, which HTTP drops from a header (the server would "
+                "get another key)")
+    return None
 
 
 def env_name(value: str) -> str:

@@ -9,6 +9,7 @@ This module imports nothing heavy: it runs when pytest loads the plugin.
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +25,7 @@ from pytest_llmperf.settings.groups import (
     StoreSettings,
 )
 from pytest_llmperf.settings.options import BACKENDS, OPTIONS, Option
+from pytest_llmperf.settings.parsers import api_key_problem, redact_url
 
 __all__ = ["BACKENDS", "OPTIONS", "Option", "SettingError", "Settings", "option_text",
            "resolve_settings", "settings_from"]
@@ -35,14 +37,15 @@ def settings_from(rootdir: Path | None = None, **options: object) -> Settings:
     """Settings for a script: the defaults of every option, with ``options`` (by option name:
     ``requests=16``, ``users=[1, 2]``, ``backend="vllm"``) parsed and checked as the command
     line's are; relative paths under ``rootdir`` (default: the working directory).  The
-    environment's LLMPERF_* variables are not read."""
+    environment's LLMPERF_* variables are not read; the key's variable (``api_key_env=``) is."""
     names = {option.name for option in OPTIONS}
     unknown = sorted(set(options) - names)
     if unknown:
         raise SettingError(f"{unknown[0]}= (keyword argument): no such setting; settings are "
                            f"named as the options are: {', '.join(sorted(names))}")
     given = {name: option_text(value) for name, value in options.items() if value is not None}
-    return resolve_settings(given, {}, {}, rootdir or Path.cwd(), given_as="keyword argument")
+    return resolve_settings(given, {}, {}, rootdir or Path.cwd(), given_as="keyword argument",
+                            key_env=os.environ)
 
 
 def option_text(value: object) -> str:
@@ -61,21 +64,27 @@ def resolve_settings(
     rootdir: Path,
     *,
     given_as: str = "command line",
+    key_env: Mapping[str, str] | None = None,
 ) -> Settings:
     """Resolve every option; ``cli`` and ``ini`` are keyed by :attr:`Option.name`;
-    ``given_as`` names where ``cli``'s values came from in messages."""
+    ``given_as`` names where ``cli``'s values came from in messages; the API key's variable is
+    looked up in ``key_env`` (default: ``env``)."""
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for option in OPTIONS:
         raw, source = _lookup(option, cli, env, ini, given_as)
         sources[option.name] = source
+        values[option.name] = None
+        if raw is None:
+            continue
         try:
-            values[option.name] = None if raw is None else option.parse(raw)
+            values[option.name] = option.parse(raw)
         except ValueError as exc:
-            # A key pasted where its variable's name belongs must not reach a CI log.
-            shown = "(value hidden)" if option.name == "api_key_env" else repr(raw)
-            raise SettingError(f"{source}: invalid value {shown}: {exc}") from None
-    _check_combination(values, sources, env)
+            raise SettingError(f"{source}: invalid value {_shown(option.name, raw)}: {exc}"
+                               ) from None
+    _check_combination(values, sources)
+    _check_api_key(values["api_key_env"], sources["api_key_env"],
+                   env if key_env is None else key_env)
     thresholds = _under(rootdir, values["thresholds"] or Path("thresholds.toml"))
     if sources["thresholds"] != "default" and not thresholds.is_file():
         raise SettingError(f"{sources['thresholds']}: thresholds file {thresholds} not found")
@@ -116,9 +125,15 @@ def _lookup(
     return option.default, "default"
 
 
-def _check_combination(
-    values: Mapping[str, Any], sources: Mapping[str, str], env: Mapping[str, str]
-) -> None:
+def _shown(name: str, raw: str) -> str:
+    """A bad value as a message shows it: never a key pasted where its variable's name
+    belongs, nor a URL's credentials, query or fragment (a CI log keeps them)."""
+    if name == "api_key_env":
+        return "(value hidden)"
+    return repr(redact_url(raw)) if name == "base_url" else repr(raw)
+
+
+def _check_combination(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
     backends = values["backend"]
     if "openai" in backends and not values["base_url"]:
         raise SettingError(
@@ -159,12 +174,24 @@ def _check_combination(
             f"{sources['burstiness']}: a burstiness of {burstiness:g} shapes gamma arrivals, "
             f"but {sources['arrivals']} asks for {arrivals} arrivals: drop one of them"
         )
-    name = values["api_key_env"]
-    if name and not env.get(name):
+
+
+def _check_api_key(name: str | None, source: str, env: Mapping[str, str]) -> None:
+    """The variable --api-key-env names is set, and its key can go in an HTTP header.  Until
+    the variable is found its name is not shown: it may be the key itself, pasted there."""
+    if not name:
+        return
+    key = env.get(name)
+    if not key:
         raise SettingError(
-            f"{sources['api_key_env']}: environment variable {name} (named as holding the API "
-            "key) is not set"
-        )
+            f"{source}: the environment variable it names is not set or empty; its name is not "
+            f"shown ({len(name)} characters), as it may be the key itself, pasted where the "
+            "variable's name belongs: export the key in a variable and give that variable's "
+            "name")
+    problem = api_key_problem(key)
+    if problem:
+        raise SettingError(f"{source}: the API key in environment variable {name} {problem} "
+                           "(the key is not shown)")
 
 
 def _under(rootdir: Path, path: Path) -> Path:

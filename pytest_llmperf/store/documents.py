@@ -5,8 +5,10 @@ A document (:class:`RunDocument`) holds a ``schema`` version, the run's ``finger
 measured window as its test recorded it (aggregates for readers, verdicts, comparison, server
 and resource figures, and the raw per-request records the numbers are recomputed from), and the
 run's sweeps and searches (:mod:`pytest_llmperf.results.recorded`).  Saved runs live in a
-storage directory (``.llmperf/`` by default), one file per run named ``NNNN_NAME.json`` so that
-saving never replaces an earlier run.
+storage directory (``.llmperf/`` by default), one file per run named ``NNNN_NAME.json`` (more
+digits past 9999) so that saving never replaces an earlier run, also when several sessions save
+into one directory at once (:func:`save_run`).  Documents are strict JSON: a non-finite number
+is written as the text ``inf``, ``-inf`` or ``nan``.
 
 A file that cannot be read, is not JSON (a truncated write), is not a run document, has a newer
 schema than this plugin reads, or holds a field it cannot use is refused with
@@ -16,53 +18,83 @@ result records were typed) are read by :mod:`pytest_llmperf.store.schema1`.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import tempfile
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_llmperf.results.jsonfields import Fields, JSONDecodeError
+from pytest_llmperf.results.jsonfields import Fields, JSONDecodeError, json_number, strict_json
+from pytest_llmperf.store.checks import check_raw_document
 from pytest_llmperf.store.run_document import SCHEMA, RunDocument
+from pytest_llmperf.store.writing import create_new, write_atomic
 
 __all__ = ["SCHEMA", "RunDocument", "SavedRun", "StoreError", "describe_saved", "find_saved",
            "load_run", "save_run", "saved_runs", "write_atomic", "write_run"]
 
-_SAVED = re.compile(r"(?P<number>\d{4})_(?P<name>[A-Za-z0-9._-]+)\.json")
+# Four digits at least, more past run 9999 (sorted by the number, not the name).
+_SAVED = re.compile(r"(?P<number>\d{4,})_(?P<name>[A-Za-z0-9._-]+)\.json")
 _REQUIRED = ("schema", "created", "fingerprint", "windows")
+# What a save may try before it gives up: other sessions saving into the same directory
+# take a number each; this many at once is no longer a race but a fault.
+_SAVE_TRIES = 1000
+# The errors a malformed document can raise in the typed readers, beyond JSONDecodeError;
+# each becomes a StoreError naming the file.
+_DECODE_ERRORS = (ArithmeticError, AttributeError, IndexError, KeyError, TypeError, ValueError)
 
 
 class StoreError(ValueError):
     """A stored run that cannot be used; the message names the file."""
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a reader never sees a half-written file: a temporary
-    file beside it, fsync, then one rename (the old file stays whole until then)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(partial)
-        raise
+def document_text(document: RunDocument) -> str:
+    """The document as strict JSON (non-finite numbers as text, see json_number), indented
+    for a reader, with each stored request on one line and every list of plain values (chunk
+    times, timelines) on one line: written one number a line, a window of 64 requests took
+    several thousand lines."""
+    folded: list[str] = []
+    mark = f"@@llmperf-{secrets.token_hex(8)}-"  # no stored text can hold it by chance
+
+    def fold(value: object, key: str = "") -> object:
+        if isinstance(value, dict):
+            return {name: fold(item, name) for name, item in value.items()}
+        if not isinstance(value, list):
+            return value
+        if key == "records":
+            text = ",\n".join(json.dumps(record, sort_keys=True, allow_nan=False,
+                                          separators=(",", ":")) for record in value)
+            folded.append(f"[\n{text}\n]" if text else "[]")
+        elif all(not isinstance(item, (dict, list)) for item in value):
+            folded.append(json.dumps(value, allow_nan=False, separators=(",", ":")))
+        else:
+            return [fold(item) for item in value]
+        return f"{mark}{len(folded) - 1}@@"
+
+    text = json.dumps(fold(strict_json(document.to_json())), indent=1, sort_keys=True,
+                      allow_nan=False)
+    return re.sub(f'"{re.escape(mark)}(\\d+)@@"', lambda m: folded[int(m[1])], text) + "\n"
 
 
 def write_run(document: RunDocument, path: Path) -> Path:
-    write_atomic(path, json.dumps(document.to_json(), indent=1, sort_keys=True) + "\n")
+    write_atomic(path, document_text(document))
     return path
 
 
+def _constant(name: str) -> object:
+    """``Infinity``, ``-Infinity``, ``NaN`` (files written before strict JSON) read as the
+    text a document keeps them as now."""
+    return json_number(float(name))
+
+
+def _float(text: str) -> object:
+    """``1e999`` is an infinite number written another way: the same text form."""
+    return json_number(float(text))
+
+
 def load_run(path: Path) -> RunDocument:
-    """A stored run, whole, or :class:`StoreError` saying what is wrong with which file."""
+    """A stored run, whole and every window measurable, or :class:`StoreError` saying what is
+    wrong with which file (and, where it can be told, which field)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -70,8 +102,8 @@ def load_run(path: Path) -> RunDocument:
     except UnicodeDecodeError:
         raise StoreError(f"stored run {path} is not UTF-8 text") from None
     try:
-        document = json.loads(text)
-    except ValueError as exc:
+        document = json.loads(text, parse_constant=_constant, parse_float=_float)
+    except (ValueError, RecursionError) as exc:
         raise StoreError(f"stored run {path} is not valid JSON (truncated or corrupt?): "
                          f"{exc}") from None
     if not isinstance(document, dict) or any(key not in document for key in _REQUIRED):
@@ -86,13 +118,31 @@ def load_run(path: Path) -> RunDocument:
     if not isinstance(document["windows"], list):
         raise StoreError(f"{path}: windows must be a list")
     try:
+        check_raw_document(document)
         if schema == 1:
             from pytest_llmperf.store.schema1 import read_schema1
 
-            return read_schema1(Fields(document, path.name))
-        return RunDocument.from_json(Fields(document, path.name))
+            run = read_schema1(Fields(document, path.name))
+        else:
+            run = RunDocument.from_json(Fields(document, path.name))
     except JSONDecodeError as exc:
         raise StoreError(f"{path}: {exc}") from None
+    except _DECODE_ERRORS as exc:  # a field no reader names: say what, and in which file
+        raise StoreError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
+    _check_measurable(run, path)
+    return run
+
+
+def _check_measurable(run: RunDocument, path: Path) -> None:
+    """Every window's metrics, computed now: a stored window whose numbers cannot be computed
+    fails when it is read, not when a comparison needs it after an hour of load."""
+    for index, recorded in enumerate(run.windows):
+        try:
+            recorded.window.metrics  # noqa: B018 (cached: the comparison reuses them)
+            recorded.window.errors  # noqa: B018 (reads every failed request's kind)
+        except _DECODE_ERRORS as exc:
+            raise StoreError(f"{path}: windows[{index}] ({recorded.provenance.nodeid}) cannot "
+                             f"be measured ({type(exc).__name__}: {exc})") from None
 
 
 @dataclass(frozen=True)
@@ -111,13 +161,37 @@ def saved_runs(storage: Path) -> list[SavedRun]:
         match = _SAVED.fullmatch(path.name)
         if match:
             found.append(SavedRun(int(match["number"]), match["name"], path))
-    return sorted(found, key=lambda run: run.number)
+    return sorted(found, key=lambda run: (run.number, run.name))
 
 
 def save_run(document: RunDocument, storage: Path, name: str) -> Path:
-    """Keep ``document`` as the next numbered file; earlier runs, also of the same name, stay."""
-    number = max((run.number for run in saved_runs(storage)), default=0) + 1
-    return write_run(document, storage / f"{number:04d}_{name}.json")
+    """Keep ``document`` as the next numbered file; earlier runs, also of the same name, stay.
+
+    Sessions saving into one directory at once each get a number of their own: the number is
+    picked under a lock on the directory, and the file is created only where no file of that
+    name exists (a writer that does not lock still never loses a run: the next number is
+    tried)."""
+    import fcntl
+
+    text = document_text(document)
+    storage.mkdir(parents=True, exist_ok=True)
+    with open(storage / ".save.lock", "a", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            number = _newest(storage) + 1
+            for _ in range(_SAVE_TRIES):
+                path = storage / f"{number:04d}_{name}.json"
+                if create_new(path, text):
+                    return path
+                number = max(number, _newest(storage)) + 1
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    raise StoreError(f"cannot save run {name!r} in {storage}: {_SAVE_TRIES} numbers in a row "
+                     "were taken")
+
+
+def _newest(storage: Path) -> int:
+    return max((run.number for run in saved_runs(storage)), default=0)
 
 
 def find_saved(storage: Path, name: str, count: int = 1) -> list[SavedRun]:

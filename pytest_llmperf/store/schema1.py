@@ -14,7 +14,7 @@ from __future__ import annotations
 from pytest_llmperf.results.capacity import CapacityResult, ProbeOutcome
 from pytest_llmperf.results.comparison import Comparison, Row
 from pytest_llmperf.results.health import Health
-from pytest_llmperf.results.jsonfields import Fields, JSONObject
+from pytest_llmperf.results.jsonfields import LARGEST_INTEGER, Fields, JSONDecodeError, JSONObject
 from pytest_llmperf.results.load_point import LoadPoint
 from pytest_llmperf.results.load_shape import LoadShape
 from pytest_llmperf.results.metrics import metric_info
@@ -60,7 +60,11 @@ def _served(entry: Fields) -> ServedInfo:
 
 def _window(entry: Fields, position: int) -> RecordedWindow:
     load = entry.obj("load")
-    duration_ns = round(entry.obj("scalars").number("duration_s") * 1e9)
+    duration_s = entry.obj("scalars").number("duration_s")
+    if not 0 <= duration_s < LARGEST_INTEGER / 1e9:  # NaN too: schema 1 kept only this figure
+        raise JSONDecodeError(f"{entry.path}.scalars.duration_s: expected the window's length "
+                              f"in seconds, got {duration_s!r}")
+    duration_ns = round(duration_s * 1e9)
     run = LoadRun(decode_records(entry), 0, duration_ns, load.integer("concurrency"),
                   load.integer("warmup"))
     resources = entry.obj_or_none("resources")
@@ -148,6 +152,9 @@ def _search(entry: Fields) -> RecordedSearch:
             None if compared is None else compared.text_or_none("baseline"),
             not_compared=None if compared is None else compared.text_or_none("missing"))
     if kind == "prefix_cache":
+        if len(rows) != 2:
+            raise JSONDecodeError(f"{entry.path}.rows: a prefix cache test keeps 2 rows (cold "
+                                  f"and warm), got {len(rows)}")
         return RecordedPrefixCache(provenance, _served(entry),
                                    CacheGain(entry.integer("document_tokens"), rows[0], rows[1]))
     calls = tuple(int(n) for n in entry.numbers("calls") if n is not None)

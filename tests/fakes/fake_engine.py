@@ -1,15 +1,17 @@
 """A fake inference engine for the server lifecycle tests (standard library only).
 
     python fake_engine.py PORT [--say LINE]... [--exit CODE] [--status N] [--listen-after S]
-        [--no-listen] [--ignore-sigterm] [--fork-worker PIDFILE] [--die-after S CODE]
-        [--crash-line LINE] [--log-every S]
+        [--no-listen] [--ignore-sigterm] [--fork-worker PIDFILE] [--detach-helper PIDFILE]
+        [--die-after S CODE] [--crash-line LINE] [--log-every S]
 
 It prints the ``--say`` lines, exits with ``--exit`` if given, forks a worker into its own
-process group if asked (the worker sleeps forever and shares the SIGTERM disposition), then
-serves ``GET /health`` on 127.0.0.1:PORT with ``--status`` (after ``--listen-after`` seconds,
-or never with ``--no-listen``), and with ``--die-after`` exits that long after it is ready,
-printing ``--crash-line`` and leaving its worker behind, as an engine that crashes while
-serving does.
+process group if asked (the worker sleeps forever and shares the SIGTERM disposition), starts a
+detached helper if asked (as Ray's daemons are: a session of its own, forked twice so that its
+parent is gone, ignoring SIGHUP; it sleeps forever), then serves ``GET /health`` on
+127.0.0.1:PORT with ``--status`` (after ``--listen-after`` seconds, or never with
+``--no-listen``), and with ``--die-after`` exits that long after it is ready, printing
+``--crash-line`` and leaving its worker and helper behind, as an engine that crashes while
+serving does.  Each PIDFILE gets the pid once the process runs.
 """
 
 from __future__ import annotations
@@ -39,6 +41,26 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
+def write_pid(path: str, pid: int) -> None:
+    with open(path + ".tmp", "w") as out:
+        out.write(str(pid))
+    os.replace(path + ".tmp", path)  # seen whole or not at all
+
+
+def detach_helper(pid_file: str) -> None:
+    """A daemon that escapes the engine's process group and session (double fork, setsid)."""
+    middle = os.fork()
+    if middle == 0:
+        os.setsid()
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        if os.fork() == 0:
+            write_pid(pid_file, os.getpid())
+            while True:
+                time.sleep(60)
+        os._exit(0)
+    os.waitpid(middle, 0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("port", type=int)
@@ -49,6 +71,7 @@ def main() -> None:
     parser.add_argument("--no-listen", action="store_true")
     parser.add_argument("--ignore-sigterm", action="store_true")
     parser.add_argument("--fork-worker", default=None, metavar="PIDFILE")
+    parser.add_argument("--detach-helper", default=None, metavar="PIDFILE")
     parser.add_argument("--die-after", nargs=2, type=float, default=None, metavar=("S", "CODE"))
     parser.add_argument("--crash-line", default="main: crashing")
     parser.add_argument("--log-every", type=float, default=None)
@@ -65,9 +88,9 @@ def main() -> None:
         if worker == 0:
             while True:
                 time.sleep(60)
-        with open(args.fork_worker + ".tmp", "w") as out:
-            out.write(str(worker))
-        os.replace(args.fork_worker + ".tmp", args.fork_worker)
+        write_pid(args.fork_worker, worker)
+    if args.detach_helper:
+        detach_helper(args.detach_helper)
     if args.log_every:
         def chatter() -> None:
             shard = 0

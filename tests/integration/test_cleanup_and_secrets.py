@@ -4,7 +4,12 @@ The session that launched the embedded llama.cpp engine (the ``xllamacpp_server`
 end badly: a user's test raises after the server is up, a test calls ``os._exit`` so that no
 teardown runs at all, or a pytest-xdist worker is SIGKILLed mid-load.  In every case the engine
 must be gone within a bounded wait.  And an API key named by ``--api-key-env`` must appear in
-no output of a launched run: terminal, report, JUnit XML, results, charts or the engine's log.
+no output of a launched run: terminal, report, JUnit XML, results, charts or the engine's log;
+nor in any output of a run that fails: a --base-url with credentials, a query or a fragment, a
+key pasted where its variable's name belongs or one with a line break (each refused before any
+server starts), a server that answers 401 at readiness or to every request, one whose tokenizer
+fails so that every answer's token count fails, and one that dies mid-load.  The scripted
+server of those runs (tests/fakes/secrets_stub.py) echoes the key in every error it sends.
 
 (Interrupting a whole session with SIGINT/SIGTERM, and the key with an *attached* server, are
 covered in test_suite_end_to_end.py; this module reuses its suite copy and engine lookup.)
@@ -12,6 +17,7 @@ covered in test_suite_end_to_end.py; this module reuses its suite copy and engin
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import signal
@@ -26,6 +32,7 @@ import psutil
 import pytest
 import requests
 
+from pytest_llmperf.engines.lifecycle import free_port
 from tests.integration import test_suite_end_to_end as end_to_end
 from tests.integration.test_suite_end_to_end import FAST, SECRET, _engines_under
 
@@ -183,8 +190,12 @@ def test_killed_xdist_worker_leaves_no_engine(suite_copy: Path, console: IO[byte
         _wait_for("engine under the xdist worker", engine_started, controller, console)
         assert len(engines) == 1, engines
         engine = engines[0]
-        # The engine's launcher: the worker, a child of the controller (not the controller).
-        worker = engine.parent()
+        # The engine's parent is its guard (engines/guard.py); the guard's is the launcher:
+        # the worker, a child of the controller (not the controller).
+        guard = engine.parent()
+        assert guard is not None and "guard.py" in " ".join(guard.cmdline()), guard
+        engines.append(guard)  # it must go too
+        worker = guard.parent()
         assert worker is not None and worker.ppid() == controller.pid, (worker, controller.pid)
         argv = engine.cmdline()
         assert argv[argv.index("--parent-pid") + 1] == str(worker.pid), argv
@@ -247,14 +258,21 @@ KILLED_SERVER_TESTS = '''\
 """The engine is killed after the first test; the second finds it started again."""
 import os
 import signal
+import time
 
 
 def test_1_the_engine_dies(llmperf_server, llmperf_load):
     llmperf_load(users=1, requests=2)
     os.kill(llmperf_server.server_pid, signal.SIGKILL)
-    # Until every thread has gone (WEXITED), left for the plugin to reap (WNOWAIT): a killed
-    # multi-threaded engine reads as a zombie a moment before it can be reaped.
-    os.waitid(os.P_PID, llmperf_server.server_pid, os.WEXITED | os.WNOWAIT)
+    # Until the engine's guard has seen it exit (every thread gone), as the next test's
+    # check will: the engine is the guard's child, not this process's.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            llmperf_server.check_alive()
+        except Exception:
+            break
+        time.sleep(0.05)
 
 
 def test_2_after_the_crash(llmperf_load, llmperf_slo):
@@ -279,3 +297,130 @@ def test_a_killed_engine_is_started_again_for_the_next_test(suite_copy: Path) ->
     logs = sorted(path.name for path in (suite_copy / "llmperf-output").glob("llamacpp-*.log"))
     assert any(name.endswith(".died.log") for name in logs), logs  # the dead run's log kept
     assert len(logs) == 2, logs
+
+
+# --- the key on failure paths ---------------------------------------------------------------
+
+SECRETS_STUB = Path(__file__).resolve().parents[1] / "fakes" / "secrets_stub.py"
+URL_SECRET = "pw-llmperf-url-secret-2718"  # planted in a --base-url
+# Keys that are valid variable names, so that only the "not set" check can meet them.
+KEY_AS_NAME = "hf_LlmperfPastedKeyNotAName0123456789"
+
+
+def _forms(secret: str) -> list[bytes]:
+    """The secret as it could be written: plain, and as requests' Basic auth of a URL."""
+    basic = base64.b64encode(f"user:{secret}".encode())
+    return [secret.encode(), basic]
+
+
+def _assert_written_nowhere(suite: Path, console: bytes, secrets: Sequence[str]) -> None:
+    files = [path for path in suite.rglob("*") if path.is_file()]
+    for secret in secrets:
+        for form in _forms(secret):
+            assert form not in console, console.decode(errors="replace")
+            leaked = [str(path.relative_to(suite)) for path in files
+                      if form in path.read_bytes()]
+            assert leaked == [], f"{form!r} was written to {leaked}"
+
+
+def _session(suite: Path, *args: str, env: dict[str, str] | None = None
+             ) -> subprocess.CompletedProcess[bytes]:
+    """The suite's latency test with every output on: report, JUnit XML, step summary."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "perf/test_latency.py", *FAST,
+         "--llmperf-report=report.md", "--junitxml=junit.xml", "--showlocals", *args],
+        cwd=suite, capture_output=True, timeout=300, check=False,
+        env={**os.environ, "GITHUB_STEP_SUMMARY": str(suite / "step-summary.md"),
+             **(env or {})},
+    )
+
+
+@contextlib.contextmanager
+def _secrets_stub(mode: str, logs: Path) -> Iterator[str]:
+    """tests/fakes/secrets_stub.py in ``mode``; yields its /v1 URL once it answers at all."""
+    port = free_port()
+    with (logs / f"stub-{mode}.log").open("wb") as log:
+        process = subprocess.Popen([sys.executable, str(SECRETS_STUB), str(port), mode],
+                                   stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                with contextlib.suppress(requests.RequestException):
+                    requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                    break
+                assert process.poll() is None and time.monotonic() < deadline, \
+                    (logs / f"stub-{mode}.log").read_text()
+                time.sleep(0.1)
+            yield f"http://127.0.0.1:{port}/v1"
+        finally:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "said"),
+    [
+        (["--backend", "openai", "--base-url", f"http://user:{URL_SECRET}@127.0.0.1:9/v1"], {},
+         "--api-key-env"),
+        (["--backend", "openai"], {"LLMPERF_BASE_URL": f"http://127.0.0.1:9/v1?key={URL_SECRET}"},
+         "--api-key-env"),
+        (["--backend", "openai", "--base-url", f"http://127.0.0.1:9/v1#{URL_SECRET}"], {},
+         "--api-key-env"),
+        (["--backend", "openai", "--base-url", f"htp://user:{URL_SECRET}@127.0.0.1:9/v1"], {},
+         "expected an http:// or https:// URL"),
+        (["--api-key-env", KEY_AS_NAME], {}, "its name is not shown"),
+        (["--api-key-env", "LLMPERF_TEST_KEY"], {"LLMPERF_TEST_KEY": URL_SECRET + "\n"},
+         "the API key in environment variable LLMPERF_TEST_KEY holds a line break"),
+    ],
+    ids=["url-userinfo", "url-query-env", "url-fragment", "bad-url-with-userinfo",
+         "key-as-variable-name", "key-with-newline"],
+)
+def test_a_refused_setting_writes_the_secret_nowhere(
+    suite_copy: Path, args: list[str], env: dict[str, str], said: str
+) -> None:
+    done = _session(suite_copy, *args, env=env)
+    console = done.stdout + done.stderr
+    assert done.returncode == 4, console.decode(errors="replace")  # a usage error, at once
+    assert said.encode() in console, console.decode(errors="replace")
+    _assert_written_nowhere(suite_copy, console, [URL_SECRET, KEY_AS_NAME])
+
+
+@pytest.mark.parametrize(
+    ("mode", "backend", "said"),
+    [
+        # Readiness answered 401: the test errors before any load.
+        ("deny", "openai", b"answered HTTP 401"),
+        # Ready, then every request answered 401: a run of failed requests, reported.
+        ("deny-load", "openai", b"http_4xx"),
+        # The same, the 401's body quoting the key: the client keeps error bodies in records.
+        ("deny-load-echo", "openai", b"http_4xx"),
+        # Every answer's token count fails with the tokenizer's 401: stored in each record.
+        ("count-fail", "llamacpp", b"counting tokens with the model's tokenizer failed"),
+        # The server dies mid-answer: the rest cannot connect (whether that is "connection" or
+        # "server_died" depends on when the death is seen: the count is the same).
+        ("die", "openai", b"4 of 4 requests failed"),
+    ],
+)
+def test_a_failing_server_run_writes_the_key_nowhere(
+    suite_copy: Path, tmp_path_factory: pytest.TempPathFactory, mode: str, backend: str,
+    said: bytes,
+) -> None:
+    (suite_copy / "thresholds.toml").write_text(LENIENT)
+    with _secrets_stub(mode, tmp_path_factory.mktemp("stub")) as url:
+        done = _session(suite_copy, "--backend", backend, "--base-url", url,
+                        "--api-key-env", "LLMPERF_TEST_KEY", env={"LLMPERF_TEST_KEY": SECRET})
+    console = done.stdout + done.stderr
+    text = console.decode(errors="replace")
+    assert done.returncode == 1, text
+    # Not vacuous: the run wrote its outputs, and they tell of the failure.
+    junit = suite_copy / "junit.xml"
+    assert junit.is_file(), text
+    written = [junit]
+    if mode != "deny":  # the others get to measure
+        written += [suite_copy / "report.md", suite_copy / "step-summary.md",
+                    suite_copy / "llmperf-output" / "results.json"]
+    for path in written:
+        assert path.is_file() and path.stat().st_size > 0, (path, text)
+    everything = console + b"".join(path.read_bytes() for path in written)
+    assert said in everything, text
+    _assert_written_nowhere(suite_copy, console, [SECRET])

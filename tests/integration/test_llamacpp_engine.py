@@ -6,6 +6,7 @@ These tests check our numbers against the engine's own: llama.cpp reports per-re
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -157,8 +158,9 @@ def test_a_second_run_against_a_server_that_stays_up_gets_no_cached_prompt(
 
 _ORPHAN_SCRIPT = textwrap.dedent(
     """
-    import os, sys
+    import json, os, sys, time
     from pathlib import Path
+    import psutil
     from pytest_llmperf.engines.base import get_backend
     from pytest_llmperf.engines.catalog import builtin_catalog
     from pytest_llmperf.settings.resolve import resolve_settings
@@ -168,21 +170,52 @@ _ORPHAN_SCRIPT = textwrap.dedent(
     smollm2 = builtin_catalog().entries["smollm2-135m"]
     with get_backend("llamacpp").serve(settings, smollm2, root) as served:
         (root / "pid").write_text(str(served.server_pid))
-        os.kill(os.getpid(), 9)  # die without any chance to clean up
+        # Everything this process started: the engine's guard, the engine, its helpers.
+        tree = [p.pid for p in psutil.Process().children(recursive=True)]
+        (root / "tree.partial").write_text(json.dumps(tree))
+        os.replace(root / "tree.partial", root / "tree.json")
+        if sys.argv[2] == "SIGKILL":
+            os.kill(os.getpid(), 9)  # die without any chance to clean up
+        time.sleep(600)  # until the test sends its signal
     """
 )
 
 
-def test_engine_exits_when_the_test_process_is_killed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGHUP], ids=lambda s: s.name)
+def test_engine_exits_when_the_test_process_is_killed(tmp_path: Path,
+                                                      sig: signal.Signals) -> None:
+    """SIGKILL: no cleanup runs, the engine's guard sees its launcher gone.  SIGHUP (a dropped
+    ssh session): handled as SIGTERM, the session stops its servers."""
     script = tmp_path / "orphan.py"
     script.write_text(_ORPHAN_SCRIPT)
-    done = subprocess.run([sys.executable, str(script), str(tmp_path)], timeout=120,
-                          check=False)
-    assert done.returncode == -signal.SIGKILL
+    session = subprocess.Popen([sys.executable, str(script), str(tmp_path), sig.name],
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "tree.json").exists():
+            assert session.poll() is None, f"the script ended first (rc {session.returncode})"
+            assert time.monotonic() < deadline, "the engine never started"
+            time.sleep(0.2)
+        if sig is not signal.SIGKILL:
+            session.send_signal(sig)
+        assert session.wait(timeout=120) == -sig
+    finally:
+        if session.poll() is None:
+            session.kill()
+            session.wait()
     pid = int((tmp_path / "pid").read_text())
+    tree = json.loads((tmp_path / "tree.json").read_text())
+    assert pid in tree and len(tree) >= 2, tree  # the engine and its guard at least
     deadline = time.monotonic() + 10
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     if _alive(pid):
         os.kill(pid, signal.SIGKILL)
         pytest.fail(f"engine {pid} outlived the killed test process")
+    deadline = time.monotonic() + 30
+    while [p for p in tree if _alive(p)] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [p for p in tree if _alive(p)]
+    for stray in left:
+        os.kill(stray, signal.SIGKILL)
+    assert left == [], f"processes of the session outlived it: {left} of {tree}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_llmperf.results.capacity import CapacityResult, ProbeOutcome
+from pytest_llmperf.results.jsonfields import Fields
 from pytest_llmperf.searches.capacity import search_capacity
 
 
@@ -124,3 +125,52 @@ def test_cliff_or_gradual_by_how_close_the_capacity_load_came(share: float,
     probes = (ProbeOutcome(8, True, headroom=share), ProbeOutcome(9, False, headroom=3.0))
     result = CapacityResult("users", 8, 9, probes, "boundary found", 1.0, 60.0)
     assert result.boundary == expected
+
+
+def test_a_load_the_client_could_not_offer_ends_the_search_without_blaming_the_server() -> None:
+    """Out of file descriptors at 8 users: that probe measured the client, not the server, so
+    the search stops there, keeps 4 users as what it knows, and says the capacity may be
+    higher (it neither fails 8 users nor bisects down from them)."""
+    clock = Clock()
+    server, loads = boundary_probe(100, clock)
+
+    def probe(load: float) -> ProbeOutcome:
+        outcome = server(load)
+        if load < 8:
+            return outcome
+        return ProbeOutcome(load, False, ("client_limit: 3 of 16 requests ...",),
+                            duration_s=10.0,
+                            client_limit="3 of 16 requests could not be sent, the client's "
+                                         "machine ran out: [Errno 24] Too many open files")
+
+    result = search(probe, clock)
+    assert loads == [1, 2, 4, 8]
+    assert result.stop_reason == "client limit"
+    assert (result.capacity, result.first_failing) == (4, None)
+    assert result.summary == ("max 4 users: 4 users passed 1 of 1; the client could not offer "
+                              "8 users (3 of 16 requests could not be sent, the client's machine "
+                              "ran out: [Errno 24] Too many open files): the capacity may be "
+                              "higher")
+    stored = CapacityResult.from_json(Fields(result.to_json()))
+    assert stored.probes[-1].client_limit == result.probes[-1].client_limit
+    assert stored.summary == result.summary
+
+
+def test_a_probe_with_requests_the_client_could_not_send_is_a_probe_of_the_client() -> None:
+    from pytest_llmperf import LoadRun, LoadShape, RequestRecord, TokenSource, WindowResult
+    from pytest_llmperf.results.served import ServedInfo
+    from pytest_llmperf.searches.capacity_probe import probe_outcome
+
+    good = [RequestRecord(i, 0, (10_000_000, 20_000_000), 20_000_000, 2, TokenSource.USAGE)
+            for i in range(13)]
+    refused = [RequestRecord(13 + i, 0, end_ns=1, error="[Errno 24] Too many open files",
+                             error_kind="client_limit") for i in range(3)]
+    window = WindowResult(ServedInfo("llamacpp", "m", "e"), LoadShape.closed(8), 2,
+                          LoadRun((*good, *refused), 0, 20_000_000, 8, 0))
+    outcome = probe_outcome(8, window, (), (), 1.0)
+    assert not outcome.passed
+    assert outcome.client_limit == ("3 of 16 requests could not be sent, the client's machine "
+                                    "ran out: [Errno 24] Too many open files")
+    assert outcome.broke[0].startswith("client_limit: 3 of 16")
+    clean = WindowResult(window.served, window.shape, 2, LoadRun(tuple(good), 0, 20_000_000, 8, 0))
+    assert probe_outcome(8, clean, (), (), 1.0).client_limit is None

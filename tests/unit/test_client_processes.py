@@ -14,6 +14,8 @@ import gc
 import os
 import signal
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -271,3 +273,140 @@ def test_the_suite_runs_from_client_processes_and_says_so(tmp_path: Path) -> Non
     assert props["llmperf.health.client_processes"] == "2"
     assert float(props["llmperf.completed"]) == 24
     assert "client_processes 2" in (tmp_path / "report.md").read_text()
+
+
+# --- interrupting and killing a window of several processes --------------------------------
+
+# A window of two client processes whose requests are never answered; each worker touches
+# sending.PID once it has sent.  argv: the directory, then how to run (see the tests).
+STUCK_WINDOW = '''
+import asyncio, contextlib, json, os, resource, sys
+from pathlib import Path
+from pytest_llmperf.clients.base import Prompt
+from pytest_llmperf.clients.openai import Endpoint
+from pytest_llmperf.engines.base import ServedModel
+from pytest_llmperf.load.runner import run_load
+
+here, mode = Path(sys.argv[1]), sys.argv[2]
+sys.path.insert(0, os.getcwd())  # the repository: tests.unit.test_client_processes
+
+
+class Stuck:
+    async def send(self, request_id, prompt):
+        (here / f"sending.{os.getpid()}").touch()
+        await asyncio.sleep(300)
+        raise AssertionError("never answered")
+
+
+class Prompts:
+    about_caching = False
+
+    def prepare(self, count):
+        pass
+
+    def next_prompt(self):
+        return Prompt("p")
+
+    def describe(self):
+        return {"dataset": "p"}
+
+
+@contextlib.asynccontextmanager
+async def open_client(max_tokens, timeout_s, first_token_timeout_s):
+    yield Stuck()
+
+
+served = ServedModel("openai", "stuck", Endpoint("http://127.0.0.1:9/v1", "stuck"),
+                     engine="stuck", open_client=open_client)
+if mode == "limits":
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
+    from tests.unit.test_client_processes import Echo, Numbered, served_by
+    result = run_load(served_by(Echo(0.0)), Numbered(), users=1, requests=2, max_tokens=2)
+    print(json.dumps({"limit": resource.getrlimit(resource.RLIMIT_NOFILE),
+                      "figures": result.health.figures}))
+else:
+    run_load(served, Prompts(), users=2, requests=2, max_tokens=2, client_processes=2)
+'''
+
+
+def _stuck_window(tmp_path: Path, mode: str) -> tuple[subprocess.Popen[bytes], list[int]]:
+    """The stuck window running in a session of its own, once both workers have sent.  Its
+    output goes to a file: a pipe would stay open as long as any worker lives."""
+    script = tmp_path / "window.py"
+    script.write_text(STUCK_WINDOW)
+    with (tmp_path / "output.txt").open("wb") as output:
+        window = subprocess.Popen([sys.executable, str(script), str(tmp_path), mode],
+                                  cwd=Path(__file__).resolve().parents[2], stdout=output,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while len(sending := list(tmp_path.glob("sending.*"))) < 2:
+        if window.poll() is not None or time.monotonic() > deadline:
+            window.kill()
+            window.wait()
+            pytest.fail(f"the window never started: {(tmp_path / 'output.txt').read_text()}")
+        time.sleep(0.05)
+    return window, [int(path.suffix[1:]) for path in sending]
+
+
+def _running(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _gone_within(pids: list[int], seconds: float) -> list[int]:
+    """Those of ``pids`` still running after ``seconds``; they are killed then."""
+    deadline = time.monotonic() + seconds
+    while (left := [pid for pid in pids if _running(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    return left
+
+
+def test_ctrl_c_stops_a_window_of_several_processes_at_once(tmp_path: Path) -> None:
+    window, workers = _stuck_window(tmp_path, "interrupt")
+    try:
+        os.killpg(window.pid, signal.SIGINT)  # Ctrl+C: the terminal's whole foreground group
+        # Not when the requests end (300 s): the wait for the window's end is given up.
+        window.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        window.kill()
+        window.wait()
+        _gone_within(workers, 0)
+        pytest.fail("Ctrl+C did not stop the window within 30 s: it waited for its end")
+    output = (tmp_path / "output.txt").read_text()
+    assert "KeyboardInterrupt" in output, output
+    assert _gone_within(workers, 30) == []
+
+
+def test_client_processes_end_with_a_killed_test_process(tmp_path: Path) -> None:
+    window, workers = _stuck_window(tmp_path, "kill")
+    window.kill()
+    window.wait()
+    left = _gone_within(workers, 30)
+    assert left == [], f"client processes outlived the killed test process: {left}"
+
+
+def test_measuring_raises_the_open_files_limit_to_the_hard_limit(tmp_path: Path) -> None:
+    import json
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard <= 256:
+        pytest.skip(f"the hard limit here ({hard}) leaves nothing to raise")
+    script = tmp_path / "window.py"
+    script.write_text(STUCK_WINDOW)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path), "limits"],
+                          cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    raised, kept_hard = out["limit"]
+    assert kept_hard == hard
+    assert raised > 256 and (raised == hard or hard == resource.RLIM_INFINITY), out
+    assert out["figures"]["open_files_limit"] == raised

@@ -3,8 +3,9 @@ thresholds.toml.
 
 A server under load, a metrics page or a hand-edited file can hold anything, and each parser
 promises one way of failing: the SSE parser raises only UnicodeDecodeError (the OpenAI client
-turns it into the record's error), the Ollama client turns every failure into the record's
-``error``, the exposition parser counts unreadable lines and raises nothing, and the thresholds
+turns it into the record's error), the OpenAI and Ollama stream readers turn every failure into
+the record's ``error`` with a kind (and what they record survives the completeness rule and
+strict JSON), the exposition parser counts unreadable lines and raises nothing, and the thresholds
 parser raises only ThresholdError (which names file:line; anything else is a traceback at
 session start).  Arbitrary input checks that promise; generated well-formed input checks that
 what was written is what is read back, however the network splits the bytes.
@@ -20,10 +21,24 @@ from pathlib import Path
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from pytest_llmperf.clients.base import Prompt
 from pytest_llmperf.clients.ollama import NDJSONLines, _Answer
+from pytest_llmperf.clients.openai_stream import OpenAIStream, stream_record
 from pytest_llmperf.clients.sse import SSEEvent, SSEParser
+from pytest_llmperf.load.token_count import count_missing_tokens
 from pytest_llmperf.observe.exposition import parse_exposition
-from pytest_llmperf.results.metrics import CAPACITY, DISTRIBUTIONS, RESOURCES, SCALARS, metric_info
+from pytest_llmperf.results.errors import ERROR_KINDS
+from pytest_llmperf.results.metrics import (
+    CAPACITY,
+    DISTRIBUTIONS,
+    RESOURCES,
+    SCALARS,
+    metric_info,
+    summarize,
+)
+from pytest_llmperf.results.outcome import judge
+from pytest_llmperf.results.record_codec import run_to_json
+from pytest_llmperf.results.records import LoadRun, RequestRecord
 from pytest_llmperf.results.thresholds import (
     COMPARABLE,
     ThresholdError,
@@ -190,6 +205,95 @@ def test_ollama_line_no_json_reader_takes_is_the_streams_error(line: bytes) -> N
     answer.read([line], now_ns=1)
     assert answer.error is not None
     assert answer.error.startswith(("malformed stream line", "stream line is not valid UTF-8"))
+
+
+def assert_a_sound_record(record: RequestRecord) -> None:
+    """What a stream reader recorded, whatever the server sent: after the tokenizer step and
+    the completeness rule, a record with a kind for its failure, a string finish_reason,
+    counts that are numbers, and nothing strict JSON refuses."""
+    for forced in (None, 8):
+        [counted] = count_missing_tokens([record], None)
+        judged = judge(counted, forced)
+        assert judged.error is None or (isinstance(judged.error, str)
+                                        and judged.error_kind in ERROR_KINDS), judged
+        assert judged.finish_reason is None or isinstance(judged.finish_reason, str)
+        assert isinstance(judged.output_tokens, int) and judged.output_tokens >= 0
+        window = LoadRun((judged,), 0, 1, 1, 0)
+        json.dumps(run_to_json(window), allow_nan=False)
+        summarize(window)  # no count so large that the metrics' floats overflow
+
+
+@settings(database=None, deadline=None, max_examples=400)
+@given(st.lists(ollama_line, max_size=6), st.booleans(), cuts)
+@example([b'{"done": true, "done_reason": 5}'], True, [])  # no string: judge() lower()s it
+@example([b'{"done": true, "eval_duration": Infinity}'], True, [])
+@example([b'{"done": true, "eval_count": 1%s, "eval_duration": 1%s}' % (b"0" * 400, b"0" * 400)],
+         True, [])  # counts no float holds
+def test_ollama_records_survive_the_completeness_rule_and_strict_json(
+    written: list[bytes], newline_at_end: bool, at: list[int]
+) -> None:
+    data = b"\n".join(written) + (b"\n" if newline_at_end else b"")
+    answer, lines = _Answer(), NDJSONLines()
+    for read, chunk in enumerate(split(data, at), start=1):
+        answer.read(lines.feed(chunk), now_ns=read * 1_000)
+    answer.close(lines.close(), now_ns=10**6)
+    assert_a_sound_record(answer.record(request_id=0, send_ns=0))
+
+
+# --- OpenAI-style SSE chunks -------------------------------------------------------------------
+
+# What an OpenAI-compatible server sends, and the same fields holding any JSON value instead.
+openai_text = (utf8_text | json_values
+               | st.lists(st.fixed_dictionaries({"type": st.just("text") | json_values,
+                                                 "text": utf8_text | json_values}), max_size=2))
+openai_choice = st.fixed_dictionaries({}, optional={
+    "index": st.integers(0, 3) | json_values,
+    "delta": st.fixed_dictionaries({}, optional={
+        "role": st.just("assistant") | json_values, "content": openai_text,
+        "reasoning_content": openai_text, "reasoning": openai_text}) | json_values,
+    "text": openai_text,
+    "finish_reason": st.sampled_from(["stop", "length", "abort", "error"]) | json_values,
+}) | json_values
+openai_count = st.integers(-3, 10**6) | json_values
+openai_objects = st.fixed_dictionaries({}, optional={
+    "choices": st.lists(openai_choice, max_size=3) | json_values,
+    "usage": st.fixed_dictionaries({}, optional={
+        "completion_tokens": openai_count, "prompt_tokens": openai_count,
+        "completion_tokens_details": st.fixed_dictionaries(
+            {}, optional={"reasoning_tokens": openai_count}) | json_values,
+        "prompt_tokens_details": st.fixed_dictionaries(
+            {}, optional={"cached_tokens": openai_count}) | json_values}) | json_values,
+    "timings": st.dictionaries(utf8_text, json_values | st.floats(), max_size=3) | json_values,
+    "error": json_values,
+})
+openai_data = (openai_objects.map(json.dumps) | json_values.map(json.dumps)
+               | st.just("[DONE]") | utf8_text.map(lambda text: " ".join(text.splitlines())))
+
+
+@settings(database=None, deadline=None, max_examples=500)
+@given(st.lists(openai_data, max_size=6), cuts)
+@example(['{"choices": [{"delta": "x"}]}'], [])
+@example(['{"choices": 5}', '{"timings": [1, 2]}'], [])
+@example(['{"choices": [{"delta": {"content": [{"type": "text", "text": "a"}]}}]}'], [])
+@example(['{"timings": {"t": NaN}, "choices": [{"finish_reason": "stop"}]}'], [])
+@example(['{"choices": [{"delta": {"content": "a"}, "finish_reason": "stop"}], "usage": '
+          '{"completion_tokens": 1' + "0" * 400 + ', "prompt_tokens": 1' + "0" * 400 + '}}'], [])
+@example(['{"usage": {"completion_tokens": 1, "completion_tokens_details": '
+          '{"reasoning_tokens": -1}}, "choices": [{"finish_reason": 1}]}'], [])
+def test_openai_stream_turns_any_json_into_an_error_not_an_exception(
+    written: list[str], at: list[int]
+) -> None:
+    wire = "".join(f"data: {data}\n\n" for data in written).encode("utf-8")
+    stream, parser = OpenAIStream(), SSEParser()
+    for read, chunk in enumerate(split(wire, at), start=1):
+        stream.read(parser.feed(chunk), now_ns=read * 1_000)
+    stream.read(parser.close(), now_ns=10**6)
+    assert stream.events == len(written)  # every event was read, none lost to a failure
+    # The last resort of read() (an exception no shape check foresaw) never had to act.
+    assert not (stream.error or "").startswith("unreadable stream chunk"), stream.error
+    record = stream_record(0, Prompt("hi"), 8, 0, stream)
+    assert list(record.chunk_ns) == sorted(record.chunk_ns)
+    assert_a_sound_record(record)
 
 
 # --- Prometheus text exposition ----------------------------------------------------------------

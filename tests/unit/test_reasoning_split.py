@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from pytest_llmperf.clients.base import as_prompt
 from pytest_llmperf.clients.ollama import NDJSONLines, _Answer
-from pytest_llmperf.clients.openai import _record, _Stream
+from pytest_llmperf.clients.openai_stream import OpenAIStream, stream_record
 from pytest_llmperf.clients.reasoning import ReasoningTracker, ThinkSplitter
 from pytest_llmperf.clients.sse import SSEParser
 from pytest_llmperf.load.token_count import count_missing_tokens
@@ -90,12 +90,12 @@ class Words(WordCounter):
 
 def stream_at(reads: Sequence[bytes], *, max_tokens: int = 64) -> RequestRecord:
     """The OpenAI client's record of ``reads``, read i arriving at READ_NS[i]."""
-    stream, parser = _Stream(), SSEParser()
+    stream, parser = OpenAIStream(), SSEParser()
     for raw, now_ns in zip(reads, READ_NS, strict=False):
         stream.read(parser.feed(raw), now_ns)
     stream.read(parser.close(), READ_NS[len(reads)])
     stream.end_ns = READ_NS[len(reads)]
-    return _record(7, as_prompt(PROMPT), max_tokens, SEND_NS, stream)
+    return stream_record(7, as_prompt(PROMPT), max_tokens, SEND_NS, stream)
 
 
 def ollama_at(reads: Sequence[bytes]) -> RequestRecord:
@@ -314,11 +314,11 @@ def test_completions_text_goes_through_the_inline_splitter() -> None:
         return sse({"choices": [{"text": piece, "index": 0, "logprobs": None,
                                  "finish_reason": finish_reason}], "object": "text_completion"})
 
-    stream, parser = _Stream(), SSEParser()
+    stream, parser = OpenAIStream(), SSEParser()
     for raw, now_ns in zip((text("So"), text(" 2+2=4.</think>"), text(" 4", "stop"),
                             usage(completion=5) + DONE), READ_NS, strict=False):
         stream.read(parser.feed(raw), now_ns)
-    record = _record(1, as_prompt("2+2?"), 8, SEND_NS, stream)
+    record = stream_record(1, as_prompt("2+2?"), 8, SEND_NS, stream)
 
     assert record.reasoning_chunks == 2
     assert record.answer_start_ns == READ_NS[2]

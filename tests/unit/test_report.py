@@ -207,3 +207,42 @@ def test_an_inconclusive_percentile_is_shown_as_such(tmp_path: Path, policy: str
     if listed:
         assert lines[0].startswith("test_x[vllm-qwen32b-gptq]: ttft_ms.p95 = 200.0 ms, required "
                                    "< 1000 ms: inconclusive, 4 requests are too few")
+
+
+# --- metrics a window could not know ----------------------------------------------------------
+
+
+def reasoning_without_counts() -> WindowResult:
+    """Answers that reasoned first, from a server that sent no reasoning token count, with no
+    tokenizer to count them: reasoning_tokens and answer_tokens are unknown."""
+    records = []
+    for i in range(4):
+        send = i * 10_000 * MS
+        chunks = tuple(send + 200 * MS + k * 20 * MS for k in range(10))
+        records.append(RequestRecord(i, send, chunks, chunks[-1], 10, TokenSource.USAGE, 30,
+                                     TokenSource.USAGE, "length", reasoning_chunks=4,
+                                     answer_start_ns=chunks[4], answer_end_ns=chunks[-1],
+                                     reasoning_tokens=None))
+    run = LoadRun(tuple(records), 0, records[-1].end_ns, 1, 0)
+    served = ServedModel("openai", "r1", Endpoint("http://127.0.0.1:9/v1", "m"), engine="x")
+    return WindowResult(served.info, LoadShape.closed(1), 10, run)
+
+
+def test_junit_leaves_out_metrics_the_window_could_not_know() -> None:
+    props = dict(window_properties(reasoning_without_counts()))
+    assert all(value is not None for value in props.values()), [
+        name for name, value in props.items() if value is None]
+    assert not any(name.startswith(("reasoning_tokens.", "answer_tokens.")) for name in props)
+    assert props["time_to_answer_ms.p95"] is not None  # what is known stays
+    # The same for a plain window: no schedule, no answer split, nothing written as None.
+    assert all(value is not None for _, value in window_properties(result(None)))
+
+
+def test_markdown_says_why_a_metric_is_unknown(tmp_path: Path) -> None:
+    window = reasoning_without_counts()
+    text = render_markdown([RecordedWindow(Provenance("t.py::test_r"), window)],
+                           rootdir=tmp_path)
+    assert ("Unknown in this window: answer_decode_tokens_per_s, reasoning_tokens, "
+            "answer_tokens: 4 answers reasoned first, and neither the server "
+            "(usage.completion_tokens_details.reasoning_tokens) nor a tokenizer counted their "
+            "reasoning tokens") in text

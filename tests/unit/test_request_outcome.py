@@ -32,7 +32,7 @@ def answer(*, chunks: int = 3, tokens: int = 8, finish: str | None = "length",
 def test_an_answer_the_server_aborted_is_a_failed_request(reason: str) -> None:
     judged = judge(answer(finish=reason), forced_tokens=None)
     assert not judged.ok
-    assert judged.error == f"the server ended the answer with finish_reason {reason!r}"
+    assert judged.error == f"the server aborted the answer (finish_reason {reason!r})"
 
 
 def test_an_answer_shorter_than_the_forced_length_fails() -> None:
