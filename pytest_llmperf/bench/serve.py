@@ -73,7 +73,8 @@ def serve(settings: Settings, *, backend: str | None = None, model: str | None =
     from pytest_llmperf.results.thresholds import thresholds_at
 
     target = target_of(settings, backend, model, thresholds_at(settings.checks.thresholds))
-    spec = parse_dataset(settings.load.dataset) if settings.load.dataset else None
+    spec = (parse_dataset(settings.load.dataset, seed=settings.load.seed)
+            if settings.load.dataset else None)
     set_progress_reporter(progress)
     engine = get_backend(target.backend)
     with engine.serve(settings.server, target.entry, settings.server.output_dir) as served, \

@@ -24,6 +24,11 @@ closes them cannot cost another resend, and the resend itself never takes a pool
 A request's send time is when it was handed to the connection, just before the write: with
 many streams, building the others' requests first would otherwise be timed as the server's.
 
+A client whose machine runs out of file descriptors (or local ports) when connecting keeps no
+idle connection from then on: each holds a descriptor that the other users' connections, and
+the window's own observers (CPU readings, the last metrics scrape), need; the window is marked
+client-bound all the same (observe.health).
+
 A client makes one TLS context, the first time it connects over https, and every connection
 shares it: making one costs about 20 ms on the event loop, on every request once reuse is off.
 Redirects are not followed (a POST's stream cannot be sent again by the client's own choice):
@@ -213,9 +218,22 @@ class HttpClient:
                 connection.close()
         if origin.scheme == "https" and self._tls is None:
             self._tls = ssl.create_default_context()
-        connection = await connect(origin, self._tls)
+        try:
+            connection = await connect(origin, self._tls)
+        except ClientLimit:
+            self._keep_none()
+            raise
         self._all.add(connection)
         return connection
+
+    def _keep_none(self) -> None:
+        """The machine ran out opening a connection: no idle one is kept from now on
+        (module docstring)."""
+        self.reuse_connections = False
+        for idle in self._idle.values():
+            for connection in idle:
+                connection.close()
+        self._idle.clear()
 
     def _release(self, origin: Origin, connection: Connection, done: bool) -> None:
         if done and self.reuse_connections and self._open and connection.keep_alive:

@@ -22,7 +22,12 @@ FREE = 4 * 1024 * 1024
 
 
 class InflateError(Exception):
-    """The compressed body does not decode, or inflates like a bomb."""
+    """The compressed body does not decode, or inflates like a bomb; ``cut``: all of it
+    decodes, but it ends before the compressed data's end."""
+
+    def __init__(self, message: str, *, cut: bool = False) -> None:
+        super().__init__(message)
+        self.cut = cut
 
 
 class Inflater:
@@ -53,11 +58,11 @@ class Inflater:
         ended (an empty body is no compressed data, and fine)."""
         if self._decoder is None:
             if self._start:
-                raise self._broken("it ends before its end")
+                raise self._broken("it ends before its end", cut=True)
             return
         yield from self._inflate(b"")
         if not self._decoder.eof and (self._taken or self._made):
-            raise self._broken("it ends before its end")
+            raise self._broken("it ends before its end", cut=True)
 
     def _inflate(self, data: bytes) -> Iterator[bytes]:
         decoder = self._decoder
@@ -80,8 +85,8 @@ class Inflater:
         if decoder.eof and (data or decoder.unused_data):
             raise self._broken("bytes after its end")
 
-    def _broken(self, why: str) -> InflateError:
-        return InflateError(f"the {self._name} body cannot be decoded: {why}")
+    def _broken(self, why: str, *, cut: bool = False) -> InflateError:
+        return InflateError(f"the {self._name} body cannot be decoded: {why}", cut=cut)
 
 
 def _zlib_header(data: bytes) -> bool:

@@ -186,8 +186,9 @@ class _Answer:
             self.kinds.end_read(now_ns)
 
     def close(self, rest: bytes, now_ns: int) -> None:
-        """The stream ended; ``rest`` is what came after the last newline."""
-        if rest.strip():
+        """The stream ended; ``rest`` is what came after the last newline (nothing after the
+        final line is the answer's, as :meth:`take` ignores the whole lines after it)."""
+        if rest.strip() and self.final is None:
             try:
                 text = rest.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -289,6 +290,8 @@ class OllamaClient(HttpClient):
         lines = NDJSONLines()
 
         def read(raw: bytes, now_ns: int) -> None:
+            if answer.final is not None:  # what comes after the final line is not read
+                return
             try:
                 complete = lines.feed(raw)
             except sse.LineTooLong as exc:

@@ -124,7 +124,7 @@ class StreamingClient(HttpClient):
     async def _exchange(self, body: bytes, stream: OpenAIStream) -> tuple[int, bool]:
         """POST ``body`` and read the answer into ``stream``; returns when it was sent and
         whether it was sent a second time."""
-        parser = SSEParser()
+        parser = SSEParser(last="[DONE]")  # what comes after it is no part of the answer
 
         def read(raw: bytes, now_ns: int) -> None:
             if not stream.events:  # the body's start, should it be no event stream

@@ -54,8 +54,11 @@ class OpenAIStream:
             self.start += raw[: _START_KEPT - len(self.start)]
 
     def take(self, data: str) -> bool:
-        """Apply one SSE data payload; True when it carried generated text."""
+        """Apply one SSE data payload; True when it carried generated text.  Nothing after
+        ``[DONE]`` is (the parser stops there too)."""
         self.events += 1
+        if self.done:
+            return False
         if data == "[DONE]":
             self.done = True
             return False

@@ -89,6 +89,7 @@ class Response:
         self._ended_early = False  # the answer ended before a reader was attached
         self._now_ns = 0
         self._bodiless = 0  # bytes since the last byte of body, or since the answer's head
+        self._closed_body = False  # a body without length, ended by its connection's close
 
     def received(self, data: bytes, now_ns: int) -> None:
         self.got_bytes = True
@@ -120,11 +121,10 @@ class Response:
         if self.complete:
             return
         if self.head.done() and not self._framed and exc is None:
-            try:  # a body without length ends with its connection
+            self._closed_body = True  # a body without length ends with its connection
+            try:
                 self.on_message_complete()
-            except MalformedAnswer as cut:  # a compressed body cut short: the stream was cut
-                self.fail(PayloadError(f"Response payload is not completed: {cut}"))
-            except Exception as failure:  # the reader's
+            except Exception as failure:  # the reader's, or a compressed body that is cut
                 self.fail(failure)
             return
         reason = f": {exc}" if exc else ""
@@ -234,4 +234,8 @@ class Response:
             for piece in inflater.finish():
                 self._reader(piece, self._now_ns)
         except InflateError as exc:
+            # Compressed data that ends inside, where only the close ended the body: the
+            # stream was cut (truncated), whether the close came before the reader or after.
+            if exc.cut and self._closed_body:
+                raise PayloadError(f"Response payload is not completed: {exc}") from None
             raise MalformedAnswer(str(exc)) from None

@@ -8,6 +8,9 @@ A line that has not ended yet is kept as the reads that brought it and joined on
 ends: a long line costs time linear in its length, however finely the network cut it.  No line,
 and no event's data, may be longer than :data:`MAX_LINE_BYTES` (:class:`LineTooLong`): a server
 that never ends a line costs the client that much memory, no more.
+
+A parser made with ``last`` (OpenAI's ``[DONE]``) ends at the event whose data it is: what comes
+after it is not read, so not even bytes that do not decode can fail the stream it ended.
 """
 
 from __future__ import annotations
@@ -38,8 +41,10 @@ class SSEEvent(NamedTuple):
 
 
 class SSEParser:
-    def __init__(self, max_line: int | None = None) -> None:
+    def __init__(self, max_line: int | None = None, *, last: str | None = None) -> None:
         self._max = MAX_LINE_BYTES if max_line is None else max_line
+        self._last = last  # the data of the stream's last event, if it has one
+        self.ended = False  # that event came: the rest is not read
         self._held: list[bytes] = []  # the line not ended yet, as the reads brought it
         self._held_size = 0
         self._cr = False  # the held line ended with a lone \r, which may be half of \r\n
@@ -49,11 +54,16 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Events completed by ``chunk``, in order."""
+        if self.ended:
+            return []
         if not self._held and not self._cr and b"\r" not in chunk:
             # The hot path: nothing held, only \n ends lines (vLLM, SGLang, llama.cpp).
             lines = chunk.split(b"\n")
-            self._hold(lines.pop())
-            return self._take_lines(lines, len(chunk) > self._max) if lines else []
+            tail = lines.pop()
+            events = self._take_lines(lines, len(chunk) > self._max) if lines else []
+            if not self.ended:
+                self._hold(tail)
+            return events
         if not self._cr and b"\n" not in chunk and b"\r" not in chunk:
             self._hold(chunk)  # the line goes on: no copy of what came before
             return []
@@ -64,12 +74,19 @@ class SSEParser:
         else:  # \r\n or a lone \r: a trailing \r waits for the next byte
             self._cr = data.endswith(b"\r")
             lines = _LINE_END.split(data[:-1] if self._cr else data)
-        self._hold(lines.pop())
-        return self._take_lines(lines, len(data) > self._max)
+        tail = lines.pop()
+        events = self._take_lines(lines, len(data) > self._max)
+        if self.ended:
+            self._cr = False
+        else:
+            self._hold(tail)
+        return events
 
     def close(self) -> list[SSEEvent]:
         """Events left when the stream ends (a last event with no blank line after it)."""
         events: list[SSEEvent] = []
+        if self.ended:
+            return events
         if self._held or self._cr:
             # At the end a held line has ended, with its \r or with the stream.
             line = b"".join(self._held)
@@ -103,14 +120,24 @@ class SSEParser:
                 if self._data_size > self._max:
                     raise LineTooLong(self._max)
                 continue
+            event: SSEEvent | None
             if not line and self._data and not self._event:
-                events.append(SSEEvent("\n".join(self._data)))
+                event = SSEEvent("\n".join(self._data))
                 self._data, self._data_size = [], 0
-                continue
-            event = self._take_line(line.decode("utf-8"))
-            if event is not None:
-                events.append(event)
+            else:
+                event = self._take_line(line.decode("utf-8"))
+                if event is None:
+                    continue
+            events.append(event)
+            if event.data == self._last:  # the last event: the lines after it are not read
+                self._end()
+                break
         return events
+
+    def _end(self) -> None:
+        self.ended = True
+        self._held, self._held_size, self._cr = [], 0, False
+        self._data, self._data_size = [], 0
 
     def _add_data(self, value: str) -> None:
         self._data.append(value)

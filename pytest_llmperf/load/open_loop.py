@@ -13,6 +13,9 @@ lateness.  A client too slow to keep the pace shows slip; it cannot silently off
 A deadline (``cut_after_s``, from the first arrival, warm-up included) bounds the run: no
 arrival is sent after it, and the requests still in flight are cut and recorded as failed
 ``timeout`` requests.
+
+A schedule holds at most :data:`MAX_ARRIVALS` arrivals: a duration at an absurd rate (1e9 req/s
+for a minute) is offered as a burst of that many, and the window says what it did not offer.
 """
 
 from __future__ import annotations
@@ -38,9 +41,12 @@ from pytest_llmperf.prompts.builtin import PromptSource
 from pytest_llmperf.results.load_shape import LoadShape
 from pytest_llmperf.results.records import LoadRun, RequestRecord
 
-__all__ = ["Share", "peak_in_flight", "run_open_loop", "schedule"]
+__all__ = ["MAX_ARRIVALS", "Share", "peak_in_flight", "run_open_loop", "schedule"]
 
 _NS = 1_000_000_000
+# The most arrivals one window schedules, warm-up included: far more than a client offers in
+# a window of minutes (each is a task, a record, a prompt), far less than memory holds.
+MAX_ARRIVALS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,8 @@ class Share:
 
 def schedule(shape: LoadShape, warmup: int, requests: int | None,
               duration_s: float | None) -> tuple[list[float], int]:
-    """Offsets of every arrival (warm-up first) and how many are measured."""
+    """Offsets of every arrival (warm-up first) and how many are measured; for a duration,
+    no more than :data:`MAX_ARRIVALS` (or the warm-up and one) in all."""
     if requests is not None:
         return arrival_offsets(shape, warmup + requests), requests
     assert duration_s is not None and shape.rate is not None
@@ -65,16 +72,31 @@ def schedule(shape: LoadShape, warmup: int, requests: int | None,
         raise ValueError("an infinite rate sends everything at once: give a request count, "
                          "not a duration")
     # Enough arrivals that the measured ones almost surely outlast the duration; the schedule
-    # is cut at the duration (seeded, so the same seed cuts the same schedule).
+    # is cut at the duration (seeded, so the same seed cuts the same schedule).  Counted in
+    # floats up to the cap: rate * duration may be past any int numpy takes, or infinite.
+    cap = max(MAX_ARRIVALS, warmup + 1)
     expected = shape.rate * duration_s
-    count = warmup + int(expected + 6 * math.sqrt(expected / min(shape.burstiness, 1.0)) + 8)
+    margin = 6 * math.sqrt(expected / min(shape.burstiness, 1.0)) + 8
+    count = int(min(warmup + expected + margin, cap))
     while True:
         offsets = arrival_offsets(shape, count)
         start = offsets[warmup] if warmup < len(offsets) else 0.0
-        if offsets[-1] - start >= duration_s:
+        if offsets[-1] - start >= duration_s or count >= cap:
             measured = sum(1 for o in offsets[warmup:] if o - start < duration_s)
             return offsets[:warmup + measured], measured
-        count *= 2
+        count = min(count * 2, cap)
+
+
+def _beyond_cap(shape: LoadShape, duration_s: float | None, offsets: Sequence[float]) -> str:
+    """Why a duration's schedule offers fewer arrivals than its rate (empty: it does not)."""
+    if duration_s is None or shape.rate is None or len(offsets) < MAX_ARRIVALS:
+        return ""
+    wanted = shape.rate * duration_s
+    if wanted < len(offsets):
+        return ""
+    return (f"{shape.rate:g} req/s for {duration_s:g} s is {wanted:.3g} arrivals, more than a "
+            f"window schedules ({MAX_ARRIVALS}): the first {len(offsets)} were offered, about "
+            f"at once; offer a lower rate, or a request count")
 
 
 async def run_open_loop(
@@ -100,6 +122,7 @@ async def run_open_loop(
     if (requests is None) == (duration_s is None):
         raise ValueError("give exactly one of requests or duration_s")
     offsets, measured = schedule(shape, warmup, requests, duration_s)
+    capped = _beyond_cap(shape, duration_s, offsets)
     limit = (asyncio.Semaphore(shape.max_concurrency) if shape.max_concurrency
              else contextlib.nullcontext())
 
@@ -180,7 +203,7 @@ async def run_open_loop(
         window_end_ns=max(end_ns, start_ns),
         concurrency=peak_in_flight(records),
         warmup_requests=warmup,
-        stopped_early=stopped[0] if stopped else None,
+        stopped_early="; ".join([*([capped] if capped else []), *stopped[:1]]) or None,
     )
 
 

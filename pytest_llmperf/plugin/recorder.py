@@ -229,9 +229,11 @@ class ResultRecorder:
     def _property(self, name: str, value: object) -> None:
         # What the record_property fixture does, minus its warning under the default
         # junit_family (xunit2): junitxml writes user_properties for every family.  A figure
-        # not known (no capacity found, no goodput) is left out: junit consumers want numbers,
-        # not the text "None".
-        if value is not None:
+        # not known (no capacity found, no goodput) or not finite (a rate of inf) is left out:
+        # junit consumers want numbers, not the text "None" or "inf".
+        from pytest_llmperf.report.junit import junit_value
+
+        if junit_value(value):
             self.item.user_properties.append((name, value))
 
 

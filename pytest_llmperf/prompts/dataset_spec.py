@@ -13,7 +13,8 @@
   documents each asked several questions (SGLang's generated-shared-prefix): a cache test.
 
 A file is read and checked here, so a malformed one stops pytest with its line before any
-server starts; nothing is fetched from the internet.
+server starts; nothing is fetched from the internet.  What a spec keeps of a file is where a
+seeded sample of its conversations lies (prompts.dataset_files): ``entries`` reads them back.
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pytest_llmperf.prompts.dataset_files import DatasetEntry, load_jsonl, load_sharegpt
+from pytest_llmperf.prompts.dataset_files import (
+    CheckedFile,
+    DatasetEntry,
+    check_jsonl,
+    check_sharegpt,
+)
 from pytest_llmperf.prompts.synthetic import MIN_PROMPT_TOKENS, Lengths, bounded, parse_lengths
 
 __all__ = ["DatasetSpec", "parse_dataset"]
@@ -43,7 +49,7 @@ _SCENARIO = re.compile(r"([DNU])\((\d+),(\d+)\)(?:/\((\d+),(\d+)\))?")
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A parsed ``--llmperf-dataset``; ``entries`` holds a file's checked prompts."""
+    """A parsed ``--llmperf-dataset``; ``file`` is a file's check, ``entries`` its prompts."""
 
     kind: str
     text: str  # as the user wrote it, for reports
@@ -53,16 +59,27 @@ class DatasetSpec:
     max_input: int | None = None
     multi_turn: bool = False
     counts: dict[str, int] = field(default_factory=dict)  # shared-prefix sizes
-    entries: tuple[DatasetEntry, ...] = field(default=(), repr=False)
+    file: CheckedFile | None = field(default=None, repr=False)
+
+    @property
+    def entries(self) -> tuple[DatasetEntry, ...]:
+        """A file's sampled entries, read back from it (each call reads them); none for
+        generated prompts."""
+        return () if self.file is None else self.file.entries()
+
+    @property
+    def sample_note(self) -> str | None:
+        """``10000 of 94145 conversations`` where the file held more than a run keeps."""
+        return None if self.file is None else self.file.sample_note
 
     @property
     def needs_tokenizer(self) -> bool:
         return self.kind in ("random", "shared-prefix") or self.max_input is not None
 
 
-def parse_dataset(text: str) -> DatasetSpec:
+def parse_dataset(text: str, seed: int = 0) -> DatasetSpec:
     """The dataset ``text`` names; ValueError saying what is wrong (a file's own errors name
-    the file and line)."""
+    the file and line).  ``seed`` (the run's) draws a large file's sample."""
     kind, _, rest = text.strip().partition(":")
     if kind not in _KINDS:
         raise ValueError(f"unknown dataset {kind!r}; expected one of {', '.join(_KINDS)} "
@@ -99,10 +116,10 @@ def parse_dataset(text: str) -> DatasetSpec:
     assert path is not None
     multi_turn = "multi-turn" in values
     max_input = _positive("max-input", values["max-input"]) if "max-input" in values else None
-    entries = (load_sharegpt(path, multi_turn=multi_turn) if kind == "sharegpt"
-               else load_jsonl(path))
+    checked = (check_sharegpt(path, multi_turn=multi_turn, seed=seed) if kind == "sharegpt"
+               else check_jsonl(path, seed=seed))
     return DatasetSpec(kind, text, output_lengths=output, path=path, max_input=max_input,
-                       multi_turn=multi_turn, entries=entries)
+                       multi_turn=multi_turn, file=checked)
 
 
 def _values(kind: str, parts: list[str]) -> dict[str, str]:

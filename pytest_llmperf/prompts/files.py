@@ -32,7 +32,8 @@ class FilePrompts(MadeAhead):
     def __init__(self, entries: Sequence[DatasetEntry], *, kind: str, path: str,
                  tokenizer: Tokenizer | None, output_tokens: int | None = None,
                  max_input: int | None = None, context_tokens: int | None = None,
-                 multi_turn: bool = False, seed: int = 0, salt: str | None = None) -> None:
+                 multi_turn: bool = False, seed: int = 0, salt: str | None = None,
+                 sample: str | None = None) -> None:
         if not entries:
             raise ValueError(f"{path}: no prompts")
         super().__init__()
@@ -43,6 +44,7 @@ class FilePrompts(MadeAhead):
         self.context_tokens = context_tokens
         self.about_caching = multi_turn  # later turns resend earlier ones: the cache helps
         self.seed = seed
+        self.sample = sample  # "10000 of 94145 conversations": the file held more
         self.salt = salt if salt is not None else secrets.token_hex(4)
         self._order = _order(entries, multi_turn, seed)
         self._position = 0
@@ -89,6 +91,8 @@ class FilePrompts(MadeAhead):
 
     def describe(self) -> PromptOrigin:
         details: dict[str, Scalar] = {"path": self.path}
+        if self.sample:
+            details["sampled"] = self.sample
         if self.output_tokens:
             details["output_tokens"] = self.output_tokens
         if self.left_out:

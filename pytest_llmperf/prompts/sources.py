@@ -40,4 +40,4 @@ def prompt_source(spec: DatasetSpec | None, served: ServedModel, seed: int) -> P
     return FilePrompts(spec.entries, kind=spec.kind, path=str(spec.path), tokenizer=tokenizer,
                        output_tokens=output.first if output else None,
                        max_input=spec.max_input, context_tokens=served.context_tokens,
-                       multi_turn=spec.multi_turn, seed=seed)
+                       multi_turn=spec.multi_turn, seed=seed, sample=spec.sample_note)

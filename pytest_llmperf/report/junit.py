@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 from pytest_llmperf.results.jsonfields import rounded
 from pytest_llmperf.results.metrics import REPORTED_STATISTICS, SCALARS
 from pytest_llmperf.results.window import WindowResult
 
-__all__ = ["window_properties"]
+__all__ = ["junit_value", "window_properties"]
 
 _OPEN_LOOP_ONLY = ("schedule_slip_ms", "ttft_from_schedule_ms", "e2el_from_schedule_ms")
 
@@ -15,8 +17,16 @@ def window_properties(window: WindowResult) -> list[tuple[str, object]]:
     """``target``, ``ttft_ms.p95`` ... and the whole-run numbers, the client's health, the
     engine's own numbers and the resources.  A figure the window could not know (reasoning
     tokens nothing counted, a TPOT of one-token answers) is left out: junit would write the
-    text ``None`` where its readers expect a number (the markdown report says why)."""
-    return [(name, value) for name, value in _properties(window) if value is not None]
+    text ``None`` where its readers expect a number (the markdown report says why); so is an
+    infinite or NaN one (the text ``inf``, ``nan``)."""
+    return [(name, value) for name, value in _properties(window) if junit_value(value)]
+
+
+def junit_value(value: object) -> bool:
+    """Whether ``value`` belongs in a junit property: not None, not an infinite or NaN float
+    (junit writes them as text where its readers expect a number; the JSON documents and the
+    markdown report keep them)."""
+    return value is not None and not (isinstance(value, float) and not math.isfinite(value))
 
 
 def _properties(window: WindowResult) -> list[tuple[str, object]]:

@@ -12,7 +12,9 @@ finite rate (absent in a closed loop, where nothing is scheduled):
   the server keeps up; a server that sustains a rate mu against an offered lambda > mu starts
   request i at i / mu instead of i / lambda, which makes it lambda / mu - 1.  The last token,
   not the first: a server that queues shows it in TTFT, one that slows every stream as more
-  arrive (no queue, no cap) only in how long each answer takes, and both in E2EL.
+  arrive (no queue, no cap) only in how long each answer takes, and both in E2EL.  Not
+  defined for a burst, a schedule that spans less time than its quickest request took (a rate
+  of 1e9 req/s): its requests overlap, and a slope over nanoseconds says nothing of a queue.
 
 A window is *overloaded* (:func:`overload`) when the queue grew through it (growth above
 ``GROWTH_LIMIT`` and more than 3 standard errors from 0) and it completed under
@@ -63,6 +65,8 @@ def _growth(records: Sequence[RequestRecord]) -> tuple[float, float] | None:
     first = min(r.scheduled_ns or 0 for r in done)
     xs = [((r.scheduled_ns or 0) - first) / _NS for r in done]
     ys = [(r.chunk_ns[-1] - (r.scheduled_ns or 0)) / _NS for r in done]
+    if max(xs) < min(ys):  # a burst (module docstring)
+        return None
     return _slope(xs, ys)
 
 

@@ -1,9 +1,11 @@
-"""A SIGKILLed pytest-xdist worker leaves no engine process behind, of any engine.
+"""A SIGKILLed or SIGHUPed pytest-xdist worker leaves no engine process behind, of any engine.
 
 The engine is the fake one (``tests/fakes/fake_engine.py``: a worker in its process group and a
 detached helper in a session of its own), launched through ``ManagedServer`` by a test that then
 waits; the worker running that test is SIGKILLed.  Nothing that worker started may stay
 running: not the engine's guard, not the engine, not its worker, not the detached helper.
+SIGHUP is what a dropped ssh session sends, to the whole session (the controller and its
+workers, ``session-SIGHUP``) or to one worker: the worker ends its engines and dies of it.
 (The same with the embedded llama.cpp engine is test_cleanup_and_secrets.py's.)
 """
 
@@ -47,14 +49,24 @@ HOLDING_TEST = textwrap.dedent("""
 """)
 
 
-def test_a_killed_xdist_worker_leaves_no_engine_process(tmp_path: Path) -> None:
+def _default_sighup() -> None:
+    # A runner started under nohup passes SIGHUP on ignored, and an ignored SIGHUP is the
+    # user's wish (the worker keeps running, its engine too): not the case tested here.
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize(("whom", "sig"), [("worker", signal.SIGKILL), ("worker", signal.SIGHUP),
+                                           ("session", signal.SIGHUP)],
+                         ids=["worker-SIGKILL", "worker-SIGHUP", "session-SIGHUP"])
+def test_a_killed_xdist_worker_leaves_no_engine_process(tmp_path: Path, whom: str,
+                                                        sig: signal.Signals) -> None:
     (tmp_path / "test_holding.py").write_text(HOLDING_TEST.format(fake=str(FAKE_ENGINE)))
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     controller = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-n", "1", "--max-worker-restart=0",
          "-p", "no:cacheprovider", "test_holding.py"],
         cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, start_new_session=True)
+        stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=_default_sighup)
     tree: list[int] = []
     try:
         pids = json.loads(wait_for_file(tmp_path / "pids.json", within_s=120))
@@ -62,9 +74,13 @@ def test_a_killed_xdist_worker_leaves_no_engine_process(tmp_path: Path) -> None:
         tree = [p.pid for p in psutil.Process(worker).children(recursive=True)]
         helper = int((tmp_path / "helper.pid").read_text())
         assert pids["engine"] in tree and helper in tree, (pids, helper, tree)
-        os.kill(worker, signal.SIGKILL)
-        left = still_running(tree)
-        assert left == [], f"still running after the xdist worker was SIGKILLed: {left} of {tree}"
+        if whom == "worker":
+            os.kill(worker, sig)
+        else:  # a dropped ssh session: its whole process group, the engine's guard apart
+            assert os.getpgid(worker) == controller.pid
+            os.killpg(controller.pid, sig)
+        left = still_running([*tree, worker])
+        assert left == [], f"still running after the {whom} got {sig.name}: {left} of {tree}"
         assert controller.wait(timeout=120) != 0  # the worker crashed: the run failed
     finally:
         if controller.poll() is None:

@@ -404,11 +404,11 @@ def test_an_unreadable_file_is_an_error(tmp_path: Path, load: Loader,
     path = tmp_path / "secret.json"
     path.write_text("[]", encoding="utf-8")
 
-    def refuse(self: Path) -> bytes:
+    def refuse(self: Path, *args: object, **kwargs: object) -> bytes:
         raise PermissionError(13, "Permission denied", str(self))
 
     # Tests may run as root, for whom chmod 000 does not stop a read.
-    monkeypatch.setattr(Path, "read_bytes", refuse)
+    monkeypatch.setattr(Path, "open", refuse)
     with pytest.raises(DatasetFileError) as info:
         load(path)
     assert str(info.value) == f"{path}: cannot be read: Permission denied"

@@ -246,3 +246,44 @@ def test_markdown_says_why_a_metric_is_unknown(tmp_path: Path) -> None:
             "answer_tokens: 4 answers reasoned first, and neither the server "
             "(usage.completion_tokens_details.reasoning_tokens) nor a tokenizer counted their "
             "reasoning tokens") in text
+
+
+def test_junit_leaves_out_non_finite_figures() -> None:
+    """junit's readers want numbers: an infinite or NaN figure (a rate of inf, a metric the
+    engine reported as NaN) is left out as an unknown one is, never written as ``inf``/``nan``."""
+    import math
+
+    window = result({**VLLM_SERVER, "server_ttft_ms_mean": math.inf,
+                     "prefix_cache_hit_rate": math.nan, "kv_cache_usage_peak": -math.inf})
+    props = dict(window_properties(window))
+    non_finite = [name for name, value in props.items()
+                  if isinstance(value, float) and not math.isfinite(value)]
+    assert non_finite == []
+    assert "server.server_ttft_ms_mean" not in props
+    assert "server.prefix_cache_hit_rate" not in props
+    assert props["server.server_tpot_ms_mean"] == 19.5  # the finite ones stay
+
+
+def test_recorded_capacity_properties_leave_out_non_finite_figures() -> None:
+    """The recorder's own properties (a capacity search's headline figures) too."""
+    import math
+    from types import SimpleNamespace
+    from typing import cast
+
+    from pytest_llmperf.plugin.recorder import ResultRecorder
+    from pytest_llmperf.plugin.session import LLMPerfSession
+    from pytest_llmperf.results.capacity import CapacityResult, ProbeOutcome
+    from pytest_llmperf.results.recorded import RecordedCapacity
+
+    item = SimpleNamespace(user_properties=[], nodeid="t.py::test_capacity")
+    recorder = ResultRecorder(cast(pytest.Item, item), cast(LLMPerfSession, None))
+    probe = ProbeOutcome(math.inf, True, headroom=math.nan, goodput=math.inf)
+    search = CapacityResult("rate", math.inf, None, (probe,), "maximum load", 1.0, 60.0)
+    served = result(None).served
+    recorder.record_search(RecordedCapacity(Provenance(item.nodeid), served,
+                                            LoadShape.open(math.inf), search))
+    props = dict(item.user_properties)
+    assert "llmperf.capacity.max_rate" not in props
+    assert "llmperf.capacity.goodput" not in props
+    assert props["llmperf.capacity.probes"] == 1  # the finite ones stay
+    assert all(not (isinstance(v, float) and not math.isfinite(v)) for v in props.values())
