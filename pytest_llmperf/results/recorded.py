@@ -29,32 +29,47 @@ from pytest_llmperf.results.slo import Verdict
 from pytest_llmperf.results.window import WindowResult
 
 __all__ = ["Provenance", "RecordedCapacity", "RecordedPrefixCache", "RecordedSearch",
-           "RecordedSweep", "RecordedWindow", "search_from_json"]
+           "RecordedSweep", "RecordedWindow", "search_from_json", "with_host"]
 
 
 @dataclass(frozen=True)
 class Provenance:
-    """Which test measured a result, and how that test ended."""
+    """Which test measured a result, where, and how that test ended."""
 
     nodeid: str
     call: int = 1  # the test's n-th measured load (a baseline matches windows by it)
     repeat: int | None = None  # n of --llmperf-repeats, when there are several
     outcome: str = ""  # passed, failed, skipped: known once the test has ended
+    # The host that measured it, in a session over several hosts (plugin.hosts): None for the
+    # host the session ran on (its document's own fingerprint).
+    host: str | None = None
 
     @property
     def test(self) -> str:
-        """``test_x[llamacpp-smollm2-135m]``: the node id's last part."""
-        return self.nodeid.split("::")[-1]
+        """``test_x[llamacpp-smollm2-135m]``, or ``test_x[llamacpp-smollm2-135m@gpu-a]`` when
+        another host measured it: the node id's last part."""
+        return with_host(self.nodeid.split("::")[-1], self.host)
 
     def to_json(self) -> JSONObject:
         return {"nodeid": self.nodeid, "call": self.call, "repeat": self.repeat,
-                "outcome": self.outcome}
+                "outcome": self.outcome, **({"host": self.host} if self.host else {})}
 
     @classmethod
     def from_json(cls, fields: Fields, position: int = 1) -> Provenance:
         """``position``: the call of a window written before calls were numbered."""
         return cls(fields.text("nodeid"), fields.integer("call", position),
-                   fields.integer_or_none("repeat"), fields.text_or_none("outcome") or "")
+                   fields.integer_or_none("repeat"), fields.text_or_none("outcome") or "",
+                   fields.text_or_none("host"))
+
+
+def with_host(name: str, host: str | None) -> str:
+    """A test id or node id that names the host that ran it: ``test_x[a-b]`` on host ``gpu-a``
+    is ``test_x[a-b@gpu-a]``, ``test_x`` is ``test_x[@gpu-a]``; unchanged for no host."""
+    if not host:
+        return name
+    if name.endswith("]") and "[" in name:
+        return f"{name[:-1]}@{host}]"
+    return f"{name}[@{host}]"
 
 
 @dataclass(frozen=True)

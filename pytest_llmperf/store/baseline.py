@@ -28,11 +28,13 @@ class BaselineError(ValueError):
 @dataclass(frozen=True)
 class Baseline:
     """Several runs (``--llmperf-compare-runs``) are pooled: their spread is the run-to-run
-    variation."""
+    variation.  Only the windows of this process's host (``host``, the label of a session over
+    several hosts; None: the session's own) are compared with: never another host's."""
 
     paths: tuple[Path, ...]
     documents: tuple[RunDocument, ...]
     hardware_note: str | None  # set when its hardware differs (--llmperf-compare-any-hardware)
+    host: str | None = None
 
     @property
     def label(self) -> str:
@@ -46,7 +48,7 @@ class Baseline:
         """Their windows by (node id, call), the runs' windows one after another."""
         pooled: dict[tuple[str, int], list[WindowResult]] = {}
         for document in self.documents:
-            for key, windows in group_windows(document.windows).items():
+            for key, windows in group_windows(document.windows, self.host).items():
                 pooled.setdefault(key, []).extend(windows)
         return pooled
 
@@ -56,7 +58,7 @@ class Baseline:
         found: dict[tuple[str, str], list[CapacityResult]] = {}
         for document in self.documents:
             for search in document.searches:
-                if isinstance(search, RecordedCapacity):
+                if isinstance(search, RecordedCapacity) and search.provenance.host == self.host:
                     key = (search.provenance.nodeid, search.search.dimension)
                     found.setdefault(key, []).append(search.search)
         return found
@@ -66,7 +68,9 @@ class Baseline:
         """This load's windows against the baseline's of the same test and call."""
         before = self.windows.get((nodeid, call))
         if not before:
-            return Comparison(self.label, missing="this test and call are not in the baseline")
+            where = f" for host {self.host}" if self.host else ""
+            return Comparison(self.label,
+                              missing=f"this test and call are not in the baseline{where}")
         return compare_windows(before, windows, gates, label=self.label, seed=seed,
                                hardware_note=self.hardware_note)
 
@@ -82,10 +86,11 @@ class Baseline:
 
 
 def load_baseline(settings: StoreSettings, rootdir: Path, here: Mapping[str, object],
-                  source: str = "--llmperf-compare") -> Baseline | None:
-    """The baseline ``settings`` name, checked against this machine's fingerprint ``here``;
-    a missing or unreadable one, or one from other hardware (unless allowed), raises
-    :class:`BaselineError` now rather than after an hour of load."""
+                  source: str = "--llmperf-compare", host: str | None = None) -> Baseline | None:
+    """The baseline ``settings`` name, checked against this machine's fingerprint ``here``
+    (the host labelled ``host`` in a session over several hosts); a missing or unreadable one,
+    or one from other hardware (unless allowed), raises :class:`BaselineError` now rather than
+    after an hour of load.  A baseline without this host's windows compares nothing here."""
     if settings.compare is None:
         return None
     try:
@@ -100,7 +105,8 @@ def load_baseline(settings: StoreSettings, rootdir: Path, here: Mapping[str, obj
         raise BaselineError(f"{source}: {exc}") from None
     notes = []
     for path, document in zip(paths, documents, strict=True):
-        differences = hardware_differences(document.fingerprint, here)
+        theirs = document.fingerprint_of(host)
+        differences = [] if theirs is None else hardware_differences(theirs, here)
         if not differences:
             continue
         shown = "; ".join(f"{key}: baseline {before!r}, this machine {now!r}"
@@ -112,4 +118,5 @@ def load_baseline(settings: StoreSettings, rootdir: Path, here: Mapping[str, obj
                 "--llmperf-compare-any-hardware to compare anyway (every row is then labelled)"
             )
         notes.append(f"other hardware ({shown})")
-    return Baseline(tuple(paths), tuple(documents), "; ".join(dict.fromkeys(notes)) or None)
+    return Baseline(tuple(paths), tuple(documents), "; ".join(dict.fromkeys(notes)) or None,
+                    host)

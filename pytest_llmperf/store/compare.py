@@ -39,11 +39,14 @@ ROW_METRICS: tuple[str, ...] = (
 )
 
 
-def group_windows(windows: Iterable[RecordedWindow]
+def group_windows(windows: Iterable[RecordedWindow], host: str | None = None
                   ) -> dict[tuple[str, int], list[WindowResult]]:
-    """Windows by (node id, call): the windows of one load (``--llmperf-repeats``) together."""
+    """The windows ``host`` measured (None: the session's own host) by (node id, call): the
+    windows of one load (``--llmperf-repeats``) together.  Another host's are never mixed in."""
     groups: dict[tuple[str, int], list[WindowResult]] = {}
     for recorded in windows:
+        if recorded.provenance.host != host:
+            continue
         key = (recorded.provenance.nodeid, recorded.provenance.call)
         groups.setdefault(key, []).append(recorded.window)
     return groups

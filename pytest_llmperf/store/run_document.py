@@ -1,5 +1,6 @@
-"""The result store's document: one run, where it ran, and everything its tests recorded
-(schema 2; :mod:`pytest_llmperf.store.schema1` reads the schema before it)."""
+"""The result store's document: one run, where it ran (one host, or several: ``hosts``), and
+everything its tests recorded (schema 2; :mod:`pytest_llmperf.store.schema1` reads the schema
+before it)."""
 
 from __future__ import annotations
 
@@ -28,16 +29,33 @@ class RunDocument:
     schema: int = SCHEMA  # the schema it was read from; written always as SCHEMA
     # What a pytest_llmperf_result_document hook added, kept as it came.
     extra: Mapping[str, object] = field(default_factory=dict)
+    # A session over several hosts: each other host's fingerprint by its label (the windows'
+    # Provenance.host); ``fingerprint`` is the host the session ran on.
+    hosts: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
 
     @classmethod
     def new(cls, windows: Sequence[RecordedWindow], fingerprint: Mapping[str, object],
-            searches: Sequence[RecordedSearch] = ()) -> RunDocument:
+            searches: Sequence[RecordedSearch] = (),
+            hosts: Mapping[str, Mapping[str, object]] | None = None) -> RunDocument:
         """A document of this run, created now."""
         return cls(datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                   dict(fingerprint), tuple(windows), tuple(searches))
+                   dict(fingerprint), tuple(windows), tuple(searches),
+                   hosts={label: dict(facts) for label, facts in (hosts or {}).items()})
+
+    def fingerprint_of(self, host: str | None) -> Mapping[str, object] | None:
+        """The fingerprint of the host labelled ``host`` (None: the session's own); None for
+        a label the run does not know."""
+        return self.fingerprint if host is None else self.hosts.get(host)
+
+    @property
+    def host_labels(self) -> tuple[str | None, ...]:
+        """The hosts whose windows or searches the run holds, the session's own (None) first."""
+        seen = {r.provenance.host for r in (*self.windows, *self.searches)}
+        return tuple(sorted(seen, key=lambda label: (label is not None, label or "")))
 
     def to_json(self) -> JSONObject:
         return {"schema": SCHEMA, "created": self.created, "fingerprint": dict(self.fingerprint),
+                **({"hosts": {k: dict(v) for k, v in self.hosts.items()}} if self.hosts else {}),
                 "windows": [window.to_json() for window in self.windows],
                 "searches": [search.to_json() for search in self.searches],
                 **({"extra": dict(self.extra)} if self.extra else {})}
@@ -46,7 +64,10 @@ class RunDocument:
     def from_json(cls, fields: Fields) -> RunDocument:
         """A schema 2 document (:func:`load_run` sends older ones to their reader)."""
         extra = fields.raw("extra")
+        hosts = fields.obj_or_none("hosts")
         return cls(fields.text("created"), fields.obj("fingerprint").as_dict(),
                    fields.each("windows", RecordedWindow.from_json),
                    fields.each("searches", search_from_json), fields.integer("schema"),
-                   extra if isinstance(extra, dict) else {})
+                   extra if isinstance(extra, dict) else {},
+                   {} if hosts is None else {label: hosts.obj(label).as_dict()
+                                             for label in hosts.names()})
