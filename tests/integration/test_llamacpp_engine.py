@@ -28,6 +28,7 @@ from pytest_llmperf.results.records import TokenSource
 from pytest_llmperf.results.window import PromptCacheUse
 from pytest_llmperf.settings.groups import ServerSettings
 from pytest_llmperf.settings.resolve import resolve_settings
+from tests.fakes.signals import default_signals
 
 SMOLLM2 = builtin_catalog().entries["smollm2-135m"]
 TAG_HEX_CHARACTERS = len(unique_tag("any", 0)) - 2  # "[1a2b3c4d]"
@@ -189,7 +190,7 @@ def test_engine_exits_when_the_test_process_is_killed(tmp_path: Path,
     script = tmp_path / "orphan.py"
     script.write_text(_ORPHAN_SCRIPT)
     session = subprocess.Popen([sys.executable, str(script), str(tmp_path), sig.name],
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=default_signals)
     try:
         deadline = time.monotonic() + 120
         while not (tmp_path / "tree.json").exists():

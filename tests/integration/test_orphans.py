@@ -22,6 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.fakes.signals import default_signals
 from tests.unit.test_lifecycle_guard import FAKE_ENGINE, kill_all, still_running, wait_for_file
 
 pytestmark = pytest.mark.integration
@@ -49,12 +50,6 @@ HOLDING_TEST = textwrap.dedent("""
 """)
 
 
-def _default_sighup() -> None:
-    # A runner started under nohup passes SIGHUP on ignored, and an ignored SIGHUP is the
-    # user's wish (the worker keeps running, its engine too): not the case tested here.
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
-
-
 @pytest.mark.parametrize(("whom", "sig"), [("worker", signal.SIGKILL), ("worker", signal.SIGHUP),
                                            ("session", signal.SIGHUP)],
                          ids=["worker-SIGKILL", "worker-SIGHUP", "session-SIGHUP"])
@@ -66,7 +61,7 @@ def test_a_killed_xdist_worker_leaves_no_engine_process(tmp_path: Path, whom: st
         [sys.executable, "-m", "pytest", "-n", "1", "--max-worker-restart=0",
          "-p", "no:cacheprovider", "test_holding.py"],
         cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=_default_sighup)
+        stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=default_signals)
     tree: list[int] = []
     try:
         pids = json.loads(wait_for_file(tmp_path / "pids.json", within_s=120))

@@ -18,6 +18,7 @@ import pytest
 from pytest_llmperf.engines.base import get_backend
 from pytest_llmperf.engines.catalog import builtin_catalog
 from pytest_llmperf.settings.resolve import resolve_settings
+from tests.fakes.signals import default_signals
 
 SMOLLM2 = builtin_catalog().entries["smollm2-135m"]
 
@@ -87,6 +88,7 @@ def test_interrupted_session_leaves_no_engine(suite_copy: Path, sig: signal.Sign
         [sys.executable, "-m", "pytest", *QUICK, "--llmperf-requests=500", "-p",
          "no:cacheprovider"],
         cwd=suite_copy, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=default_signals,
     )
     try:
         deadline = time.monotonic() + 120

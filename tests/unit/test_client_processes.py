@@ -31,6 +31,7 @@ from pytest_llmperf.prompts.builtin import BuiltinPrompts
 from pytest_llmperf.results.load_shape import LoadShape
 from pytest_llmperf.results.records import RequestRecord, TokenSource
 from pytest_llmperf.settings.resolve import SettingError, resolve_settings
+from tests.fakes.signals import default_signals
 from tests.fakes.stub_process import FAST_STUB, running_stub
 
 
@@ -338,7 +339,8 @@ def _stuck_window(tmp_path: Path, mode: str) -> tuple[subprocess.Popen[bytes], l
     with (tmp_path / "output.txt").open("wb") as output:
         window = subprocess.Popen([sys.executable, str(script), str(tmp_path), mode],
                                   cwd=Path(__file__).resolve().parents[2], stdout=output,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+                                  stderr=subprocess.STDOUT, start_new_session=True,
+                                  preexec_fn=default_signals)
     deadline = time.monotonic() + 60
     while len(sending := list(tmp_path.glob("sending.*"))) < 2:
         if window.poll() is not None or time.monotonic() > deadline:

@@ -24,6 +24,7 @@ import psutil
 import pytest
 
 from pytest_llmperf.engines.lifecycle import ManagedServer, free_port, stop_all_servers
+from tests.fakes.signals import default_signals
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_ENGINE = REPO / "tests" / "fakes" / "fake_engine.py"
@@ -162,7 +163,7 @@ def launch_and_signal(tmp_path: Path, sig: signal.Signals) -> None:
     script = tmp_path / "launcher.py"
     script.write_text(LAUNCHER)
     launcher = subprocess.Popen([sys.executable, str(script), str(tmp_path), str(FAKE_ENGINE)],
-                                cwd=REPO, start_new_session=True,
+                                cwd=REPO, start_new_session=True, preexec_fn=default_signals,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tree: list[int] = []
     try:
