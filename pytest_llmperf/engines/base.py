@@ -69,12 +69,18 @@ class ServedModel:
     context_tokens: int | None = None
     # The catalogue marks the model as one that reasons before it answers.
     reasoning: bool = False
+    # How it is served, where known (launched engines): a comparison of configurations
+    # tells them apart by these (pytest_llmperf.configs).
+    tensor_parallel: int | None = None
+    quantization: str | None = None
+    engine_args: tuple[str, ...] = ()
 
     @property
     def info(self) -> ServedInfo:
         """What a result records of the served model."""
         return ServedInfo(self.backend, self.model, self.engine, self.model_file,
-                          self.model_sha256)
+                          self.model_sha256, self.tensor_parallel, self.quantization,
+                          self.engine_args)
 
     @property
     def description(self) -> str:

@@ -110,6 +110,11 @@ class LaunchedBackend:
             restart=server.restart if server else None,
             context_tokens=model.context,
             reasoning=model.reasoning,
+            # How it was served, for a comparison of configurations (an attached server's
+            # own settings are not ours to know).
+            tensor_parallel=self.tp_size(settings, model) if server else None,
+            quantization=source.quantization,
+            engine_args=tuple(settings.engine_args.get(self.name, ())) if server else (),
         )
 
     def local_source(self, source: ModelSource) -> ModelSource:

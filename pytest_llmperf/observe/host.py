@@ -13,7 +13,7 @@ from typing import Any
 
 import psutil
 
-__all__ = ["cpu_model", "gpu_summary", "host_facts", "host_fingerprint"]
+__all__ = ["cpu_model", "gpu_summary", "host_facts", "host_fingerprint", "interconnect"]
 
 
 def cpu_model() -> str:
@@ -60,6 +60,18 @@ def gpu_summary(facts: Mapping[str, Any] | None = None) -> str:
     return ", ".join(parts)
 
 
+def interconnect(facts: Mapping[str, Any]) -> str | None:
+    """How the GPUs talk: ``NVLink`` where any pair is linked, else the first GPU's PCIe link
+    (``PCIe gen4 x16``); None without GPUs or where NVML did not say."""
+    links = facts.get("nvlink")
+    if isinstance(links, list) and links:
+        return "NVLink"
+    gpus = facts.get("gpus") or []
+    if gpus and "pcie_gen" in gpus[0]:
+        return f"PCIe gen{gpus[0]['pcie_gen']} x{gpus[0].get('pcie_width', '?')}"
+    return None
+
+
 def _git_commit(rootdir: Path) -> str:
     try:
         head = subprocess.run(["git", "-C", str(rootdir), "rev-parse", "--short=12", "HEAD"],
@@ -103,11 +115,13 @@ def host_fingerprint(rootdir: Path, gpu_facts: Mapping[str, Any] | None = None) 
         gpu_facts = host_gpu_facts()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
+        "hostname": platform.node(),  # told, never compared: a CI runner's name changes
         "cpu_model": cpu_model(),
         "cpu_cores": cores,
         "gpu_models": [gpu["name"] for gpu in gpu_facts.get("gpus", [])],
         "gpu_count": len(gpu_facts.get("gpus", [])),
         "gpu_driver": gpu_facts.get("driver_version"),
+        "interconnect": interconnect(gpu_facts),  # told, not compared
         "cuda": gpu_facts.get("cuda_driver_version"),
         "gpu_unavailable_reason": gpu_facts.get("gpu_unavailable_reason"),
         "os": platform.platform(),

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from pytest_llmperf.plugin.hosts import host_label
 from pytest_llmperf.plugin.recorder import RECORDER_KEY
-from pytest_llmperf.plugin.reporter import LLMPerfReporter
+from pytest_llmperf.plugin.reporter import LLMPerfReporter, worker_fingerprint
 from pytest_llmperf.plugin.session import (
     ActivationError,
     activate,
@@ -41,6 +42,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(option.ini, help=option.help.replace("%%", "%"), default=None)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser,
+                                  args: list[str]) -> None:
+    """On a remote pytest-xdist worker: the path arguments the controller sent relative to the
+    suite's rootdir (plugin.hosts), before pytest reads them."""
+    from pytest_llmperf.plugin.hosts import take_remote_args
+
+    take_remote_args(args)
+    given = getattr(early_config.known_args_namespace, "file_or_dir", None)
+    if isinstance(given, list):
+        take_remote_args(given)
+
+
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     from pytest_llmperf.plugin import hookspecs
 
@@ -58,9 +72,14 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", "xdist_group(name): run on one pytest-xdist worker")
     config.pluginmanager.register(LLMPerfReporter(config), "llmperf-reporter")
     if config.pluginmanager.hasplugin("xdist"):
+        from pytest_llmperf.plugin.hosts import HostsPlugin, enter_worker
         from pytest_llmperf.plugin.xdist_groups import TargetGroupPlugin
 
         config.pluginmanager.register(TargetGroupPlugin(config), "llmperf-xdist")
+        if hasattr(config, "workerinput"):
+            enter_worker(config)
+        else:
+            config.pluginmanager.register(HostsPlugin(config), "llmperf-hosts")
     config.pluginmanager.import_plugin("pytest_llmperf.plugin.fixtures")
     config.pluginmanager.import_plugin("pytest_llmperf.plugin.search_fixtures")
     config.pluginmanager.import_plugin("pytest_llmperf.plugin.prompt_fixtures")
@@ -164,9 +183,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
     recorder = item.stash.get(RECORDER_KEY, None)
+    host = host_label(item.config)
     if call.when == "call" and recorder is not None and (recorder.windows or recorder.searches):
         # Plain JSON on the report object survives pytest-xdist's serialisation.
         report.llmperf = recorder.to_json()
+        if host is not None:  # another host: its label and fingerprint go with its results
+            report.llmperf.update(host=host, fingerprint=worker_fingerprint(item.config))
     return report
 
 

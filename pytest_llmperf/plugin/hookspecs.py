@@ -7,7 +7,9 @@ def pytest_llmperf_fingerprint(config, fingerprint):
 def pytest_llmperf_result_document(config, document, extra):
     extra["ci_job"] = os.environ.get("CI_JOB_ID")   # document: the RunDocument, to read
 ```
-Both run once per session, on the process that writes the reports (pytest-xdist's controller).
+Both run once per session, on the process that writes the reports (pytest-xdist's controller);
+the fingerprint hook also runs once on each other host of a session over several hosts
+(plugin.hosts), for that host's fingerprint.
 """
 
 from __future__ import annotations

@@ -222,8 +222,13 @@ class ResultRecorder:
                    / f"{self._file_stem()}.{len(self.searches) + 1}-{kind}.png")
 
     def _file_stem(self) -> str:
-        """``test_x.llamacpp-smollm2-135m``: no brackets or spaces to quote."""
-        name = self.item.name.replace("[", ".").replace("]", "")
+        """``test_x.llamacpp-smollm2-135m`` (``...@gpu-a`` on another host of the session: hosts
+        may share an output directory): no brackets or spaces to quote."""
+        from pytest_llmperf.plugin.hosts import host_label
+        from pytest_llmperf.results.host_names import with_host
+
+        shown = with_host(self.item.name, host_label(self.item.config))
+        name = shown.replace("[", ".").replace("]", "")
         return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
     def _property(self, name: str, value: object) -> None:

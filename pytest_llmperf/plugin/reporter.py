@@ -17,8 +17,10 @@ from pytest_llmperf.settings.groups import Settings
 
 if TYPE_CHECKING:
     from pytest_llmperf.results.recorded import RecordedSearch, RecordedWindow
+    from pytest_llmperf.results.unmeasured import UnmeasuredTest
+    from pytest_llmperf.store.run_document import RunDocument
 
-__all__ = ["LLMPerfReporter"]
+__all__ = ["LLMPerfReporter", "run_fingerprint", "worker_fingerprint"]
 
 
 class LLMPerfReporter:
@@ -26,11 +28,15 @@ class LLMPerfReporter:
         self.config = config
         self.windows: list[RecordedWindow] = []
         self.searches: list[RecordedSearch] = []  # sweeps, capacity searches, prefix caches
+        self.hosts: dict[str, dict[str, object]] = {}  # other hosts' fingerprints (plugin.hosts)
+        self.unmeasured: dict[tuple[str, str | None], UnmeasuredTest] = {}  # skipped, failed
         self.written: list[str] = []  # what the terminal summary names
         self.failed_writes = 0  # outputs that could not be written (the session then fails)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         carried = getattr(report, "llmperf", None)
+        if not carried:
+            self._note_unmeasured(report)
         if report.when != "call" or not carried:
             return
         import dataclasses
@@ -42,30 +48,67 @@ class LLMPerfReporter:
             results = Fields(carried, f"results of {report.nodeid}")
             windows = results.each("windows", RecordedWindow.from_json)
             searches = results.each("searches", search_from_json)
+            host = results.text_or_none("host")
+            fingerprint = results.obj_or_none("fingerprint")
         # A worker of another release: say so, keep the rest (a field no reader names can
         # raise more than JSONDecodeError, as in store.documents.load_run).
         except (JSONDecodeError, ArithmeticError, AttributeError, IndexError, KeyError,
                 TypeError, ValueError) as exc:
             self.written.append(f"results of {report.nodeid} not read: {exc}")
             return
+        if host is not None and fingerprint is not None:
+            self.hosts[host] = fingerprint.as_dict()
         for window in windows:
             self.windows.append(dataclasses.replace(window, provenance=dataclasses.replace(
-                window.provenance, outcome=report.outcome)))
+                window.provenance, outcome=report.outcome, host=host)))
         for search in searches:
             self.searches.append(dataclasses.replace(search, provenance=dataclasses.replace(
-                search.provenance, outcome=report.outcome)))
+                search.provenance, outcome=report.outcome, host=host)))
+
+    def _note_unmeasured(self, report: pytest.TestReport) -> None:
+        """A performance test that ended without a result (skipped: would not fit, no
+        engine; failed: the server did not start): the document keeps why."""
+        if not (report.skipped or report.failed) or "llmperf" not in report.keywords:
+            return
+        from pytest_llmperf.plugin.hosts import report_host
+        from pytest_llmperf.results.host_names import without_host
+        from pytest_llmperf.results.unmeasured import UnmeasuredTest
+
+        host = report_host(report)
+        nodeid = without_host(report.nodeid, host)
+        if (nodeid, host) in self.unmeasured or any(
+                w.provenance.nodeid == nodeid and w.provenance.host == host
+                for w in self.windows):
+            return
+        if report.skipped and isinstance(report.longrepr, tuple):
+            reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+        else:
+            reason = (report.longreprtext.strip().splitlines() or [""])[-1]
+        self.unmeasured[(nodeid, host)] = UnmeasuredTest(
+            nodeid, report.outcome, reason, report.when, host)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not (self.windows or self.searches) or _is_xdist_worker(self.config):
+        # A run whose performance tests were all skipped (none fits this GPU) is kept too:
+        # "does not fit" is half of what a comparison of configurations answers.
+        if (not (self.windows or self.searches or self.unmeasured)
+                or _is_xdist_worker(self.config)):
             return
         from pytest_llmperf.report.markdown import render_markdown
 
         # Results exist, so these settings resolved once already (here or on the workers).
         settings = resolve(self.config)
         # The measurements first: a report that cannot be written must not cost the saved run.
-        self._store(settings)
+        document = self._store(settings)
         markdown = render_markdown(self.windows, rootdir=self.config.rootpath,
-                                   searches=self.searches)
+                                   searches=self.searches, hosts=self.hosts)
+        if self.hosts:  # several hosts: which of them to deploy (pytest_llmperf.configs)
+            from pytest_llmperf.configs import configs_markdown
+
+            where = settings.report.report
+            markdown += "\n" + configs_markdown(
+                [(settings.store.save or "this run", document)], heading="##",
+                chart_dir=settings.report.output_dir,
+                relative_to=where.parent if where is not None else None)
         report = settings.report.report
         if report is not None:
             written = self._write("markdown report", option_source(settings, "report"),
@@ -93,15 +136,13 @@ class LLMPerfReporter:
                                 f"{f' {filename}' if filename else ''}: {strerror or exc}")
             return None
 
-    def _store(self, settings: Settings) -> None:
-        from pytest_llmperf.observe.host import host_fingerprint
+    def _store(self, settings: Settings) -> RunDocument:
         from pytest_llmperf.store.documents import RunDocument, save_run, write_run
 
-        fingerprint: dict[str, object] = dict(host_fingerprint(self.config.rootpath))
-        fingerprint["thresholds_sha256"] = _sha256(settings.checks.thresholds)
+        fingerprint = run_fingerprint(self.config, settings)
         hooks: Any = self.config.hook
-        hooks.pytest_llmperf_fingerprint(config=self.config, fingerprint=fingerprint)
-        document = RunDocument.new(self.windows, fingerprint, self.searches)
+        document = RunDocument.new(self.windows, fingerprint, self.searches, self.hosts,
+                                   tuple(self.unmeasured.values()))
         extra: dict[str, object] = {}
         hooks.pytest_llmperf_result_document(config=self.config, document=document, extra=extra)
         if extra:
@@ -125,6 +166,7 @@ class LLMPerfReporter:
                                                   name))
             if saved:
                 self.written.append(f"saved run: {saved}")
+        return document
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not (self.windows or self.searches):
@@ -157,6 +199,29 @@ class LLMPerfReporter:
                     terminalreporter.write_line(line)
         for line in self.written:
             terminalreporter.write_line(line)
+
+
+def run_fingerprint(config: pytest.Config, settings: Settings) -> dict[str, object]:
+    """This host's fingerprint as a run document keeps it: the hardware and software
+    (observe.host), the thresholds file's hash, and what pytest_llmperf_fingerprint hooks add."""
+    from pytest_llmperf.observe.host import host_fingerprint
+
+    fingerprint: dict[str, object] = dict(host_fingerprint(config.rootpath))
+    fingerprint["thresholds_sha256"] = _sha256(settings.checks.thresholds)
+    hooks: Any = config.hook
+    hooks.pytest_llmperf_fingerprint(config=config, fingerprint=fingerprint)
+    return fingerprint
+
+
+_WORKER_FINGERPRINT = pytest.StashKey[dict[str, object]]()
+
+
+def worker_fingerprint(config: pytest.Config) -> dict[str, object]:
+    """A worker's host fingerprint, read once per worker: it goes with each of its results."""
+    found = config.stash.get(_WORKER_FINGERPRINT, None)
+    if found is None:
+        found = config.stash[_WORKER_FINGERPRINT] = run_fingerprint(config, resolve(config))
+    return found
 
 
 def _write_text(path: Path, text: str) -> Path:

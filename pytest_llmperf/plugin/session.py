@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_llmperf.engines.matrix import Target, targets
+from pytest_llmperf.plugin.hosts import host_label
 from pytest_llmperf.settings.groups import SettingError, Settings
 from pytest_llmperf.settings.options import OPTIONS
 from pytest_llmperf.settings.resolve import option_text, resolve_settings
@@ -96,7 +97,8 @@ def activate(config: pytest.Config) -> LLMPerfSession:
         thresholds = _load_thresholds(settings)
         session = LLMPerfSession(settings, thresholds,
                                  tuple(_matrix(settings, thresholds, check=True)),
-                                 _load_baseline(settings, Path(config.rootpath)),
+                                 _load_baseline(settings, Path(config.rootpath),
+                                                host_label(config)),
                                  _load_dataset(settings))
         config.stash[_SESSION_KEY] = session
     return session
@@ -283,8 +285,9 @@ def _test_functions(config: pytest.Config) -> set[str]:
     return found
 
 
-def _load_baseline(settings: Settings, rootdir: Path) -> Baseline | None:
-    """The baseline to compare with, checked now rather than after an hour of load."""
+def _load_baseline(settings: Settings, rootdir: Path, host: str | None) -> Baseline | None:
+    """The baseline to compare with (its windows of this host), checked now rather than
+    after an hour of load."""
     if settings.store.compare is None:
         return None
     from pytest_llmperf.observe.host import host_fingerprint
@@ -292,7 +295,7 @@ def _load_baseline(settings: Settings, rootdir: Path) -> Baseline | None:
 
     try:
         return load_baseline(settings.store, rootdir, host_fingerprint(rootdir),
-                             settings.sources.get("compare", "--llmperf-compare"))
+                             settings.sources.get("compare", "--llmperf-compare"), host)
     except BaselineError as exc:
         raise ActivationError(str(exc)) from None
 

@@ -3,7 +3,7 @@ section per measured window, the definitions of every number."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tabulate import tabulate
@@ -18,10 +18,14 @@ __all__ = ["render_markdown"]
 
 
 def render_markdown(windows: Sequence[RecordedWindow], rootdir: Path,
-                    searches: Sequence[RecordedSearch] = ()) -> str:
-    """The report: environment, capacity figures and searches, then every measured window."""
+                    searches: Sequence[RecordedSearch] = (),
+                    hosts: Mapping[str, Mapping[str, object]] | None = None) -> str:
+    """The report: environment (and the other hosts of a session over several), capacity
+    figures and searches, then every measured window."""
     served = [*(w.window.served for w in windows), *(s.served for s in searches)]
     lines = ["# LLM serving performance", "", *_environment_section(served, rootdir), ""]
+    if hosts:
+        lines.extend([*_hosts_section(hosts), ""])
     lines.extend(searches_markdown(searches))
     for window in windows:
         lines.extend(window_section(window))
@@ -42,6 +46,23 @@ def _environment_section(served: Sequence[ServedInfo], rootdir: Path) -> list[st
         if info.model_sha256:
             rows.append(["model sha256", f"`{info.model_sha256}`"])
     return ["## Environment", "", tabulate(rows, headers=["", ""], tablefmt="github")]
+
+
+def _hosts_section(hosts: Mapping[str, Mapping[str, object]]) -> list[str]:
+    """The other hosts of the session, by label (their test ids end ``@LABEL``)."""
+    rows = []
+    for label, facts in sorted(hosts.items()):
+        gpus = facts.get("gpu_models")
+        shown = (", ".join(str(g) for g in gpus) if isinstance(gpus, list) and gpus
+                 else f"none ({facts.get('gpu_unavailable_reason') or 'no GPU'})")
+        rows.append([label, facts.get("hostname", "-"),
+                     f"{facts.get('cpu_model', '-')}, {facts.get('cpu_cores', '-')} cores",
+                     shown, facts.get("gpu_driver") or "-", facts.get("cuda") or "-",
+                     facts.get("git_commit", "-")])
+    return ["## Hosts", "",
+            "The session's other hosts; their tests are named `test_x[...@LABEL]`.", "",
+            tabulate(rows, headers=["label", "hostname", "CPU", "GPUs", "driver", "CUDA",
+                                    "git commit"], tablefmt="github")]
 
 
 def _definitions(server_metrics: bool) -> list[str]:

@@ -54,7 +54,7 @@ def _headline(capacities: Sequence[RecordedCapacity]) -> str:
 
 def _capacity_section(recorded: RecordedCapacity) -> list[str]:
     search, served = recorded.search, recorded.served
-    lines = [f"## Capacity search: `{recorded.provenance.nodeid}`", "",
+    lines = [f"## Capacity search: `{recorded.provenance.shown_nodeid}`", "",
              f"{served.description}, over {search.dimension}: **{search.summary}**. Stopped: "
              f"{search.stop_reason}, after {round(search.elapsed_s, 1):g} s of a "
              f"{search.budget_s:g} s budget.", ""]
@@ -82,7 +82,7 @@ def _capacity_section(recorded: RecordedCapacity) -> list[str]:
 
 def _prefix_cache_section(recorded: RecordedPrefixCache) -> list[str]:
     gain = recorded.gain
-    lines = [f"## Prefix cache: `{recorded.provenance.nodeid}`", "",
+    lines = [f"## Prefix cache: `{recorded.provenance.shown_nodeid}`", "",
              f"{recorded.served.description}: **{gain.summary}**. Each pass is a measured "
              "window of its own (full tables below).", ""]
     rows = [[point.label, point.requests, cell(point.ttft_ms_median), *_figures(point),
@@ -94,7 +94,7 @@ def _prefix_cache_section(recorded: RecordedPrefixCache) -> list[str]:
 
 def _sweep_section(recorded: RecordedSweep) -> list[str]:
     prefill = recorded.dimension == "input_tokens"
-    lines = [f"## {'Prefill sweep' if prefill else 'Sweep'}: `{recorded.provenance.nodeid}`",
+    lines = [f"## {'Prefill sweep' if prefill else 'Sweep'}: `{recorded.provenance.shown_nodeid}`",
              "", f"{recorded.served.description}: each load its own warm-up and measured window "
              "(their full tables are below).", ""]
     if recorded.left_out:

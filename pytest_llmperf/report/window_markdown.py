@@ -63,7 +63,8 @@ _PROMPT_DETAILS = ("path", "input_tokens", "output_tokens", "documents", "questi
 
 def window_section(recorded: RecordedWindow) -> list[str]:
     window, outcome = recorded.window, recorded.provenance.outcome
-    title = f"## `{recorded.provenance.nodeid}`" + (f" - {outcome.upper()}" if outcome else "")
+    title = (f"## `{recorded.provenance.shown_nodeid}`"
+             + (f" - {outcome.upper()}" if outcome else ""))
     sources = ", ".join(window.metrics.output_token_sources) or "none (no request completed)"
     header = (f"{window.served.description}: {window.shape.label}, {window.requests} measured "
               f"requests after {window.run.warmup_requests} warm-up, max_tokens "

@@ -20,6 +20,7 @@ from typing import ClassVar
 
 from pytest_llmperf.results.capacity import CapacityResult
 from pytest_llmperf.results.comparison import CapacityChange, Comparison
+from pytest_llmperf.results.host_names import with_host
 from pytest_llmperf.results.jsonfields import Fields, JSONDecodeError, JSONObject
 from pytest_llmperf.results.load_point import LoadPoint
 from pytest_llmperf.results.load_shape import LoadShape
@@ -29,7 +30,7 @@ from pytest_llmperf.results.slo import Verdict
 from pytest_llmperf.results.window import WindowResult
 
 __all__ = ["Provenance", "RecordedCapacity", "RecordedPrefixCache", "RecordedSearch",
-           "RecordedSweep", "RecordedWindow", "search_from_json", "with_host"]
+           "RecordedSweep", "RecordedWindow", "search_from_json"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,11 @@ class Provenance:
         another host measured it: the node id's last part."""
         return with_host(self.nodeid.split("::")[-1], self.host)
 
+    @property
+    def shown_nodeid(self) -> str:
+        """The node id as the reports show it: with the host that ran it, if another."""
+        return with_host(self.nodeid, self.host)
+
     def to_json(self) -> JSONObject:
         return {"nodeid": self.nodeid, "call": self.call, "repeat": self.repeat,
                 "outcome": self.outcome, **({"host": self.host} if self.host else {})}
@@ -61,15 +67,6 @@ class Provenance:
                    fields.integer_or_none("repeat"), fields.text_or_none("outcome") or "",
                    fields.text_or_none("host"))
 
-
-def with_host(name: str, host: str | None) -> str:
-    """A test id or node id that names the host that ran it: ``test_x[a-b]`` on host ``gpu-a``
-    is ``test_x[a-b@gpu-a]``, ``test_x`` is ``test_x[@gpu-a]``; unchanged for no host."""
-    if not host:
-        return name
-    if name.endswith("]") and "[" in name:
-        return f"{name[:-1]}@{host}]"
-    return f"{name}[@{host}]"
 
 
 @dataclass(frozen=True)

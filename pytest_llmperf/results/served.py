@@ -18,6 +18,11 @@ class ServedInfo:
     engine: str  # engine and version, e.g. "xllamacpp 2026.10.11549"
     model_file: str | None = None
     model_sha256: str | None = None
+    # How the engine served it, where the engine said (None: not recorded); written only when
+    # known, so documents without them read and write as before.
+    tensor_parallel: int | None = None
+    quantization: str | None = None  # "gptq", "awq", "Q4_1", "fp8", ...
+    engine_args: tuple[str, ...] = ()  # the launch arguments that shape performance
 
     @property
     def description(self) -> str:
@@ -30,10 +35,19 @@ class ServedInfo:
         return f"{self.backend}-{self.model}"
 
     def to_json(self) -> JSONObject:
+        optional: JSONObject = {}
+        if self.tensor_parallel is not None:
+            optional["tensor_parallel"] = self.tensor_parallel
+        if self.quantization is not None:
+            optional["quantization"] = self.quantization
+        if self.engine_args:
+            optional["engine_args"] = list(self.engine_args)
         return {"backend": self.backend, "model": self.model, "engine": self.engine,
-                "model_file": self.model_file, "model_sha256": self.model_sha256}
+                "model_file": self.model_file, "model_sha256": self.model_sha256, **optional}
 
     @classmethod
     def from_json(cls, fields: Fields) -> ServedInfo:
         return cls(fields.text("backend"), fields.text("model"), fields.text("engine"),
-                   fields.text_or_none("model_file"), fields.text_or_none("model_sha256"))
+                   fields.text_or_none("model_file"), fields.text_or_none("model_sha256"),
+                   fields.integer_or_none("tensor_parallel"),
+                   fields.text_or_none("quantization"), fields.texts("engine_args"))

@@ -75,14 +75,18 @@ class ServerSettings:
         return str(chosen) if chosen else sys.executable
 
     def gpu_ids(self, env: Mapping[str, str] = os.environ) -> tuple[int, ...] | None:
-        """This process's GPUs: the set for this pytest-xdist worker (gw0 takes the first).
-        One set for several workers is refused: their engines would share the GPUs."""
+        """This process's GPUs: the set for this pytest-xdist worker among its host's workers
+        (the first takes the first; plugin.hosts says which worker a host's n-th is).  One
+        set for several workers of one host is refused: their engines would share the GPUs."""
         if self.gpus is None:
             return None
         worker = env.get("PYTEST_XDIST_WORKER", "gw0")
         index = int(worker[2:]) if worker[2:].isdigit() else 0
         count = env.get("PYTEST_XDIST_WORKER_COUNT", "1")
         workers = int(count) if count.isdigit() else 1
+        slot, _, of = env.get("LLMPERF_HOST_SLOT", "").partition("/")
+        if slot.isdigit() and of.isdigit():  # set on a worker by plugin.hosts
+            index, workers = int(slot), int(of)
         if len(self.gpus) == 1 and workers > 1:
             ids = ",".join(map(str, self.gpus[0]))
             raise SettingError(

@@ -109,12 +109,13 @@ def load_baseline(settings: StoreSettings, rootdir: Path, here: Mapping[str, obj
         differences = [] if theirs is None else hardware_differences(theirs, here)
         if not differences:
             continue
-        shown = "; ".join(f"{key}: baseline {before!r}, this machine {now!r}"
+        machine = f"host {host}" if host else "this machine"
+        shown = "; ".join(f"{key}: baseline {before!r}, {machine} {now!r}"
                           for key, before, now in differences)
         if not settings.compare_any_hardware:
             raise BaselineError(
                 f"{source}: baseline {path} was measured on other hardware ({shown}); its "
-                "numbers say nothing about this machine. Compare on the same hardware, or pass "
+                f"numbers say nothing about {machine}. Compare on the same hardware, or pass "
                 "--llmperf-compare-any-hardware to compare anyway (every row is then labelled)"
             )
         notes.append(f"other hardware ({shown})")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from pytest_llmperf.results.jsonfields import Fields, JSONObject
 from pytest_llmperf.results.recorded import RecordedSearch, RecordedWindow, search_from_json
+from pytest_llmperf.results.unmeasured import UnmeasuredTest
 
 __all__ = ["SCHEMA", "RunDocument"]
 
@@ -32,15 +33,20 @@ class RunDocument:
     # A session over several hosts: each other host's fingerprint by its label (the windows'
     # Provenance.host); ``fingerprint`` is the host the session ran on.
     hosts: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    # Tests that measured nothing (skipped, or failed before a window), and why; written only
+    # when there are some.
+    unmeasured: tuple[UnmeasuredTest, ...] = ()
 
     @classmethod
     def new(cls, windows: Sequence[RecordedWindow], fingerprint: Mapping[str, object],
             searches: Sequence[RecordedSearch] = (),
-            hosts: Mapping[str, Mapping[str, object]] | None = None) -> RunDocument:
+            hosts: Mapping[str, Mapping[str, object]] | None = None,
+            unmeasured: Sequence[UnmeasuredTest] = ()) -> RunDocument:
         """A document of this run, created now."""
         return cls(datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                    dict(fingerprint), tuple(windows), tuple(searches),
-                   hosts={label: dict(facts) for label, facts in (hosts or {}).items()})
+                   hosts={label: dict(facts) for label, facts in (hosts or {}).items()},
+                   unmeasured=tuple(unmeasured))
 
     def fingerprint_of(self, host: str | None) -> Mapping[str, object] | None:
         """The fingerprint of the host labelled ``host`` (None: the session's own); None for
@@ -58,7 +64,9 @@ class RunDocument:
                 **({"hosts": {k: dict(v) for k, v in self.hosts.items()}} if self.hosts else {}),
                 "windows": [window.to_json() for window in self.windows],
                 "searches": [search.to_json() for search in self.searches],
-                **({"extra": dict(self.extra)} if self.extra else {})}
+                **({"extra": dict(self.extra)} if self.extra else {}),
+                **({"unmeasured": [test.to_json() for test in self.unmeasured]}
+                   if self.unmeasured else {})}
 
     @classmethod
     def from_json(cls, fields: Fields) -> RunDocument:
@@ -70,4 +78,5 @@ class RunDocument:
                    fields.each("searches", search_from_json), fields.integer("schema"),
                    extra if isinstance(extra, dict) else {},
                    {} if hosts is None else {label: hosts.obj(label).as_dict()
-                                             for label in hosts.names()})
+                                             for label in hosts.names()},
+                   fields.each("unmeasured", UnmeasuredTest.from_json))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pytest_llmperf.observe.host import gpu_summary
+from pytest_llmperf.observe.host import gpu_summary, interconnect
 
 
 def test_no_gpu_says_why() -> None:
@@ -20,6 +20,7 @@ def test_gpus_with_pcie_and_no_nvlink() -> None:
     assert gpu_summary(facts) == (
         "1 (0: NVIDIA H100 80GB HBM3 81559 MiB, PCIe gen5 x16 (max gen5 x16)), "
         "driver 580.159.04, CUDA 13.0, no NVLink: GPUs joined by PCIe")
+    assert interconnect(facts) == "PCIe gen5 x16"  # what a comparison of configurations shows
 
 
 def test_nvlink_pairs_are_named() -> None:
@@ -30,6 +31,8 @@ def test_nvlink_pairs_are_named() -> None:
     assert gpu_summary(facts) == (
         "2 (0: NVIDIA RTX A6000 49140 MiB; 1: NVIDIA RTX A6000 49140 MiB), driver 550.1, "
         "NVLink 0-1 x4, 1-0 x4")
+    assert interconnect(facts) == "NVLink"
+    assert interconnect({"gpu_unavailable_reason": "no NVIDIA GPU"}) is None
 
 
 def test_this_host_gives_a_line_without_raising() -> None:

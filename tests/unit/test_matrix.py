@@ -81,6 +81,16 @@ def test_a_cell_the_catalogue_cannot_serve_is_skipped_with_the_reason(
         "built-in catalogue (qwen72b-q4km))",
     ])
     assert events(matrix) == ["start vllm-qwen72b-gptq", "stop vllm-qwen72b-gptq"]
+    # The run's document keeps the skipped cells and why: a comparison of configurations
+    # lists them (python -m pytest_llmperf configs).
+    from pytest_llmperf.store.documents import load_run
+
+    document = load_run(matrix.path / "llmperf-output" / "results.json")
+    assert sorted((t.nodeid, t.outcome, t.when) for t in document.unmeasured) == [
+        ("test_suite.py::test_one[vllm-qwen72b-q4km]", "skipped", "setup"),
+        ("test_suite.py::test_two[vllm-qwen72b-q4km]", "skipped", "setup")]
+    assert all(t.reason.startswith("qwen72b-q4km has no hf source, which vllm loads")
+               and t.target == ("vllm", "qwen72b-q4km") for t in document.unmeasured)
 
 
 def test_unknown_alias_is_a_usage_error_listing_the_known_ones(matrix: pytest.Pytester) -> None:
