@@ -10,10 +10,17 @@ from pathlib import Path
 
 from pytest_llmperf.configs.compare import compare_configs
 from pytest_llmperf.configs.configuration import label_of
+from pytest_llmperf.configs.history import (
+    history_markdown,
+    history_of,
+    history_terminal,
+    newest_of_each,
+)
 from pytest_llmperf.configs.prices import PriceError, Prices, parse_price
 from pytest_llmperf.configs.render import render_markdown, render_terminal
 from pytest_llmperf.store.documents import StoreError, load_run
 from pytest_llmperf.store.run_document import RunDocument
+from pytest_llmperf.store.writing import write_atomic
 
 __all__ = ["add_parser", "run"]
 
@@ -85,25 +92,31 @@ def run(args: argparse.Namespace) -> int:
     if chart_dir is None:
         out = args.markdown or args.html
         chart_dir = out.parent if out is not None else None
-    comparisons = compare_configs(documents, prices=prices, users=args.users, rate=args.rate,
-                                  chart_dir=chart_dir, sources=[p.name for p in args.runs])
+    sources = [path.name for path in args.runs]
+    # Several runs saved under one name are its history: the newest is compared.
+    histories = history_of(documents, sources, chart_dir=chart_dir)
+    newest, newest_sources = newest_of_each(documents, sources)
+    comparisons = compare_configs(newest, prices=prices, users=args.users, rate=args.rate,
+                                  chart_dir=chart_dir, sources=newest_sources)
     configs = [f.run.config for c in comparisons for _t, group in c.tests for f in group]
     for name in prices.unused(configs):
         print(f"python -m pytest_llmperf configs: warning: --price {name!r}: no configuration "
               f"has that GPU model, CPU model or label", file=sys.stderr)
     print(render_terminal(comparisons, prices), end="")
+    if histories:
+        print("\n" + history_terminal(histories), end="")
     try:
         if args.markdown is not None:
             args.markdown.parent.mkdir(parents=True, exist_ok=True)
-            args.markdown.write_text(render_markdown(comparisons, prices,
-                                                     relative_to=args.markdown.parent),
-                                     encoding="utf-8")
+            write_atomic(args.markdown, render_markdown(
+                comparisons, prices, relative_to=args.markdown.parent) + history_markdown(
+                histories, relative_to=args.markdown.parent))
             print(f"markdown: {args.markdown}")
         if args.html is not None:
             from pytest_llmperf.configs.html import render_html
 
             args.html.parent.mkdir(parents=True, exist_ok=True)
-            args.html.write_text(render_html(comparisons, prices), encoding="utf-8")
+            write_atomic(args.html, render_html(comparisons, prices))
             print(f"html: {args.html}")
     except OSError as exc:
         print(f"python -m pytest_llmperf configs: error: cannot write {exc.filename}: "

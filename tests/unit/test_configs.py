@@ -336,3 +336,36 @@ def test_configs_names_the_stub_configuration_that_holds_more(
     print(printed)
     assert "Deploy small (CPU: " in printed and "the cheapest of 2" in printed
     assert "max 5 users: 5 users passed 2 of 2, 6 users failed 2 of 2" in printed
+
+
+def test_runs_saved_under_one_name_are_its_history_and_the_newest_is_compared(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Three runs of A (capacity 8, then 8, then 6 after an upgrade: drift a team must see)
+    and one of B: the comparison uses A's newest run, the history shows all three."""
+    import dataclasses
+
+    runs = [("2026-12-01T10:00:00+00:00", 8, 9, "vllm 0.10.0"),
+            ("2026-12-03T10:00:00+00:00", 8, 9, "vllm 0.10.2"),
+            ("2026-12-05T10:00:00+00:00", 6, 7, "vllm 0.11.0")]
+    paths = []
+    for number, (created, capacity, failing, engine) in enumerate(reversed(runs), 1):
+        document = dataclasses.replace(capacity_run(capacity, failing, L4, 2, engine=engine),
+                                       created=created)
+        paths.append(write_run(document, tmp_path / f"{number:04d}_A.json"))
+    paths.append(write_run(capacity_run(5, 6, H100, 1), tmp_path / "0004_B.json"))
+    out = tmp_path / "out" / "configs.md"
+    assert cli(["configs", *map(str, paths), "--users", "5", "--markdown", str(out)]) == 0
+    text = out.read_text()
+    table = text[:text.index("## History of A")]
+    a_row = next(line for line in table.splitlines() if line.startswith("| A "))
+    assert "vllm 0.11.0" in a_row and "| 6 users" in a_row  # the newest run of A
+    assert "(0001_A.json)" not in table  # one configuration per name, not one per file
+    history = text[text.index("## History of A"):]
+    rows = [line for line in history.splitlines() if line.startswith("| qwen32b-gptq")]
+    assert [row.split("|")[2].strip() for row in rows] == [
+        "2026-12-01T10:00:00+00:00", "2026-12-03T10:00:00+00:00", "2026-12-05T10:00:00+00:00"]
+    assert [row.split("|")[5].strip() for row in rows] == ["8 users", "8 users", "6 users"]
+    assert "## History of B" not in text  # one run: no history
+    chart = tmp_path / "out" / "history-A.png"
+    assert chart.stat().st_size > 10_000 and "](history-A.png)" in history
+    assert "history of A" in capsys.readouterr().out
