@@ -12,12 +12,18 @@ from tabulate import tabulate
 from pytest_llmperf.configs.compare import ModelComparison
 from pytest_llmperf.configs.figures import TestFigures
 from pytest_llmperf.configs.prices import Prices, cost_per_million
+from pytest_llmperf.results.served import ServedInfo
 
-__all__ = ["HEADERS", "render_markdown", "render_terminal", "rows_of"]
+__all__ = ["HEADERS", "engine_text", "render_markdown", "render_terminal", "rows_of"]
 
 HEADERS = ("configuration", "hardware", "engine", "TP, quant", "capacity", "how sure",
            "output tok/s", "tok/s per user", "TTFT p95 ms", "GPU mem peak GiB", "J/token",
            "$/h", "$/M output tok")
+
+
+def engine_text(served: ServedInfo) -> str:
+    """``xllamacpp 2026.10.11549 --threads 1``: the engine and the launch arguments given."""
+    return " ".join((served.engine, *served.engine_args))
 
 
 def _number(value: float | None, digits: int = 1) -> str:
@@ -44,7 +50,7 @@ def rows_of(group: Sequence[TestFigures], prices: Prices) -> list[list[str]]:
         hourly = prices.hourly(config) if prices else None
         memory = figures.gpu_memory_peak_mib
         rows.append([
-            config.label, config.hardware.text, config.served.engine, config.parallel_text,
+            config.label, config.hardware.text, engine_text(config.served), config.parallel_text,
             held.text() if held else figures.outcome or "not measured", _sure(figures),
             _number(point.output_token_throughput if point else None),
             _number(point.decode_tokens_per_s_mean if point else None),

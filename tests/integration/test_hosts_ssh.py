@@ -150,8 +150,11 @@ def test_one_session_over_two_ssh_hosts_and_a_local_worker(tmp_path: Path,
     controller, host_a, host_b = (_suite(tmp_path / name) for name in ("ctl", "host-a", "host-b"))
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "tests/perf/test_concurrency.py", "-p", "no:cacheprovider",
-         "--dist", "each", "--tx", _tx(ssh_config, "host-a", host_a),
-         "--tx", _tx(ssh_config, "host-b", host_b), "--tx", "popen",
+         "--dist", "each",
+         # Two honestly different configurations: llama.cpp on 1 thread and on 2.
+         "--tx", _tx(ssh_config, "host-a", host_a, "LLMPERF_ENGINE_ARGS=llamacpp: --threads 1"),
+         "--tx", _tx(ssh_config, "host-b", host_b, "LLMPERF_ENGINE_ARGS=llamacpp: --threads 2"),
+         "--tx", "popen",
          "--llmperf-requests", "4", "--llmperf-max-tokens", "16", "--llmperf-users", "2",
          "--llmperf-save", "three-hosts", "--llmperf-storage", "store",
          "--llmperf-report", "report.md", "--junitxml", "junit.xml"],
@@ -182,7 +185,10 @@ def test_one_session_over_two_ssh_hosts_and_a_local_worker(tmp_path: Path,
     # Which of the three to deploy, written at the end of the session.
     assert "## Which configuration to deploy" in report
     section = report[report.index("## Which configuration to deploy"):]
-    assert "host-a" in section and "host-b" in section, section[:3000]
+    rows = {line.split("|")[1].strip(): line for line in section.splitlines()
+            if line.startswith("| host-")}
+    assert "--threads 1" in rows["host-a"] and "--threads 2" in rows["host-b"], section[:3000]
+    assert "Deploy **" in section  # a recommendation, whichever held
     # All three shared 2 cores: their windows say so.
     assert report.count("disturbed") >= 1, report[:3000]
     assert _engines(tmp_path) == []
