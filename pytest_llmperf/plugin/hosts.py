@@ -14,6 +14,8 @@ windows.  What this module adds to pytest-xdist:
 - **GPU sets per host.**  ``--gpus '0,1|2,3'`` gives the n-th worker *of each host* the n-th
   set, so two workers on each of two hosts use both halves of each host; a host with GPUs of
   its own may set ``//env:LLMPERF_GPUS=...`` in its ``--tx`` instead.
+- **A host that goes away** under ``--dist each`` fails each test it had not run, with the
+  reason, so that no host's results are silently missing.
 - **Paths on the command line.**  pytest-xdist resolves a remote worker's path arguments
   against its rsync roots (deprecated) and stops with an INTERNALERROR for ``tests/perf``.  A
   remote worker's directory (``//chdir=``) is the suite's rootdir on that host: path arguments
@@ -121,6 +123,37 @@ class HostsPlugin:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self._saved_args: tuple[str, ...] | None = None
+        self._collected: dict[str, tuple[Any, list[str]]] = {}  # worker id -> node, test ids
+        self._reported: set[tuple[str, str]] = set()  # (worker id, test id) that ran
+        self._lost: dict[str, str] = {}  # worker id -> why it went away
+
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: Sequence[str]) -> None:
+        self._collected[node.gateway.id] = (node, list(ids))
+
+    def pytest_testnodedown(self, node: Any, error: object | None) -> None:
+        if error is not None:
+            self._lost[node.gateway.id] = str(error).strip() or "its worker ended"
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Under ``--dist each``, a host that went away (ssh dropped, host rebooted) fails
+        every test it had not run yet, with the reason, before junit and the terminal are
+        written: its results are not silently missing.  (pytest-xdist reports the test it
+        was running; under ``--dist load`` its other tests go to the other workers.)"""
+        if self.config.getoption("dist", None) != "each":
+            return
+        for worker, why in self._lost.items():
+            node, ids = self._collected.get(worker, (None, []))
+            label = labels_of(node.nodemanager.specs)[worker][0] if node is not None else None
+            for nodeid in ids:
+                if (worker, nodeid) in self._reported:
+                    continue
+                path, _, name = nodeid.rpartition("::")
+                report = pytest.TestReport(
+                    nodeid, (path or nodeid, None, name), {}, "failed",
+                    f"host {label or worker} went away before this test ran: {why}", "setup")
+                report.node = node  # type: ignore[attr-defined]
+                self.config.hook.pytest_runtest_logreport(report=report)
 
     def pytest_xdist_setupnodes(self, config: pytest.Config, specs: Sequence[Any]) -> None:
         for spec in specs:
@@ -154,6 +187,9 @@ class HostsPlugin:
         """A worker's report names its host in its test id, before junit and the terminal
         read it: they tell the hosts' runs of one test apart (the worker itself must keep the
         id it collected)."""
+        node = getattr(report, "node", None)
+        if node is not None and hasattr(node, "gateway"):
+            self._reported.add((node.gateway.id, report.nodeid))
         label = report_host(report)
         if label:
             report.nodeid = with_host(report.nodeid, label)

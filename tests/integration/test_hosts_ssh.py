@@ -213,6 +213,14 @@ def test_a_host_that_goes_away_fails_its_own_tests_only(tmp_path: Path,
     failure = dead.find("error")  # pytest-xdist: "worker 'host-b' crashed while running ..."
     assert failure is not None and "host-b" in (failure.get("message", "") + (
         failure.text or "")), ET.tostring(dead)[:2000]
+    # The test it had not run yet fails with the reason, rather than being missing.
+    never = cases["test_concurrent_users[llamacpp-smollm2-135m-users1@host-b]"]
+    reason = never.find("error")
+    if reason is None:
+        reason = never.find("failure")
+    assert reason is not None and "host host-b went away before this test ran" in (
+        (reason.get("message") or "") + (reason.text or "")), ET.tostring(never)[:2000]
+    assert "test_concurrent_users[llamacpp-smollm2-135m-users1@host-b]" in done.stdout
     for name in ("test_then_the_host_goes_away[llamacpp-smollm2-135m@host-a]",
                  "test_concurrent_users[llamacpp-smollm2-135m-users1@host-a]"):
         assert cases[name].find("failure") is None and cases[name].find("error") is None, name
