@@ -21,7 +21,7 @@ from pytest_llmperf.configs.render import render_markdown
 from pytest_llmperf.store.run_document import RunDocument
 
 __all__ = ["ModelComparison", "PriceError", "Prices", "compare_configs", "configs_markdown",
-           "parse_price"]
+           "configs_sections", "parse_price"]
 
 
 def configs_markdown(documents: Sequence[tuple[str, RunDocument]], *,
@@ -37,3 +37,17 @@ def configs_markdown(documents: Sequence[tuple[str, RunDocument]], *,
     comparisons = compare_configs(documents, prices=chosen, users=users, rate=rate,
                                   chart_dir=chart_dir)
     return render_markdown(comparisons, chosen, relative_to=relative_to, heading=heading)
+
+
+def configs_sections(documents: Sequence[tuple[str, RunDocument]], *,
+                     chart_dir: Path | None = None, relative_to: Path | None = None,
+                     heading: str = "##") -> tuple[str, str]:
+    """The comparison of ``documents`` as a markdown section and as an HTML fragment (its
+    heading one level below the page's title), the charts drawn once: what the plugin's
+    reports end with after a session over several hosts."""
+    from pytest_llmperf.configs.html import comparison_html
+
+    prices = Prices.parse(())
+    comparisons = compare_configs(documents, prices=prices, chart_dir=chart_dir)
+    return (render_markdown(comparisons, prices, relative_to=relative_to, heading=heading),
+            comparison_html(comparisons, prices, level=len(heading)))

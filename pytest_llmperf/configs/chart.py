@@ -105,7 +105,8 @@ def write_pareto_png(model: str, test: str, group: Sequence[TestFigures], prices
     ax.set_ylabel("per-user decode speed (tok/s)")
     ax.set_title(f"{model}, {test}: configurations", fontsize=10)
     ax.set_xlim(0, max(p[0] for p in everything) * 1.12 or 1.0)  # room for the labels
-    ax.set_ylim(bottom=0)
+    top = max(max(p[1] for p in everything), slo or 0.0)
+    ax.set_ylim(0, top * 1.08 or 1.0)  # no point (nor the SLO line) on the frame
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     figure.tight_layout()

@@ -101,20 +101,30 @@ class LLMPerfReporter:
         document = self._store(settings)
         markdown = render_markdown(self.windows, rootdir=self.config.rootpath,
                                    searches=self.searches, hosts=self.hosts)
+        page_markdown, comparison_html = markdown, ""
         if self.hosts:  # several hosts: which of them to deploy (pytest_llmperf.configs)
-            from pytest_llmperf.configs import configs_markdown
+            from pytest_llmperf.configs import configs_sections
 
             where = settings.report.report
-            markdown += "\n" + configs_markdown(
+            comparison, comparison_html = configs_sections(
                 [(settings.store.save or "this run", document)], heading="##",
                 chart_dir=settings.report.output_dir,
                 relative_to=where.parent if where is not None else None)
+            markdown += "\n" + comparison
         report = settings.report.report
         if report is not None:
             written = self._write("markdown report", option_source(settings, "report"),
                                   functools.partial(_write_text, report, markdown))
             if written:
                 self.written.append(f"markdown report: {written}")
+        if settings.report.html is not None:  # the same content, one self-contained file
+            from pytest_llmperf.report.html import report_html
+
+            page = report_html(page_markdown, self.config.rootpath, comparison_html)
+            written = self._write("HTML report", option_source(settings, "html"),
+                                  functools.partial(_write_text, settings.report.html, page))
+            if written:
+                self.written.append(f"HTML report: {written}")
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary:
             self._write("step summary", "$GITHUB_STEP_SUMMARY",

@@ -198,7 +198,8 @@ def _check_outputs(settings: Settings) -> None:
     from pytest_llmperf.store.writing import unwritable
 
     outputs: list[tuple[str, Path | None, bool]] = [
-        ("report", settings.report.report, False), ("json", settings.store.json, False),
+        ("report", settings.report.report, False), ("html", settings.report.html, False),
+        ("json", settings.store.json, False),
         ("output_dir", settings.report.output_dir, True),
         # Read for --llmperf-compare too, but written only when a run is kept.
         ("storage", settings.store.storage

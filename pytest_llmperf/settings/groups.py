@@ -205,6 +205,7 @@ class StoreSettings:
 @dataclass(frozen=True)
 class ReportSettings:
     report: Path | None  # the markdown report
+    html: Path | None  # the same report as one self-contained HTML file
     output_dir: Path  # logs, charts and results.json
 
 

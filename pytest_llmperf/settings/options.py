@@ -71,6 +71,9 @@ OPTIONS: tuple[Option[Any], ...] = (
            parse.path, None, groups=("checks",)),
     Option("report", "--llmperf-report", "write the markdown report to this path",
            parse.path, None, groups=("report",)),
+    Option("html", "--llmperf-html",
+           "write the report as one self-contained HTML file (charts embedded, printable) to "
+           "this path", parse.path, None, groups=("report",)),
     Option("json", "--llmperf-json",
            "also write the run's result document (JSON) to this path (it is always written to "
            "the output directory as results.json)", parse.path, None, groups=("store",)),

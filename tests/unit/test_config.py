@@ -181,6 +181,7 @@ def test_sources_name_each_setting_separately(tmp_path: Path) -> None:
         "api_key_env": "default",
         "thresholds": "default",
         "report": "default",
+        "html": "default",
         "requests": "llmperf_requests (ini/pyproject)",
         "warmup": "default",
         "dataset": "default",
