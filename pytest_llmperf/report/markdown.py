@@ -10,6 +10,7 @@ from tabulate import tabulate
 
 from pytest_llmperf.observe.host import host_facts
 from pytest_llmperf.report.search_markdown import searches_markdown
+from pytest_llmperf.report.summary import summary_section
 from pytest_llmperf.report.window_markdown import window_section
 from pytest_llmperf.results.recorded import RecordedSearch, RecordedWindow
 from pytest_llmperf.results.served import ServedInfo
@@ -20,10 +21,12 @@ __all__ = ["render_markdown"]
 def render_markdown(windows: Sequence[RecordedWindow], rootdir: Path,
                     searches: Sequence[RecordedSearch] = (),
                     hosts: Mapping[str, Mapping[str, object]] | None = None) -> str:
-    """The report: environment (and the other hosts of a session over several), capacity
-    figures and searches, then every measured window."""
+    """The report: the answer first (report.summary), then the environment (and the other
+    hosts of a session over several), capacity figures and searches, then every measured
+    window."""
     served = [*(w.window.served for w in windows), *(s.served for s in searches)]
-    lines = ["# LLM serving performance", "", *_environment_section(served, rootdir), ""]
+    lines = ["# LLM serving performance", "", *summary_section(windows, searches),
+             *_environment_section(served, rootdir), ""]
     if hosts:
         lines.extend([*_hosts_section(hosts), ""])
     lines.extend(searches_markdown(searches))

@@ -287,3 +287,27 @@ def test_recorded_capacity_properties_leave_out_non_finite_figures() -> None:
     assert "llmperf.capacity.goodput" not in props
     assert props["llmperf.capacity.probes"] == 1  # the finite ones stay
     assert all(not (isinstance(v, float) and not math.isfinite(v)) for v in props.values())
+
+
+def test_the_report_opens_with_the_answer(tmp_path: Path) -> None:
+    """One summary table first: every window's headline figures, its verdicts, what missed and
+    by how much, and the marks; the details after it."""
+    from pytest_llmperf.results.slo import evaluate
+    from pytest_llmperf.results.thresholds import parse_check
+
+    perf = result(None)  # TTFT 200 ms, TPOT 20 ms, 4 requests
+    checks = [parse_check(text, "thresholds.toml:2") for text in
+              ("tpot_ms.p95 < 10", "error_rate <= 0.01", "ttft_ms.p95 < 1000")]
+    window = recorded(perf, evaluate(perf.metrics, checks, inconclusive="warn"))
+    text = render_markdown([window], tmp_path)
+    assert text.index("## Summary") < text.index("## Environment") < text.index(
+        "## `test_x.py::test_x[vllm-qwen32b-gptq]`")
+    summary = text[text.index("## Summary"):text.index("## Environment")]
+    assert "1 measured window; 1 missed an SLO; 1 with an inconclusive SLO." in summary
+    row = next(line for line in summary.splitlines() if line.startswith("| `test_x"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[0] == "`test_x[vllm-qwen32b-gptq]`" and cells[1] == "1 user"
+    assert cells[4] == "20.0"  # TPOT p95 ms
+    assert cells[8] == "**FAIL** 1, pass 1, inconclusive 1"
+    assert cells[9] == "tpot_ms.p95 20.0 ms (< 10, +10.0); ttft_ms.p95 inconclusive"
+    assert cells[10] == "-"
