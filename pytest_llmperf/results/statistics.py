@@ -195,7 +195,7 @@ def _statistic(name: str) -> Callable[[_Floats], _Floats]:
 
 def _replicates(windows: Sequence[Sequence[float]], stat: Callable[[_Floats], _Floats],
                 users: int, block: int | None, resamples: int,
-                rng: np.random.Generator) -> _Floats:
+                rng: np.random.Generator, chosen: NDArray[np.int64] | None = None) -> _Floats:
     """The statistic of ``resamples`` bootstrap replicates of one side (see ratio_interval)."""
     arrays = [np.asarray(w, dtype=float) for w in windows]
     if not arrays or any(a.size == 0 for a in arrays):
@@ -210,8 +210,9 @@ def _replicates(windows: Sequence[Sequence[float]], stat: Callable[[_Floats], _F
     data = np.concatenate([np.tile(a, r) for a, r in zip(arrays, reps, strict=True)])
     offsets = np.cumsum(lengths * reps) - lengths * reps
     k, size = len(arrays), int(lengths.min())
-    chosen = (rng.integers(0, k, size=(resamples, k)) if k >= 2
-              else np.zeros((resamples, 1), dtype=np.int64))
+    if chosen is None:
+        chosen = (rng.integers(0, k, size=(resamples, k)) if k >= 2
+                  else np.zeros((resamples, 1), dtype=np.int64))
     n_c, b_c = lengths[chosen][..., None], blocks[chosen][..., None]  # (resamples, k, 1)
     count = -(-size // int(blocks.min()))  # blocks per drawn window (enough for the shortest)
     starts = (rng.random((resamples, k, count)) * n_c).astype(np.int64)  # uniform 0..n-1
@@ -228,7 +229,7 @@ def _replicates(windows: Sequence[Sequence[float]], stat: Callable[[_Floats], _F
 def ratio_interval(baseline: Sequence[Sequence[float]], current: Sequence[Sequence[float]],
                    statistic: str, *, users: int = 1, confidence: float = CONFIDENCE,
                    resamples: int = 2000, seed: int = 0,
-                   block: int | None = None) -> tuple[float, float]:
+                   block: int | None = None, paired: bool = False) -> tuple[float, float]:
     """Percentile-bootstrap interval of statistic(current) / statistic(baseline).
 
     Each side is a list of windows, each window its values in send order.  A replicate of a
@@ -236,19 +237,31 @@ def ratio_interval(baseline: Sequence[Sequence[float]], current: Sequence[Sequen
     window a circular block bootstrap sample (block length ``block`` or block_length(window
     length, users)) as long as the side's shortest window, pools them and computes the
     statistic.  A side of one window, against a side of several, is also scaled per replicate
-    by a run-to-run factor drawn from the other side's windows.  Deterministic for a ``seed``."""
+    by a run-to-run factor drawn from the other side's windows.  ``paired`` (both sides the same
+    number of windows, the i-th of each measured side by side: an interleaved A/B comparison,
+    bench.ab) redraws the pairs, the same draw for both sides, so what the windows of a pair
+    share (the machine's state when they ran) cancels in the ratio.  Deterministic for a
+    ``seed``."""
     _check_unit("confidence", confidence)
     if resamples < 1 or users < 1:
         raise ValueError("ratio_interval needs resamples >= 1 and users >= 1")
     stat = _statistic(statistic)
     rng = np.random.default_rng(seed)
-    base = _replicates(baseline, stat, users, block, resamples, rng)
+    chosen = None
+    if paired:
+        if len(baseline) != len(current):
+            raise ValueError(f"paired windows need as many on each side, got {len(baseline)} "
+                             f"and {len(current)}")
+        k = len(baseline)
+        chosen = (rng.integers(0, k, size=(resamples, k)) if k >= 2
+                  else np.zeros((resamples, 1), dtype=np.int64))
+    base = _replicates(baseline, stat, users, block, resamples, rng, chosen)
     if np.any(base == 0.0):
         raise ValueError(f"ratio undefined: baseline statistic is 0 in a replicate ({statistic})")
-    now = _replicates(current, stat, users, block, resamples, rng)
+    now = _replicates(current, stat, users, block, resamples, rng, chosen)
     # One window on a side cannot show run-to-run variation; when the other side has several,
     # its spread stands in: the single run is one draw of the same between-run variation.
-    if len(current) == 1 and len(baseline) >= 2:
+    if len(current) == 1 and len(baseline) >= 2 and not paired:
         now = now * _between_runs(baseline, stat, resamples, rng)
     elif len(baseline) == 1 and len(current) >= 2:
         base = base * _between_runs(current, stat, resamples, rng)
@@ -269,7 +282,10 @@ def _between_runs(windows: Sequence[Sequence[float]], stat: Callable[[_Floats], 
     if np.any(values <= 0):
         return np.ones(resamples, dtype=np.float64)
     spread = float(np.std(np.log(values), ddof=1))
-    factors: _Floats = np.exp(spread * rng.standard_t(len(values) - 1, size=resamples))
+    # Clipped: with 2 windows T is Cauchy, whose far draws overflow exp (the percentiles kept
+    # lie far inside the clip).
+    factors: _Floats = np.exp(np.clip(spread * rng.standard_t(len(values) - 1, size=resamples),
+                                      -50.0, 50.0))
     return factors
 
 
@@ -281,15 +297,25 @@ def _t_critical(df: float, confidence: float) -> float:
 
 
 def windows_interval(baseline: Sequence[float], current: Sequence[float],
-                     confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+                     confidence: float = CONFIDENCE, *,
+                     paired: bool = False) -> tuple[float, float] | None:
     """Welch t-interval of the ratio of geometric means current / baseline, from one value per
     window.  A side of one window against one of several gets the prediction interval of one
     more window instead (t with windows - 1 degrees of freedom, sd * sqrt(1 + 1/windows)).
-    None when neither applies (one window each) or a value is <= 0."""
+    ``paired`` (as many windows a side, the i-th of each side by side): the t-interval of the
+    mean log ratio of the pairs.  None when neither applies (one window each) or a value is
+    <= 0."""
     _t_critical(1.0, confidence)  # validates the confidence first
     if len(baseline) + len(current) < 3 or min(*baseline, *current) <= 0.0:
         return None
     b, c = np.log(np.asarray(baseline, dtype=float)), np.log(np.asarray(current, dtype=float))
+    if paired and b.size == c.size:
+        d = c - b
+        mean, half = float(np.mean(d)), 0.0
+        if d.size >= 2:
+            half = _t_critical(d.size - 1, confidence) * float(np.std(d, ddof=1)) / math.sqrt(
+                d.size)
+        return math.exp(mean - half), math.exp(mean + half)
     if b.size == 1 or c.size == 1:
         many, one, sign = (b, c, 1.0) if c.size == 1 else (c, b, -1.0)
         spread = float(np.std(many, ddof=1)) * math.sqrt(1.0 + 1.0 / many.size)

@@ -66,22 +66,28 @@ def compare_windows(
     label: str = "baseline",
     seed: int = 0,
     hardware_note: str | None = None,
+    metrics: Sequence[str] = ROW_METRICS,
+    paired: bool = False,
 ) -> Comparison:
-    """Rows for every metric in :data:`ROW_METRICS` and every gate, both sides measured;
-    ``label`` names the baseline in the comparison."""
+    """Rows for every metric in ``metrics`` (default :data:`ROW_METRICS`) and every gate, both
+    sides measured; ``label`` names the baseline in the comparison.  ``paired``: the i-th
+    windows of the two sides ran side by side (bench.ab's interleaved rounds) and are redrawn
+    together (statistics.ratio_interval)."""
     base = [window.metrics for window in baseline]
     now = [window.metrics for window in current]
     users = current[0].run.concurrency
     requests = current[0].requests
     gated = {gate.key: gate for gate in gates}
     rows = []
-    for key in dict.fromkeys([*ROW_METRICS, *gated]):
+    for key in dict.fromkeys([*metrics, *gated]):
         metric, _, stat = key.partition(".")
         gate = gated.get(key)
         if metric in DISTRIBUTIONS:
-            row = _distribution_row(key, metric, stat, base, now, gate, users, requests, seed)
+            row = _distribution_row(key, metric, stat, base, now, gate, users, requests, seed,
+                                    paired)
         else:
-            row = _window_row(key, metric, _figures(base, metric), _figures(now, metric), gate)
+            row = _window_row(key, metric, _figures(base, metric), _figures(now, metric), gate,
+                              paired)
         if row is not None:
             rows.append(row if hardware_note is None else _labelled(row, hardware_note))
     return Comparison(label, tuple(rows), _engine(baseline[0]), _engine(current[0]),
@@ -127,7 +133,7 @@ def _tolerance(gate: Gate | None, baseline: float) -> float | None:
 
 def _distribution_row(key: str, metric: str, stat: str, base: Sequence[RunMetrics],
                       now: Sequence[RunMetrics], gate: Gate | None, users: int, requests: int,
-                      seed: int) -> Row | None:
+                      seed: int, paired: bool = False) -> Row | None:
     from pytest_llmperf.results.statistics import (
         INCONCLUSIVE,
         change_verdict,
@@ -146,7 +152,8 @@ def _distribution_row(key: str, metric: str, stat: str, base: Sequence[RunMetric
     if before == 0 or tolerance is None:
         return Row(key, info.unit, info.higher_is_better, before, after, 0.0, None, None,
                    INCONCLUSIVE, 0.0, gate, note="the baseline's value is 0: no ratio")
-    low, high = ratio_interval(base_values, now_values, stat, users=users, seed=seed)
+    low, high = ratio_interval(base_values, now_values, stat, users=users, seed=seed,
+                               paired=paired)
     verdict = change_verdict(low, high, tolerance, info.higher_is_better)
     point = after / before
     needed, note = None, None
@@ -168,7 +175,8 @@ def _figures(runs: Sequence[RunMetrics], metric: str) -> list[float] | None:
 
 
 def _window_row(key: str, metric: str, base_values: list[float] | None,
-                now_values: list[float] | None, gate: Gate | None) -> Row | None:
+                now_values: list[float] | None, gate: Gate | None,
+                paired: bool = False) -> Row | None:
     from pytest_llmperf.results.statistics import INCONCLUSIVE, change_verdict, windows_interval
 
     if not base_values or not now_values:
@@ -178,7 +186,8 @@ def _window_row(key: str, metric: str, base_values: list[float] | None,
     after = statistic(now_values, "mean")
     tolerance = _tolerance(gate, before)
     change = after / before - 1 if before else 0.0
-    interval = windows_interval(base_values, now_values) if tolerance is not None else None
+    interval = (windows_interval(base_values, now_values, paired=paired)
+                if tolerance is not None else None)
     if interval is None:
         return Row(key, info.unit, info.higher_is_better, before, after, change, None, None,
                    INCONCLUSIVE, tolerance or 0.0, gate,

@@ -3,6 +3,7 @@
     python sse_stub.py PORT [--first-ms MS] [--token-ms MS] [--jitter SD]
                             [--per-stream-ms MS] [--slots N]
                             [--reasoning N [--reasoning-style field|think]]
+                            [--drift-ms-per-s MS [--drift-from UNIX_TIME]]
 
 Every chat completion streams exactly ``max_tokens`` tokens: the first after ``--first-ms``,
 each next one ``--token-ms`` later (times a lognormal factor with sdlog ``--jitter``, seeded
@@ -11,6 +12,9 @@ per request, so runs differ the way a real server's do), then a usage chunk.
 time per token grows linearly with the load (a known capacity boundary: with token gap
 ``t + s * (n - 1)`` at ``n`` streams, ``tpot < L`` holds up to ``n = (L - t) / s + 1``).
 ``--slots N`` serves at most N streams at once; the others wait, as in an engine's queue.
+``--drift-ms-per-s MS`` makes the machine drift: every token gap grows by MS for each second
+since ``--drift-from`` (a Unix time; default: when the stub started), so two stubs given the
+same time drift alike, as two builds on one host do.
 ``--reasoning N`` makes the first N tokens of each answer reasoning, sent as vLLM's
 ``delta.reasoning_content`` (style ``field``, with ``reasoning_tokens`` in the usage) or inline
 in ``<think>...</think>`` (style ``think``): the answer's first token is then known to come
@@ -25,6 +29,7 @@ import argparse
 import asyncio
 import json
 import random
+import time
 
 from aiohttp import web
 
@@ -46,10 +51,12 @@ def _delta(index: int, reasoning: int, style: str) -> dict[str, str]:
 
 def make_app(first_ms: float, token_ms: float, jitter: float, per_stream_ms: float = 0.0,
              slots: int | None = None, reasoning: int = 0,
-             reasoning_style: str = "field") -> web.Application:
+             reasoning_style: str = "field", drift_ms_per_s: float = 0.0,
+             drift_from: float | None = None) -> web.Application:
     counter = iter(range(1, 10**9))
     streaming = [0]
     gate = asyncio.Semaphore(slots) if slots else None
+    since = time.time() if drift_from is None else drift_from
 
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -69,7 +76,8 @@ def make_app(first_ms: float, token_ms: float, jitter: float, per_stream_ms: flo
             await asyncio.sleep(max(0.0, due - loop.time()))
             for index in range(tokens):
                 if index:
-                    gap = token_ms + per_stream_ms * (streaming[0] - 1)
+                    gap = (token_ms + per_stream_ms * (streaming[0] - 1)
+                           + drift_ms_per_s * max(0.0, time.time() - since))
                     due += gap * rng.lognormvariate(0.0, jitter) / 1000
                     await asyncio.sleep(max(0.0, due - loop.time()))
                 await response.write(_chunk({"choices": [{"index": 0, "delta": _delta(
@@ -108,9 +116,11 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=None)
     parser.add_argument("--reasoning", type=int, default=0)
     parser.add_argument("--reasoning-style", choices=("field", "think"), default="field")
+    parser.add_argument("--drift-ms-per-s", type=float, default=0.0)
+    parser.add_argument("--drift-from", type=float, default=None)
     args = parser.parse_args()
     app = make_app(args.first_ms, args.token_ms, args.jitter, args.per_stream_ms, args.slots,
-                   args.reasoning, args.reasoning_style)
+                   args.reasoning, args.reasoning_style, args.drift_ms_per_s, args.drift_from)
     web.run_app(app, host="127.0.0.1", port=args.port, print=None,
                 handle_signals=True)
 
