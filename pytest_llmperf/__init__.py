@@ -1,9 +1,10 @@
 """pytest-llmperf: performance tests for LLM inference servers, as a pytest plugin and a library.
 
 The names below are the public API, usable without pytest (``serve`` opens a
-:class:`Bench` on a served model; see README "Without pytest").  Importing this package loads
-only light, pure-Python modules: the names whose modules need the client stack, NVML or numpy
-(``Bench``, ``serve``, the recorded results and the store) are loaded when first used.
+:class:`Bench` on a served model; see docs/writing-tests.md, "Without pytest").  Importing this
+package loads only light, pure-Python modules: the names whose modules need the client stack,
+NVML or numpy (``Bench``, ``serve``, the recorded results and the store) are loaded when first
+used.
 """
 
 from __future__ import annotations

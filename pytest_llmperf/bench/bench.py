@@ -117,23 +117,43 @@ class Bench:
                shape: LoadShape | None = None, requests: int | None = None,
                duration_s: float | None = None, warmup: int | None = None,
                max_tokens: int | None = None, prompts: PromptSource | None = None,
-               label: str = "") -> WindowResult:
+               label: str = "", checks: Sequence[Check] = ()) -> WindowResult:
         """A measured window of one load (``users``, ``rate`` or ``shape``; one user when none
         is given) after ``warmup`` requests; with ``--llmperf-repeats K`` K windows back to
         back, the first with the others as ``repeats``.  ServerDied when the server died;
-        ``label`` starts its progress lines."""
+        ``label`` starts its progress lines.  Sized by nobody (no ``requests``/``duration_s``
+        here, no --llmperf-requests/--llmperf-duration), a window takes as many requests as
+        ``checks`` (the SLOs it will be held to) need: results.sequential."""
         shape = self.load.shape(users=users, rate=rate, shape=shape)
+        plan = None
+        if self.load.sized_by_slo and requests is None and duration_s is None and checks:
+            from pytest_llmperf.results.sequential import CAP, SequentialPlan
+
+            plan = SequentialPlan.for_checks(checks, first=self.load.requests,
+                                             cap=max(CAP, self.load.requests))
         requests, duration_s = self.load.window_size(requests, duration_s)
+        if plan is not None:
+            requests = plan.looks[-1]
         served = self.live()
         repeats = self.load.repeats
         windows = []
         for repeat in range(1, repeats + 1):
             # The warm-up runs once, before the first window: the server is warm for the rest.
+            rule = None
+            if plan is not None:
+                from pytest_llmperf.results.sequential import SequentialRule
+
+                rule = SequentialRule(plan, tuple(checks))
             window = self._measure(served, shape, requests=requests, duration_s=duration_s,
                                    warmup=(self.load.warmup if warmup is None else warmup)
                                    if repeat == 1 else 0, max_tokens=max_tokens,
                                    prompts=prompts,
-                                   label=f"{label} {shape.label}" if label else shape.label)
+                                   label=f"{label} {shape.label}" if label else shape.label,
+                                   stop=rule)
+            if rule is not None:
+                sizing = rule.sizing(window.run.records)
+                window = dataclasses.replace(window, sizing=sizing)
+                self._say(f"{label or shape.label}: {sizing.describe(window.requests)}")
             if self.on_window is not None:
                 self.on_window(window, repeat if repeats > 1 else None)
             windows.append(window)

@@ -144,11 +144,11 @@ def _dimension(window: RecordedWindow) -> str:
 
 
 def _from_capacity(search: CapacityResult) -> tuple[Held, tuple[tuple[LoadPoint, bool], ...]]:
-    at = [p.point for p in search.probes
+    at = [p.point for p in search.counted
           if p.passed and p.load == search.capacity and p.point is not None]
     # The lowest throughput of the probes at the capacity: the figure a deployment can count on.
     point = min(at, key=lambda p: p.output_token_throughput or 0.0) if at else None
-    curve = tuple((p.point, p.passed) for p in search.probes if p.point is not None)
+    curve = tuple((p.point, p.passed) for p in search.counted if p.point is not None)
     basis = search.summary
     if search.boundary:
         basis += f" ({search.boundary} boundary)"

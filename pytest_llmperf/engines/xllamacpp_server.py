@@ -72,18 +72,23 @@ def main(argv: list[str] | None = None) -> None:
     params.cpuparams.n_threads = args.threads
     params.cpuparams_batch.n_threads = args.threads
 
+    watch = ParentWatch(args.parent_pid) if args.parent_pid is not None else None
+    # Loading the model is native code: a Python handler would run only once it returned (a
+    # stop asked for during the load waited the whole load, or the guard's grace period).
+    # Until the server is made, the signals keep their default action: nothing to clean up.
+    server = xllamacpp.Server(params)  # noqa: F841 - serves while referenced, to the end
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda *_: stop.set())
-    watch = ParentWatch(args.parent_pid) if args.parent_pid is not None else None
-    server = xllamacpp.Server(params)
     print(f"pytest-llmperf: serving {args.model} on {args.host}:{args.port}", flush=True)
     while not stop.wait(0.5):
         if watch is not None and watch.gone():
             print("pytest-llmperf: launching process is gone; exiting", flush=True)
             break
-    del server
-    # The native server threads do not always end on their own; leave without waiting.
+    # The native server threads do not always end on their own, and the server's destructor
+    # waits for the answers still streaming (a stop asked for mid-window, its client's
+    # connections still open, waited the guard's whole grace period): leave without running
+    # it; the process's end releases the model, the port and the threads.
     os._exit(0)
 
 

@@ -17,7 +17,7 @@ latencies, so every window is watched for both:
   of the machine's CPU (``other_cpu_pct``, % of the usable cores), or the hypervisor stole more
   than a share of it (``steal_pct``, where the kernel reports steal).
 
-The limits are :data:`LIMITS`; README ("Can the numbers be trusted?") says how they were set.
+The limits are :data:`LIMITS`; docs/trust.md ("Can the numbers be trusted?") says how they were set.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ TICK_S = 0.005  # the lag probe's period
 # 16 ms late against 2 s between arrivals and a 1 s TTFT changes neither the load nor a latency.
 LATE_SHARE = 0.05
 
-# Above these the window is marked (README, "Can the numbers be trusted?").
+# Above these the window is marked (docs/trust.md, "Can the numbers be trusted?").
 LIMITS: Mapping[str, float] = {
     "loop_lag_ms_p99": 25.0,  # the client read a token up to this late
     "client_cpu_pct": 90.0,  # % of one core: the event loop runs on one

@@ -196,17 +196,22 @@ def measuring(recorder: ResultRecorder) -> Iterator[None]:
 
 
 @pytest.fixture
-def llmperf_load(llmperf_test_bench: Bench, llmperf_recorder: ResultRecorder) -> LoadFunction:
+def llmperf_load(llmperf_test_bench: Bench, llmperf_recorder: ResultRecorder,
+                 request: pytest.FixtureRequest) -> LoadFunction:
+    from pytest_llmperf.plugin.slo_check import sizing_checks
+
     def load(*, users: int | None = None, rate: float | None = None,
              shape: LoadShape | None = None, requests: int | None = None,
              duration_s: float | None = None, warmup: int | None = None,
              max_tokens: int | None = None, prompts: PromptSource | None = None
              ) -> WindowResult:
+        served = llmperf_test_bench.served
         with measuring(llmperf_recorder):
             window = llmperf_test_bench.window(
                 users=users, rate=rate, shape=shape, requests=requests, duration_s=duration_s,
                 warmup=warmup, max_tokens=max_tokens, prompts=prompts,
-                label=llmperf_recorder.item.name)
+                label=llmperf_recorder.item.name,
+                checks=sizing_checks(request, served.backend, served.model))
         llmperf_recorder.compare(window.windows)
         return window
 

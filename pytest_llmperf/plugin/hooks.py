@@ -24,22 +24,24 @@ from pytest_llmperf.plugin.session import (
     raise_activation_error,
     test_settings,
 )
+from pytest_llmperf.plugin.shared_flags import install_aliases, option_shape
 from pytest_llmperf.settings.options import OPTIONS
 
 _GROUP = "llmperf"
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """Every option's flag, and its ini value; the aliases (old spellings, and --base-url,
+    which pytest-base-url may register instead) later, once it is known that no other plugin
+    has them (plugin.shared_flags)."""
     group = parser.getgroup(_GROUP, "LLM serving performance (pytest-llmperf)")
     for option in OPTIONS:
-        help_text = f"{option.help} [env {option.env}, ini {option.ini}]"
-        shape: dict[str, Any] = {"metavar": option.name.upper()}
-        if option.repeatable:
-            shape["action"] = "append"
-        elif option.is_switch:
-            shape.update(nargs="?", const="yes")  # --llmperf-autosave alone means yes
-        group.addoption(option.flag, dest=option.dest, default=None, help=help_text, **shape)
+        also = f"; also {', '.join(option.aliases)}" if option.aliases else ""
+        help_text = f"{option.help} [env {option.env}, ini {option.ini}{also}]"
+        group.addoption(option.flag, dest=option.dest, default=None, help=help_text,
+                        **option_shape(option))
         parser.addini(option.ini, help=option.help.replace("%%", "%"), default=None)
+    install_aliases(parser, group, pluginmanager)
 
 
 @pytest.hookimpl(tryfirst=True)

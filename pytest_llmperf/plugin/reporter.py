@@ -198,9 +198,10 @@ class LLMPerfReporter:
             ("llmperf comparison with the baseline",
              [text] if (text := comparison_terminal(self.windows)) else []),
             ("llmperf: answered from the prefix cache", cache_warning_lines(self.windows)),
-            ("llmperf: numbers that cannot be fully trusted (README, \"Can the numbers be "
+            ("llmperf: numbers that cannot be fully trusted (docs/trust.md, \"Can the numbers be "
              "trusted?\")", validity_lines(self.windows)),
-            ("llmperf: SLOs the sample cannot support yet", inconclusive_lines(self.windows)),
+            ("llmperf: SLOs the sample cannot support yet (one line a test; all in the report)",
+             inconclusive_lines(self.windows)),
         )
         for title, lines in sections:
             if lines:

@@ -23,8 +23,9 @@ import pytest
 
 from pytest_llmperf.engines.matrix import Target, targets
 from pytest_llmperf.plugin.hosts import host_label
+from pytest_llmperf.plugin.shared_flags import owned_aliases
 from pytest_llmperf.settings.groups import SettingError, Settings
-from pytest_llmperf.settings.options import OPTIONS
+from pytest_llmperf.settings.options import OPTIONS, SHARED
 from pytest_llmperf.settings.resolve import option_text, resolve_settings
 
 if TYPE_CHECKING:
@@ -59,18 +60,67 @@ PER_TEST_GROUPS = ("load", "search", "checks")
 
 
 def cli_options_given(config: pytest.Config) -> bool:
-    """Whether any llmperf option was given on the command line."""
-    return any(config.getoption(option.dest) is not None for option in OPTIONS)
+    """Whether any llmperf option was given on the command line by one of its own spellings
+    (an old one included).  ``--base-url`` alone is not: pytest-base-url shares it, and in a
+    session of browser tests it names their web app (it is read once a performance test is
+    collected)."""
+    return any(config.getoption(dest, None) is not None
+               for option in OPTIONS
+               for dest in (option.dest, *(option.alias_dest(alias) for alias in option.aliases
+                                           if alias not in SHARED)))
 
 
 def resolve(config: pytest.Config) -> Settings:
-    """The settings alone (command line > environment > ini > default); cheap."""
-    cli = {option.name: _given(config.getoption(option.dest)) for option in OPTIONS}
+    """The settings alone (command line > environment > ini > another plugin's spelling of
+    the setting > default); cheap.  A message names the spelling that was typed."""
+    cli: dict[str, str | None] = {}
+    typed: dict[str, str] = {}
+    fallback: dict[str, tuple[str, str]] = {}
+    owned = owned_aliases(config)
+    for option in OPTIONS:
+        value, spelling = _given(config.getoption(option.dest)), option.flag
+        for alias in option.aliases:
+            if value is not None:
+                break
+            if alias in SHARED:
+                value, spelling, other = _shared_value(config, alias, alias in owned)
+                if other is not None:
+                    fallback[option.name] = other
+            else:
+                value, spelling = _given(config.getoption(option.alias_dest(alias), None)), alias
+        cli[option.name] = value
+        if value is not None:
+            typed[option.name] = spelling
     ini = {option.name: _ini(config, option.ini) for option in OPTIONS}
     try:
-        return resolve_settings(cli, os.environ, ini, Path(config.rootpath))
+        return resolve_settings(cli, os.environ, ini, Path(config.rootpath), typed=typed,
+                                fallback=fallback)
     except SettingError as exc:
         raise ActivationError(str(exc)) from None
+
+
+def _shared_value(config: pytest.Config, alias: str, ours: bool
+                  ) -> tuple[str | None, str, tuple[str, str] | None]:
+    """A shared flag's value (pytest-base-url's --base-url): (what was typed, the alias,
+    what its plugin read from the environment or its ini value, with where).  Registered by
+    the other plugin, the flag's value may be its environment variable's (its default) or its
+    ini value (set in its pytest_configure): those count after llmperf's own spellings."""
+    shared = SHARED[alias]
+    value = _given(config.getoption(shared.dest, None)) or None
+    if ours:
+        return value, alias, None
+    env = os.environ.get(shared.env) or None
+    try:
+        ini = _ini(config, shared.ini)
+    except ValueError:  # the other plugin is not there: no such ini value
+        ini = None
+    if value is not None and value not in (env, ini):
+        return value, alias, None
+    if env is not None:
+        return None, alias, (env, f"{shared.env} (environment)")
+    if ini is not None:
+        return None, alias, (ini, f"{shared.ini} (ini/pyproject)")
+    return None, alias, None
 
 
 def option_source(settings: Settings, name: str) -> str:
@@ -176,6 +226,10 @@ def test_settings(settings: Settings, item: pytest.Item) -> Settings:
         except ValueError as exc:
             raise ActivationError(f"{where}({name}={value!r}): {exc}") from None
         changed.setdefault(group, {})[name] = parsed
+    if {"requests", "duration"} & set(marker.kwargs):  # the test sizes its windows itself
+        changed.setdefault("load", {})["sources"] = {
+            **settings.load.sources, **{name: where for name in ("requests", "duration")
+                                        if name in marker.kwargs}}
     return dataclasses.replace(settings, **{
         group: dataclasses.replace(getattr(settings, group), **fields)
         for group, fields in changed.items()})
@@ -194,7 +248,7 @@ def _ini(config: pytest.Config, name: str) -> str | None:
 
 def _check_outputs(settings: Settings) -> None:
     """Every path the run will write, checked now: an output that cannot be written found
-    after an hour of load would cost the run (README, "Result store")."""
+    after an hour of load would cost the run (docs/store.md)."""
     from pytest_llmperf.store.writing import unwritable
 
     outputs: list[tuple[str, Path | None, bool]] = [

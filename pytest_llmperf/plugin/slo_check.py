@@ -18,7 +18,22 @@ if TYPE_CHECKING:
     from pytest_llmperf.results.window import WindowResult
     from pytest_llmperf.settings.groups import CheckSettings
 
-__all__ = ["SLOChecker", "test_checks"]
+__all__ = ["SLOChecker", "sizing_checks", "test_checks"]
+
+
+def sizing_checks(request: pytest.FixtureRequest, backend: str, model: str
+                  ) -> tuple[Check, ...]:
+    """The window SLOs of this test that size its windows (results.sequential); none (the
+    window then takes --llmperf-requests) when there is no thresholds file."""
+    from pytest_llmperf.plugin.session import active_session
+    from pytest_llmperf.results.metrics import CAPACITY
+
+    thresholds = active_session(request.config).thresholds
+    if thresholds is None:
+        return ()
+    return tuple(c for c in thresholds.for_test(backend=backend, model=model,
+                                                test=test_name(request.node))
+                 if c.metric not in CAPACITY)
 
 
 def test_checks(request: pytest.FixtureRequest, backend: str, model: str,

@@ -57,7 +57,7 @@ def comparison_markdown(comparison: Comparison) -> list[str]:
         f"Baseline: {comparison.baseline_engine}, {comparison.baseline_windows} window(s). "
         f"This run: {comparison.current_engine}, {comparison.current_windows} window(s). "
         "Change = this run / baseline - 1, with its 95 % confidence interval; a row's verdict "
-        "holds that interval against its tolerance (README, \"Comparing with a baseline\").", ""]
+        "holds that interval against its tolerance (docs/baselines.md).", ""]
     if comparison.hardware_note:
         lines += [f"**Compared across hardware: {comparison.hardware_note}.**", ""]
     if comparison.cross_check:

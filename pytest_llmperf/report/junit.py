@@ -41,6 +41,9 @@ def _properties(window: WindowResult) -> list[tuple[str, object]]:
         ("short_answers", window.short_answers),
         ("approximate_counts", window.approximate_counts),
         ("resent", window.resent),
+        ("requests", window.requests),
+        *((("window_sizing", window.sizing.describe(window.requests)),)
+          if window.sizing is not None else ()),
         *((f"prompts.{key}", value) for key, value in (prompts.to_json().items()
                                                         if prompts is not None else ())),
     ]

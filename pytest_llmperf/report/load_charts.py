@@ -40,7 +40,7 @@ def write_capacity_chart(recorded: RecordedCapacity, path: Path) -> Path | None:
     title = (f"capacity search ({search.dimension}), {recorded.served.model} on "
              f"{recorded.served.backend}: {search.summary}")
     return write_load_chart(path, title=title, dimension=search.dimension,
-                            points=[p.point for p in search.probes if p.point is not None],
+                            points=[p.point for p in search.counted if p.point is not None],
                             slo_lines=recorded.slo_lines, search=search)
 
 
@@ -56,7 +56,7 @@ def write_load_chart(path: Path, *, title: str, dimension: str,
         ticker: Any = importlib.import_module("matplotlib.ticker")
     except ImportError:
         return None
-    passed = ([probe.passed for probe in search.probes if probe.point is not None]
+    passed = ([probe.passed for probe in search.counted if probe.point is not None]
               if search is not None else None)
     if len({point.load for point in points}) < 2:
         return None

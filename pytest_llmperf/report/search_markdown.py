@@ -71,9 +71,13 @@ def _capacity_section(recorded: RecordedCapacity) -> list[str]:
     rows = []
     for probe in search.probes:
         point = probe.point or LoadPoint(probe.load, search.load_text(probe.load), 0, 0.0)
-        rows.append([point.label or point.load, "pass" if probe.passed else "**FAIL**",
-                     point.requests, *_figures(point), cell(probe.goodput),
-                     "; ".join(b.split(" -- ")[0] for b in probe.broke) or "-"])
+        shown = "pass" if probe.passed else "**FAIL**"
+        broke = "; ".join(b.split(" -- ")[0] for b in probe.broke) or "-"
+        if probe.discarded:  # not counted: it read this, on a machine it could not trust
+            shown = f"discarded ({'pass' if probe.passed else 'fail'})"
+            broke = f"discarded: {probe.discarded}" + ("" if broke == "-" else f"; {broke}")
+        rows.append([point.label or point.load, shown, point.requests, *_figures(point),
+                     cell(probe.goodput), broke])
     headers = ["load", "verdict", "requests", *(name for name, _ in _COLUMNS),
                "goodput req/s", "what broke"]
     return [*lines, tabulate(rows, headers=headers, tablefmt="github"), "",

@@ -13,6 +13,7 @@ from pytest_llmperf.results.recorded import (
     RecordedSearch,
     RecordedWindow,
 )
+from pytest_llmperf.results.slo import Verdict
 from pytest_llmperf.results.window import WindowResult
 
 __all__ = ["cache_warning_lines", "capacity_lines", "inconclusive_lines",
@@ -47,13 +48,26 @@ def _load(window: WindowResult) -> str:
 
 
 def inconclusive_lines(windows: Sequence[RecordedWindow]) -> list[str]:
-    """One line per inconclusive SLO verdict: the value meets it, the sample cannot say so
-    (none for those --llmperf-inconclusive=pass counts as passed without a word)."""
-    return [f"{recorded.provenance.test}: {verdict.describe()} "
-            f"[{'passed' if verdict.passed else 'failed'}: --llmperf-inconclusive="
-            f"{verdict.inconclusive_policy}]"
-            for recorded in windows for verdict in recorded.verdicts
-            if verdict.state == "inconclusive" and verdict.inconclusive_policy != "pass"]
+    """One line per test with inconclusive SLO verdicts (the value meets the SLO, the sample
+    cannot say so): its first in full, and how many more of which SLOs, which the report
+    lists (none for those --llmperf-inconclusive=pass counts as passed without a word)."""
+    by_test: dict[str, list[Verdict]] = {}
+    for recorded in windows:
+        by_test.setdefault(recorded.provenance.test, []).extend(
+            v for v in recorded.verdicts
+            if v.state == "inconclusive" and v.inconclusive_policy != "pass")
+    lines = []
+    for test, verdicts in by_test.items():
+        if not verdicts:
+            continue
+        first = verdicts[0]
+        line = (f"{test}: {first.describe()} [{'passed' if first.passed else 'failed'}: "
+                f"--llmperf-inconclusive={first.inconclusive_policy}]")
+        if len(verdicts) > 1:
+            keys = ", ".join(dict.fromkeys(v.check.key for v in verdicts))
+            line += f"; {len(verdicts) - 1} more ({keys}) in the report"
+        lines.append(line)
+    return lines
 
 
 def capacity_lines(searches: Sequence[RecordedSearch]) -> list[str]:
@@ -77,8 +91,11 @@ def capacity_lines(searches: Sequence[RecordedSearch]) -> list[str]:
             against = "; against the baseline: " + (
                 recorded.comparison.describe() if recorded.comparison is not None
                 else str(recorded.not_compared))
+        dropped = len(search.probes) - len(search.counted)
+        discarded = f" ({dropped} discarded)" if dropped else ""
         lines.append(f"{test}: {search.summary}{goodput}{boundary}{broke} "
-                     f"[{len(search.probes)} probes, {round(search.elapsed_s, 1):g} s]{against}")
+                     f"[{len(search.probes)} probes{discarded}, "
+                     f"{round(search.elapsed_s, 1):g} s]{against}")
     return lines
 
 

@@ -77,6 +77,8 @@ def window_section(recorded: RecordedWindow) -> list[str]:
                    "their pooled connection before answering (not failures; timed from the "
                    "resend).")
     header += prompts_sentence(window)
+    if window.sizing is not None:  # sized by its SLOs: how many it took, and why
+        header += f" Window sized by its SLOs: {window.sizing.describe(window.requests)}."
     lines = [title, "", header, ""]
     lines += cache_lines(window)
     lines += validity_markdown(window)
@@ -194,7 +196,7 @@ def cache_lines(window: WindowResult) -> list[str]:
 
 def validity_markdown(window: WindowResult) -> list[str]:
     """A bold line per mark the window earned, and the health figures behind it."""
-    lines = [f"**{mark}**: {', '.join(crossed)} (README, \"Can the numbers be trusted?\")"
+    lines = [f"**{mark}**: {', '.join(crossed)} (docs/trust.md, \"Can the numbers be trusted?\")"
              for mark, crossed in window.validity_marks.items()]
     figures = window.health.figures if window.health is not None else {}
     shown = [f"{name} {figures[name]:g}" for name in _HEALTH_FIGURES if name in figures]

@@ -34,13 +34,22 @@ class ProbeOutcome:
     # The client could not offer this load (its machine ran out of file descriptors or ports):
     # the probe says nothing of the server, and the search stops there.
     client_limit: str | None = None
+    # Why the search did not count this probe, neither as a pass nor as a fail: its window was
+    # marked disturbed or client-bound ("disturbed: other_cpu_pct 76 > 25; measured again").
+    discarded: str | None = None
+
+    @property
+    def counted(self) -> bool:
+        """The search judged the server by this probe (it was not discarded)."""
+        return self.discarded is None
 
     def to_json(self) -> JSONObject:
         return {"load": self.load, "passed": self.passed, "broke": list(self.broke),
                 "headroom": rounded(self.headroom), "goodput": rounded(self.goodput),
                 "duration_s": round(self.duration_s, 3), "stopped_early": self.stopped_early,
                 "point": None if self.point is None else self.point.to_json(),
-                "client_limit": self.client_limit}
+                "client_limit": self.client_limit,
+                **({"discarded": self.discarded} if self.discarded is not None else {})}
 
     @classmethod
     def from_json(cls, fields: Fields) -> ProbeOutcome:
@@ -49,7 +58,8 @@ class ProbeOutcome:
                    fields.number_or_none("headroom"), fields.number_or_none("goodput"),
                    fields.number("duration_s", 0.0), fields.text_or_none("stopped_early"),
                    None if point is None else LoadPoint.from_json(point),
-                   client_limit=fields.text_or_none("client_limit"))
+                   client_limit=fields.text_or_none("client_limit"),
+                   discarded=fields.text_or_none("discarded"))
 
 
 @dataclass(frozen=True)
@@ -58,7 +68,8 @@ class CapacityResult:
     capacity: float | None  # highest load where every SLO held (None: not even the lowest)
     first_failing: float | None  # lowest load above it where an SLO broke (None: none found)
     probes: tuple[ProbeOutcome, ...]
-    # "boundary found", "budget", "maximum load", "minimum load failed", "client limit"
+    # "boundary found", "budget", "maximum load", "minimum load failed", "client limit",
+    # "disturbed" (a load's probes were disturbed again and again: see ``disturbed``)
     stop_reason: str
     elapsed_s: float
     budget_s: float
@@ -86,14 +97,47 @@ class CapacityResult:
         return "users" if self.dimension == "users" else "req/s"
 
     def count(self, load: float | None) -> tuple[int, int]:
-        """(passed, probed) at ``load``."""
-        at = [p for p in self.probes if load is not None and p.load == load]
+        """(passed, probed) at ``load``, of the probes counted (not discarded)."""
+        at = [p for p in self.counted if load is not None and p.load == load]
         return sum(p.passed for p in at), len(at)
+
+    @property
+    def counted(self) -> tuple[ProbeOutcome, ...]:
+        """The probes the search judged the server by: all but those discarded."""
+        return tuple(p for p in self.probes if p.counted)
+
+    @property
+    def disturbed(self) -> str | None:
+        """Why the result is not sure of its edge, when the search ended wanting a measurement
+        it could not get: its last probe was discarded (disturbed or client-bound) and could
+        not be measured again, within the budget or in the tries allowed.  A result with this
+        set is inconclusive to anything holding its capacity to a limit or a baseline."""
+        if not self.probes or self.probes[-1].counted \
+                or self.stop_reason not in ("disturbed", "budget"):
+            return None
+        last = self.probes[-1]
+        marks = sorted({(p.discarded or "").split(":", 1)[0] for p in self.probes
+                        if p.load == last.load and not p.counted} - {""})
+        mark = " and ".join(marks) or "disturbed"
+        how = "within the budget" if self.stop_reason == "budget" else "in the tries allowed"
+        tries = sum(1 for p in self.probes if p.load == last.load and not p.counted)
+        probes = "probes" if tries > 1 else "probe"
+        were = "were" if tries > 1 else "was"
+        return (f"{mark}: the {probes} at {self.load_text(last.load)} {were} {mark} and could "
+                f"not be measured again {how}")
+
+    @property
+    def single_probe_edges(self) -> tuple[float, ...]:
+        """The ends of the boundary that rest on one probe: the capacity passed once, or the
+        lowest failing load was probed once (a load probed twice was repeated by the search's
+        own rule, and its count says how it went)."""
+        return tuple(end for end in (self.capacity, self.first_failing)
+                     if end is not None and self.count(end)[1] == 1)
 
     @property
     def broke_first(self) -> tuple[str, ...]:
         """What failed at the lowest failing load (empty when nothing failed)."""
-        failing = [p for p in self.probes if not p.passed]
+        failing = [p for p in self.counted if not p.passed]
         if not failing:
             return ()
         lowest = min(p.load for p in failing)
@@ -105,7 +149,7 @@ class CapacityResult:
         missed one; ``gradual`` when it came closer first; None without both ends."""
         if self.capacity is None or self.first_failing is None:
             return None
-        shares = [p.headroom for p in self.probes
+        shares = [p.headroom for p in self.counted
                   if p.load == self.capacity and p.headroom is not None]
         if not shares:
             return None
@@ -114,7 +158,7 @@ class CapacityResult:
     @property
     def goodput(self) -> float | None:
         """Goodput at the capacity load (the mean over its probes)."""
-        values = [p.goodput for p in self.probes
+        values = [p.goodput for p in self.counted
                   if p.load == self.capacity and p.goodput is not None]
         return sum(values) / len(values) if values else None
 
@@ -148,19 +192,25 @@ class CapacityResult:
 
     @property
     def summary(self) -> str:
-        """``max 9 users: 9 users passed 2 of 2, 10 users failed 2 of 2 (ttft_ms.p95 ...)``."""
+        """``max 9 users: 9 users passed 2 of 2, 10 users failed 2 of 2 (ttft_ms.p95 ...)``;
+        ``max 2 users (disturbed: the probes at 3 users were disturbed and could not be measured
+        again within the budget): ...; rests on one probe at 2 users``."""
         passed, probed = self.count(self.capacity)
-        if self.capacity is None:
-            lowest = min(p.load for p in self.probes)
-            text = (f"no capacity found: no load probed held every SLO, down to "
+        disturbed = f" ({self.disturbed})" if self.disturbed else ""
+        counted = self.counted
+        if self.capacity is None and not counted:
+            text = f"no capacity found{disturbed}: no probe could be counted"
+        elif self.capacity is None:
+            lowest = min(p.load for p in counted)
+            text = (f"no capacity found{disturbed}: no load probed held every SLO, down to "
                     f"{self.load_text(lowest)}")
         else:
-            text = (f"max {self.load_text(self.capacity)}: {self.load_text(self.capacity)} "
-                    f"passed {passed} of {probed}")
+            text = (f"max {self.load_text(self.capacity)}{disturbed}: "
+                    f"{self.load_text(self.capacity)} passed {passed} of {probed}")
         if self.first_failing is not None:
             ok, tried = self.count(self.first_failing)
             text += f", {self.load_text(self.first_failing)} failed {tried - ok} of {tried}"
-        noisy = sorted({p.load for p in self.probes
+        noisy = sorted({p.load for p in counted
                         if 0 < self.count(p.load)[0] < self.count(p.load)[1]})
         if noisy:
             text += "; passed and failed at " + ", ".join(self.load_text(x) for x in noisy)
@@ -178,4 +228,9 @@ class CapacityResult:
                      f"({limited.client_limit}): the capacity may be higher")
         elif self.stop_reason == "maximum load":
             text += "; every SLO held up to the maximum load searched: the capacity may be higher"
+        single = self.single_probe_edges
+        if single:
+            each = " each" if len(single) > 1 else ""
+            text += (f"; rests on one probe{each} at "
+                     f"{' and '.join(map(self.load_text, single))}")
         return text

@@ -4,6 +4,7 @@ the failed requests)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from pytest_llmperf.results.capacity import CapacityResult
@@ -23,8 +24,11 @@ def judge_window(window: WindowResult, checks: Sequence[Check], *, require_gpu: 
     cannot support is ``inconclusive`` (``inconclusive`` says whether that fails)."""
     unmeasured = ({name: "no telemetry was taken for this result" for name in RESOURCES}
                   if window.resources is None else window.resources.unmeasured_reasons())
+    # A window sized by its SLOs is judged at its looks' confidence (results.sequential).
+    confidence = 0.95 if window.sizing is None else window.sizing.confidence
     return evaluate(window.metrics, checks, unmeasured=unmeasured,
-                    required=GPU_METRICS if require_gpu else (), inconclusive=inconclusive)
+                    required=GPU_METRICS if require_gpu else (), inconclusive=inconclusive,
+                    confidence=confidence)
 
 
 def window_problems(window: WindowResult, verdicts: Sequence[Verdict], *,
@@ -56,8 +60,15 @@ def window_problems(window: WindowResult, verdicts: Sequence[Verdict], *,
 
 
 def judge_capacity(search: CapacityResult, checks: Sequence[Check]) -> tuple[Verdict, ...]:
-    """The verdicts of a capacity search's results (``capacity_max_concurrency >= 8``)."""
-    return evaluate(search.metrics(), checks, unmeasured=search.unmeasured())
+    """The verdicts of a capacity search's results (``capacity_max_concurrency >= 8``).  A
+    limit a disturbed search (``search.disturbed``) did not meet is neither met nor missed:
+    skipped, with why."""
+    verdicts = evaluate(search.metrics(), checks, unmeasured=search.unmeasured())
+    if not search.disturbed:
+        return verdicts
+    return tuple(v if v.met or v.measured is None else dataclasses.replace(
+        v, skipped=True, unmeasured_reason=f"measured {v.measured:g} by a search that was "
+                                           f"{search.disturbed}") for v in verdicts)
 
 
 def capacity_problems(search: CapacityResult, verdicts: Sequence[Verdict],

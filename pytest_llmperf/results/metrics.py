@@ -1,6 +1,6 @@
 """Metric definitions: pure functions from request records to numbers.
 
-Each metric is defined here once; the README repeats these definitions word for word.
+Each metric is defined here once; docs/metrics.md repeats these definitions word for word.
 They match vLLM's and SGLang's serving benchmarks and MLPerf:
 
 - TTFT (``ttft_ms``): time of the first streamed token - time the request was sent.

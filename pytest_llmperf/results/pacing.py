@@ -1,6 +1,6 @@
 """Pacing of an open-loop window: the rate offered, the rate sent, and whether the queue grew.
 
-Definitions (README, "Metrics"), over the measured requests of an open-loop window with a
+Definitions (docs/metrics.md), over the measured requests of an open-loop window with a
 finite rate (absent in a closed loop, where nothing is scheduled):
 
 - ``offered_rate``: (requests - 1) / (last scheduled time - first scheduled time), req/s: the

@@ -118,12 +118,15 @@ def evaluate(
     unmeasured: Mapping[str, str] | None = None,
     required: Iterable[str] = (),
     inconclusive: str = "warn",
+    confidence: float = 0.95,
 ) -> tuple[Verdict, ...]:
     """A verdict per check.  A resource metric that could not be measured here (``unmeasured``
     maps it to the reason, e.g. "no NVIDIA GPU: ...") is skipped, unless it is in
     ``required`` (``--llmperf-require-gpu``): then it fails with that reason.  A percentile
     that meets its SLO is ``inconclusive`` when the sample cannot support the claim
-    (:func:`unsupported_reason`); ``inconclusive`` (fail, warn, pass) says what that counts as."""
+    (:func:`unsupported_reason`, at ``confidence``: a window sized by its SLOs judges at its
+    looks' confidence, results.sequential); ``inconclusive`` (fail, warn, pass) says what that
+    counts as."""
     reasons = unmeasured or {}
     must = set(required)
     verdicts = []
@@ -133,14 +136,16 @@ def evaluate(
         skipped = reason is not None and check.metric in RESOURCES and check.metric not in must
         unsupported = None
         if value is not None and check.holds(value) and check.metric in DISTRIBUTIONS:
-            unsupported = unsupported_reason(check, metrics.distributions[check.metric])
+            unsupported = unsupported_reason(check, metrics.distributions[check.metric],
+                                             confidence)
         verdicts.append(Verdict(check, value, reason, skipped, unsupported, inconclusive))
     return tuple(verdicts)
 
 
-def unsupported_reason(check: Check, values: Sequence[float]) -> str | None:
-    """None when the sample supports ``check`` on a percentile (or the median) at 95 %
-    confidence: the exact distribution-free bound (an order statistic, as MLPerf's early
+def unsupported_reason(check: Check, values: Sequence[float],
+                       confidence: float = 0.95) -> str | None:
+    """None when the sample supports ``check`` on a percentile (or the median) at
+    ``confidence``: the exact distribution-free bound (an order statistic, as MLPerf's early
     stopping uses) lies on the passing side of the limit; else why not, and how many values
     would do (with the same share beyond the limit).  Means and extremes are not judged."""
     quantile = _quantile(check.statistic)
@@ -149,15 +154,16 @@ def unsupported_reason(check: Check, values: Sequence[float]) -> str | None:
     from pytest_llmperf.results.statistics import percentile_bound, samples_needed
 
     side: Literal["upper", "lower"] = "upper" if check.operator in ("<", "<=") else "lower"
-    bound = percentile_bound(values, quantile, side)
+    bound = percentile_bound(values, quantile, side, confidence)
     if bound is not None and check.holds(bound):
         return None
     what = "gaps" if check.metric == "itl_ms" else "requests"
-    needed = samples_needed(values, quantile, check.limit, side)
+    needed = samples_needed(values, quantile, check.limit, side, confidence)
+    level = f"{100.0 * confidence:.3g} %"
     if bound is None:
-        text = f"{len(values)} {what} are too few to bound {check.statistic} at 95 % confidence"
+        text = f"{len(values)} {what} are too few to bound {check.statistic} at {level} confidence"
     else:
-        text = (f"its 95 % confidence bound is {format_number(bound)}, on the wrong side of "
+        text = (f"its {level} confidence bound is {format_number(bound)}, on the wrong side of "
                 f"the limit")
     settle = (f"about {needed} {what} would settle it" if needed is not None
               else f"more {what} would not settle it")

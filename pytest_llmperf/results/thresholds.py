@@ -13,7 +13,9 @@ slo = ["ttft_ms.p95 < 3000",
 
 A more specific table replaces the checks of the same ``metric[.statistic]`` bounded on the same
 side (``<``/``<=`` from above, ``>``/``>=`` from below, so both sides of a two-sided SLO apply)
-and adds new ones; the order is defaults < backends < models < tests.  Every error names
+and adds new ones; the order is defaults < backends < models < tests.  Its ``unset = ["tpot_ms.
+p95"]`` drops the SLOs of those ``metric[.statistic]`` that less specific tables set (a test
+whose small sample cannot decide a p95 holds a median instead).  Every error names
 file:line; a limit must be a finite number.  That a [backends.NAME] or [tests.NAME] table names
 a backend or test that exists is checked by the plugin (:meth:`Thresholds.unknown_name`), which
 knows them.
@@ -214,6 +216,8 @@ class Thresholds:
     # The parsed file, for what else it holds: the model catalogue entries of its
     # [models.ALIAS] tables and of a top-level `catalog = "models.toml"` (engines.catalog).
     document: TomlDocument | None = field(default=None, repr=False, compare=False)
+    # scope -> name -> the metric[.statistic] keys its ``unset`` drops
+    unset: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
 
     def for_test(self, *, backend: str, model: str, test: str) -> tuple[Check, ...]:
         """The SLO checks that apply to ``test`` of ``model`` on ``backend``."""
@@ -228,6 +232,9 @@ class Thresholds:
         # SLO) side: "tpot_ms.p95 > 10" stays when a test's table sets "tpot_ms.p95 < 50".
         chosen = {_slot(entry): entry for entry in self.defaults}
         for scope, name in (("backends", backend), ("models", model), ("tests", test)):
+            dropped = set(self.unset.get(scope, {}).get(name, ()))
+            chosen = {slot: e for slot, e in chosen.items()
+                      if not (isinstance(e, Check) and e.key in dropped)}
             for entry in self.scoped.get(scope, {}).get(name, ()):
                 chosen[_slot(entry)] = entry
         return list(chosen.values())
@@ -282,6 +289,7 @@ def parse_thresholds(text: str, path: Path) -> Thresholds:
         )
     defaults = _checks(data.get("defaults", {}), "defaults", locator)
     scoped: dict[str, dict[str, tuple[Check | Gate, ...]]] = {}
+    unset: dict[str, dict[str, tuple[str, ...]]] = {}
     for scope in SCOPES:
         tables = data.get(scope, {})
         if not isinstance(tables, dict):
@@ -289,7 +297,23 @@ def parse_thresholds(text: str, path: Path) -> Thresholds:
         scoped[scope] = {
             name: _checks(table, f"{scope}.{name}", locator) for name, table in tables.items()
         }
-    return Thresholds(path=path, defaults=defaults, scoped=scoped, document=document)
+        unset[scope] = {name: _unset(table, f"{scope}.{name}", locator)
+                        for name, table in tables.items() if "unset" in table}
+    return Thresholds(path=path, defaults=defaults, scoped=scoped, document=document,
+                      unset=unset)
+
+
+def _unset(table: dict[str, Any], where: str, locator: Locator) -> tuple[str, ...]:
+    """The ``unset`` list of [where]: metric[.statistic] keys, each naming a metric."""
+    keys = table["unset"]
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise ThresholdError(f"{locator.key('unset', after=where)}: unset in [{where}] must be "
+                             "a list of strings such as [\"tpot_ms.p95\"]")
+    for key in keys:
+        metric, _, stat = key.strip().partition(".")
+        dotted = _dotted(metric, stat or None)
+        _check_metric(*dotted, key, locator.string(key, after=where))
+    return tuple(k.strip() for k in keys)
 
 
 def _checks(table: Any, where: str, locator: Locator) -> tuple[Check | Gate, ...]:
@@ -297,7 +321,7 @@ def _checks(table: Any, where: str, locator: Locator) -> tuple[Check | Gate, ...
         raise ThresholdError(f"{locator.table(where)}: [{where}] must be a table")
     # A [models.ALIAS] table also holds the model's catalogue entry: engines.catalog reads and
     # checks those keys.
-    allowed = {"slo"}
+    allowed = {"slo"} if where == "defaults" else {"slo", "unset"}
     unknown = [] if where.startswith("models.") else sorted(set(table) - allowed)
     if unknown:
         raise ThresholdError(

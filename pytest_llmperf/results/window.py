@@ -25,6 +25,7 @@ from pytest_llmperf.results.prompt_origin import PromptOrigin
 from pytest_llmperf.results.record_codec import run_from_json, run_to_json
 from pytest_llmperf.results.records import LoadRun
 from pytest_llmperf.results.resources import Resources
+from pytest_llmperf.results.sequential import WindowSizing
 from pytest_llmperf.results.served import ServedInfo
 
 __all__ = ["CACHE_HEAD_ALLOWANCE", "ErrorTally", "PromptCacheUse", "WindowResult"]
@@ -80,6 +81,9 @@ class WindowResult:
     prompts: PromptOrigin | None = None
     health: Health | None = None  # None: not watched
     repeats: tuple[WindowResult, ...] = field(default=(), compare=False)
+    # A window sized by its SLOs (results.sequential): its looks, and why it stopped; None:
+    # its size was given (or it was not judged).
+    sizing: WindowSizing | None = None
 
     # --- derived figures ------------------------------------------------------------------
 
@@ -195,6 +199,8 @@ class WindowResult:
             "resources": None if self.resources is None else self.resources.to_json(),
             "prompts": None if self.prompts is None else self.prompts.to_json(),
             "health": None if self.health is None else self.health.to_json(),
+            "sizing": None if self.sizing is None else {
+                **self.sizing.to_json(), "description": self.sizing.describe(self.requests)},
             "distributions": {name: {stat: rounded(value) for stat, value in stats.items()}
                               for name, stats in summary.items()},
             "scalars": {name: rounded(value) for name, value in self.metrics.scalars.items()
@@ -207,6 +213,7 @@ class WindowResult:
         prompts, health = fields.obj_or_none("prompts"), fields.obj_or_none("health")
         resources = fields.obj_or_none("resources")
         server = fields.obj_or_none("server_metrics")
+        sizing = fields.obj_or_none("sizing")
         return cls(
             served=ServedInfo.from_json(fields.obj("served")),
             shape=LoadShape.from_json(load),
@@ -217,4 +224,5 @@ class WindowResult:
             resources=None if resources is None else Resources.from_json(resources),
             prompts=None if prompts is None else PromptOrigin.from_json(prompts),
             health=None if health is None else Health.from_json(health),
+            sizing=None if sizing is None else WindowSizing.from_json(sizing),
         )

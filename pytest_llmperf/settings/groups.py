@@ -127,6 +127,14 @@ class LoadSettings:
     # None: the built-in prompts.
     dataset: str | None
     telemetry_interval: float
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def sized_by_slo(self) -> bool:
+        """Neither --llmperf-requests nor --llmperf-duration was given (their ``sources`` say
+        "default"): a window its caller does not size either takes as many requests as its
+        SLOs need (results.sequential), from ``requests`` up to results.sequential.CAP."""
+        return all(self.sources.get(name) == "default" for name in ("requests", "duration"))
 
     @property
     def limits(self) -> TimeLimits:

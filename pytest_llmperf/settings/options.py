@@ -2,6 +2,13 @@
 that turns its text into a value.  A parser raises ``ValueError`` saying what it expected;
 :func:`pytest_llmperf.settings.resolve.resolve_settings` adds the value and where it came from.
 This module imports nothing heavy: it runs when pytest loads the plugin.
+
+Flags live beside other plugins' in one argparse parser, where a flag registered twice stops
+every pytest session.  So every flag but ``--backend`` and ``--model`` starts ``--llmperf-``;
+an older or shared spelling is an *alias* (:attr:`Option.aliases`), registered only when no
+other plugin has that flag (plugin.shared_flags).  ``--base-url`` is pytest-base-url's too
+(pytest-playwright's when it runs without it): the same meaning, so its value is read as ours
+(:data:`SHARED`).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from typing import Any, Generic, TypeVar
 from pytest_llmperf.settings import parsers as parse
 from pytest_llmperf.settings.parsers import BACKENDS
 
-__all__ = ["BACKENDS", "OPTIONS", "Option"]
+__all__ = ["BACKENDS", "OPTIONS", "SHARED", "Option", "SharedFlag"]
 
 T = TypeVar("T")
 
@@ -31,6 +38,9 @@ class Option(Generic[T]):
     # checks, store, report.
     groups: tuple[str, ...] = ()
     repeatable: bool = False  # the flag may be given several times (values joined by commas)
+    # Other spellings of the flag that still work (older names, or a flag another plugin
+    # shares); each is registered only when no other plugin has it, and the flag wins over it.
+    aliases: tuple[str, ...] = ()
 
     @property
     def is_switch(self) -> bool:
@@ -49,6 +59,37 @@ class Option(Generic[T]):
     def dest(self) -> str:
         return "llmperf_" + self.name
 
+    @property
+    def message_flag(self) -> str:
+        """The spelling a message names when the one typed is not known: the long-standing
+        one (the first alias where there is one), as scripts and older runs spell it."""
+        return (self.aliases or (self.flag,))[0]
+
+    def alias_dest(self, alias: str) -> str:
+        """Where an alias's value is stored: a shared flag's own dest (another plugin may own
+        it), else one of ours."""
+        shared = SHARED.get(alias)
+        return shared.dest if shared else f"{self.dest}__{alias.lstrip('-').replace('-', '_')}"
+
+
+@dataclass(frozen=True)
+class SharedFlag:
+    """A flag other plugins register with the same meaning as ours: its value is ours when
+    llmperf's own spellings give none.  Registered by another plugin, its ``dest`` defaults
+    to the environment variable ``env``, and its plugin declares the ini value ``ini``;
+    ``modules``: the plugins that may register it."""
+
+    dest: str
+    env: str
+    ini: str
+    modules: tuple[str, ...]
+
+
+# pytest-base-url (and pytest-playwright when it runs without it) register --base-url, dest
+# base_url, default $PYTEST_BASE_URL, and the ini value base_url.
+SHARED = {"--base-url": SharedFlag("base_url", "PYTEST_BASE_URL", "base_url",
+                                   ("pytest_base_url", "pytest_playwright"))}
+
 
 OPTIONS: tuple[Option[Any], ...] = (
     Option("backend", "--backend",
@@ -59,16 +100,20 @@ OPTIONS: tuple[Option[Any], ...] = (
            "...), or an engine's own id: a .gguf file, a model directory, an org/name Hugging "
            "Face id or an Ollama name:tag", parse.list_of(parse.text), "smollm2-135m",
            groups=("matrix",)),
-    Option("base_url", "--base-url",
+    Option("base_url", "--llmperf-base-url",
            "attach to a running server at this URL instead of launching one (OpenAI-"
            "compatible servers: the URL ends in /v1); no user, password or query in it: the "
-           "key goes in --api-key-env", parse.url, None, groups=("server",)),
-    Option("api_key_env", "--api-key-env",
+           "key goes in --llmperf-api-key-env.  --base-url is the same flag, shared with "
+           "pytest-base-url when it is installed; its PYTEST_BASE_URL and ini base_url are "
+           "read after llmperf's own", parse.url, None, groups=("server",),
+           aliases=("--base-url",)),
+    Option("api_key_env", "--llmperf-api-key-env",
            "NAME of the environment variable that holds the API key (not the key itself); the "
            "key is sent only as an Authorization: Bearer header and written to no output",
-           parse.env_name, None, groups=("server",)),
-    Option("thresholds", "--thresholds", "SLO file (default: thresholds.toml in rootdir)",
-           parse.path, None, groups=("checks",)),
+           parse.env_name, None, groups=("server",), aliases=("--api-key-env",)),
+    Option("thresholds", "--llmperf-thresholds",
+           "SLO file (default: thresholds.toml in rootdir)", parse.path, None,
+           groups=("checks",), aliases=("--thresholds",)),
     Option("report", "--llmperf-report", "write the markdown report to this path",
            parse.path, None, groups=("report",)),
     Option("html", "--llmperf-html",
@@ -110,7 +155,8 @@ OPTIONS: tuple[Option[Any], ...] = (
            "together): shows the run-to-run variance", parse.int_at_least(1), "1",
            groups=("load",)),
     Option("requests", "--llmperf-requests",
-           "measured requests per test (64: enough for a p95 SLO to be conclusive)",
+           "measured requests per window, fixing its size; not given, a window takes as many "
+           "as its SLOs need to be decided, from 64 up to 256",
            parse.int_at_least(1), "64", groups=("load",)),
     Option("duration", "--llmperf-duration",
            "seconds each measured window lasts, instead of --llmperf-requests (no request "
@@ -136,7 +182,7 @@ OPTIONS: tuple[Option[Any], ...] = (
            "time (a window marked client-bound)", parse.int_at_least(1), "1", groups=("load",)),
     Option("event_loop", "--llmperf-event-loop",
            "the client's event loop: asyncio, or uvloop (pip install uvloop; reads more "
-           "streams per core, see README \"Can the numbers be trusted?\")",
+           "streams per core, see docs/trust.md)",
            parse.choice("asyncio", "uvloop"), "asyncio", groups=("load",)),
     Option("users", "--llmperf-users",
            "concurrent users of the closed-loop tests, comma-separated: each a test of its own "
@@ -178,8 +224,8 @@ OPTIONS: tuple[Option[Any], ...] = (
     Option("dataset", "--llmperf-dataset",
            "prompts to send: builtin, random:input=512,output=128 (exact lengths in the model's "
            "tokens; LOW..HIGH uniform, MEAN~SD normal), sharegpt:PATH[,multi-turn], "
-           "jsonl:PATH, shared-prefix:documents=4,questions=4,document=1024 (README, "
-           "\"Datasets\")", parse.text, None, groups=("load",)),
+           "jsonl:PATH, shared-prefix:documents=4,questions=4,document=1024 "
+           "(docs/datasets.md)", parse.text, None, groups=("load",)),
     Option("seed", "--llmperf-seed",
            "seed of the prompt order, for reproducible content (each run still gets a fresh "
            "salt at the start of every prompt, so no server cache can answer it)",
@@ -192,9 +238,10 @@ OPTIONS: tuple[Option[Any], ...] = (
     Option("output_dir", "--llmperf-output-dir",
            "directory for server logs (default: llmperf-output in rootdir)", parse.path, None,
            groups=("server", "report")),
-    Option("gpus", "--gpus",
+    Option("gpus", "--llmperf-gpus",
            "GPU indices a launched engine may use (sets CUDA_VISIBLE_DEVICES), e.g. 0,1; under "
-           "pytest-xdist one set per worker: 0,1|2,3", parse.gpu_sets, None, groups=("server",)),
+           "pytest-xdist one set per worker: 0,1|2,3", parse.gpu_sets, None, groups=("server",),
+           aliases=("--gpus",)),
     Option("tp", "--llmperf-tp",
            "tensor-parallel size (default: the catalogue's tp, at most the GPUs given)",
            parse.int_at_least(1), None, groups=("server",)),
@@ -216,15 +263,16 @@ OPTIONS: tuple[Option[Any], ...] = (
     Option("engine_args", "--llmperf-engine-args",
            "extra launch arguments per engine: 'vllm: --swap-space 4; sglang: --foo 1'",
            parse.engine_args, None, groups=("server",)),
-    Option("llamacpp_bin", "--llamacpp-bin",
+    Option("llamacpp_bin", "--llmperf-llamacpp-bin",
            "run this llama-server binary instead of the embedded xllamacpp engine",
-           parse.path, None, groups=("server",)),
+           parse.path, None, groups=("server",), aliases=("--llamacpp-bin",)),
     Option("engine_python", "--llmperf-engine-python",
            "Python that runs Python engines (vLLM, SGLang, LMDeploy): PATH for all, or "
            "'vllm: PATH; sglang: PATH' (default: this interpreter)", parse.per_backend_path, None,
            groups=("server",)),
     Option("ngl", "--llmperf-ngl",
-           "llama.cpp layers offloaded to the GPU (default: all when --gpus is given, else 0)",
+           "llama.cpp layers offloaded to the GPU (default: all when --llmperf-gpus is given, "
+           "else 0)",
            parse.int_at_least(0), None, groups=("server",)),
     Option("telemetry_interval", "--llmperf-telemetry-interval",
            "seconds between GPU/CPU telemetry samples during a measured window",

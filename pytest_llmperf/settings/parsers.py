@@ -160,8 +160,9 @@ def text(value: str) -> str:
 # C0 and C1 control characters and DEL: no request line or header may carry them.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Where a URL is given, and what goes there instead of its secrets.
-_KEY_GOES = ("put the API key in an environment variable and give its name with --api-key-env "
-             "(it is sent as an Authorization: Bearer header)")
+_KEY_GOES = ("put the API key in an environment variable and give its name with "
+             "--llmperf-api-key-env (or --api-key-env; it is sent as an Authorization: Bearer "
+             "header)")
 
 
 def url(value: str) -> str:

@@ -2,7 +2,9 @@
 the options (options.py).
 
 Each setting is looked up command line > environment (``LLMPERF_*``) > ini/pyproject >
-default.  A bad value raises :class:`SettingError` naming the value and where it came from.
+another plugin's spelling of the same setting (pytest-base-url's ``PYTEST_BASE_URL`` and ini
+``base_url``) > default.  A bad value raises :class:`SettingError` naming the value and
+where it came from.
 This module imports nothing heavy: it runs when pytest loads the plugin.
 """
 
@@ -65,14 +67,20 @@ def resolve_settings(
     *,
     given_as: str = "command line",
     key_env: Mapping[str, str] | None = None,
+    typed: Mapping[str, str] | None = None,
+    fallback: Mapping[str, tuple[str, str]] | None = None,
 ) -> Settings:
     """Resolve every option; ``cli`` and ``ini`` are keyed by :attr:`Option.name`;
-    ``given_as`` names where ``cli``'s values came from in messages; the API key's variable is
-    looked up in ``key_env`` (default: ``env``)."""
+    ``given_as`` names where ``cli``'s values came from in messages, with the spelling each
+    was typed as in ``typed`` (by name; default: the option's long-standing spelling, its
+    first alias where it has one, else its flag); ``fallback`` holds, by
+    name, a value and its source that count only when llmperf's own spellings give none
+    (another plugin's: pytest-base-url's PYTEST_BASE_URL); the API key's variable is looked
+    up in ``key_env`` (default: ``env``)."""
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for option in OPTIONS:
-        raw, source = _lookup(option, cli, env, ini, given_as)
+        raw, source = _lookup(option, cli, env, ini, given_as, typed or {}, fallback or {})
         sources[option.name] = source
         values[option.name] = None
         if raw is None:
@@ -102,7 +110,7 @@ def resolve_settings(
     return Settings(
         backends=values["backend"], models=values["model"],
         server=group(ServerSettings, "server", sources=sources),
-        load=group(LoadSettings, "load"), search=group(SearchSettings, "search"),
+        load=group(LoadSettings, "load", sources=sources), search=group(SearchSettings, "search"),
         checks=group(CheckSettings, "checks"), store=group(StoreSettings, "store"),
         report=group(ReportSettings, "report"), sources=sources)
 
@@ -113,15 +121,21 @@ def _lookup(
     env: Mapping[str, str],
     ini: Mapping[str, str | None],
     given_as: str,
+    typed: Mapping[str, str],
+    fallback: Mapping[str, tuple[str, str]],
 ) -> tuple[str | None, str]:
     if cli.get(option.name) is not None:
         if given_as != "command line":
             return cli[option.name], f"{option.name}= ({given_as})"
-        return cli[option.name], f"{option.flag} (command line)"
+        # Not told which spelling was typed: the long-standing one (scripts use it).
+        spelling = typed.get(option.name) or option.message_flag
+        return cli[option.name], f"{spelling} (command line)"
     if env.get(option.env):
         return env[option.env], f"{option.env} (environment)"
     if ini.get(option.name):
         return ini[option.name], f"{option.ini} (ini/pyproject)"
+    if option.name in fallback:
+        return fallback[option.name]
     return option.default, "default"
 
 

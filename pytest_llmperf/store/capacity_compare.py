@@ -8,7 +8,9 @@ is the probes behind it.  Against the lowest capacity among the baseline's runs:
 - ``improved``: every probe passed here at a load above the highest the baseline ever failed
   at, probed at least twice;
 - ``no significant change``: the same capacity;
-- ``inconclusive``: anything else (a boundary probed once, a search cut short by its budget).
+- ``inconclusive``: anything else (a boundary probed once, a search cut short by its budget,
+  a search whose edge was disturbed: ``CapacityResult.disturbed``).  A disturbed baseline run
+  is left out while an undisturbed one remains (its capacity is only a lower bound).
 
 A gate (``capacity_max_concurrency regresses < 20%``) fails the test only on ``regressed``
 with the capacity lower than the baseline's by more than the tolerance.
@@ -29,8 +31,14 @@ def compare_capacity(baseline: Sequence[CapacityResult], current: CapacityResult
                      gate: Gate | None = None) -> CapacityChange:
     """``current`` against the baseline runs' searches of the same test and dimension."""
     metric, unit = current.metric, current.unit
+    baseline = [b for b in baseline if not b.disturbed] or list(baseline)
     held = [b.capacity or 0.0 for b in baseline]
     base = min(held) if held else None
+    for search, whose in ((current, "this search"), *((b, "the baseline's search")
+                                                      for b in baseline)):
+        if search.disturbed:  # its edge is unknown: neither a regression nor a gain
+            return CapacityChange(metric, unit, base, current.capacity, "inconclusive",
+                                  f"{whose} was {search.disturbed}", gate)
     failed_at = [b.first_failing for b in baseline if b.first_failing]
     now = current.capacity
     first = current.first_failing

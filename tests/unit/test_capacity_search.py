@@ -58,11 +58,13 @@ def test_finds_a_user_boundary_by_doubling_then_bisecting_then_confirming() -> N
 def test_a_boundary_that_passes_once_and_fails_once_lowers_the_capacity() -> None:
     clock = Clock()
     # 9 users pass while bisecting, then fail the confirming probe.
-    probe, _ = boundary_probe(9, clock, flaky={9: [True, False]})
+    probe, loads = boundary_probe(9, clock, flaky={9: [True, False]})
     result = search(probe, clock)
     assert result.capacity == 8  # every probe at 8 and below passed
     assert result.first_failing == 9
-    assert result.summary == ("max 8 users: 8 users passed 1 of 1, 9 users failed 1 of 2; "
+    # 8 users, the new capacity, had passed once: it is probed again, not left on one probe.
+    assert loads[-4:] == [9, 9, 10, 8]
+    assert result.summary == ("max 8 users: 8 users passed 2 of 2, 9 users failed 1 of 2; "
                               "passed and failed at 9 users")
 
 
@@ -86,7 +88,8 @@ def test_the_budget_stops_the_search_before_a_probe_would_overrun_it() -> None:
     assert result.elapsed_s == 30 <= result.budget_s
     assert result.stop_reason == "budget"
     assert result.capacity == 4 and result.first_failing is None
-    assert result.summary.endswith("the budget (35 s) ran out first: the capacity may be higher")
+    assert result.summary.endswith("the budget (35 s) ran out first: the capacity may be "
+                                   "higher; rests on one probe at 4 users")
 
 
 def test_an_open_loop_budget_expects_shorter_probes_at_higher_rates() -> None:
@@ -116,7 +119,8 @@ def test_a_failing_start_halves_down_and_the_lowest_failing_says_no_capacity() -
     assert loads == [4, 2, 1]
     assert none.capacity is None and none.stop_reason == "minimum load failed"
     assert none.summary == ("no capacity found: no load probed held every SLO, down to 1 user, "
-                            "1 user failed 1 of 1 (the lowest load searched)")
+                            "1 user failed 1 of 1 (the lowest load searched); rests on one "
+                            "probe at 1 user")
 
 
 @pytest.mark.parametrize(("share", "expected"), [(0.5, "cliff"), (0.95, "gradual")])
@@ -150,7 +154,7 @@ def test_a_load_the_client_could_not_offer_ends_the_search_without_blaming_the_s
     assert result.summary == ("max 4 users: 4 users passed 1 of 1; the client could not offer "
                               "8 users (3 of 16 requests could not be sent, the client's machine "
                               "ran out: [Errno 24] Too many open files): the capacity may be "
-                              "higher")
+                              "higher; rests on one probe at 4 users")
     stored = CapacityResult.from_json(Fields(result.to_json()))
     assert stored.probes[-1].client_limit == result.probes[-1].client_limit
     assert stored.summary == result.summary

@@ -75,7 +75,7 @@ def given(source: str, name: str, value: str) -> dict[str, dict[str, str]]:
 def spelling(source: str, name: str) -> str:
     option = OPTION[name]
     return {
-        "cli": f"{option.flag} (command line)",
+        "cli": f"{option.message_flag} (command line)",
         "env": f"{option.env} (environment)",
         "ini": f"{option.ini} (ini/pyproject)",
     }[source]

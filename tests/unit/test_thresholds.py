@@ -348,7 +348,7 @@ def test_unknown_key_names_key_table_and_line(
     tmp_path: Path, text: str, line: int, key: str, table: str
 ) -> None:
     message = load_error(tmp_path, text)
-    valid = "slo"
+    valid = "slo" if table == "defaults" else "slo, unset"
     if table.startswith("models."):  # a model's table also holds its catalogue entry
         valid = ("context, gguf, head_dim, hf, kv_heads, layers, ollama, params_b, reasoning, "
                  "slo, tp")
@@ -650,3 +650,24 @@ def test_repository_thresholds_relax_ttft_for_concurrent_users() -> None:
         single["ttft_ms.p95"], ORIGIN
     ).limit
     assert concurrent["tpot_ms.p95"] == single["tpot_ms.p95"] == "tpot_ms.p95 < 100"
+
+
+def test_unset_drops_a_less_specific_tables_slo(tmp_path: Path) -> None:
+    path = write(tmp_path, '[defaults]\nslo = ["tpot_ms.p95 < 100", "tpot_ms.p95 > 1", '
+                           '"ttft_ms.p95 < 1000"]\n\n[tests.test_x]\nunset = ["tpot_ms.p95"]\n'
+                           'slo = ["tpot_ms.median < 100"]\n')
+    thresholds = load_thresholds(path)
+    texts = [c.text for c in thresholds.for_test(backend="vllm", model="m", test="test_x")]
+    assert texts == ["ttft_ms.p95 < 1000", "tpot_ms.median < 100"]  # both sides dropped
+    assert len(thresholds.for_test(backend="vllm", model="m", test="test_y")) == 3
+
+
+@pytest.mark.parametrize(("unset", "message"), [
+    ('"tpot_ms.p95"', "unset in [tests.test_x] must be a list of strings"),
+    ('["tpot.p95"]', "'tpot.p95': unknown metric 'tpot'"),
+])
+def test_a_bad_unset_names_file_and_line(tmp_path: Path, unset: str, message: str) -> None:
+    text = f'[defaults]\nslo = []\n\n[tests.test_x]\nunset = {unset}\n'
+    error = load_error(tmp_path, text)
+    assert message in error
+    assert error.startswith(f"{tmp_path / 'thresholds.toml'}:5: ")

@@ -1,0 +1,194 @@
+"""How many requests a window needs: as many as it takes to decide its SLOs, measured in stages.
+
+A window whose size the user did not fix (no ``--llmperf-requests``, ``--llmperf-duration``,
+``requests=``, ``duration_s=`` or ``@pytest.mark.llmperf(requests=...)``) is planned as a few
+*looks*: a first one at ``n0`` requests, then sizes that double, the last one at the cap
+(:data:`CAP`, 256 requests; ``--llmperf-window-timeout`` bounds it in time as every window).  At
+each look every percentile SLO of the window is either *decided* (its distribution-free bound,
+results.statistics, lies on one side of the limit: pass, or its opposite bound on the other:
+fail) or not; the window stops at the first look where every SLO is decided.  Means, whole-run
+figures and resources are not judged with a bound, so they never keep a window going.
+
+Looking several times and stopping at the first pass would raise the chance of a false pass
+above the stated 5 %: each look's bounds are taken at confidence 1 - alpha / K for K planned
+looks (Bonferroni), so the chance that any look declares a pass that is false stays at or below
+alpha, and the window's final verdicts use that same confidence.  ``n0`` is the larger of the
+run's ``--llmperf-requests`` default (64) and the smallest sample at which every percentile SLO
+the cap can decide could pass at that confidence (p95 at 3 looks: 80 requests).  A p95 SLO of
+the shipped suite thus reads: looks at 80, 160 and 256 requests, 98.3 % confidence each.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pytest_llmperf.results.jsonfields import Fields, JSONObject
+from pytest_llmperf.results.metrics import DISTRIBUTIONS, summarize
+from pytest_llmperf.results.records import LoadRun, RequestRecord
+from pytest_llmperf.results.thresholds import Check
+
+__all__ = ["ALPHA", "CAP", "SequentialPlan", "SequentialRule", "WindowSizing", "decide",
+           "quantile_of"]
+
+ALPHA = 0.05  # the error rate the verdicts state (95 % confidence)
+CAP = 256  # the most requests a window sized by its SLOs takes
+_MAX_LOOKS = 8
+
+Decision = Literal["pass", "fail"] | None
+
+
+def quantile_of(statistic: str | None) -> float | None:
+    """The quantile a statistic names (median 0.5, p95 0.95); None for mean, max, ..."""
+    if statistic == "median":
+        return 0.5
+    if statistic is None or not statistic.startswith("p"):
+        return None
+    try:
+        value = float(statistic[1:]) / 100.0
+    except ValueError:
+        return None
+    return value if 0.0 < value < 1.0 else None
+
+
+def judged(check: Check) -> bool:
+    """The check is on a percentile (or the median) of a per-request distribution: its verdict
+    needs a sample large enough to bound it."""
+    return check.metric in DISTRIBUTIONS and quantile_of(check.statistic) is not None
+
+
+def decide(check: Check, values: Sequence[float], confidence: float) -> Decision:
+    """"pass" when the bound on the passing side of the limit holds at ``confidence``, "fail"
+    when the bound on the other side misses it, None while neither (or too few values)."""
+    from pytest_llmperf.results.statistics import percentile_bound  # numpy, when judging
+
+    q = quantile_of(check.statistic)
+    if q is None or not values:
+        return None
+    upper = check.side == "upper"
+    passing = percentile_bound(values, q, "upper" if upper else "lower", confidence)
+    if passing is not None and check.holds(passing):
+        return "pass"
+    failing = percentile_bound(values, q, "lower" if upper else "upper", confidence)
+    if failing is not None and not check.holds(failing):
+        return "fail"
+    return None
+
+
+@dataclass(frozen=True)
+class SequentialPlan:
+    """The planned looks (sample sizes, the last the cap) and the confidence of each look's
+    bounds (1 - alpha / K for K looks)."""
+
+    looks: tuple[int, ...]
+    confidence: float
+
+    @classmethod
+    def for_checks(cls, checks: Sequence[Check], *, first: int = 64, cap: int = CAP,
+                   alpha: float = ALPHA, bonferroni: bool = True) -> SequentialPlan:
+        """Looks at n0, 2 n0, ... and the cap, with n0 as the module says.  ``bonferroni``
+        False gives every look the full alpha (the naive rule; for comparison only)."""
+        from pytest_llmperf.results.statistics import min_samples
+
+        if first < 1 or cap < 1 or not 0.0 < alpha < 1.0:
+            raise ValueError(f"need first >= 1, cap >= 1, 0 < alpha < 1 (got {first}, {cap}, "
+                             f"{alpha})")
+        first = min(first, cap)
+        looks: tuple[int, ...] = (cap,)
+        for planned in range(1, _MAX_LOOKS + 1):
+            confidence = 1.0 - (alpha / planned if bonferroni else alpha)
+            needed = [min_samples(quantile_of(c.statistic) or 0.5,
+                                  "upper" if c.side == "upper" else "lower", confidence)
+                      for c in checks if judged(c)]
+            sizes = [max([first, *(n for n in needed if n <= cap)])]
+            while sizes[-1] * 2 < cap:
+                sizes.append(sizes[-1] * 2)
+            looks = tuple(dict.fromkeys([*sizes, cap]))
+            if not bonferroni or len(looks) <= planned:
+                return cls(looks, confidence)
+        return cls(looks, 1.0 - alpha / len(looks))
+
+
+@dataclass
+class SequentialRule:
+    """The stop rule of a window sized by its SLOs (load.closed_loop's ``stop``): told the
+    records so far, in the order they completed; at each planned look it judges the first
+    ``look`` of them and stops the window once every SLO is decided."""
+
+    plan: SequentialPlan
+    checks: tuple[Check, ...]
+    look: int = 0  # looks taken
+    undecided: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        self.undecided = tuple(c.key for c in self.checks if judged(c))
+
+    def __call__(self, records: Sequence[RequestRecord]) -> str | None:
+        while self.look < len(self.plan.looks) and len(records) >= self.plan.looks[self.look]:
+            size = self.plan.looks[self.look]
+            self.look += 1
+            self.undecided = self.pending(records[:size])
+            if not self.undecided:
+                return (f"every SLO decided at {size} requests (look {self.look} of "
+                        f"{len(self.plan.looks)})")
+        return None
+
+    def pending(self, records: Sequence[RequestRecord]) -> tuple[str, ...]:
+        """The keys of the checks these records do not decide at the plan's confidence."""
+        checks = [c for c in self.checks if judged(c)]
+        if not checks:
+            return ()
+        start = min((r.send_ns for r in records), default=0)
+        run = LoadRun(tuple(records), start, max((r.end_ns for r in records), default=start),
+                      1, 0)
+        values = summarize(run).distributions
+        return tuple(dict.fromkeys(
+            c.key for c in checks
+            if decide(c, values.get(c.metric, ()), self.plan.confidence) is None))
+
+    def sizing(self, records: Sequence[RequestRecord]) -> WindowSizing:
+        """What the window took and why it stopped, once it ended (``records``: all of them);
+        a look its records reached but the rule was not asked about is taken now."""
+        self(sorted(records, key=lambda r: r.end_ns))
+        return WindowSizing(self.plan.looks, self.plan.confidence, self.look, self.undecided)
+
+
+@dataclass(frozen=True)
+class WindowSizing:
+    """How a window sized by its SLOs ended: its planned looks, each look's confidence (its
+    verdicts use it too), the looks taken and the SLOs still undecided at the last one."""
+
+    looks: tuple[int, ...]
+    confidence: float
+    look: int
+    undecided: tuple[str, ...] = ()
+
+    def describe(self, requests: int) -> str:
+        """``stopped at 80 requests: every SLO decided (look 1 of 3, 98.3 % confidence)``."""
+        of = f"look {self.look} of {len(self.looks)}, {_percent(self.confidence)} confidence"
+        if self.look == 0:
+            return (f"stopped at {requests} requests before its first look at "
+                    f"{self.looks[0]}: no SLO decided")
+        if not self.undecided:
+            return f"stopped at {requests} requests: every SLO decided ({of})"
+        still = ", ".join(self.undecided)
+        if self.look == len(self.looks):
+            return f"reached the cap of {self.looks[-1]} requests: {still} still undecided ({of})"
+        return f"stopped at {requests} requests: {still} still undecided ({of})"
+
+    def to_json(self) -> JSONObject:
+        return {"looks": list(self.looks), "confidence": self.confidence, "look": self.look,
+                "undecided": list(self.undecided)}
+
+    @classmethod
+    def from_json(cls, fields: Fields) -> WindowSizing:
+        return cls(tuple(int(n or 0) for n in fields.numbers("looks")),
+                   fields.number("confidence"), fields.integer("look"),
+                   fields.texts("undecided"))
+
+
+def _percent(confidence: float) -> str:
+    value = 100.0 * confidence
+    return f"{value:.0f} %" if math.isclose(value, round(value)) else f"{value:.1f} %"
