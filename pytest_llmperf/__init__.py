@@ -38,10 +38,12 @@ from pytest_llmperf.settings.groups import SettingError, Settings
 from pytest_llmperf.settings.resolve import settings_from
 
 if TYPE_CHECKING:
+    from pytest_llmperf.bench.ab import ABResult
     from pytest_llmperf.bench.bench import Bench, Unsupported
     from pytest_llmperf.bench.serve import serve
     from pytest_llmperf.engines.base import ServedModel
     from pytest_llmperf.engines.supervise import ServerDied, ServerLost
+    from pytest_llmperf.plugin.ab_fixtures import ABFunction
     from pytest_llmperf.plugin.fixtures import LoadFunction
     from pytest_llmperf.plugin.prompt_fixtures import PrefillFunction, PrefixCacheFunction
     from pytest_llmperf.plugin.search_fixtures import CapacityFunction, SweepFunction
@@ -57,6 +59,8 @@ if TYPE_CHECKING:
 
 # Loaded on first use: name -> module.
 _LAZY = {
+    "ABResult": "pytest_llmperf.bench.ab",
+    "ABFunction": "pytest_llmperf.plugin.ab_fixtures",
     "Bench": "pytest_llmperf.bench.bench",
     "Unsupported": "pytest_llmperf.bench.bench",
     "serve": "pytest_llmperf.bench.serve",
@@ -88,6 +92,8 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "ABFunction",
+    "ABResult",
     "Bench",
     "BuiltinPrompts",
     "CapacityFunction",

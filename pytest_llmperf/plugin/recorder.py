@@ -14,6 +14,7 @@ from pytest_llmperf.plugin.session import LLMPerfSession, test_name
 from pytest_llmperf.results.jsonfields import JSONObject
 
 if TYPE_CHECKING:
+    from pytest_llmperf.bench.ab import ABResult
     from pytest_llmperf.results.capacity import CapacityResult
     from pytest_llmperf.results.recorded import RecordedSearch, RecordedWindow
     from pytest_llmperf.results.served import ServedInfo
@@ -41,8 +42,10 @@ class ResultRecorder:
 
     # --- windows -------------------------------------------------------------------------
 
-    def record_window(self, window: WindowResult, repeat: int | None) -> None:
-        """A measured window (the bench's ``on_window``): a new load unless it repeats one."""
+    def record_window(self, window: WindowResult, repeat: int | None,
+                      side: str | None = None) -> None:
+        """A measured window (the bench's ``on_window``): a new load unless it repeats one;
+        ``side``: the A/B side that measured it."""
         from pytest_llmperf.report.charts import write_timeline_png
         from pytest_llmperf.report.junit import window_properties
         from pytest_llmperf.results.recorded import Provenance, RecordedWindow
@@ -54,8 +57,8 @@ class ResultRecorder:
             png = write_timeline_png(window.resources, self.session.settings.report.output_dir
                                      / f"{self._file_stem()}.{len(self.windows) + 1}"
                                        "-timeline.png")
-        recorded = RecordedWindow(Provenance(self.item.nodeid, self._loads, repeat), window,
-                                  timeline_png=None if png is None else str(png))
+        recorded = RecordedWindow(Provenance(self.item.nodeid, self._loads, repeat, side=side),
+                                  window, timeline_png=None if png is None else str(png))
         self.windows.append(recorded)
         prefix = self._prefix(len(self.windows) - 1)
         for name, value in window_properties(window):
@@ -109,6 +112,21 @@ class ResultRecorder:
             failed.append(f"cross-check: {comparison.cross_check}")
         if failed:
             self.pending_gates[call] = failed
+
+    def record_ab(self, result: ABResult) -> None:
+        """An A/B comparison (bench.ab): its rows on the last window as its comparison, in
+        junit as ``llmperf.ab[METRIC]``; a gate B exceeded with confidence fails the test."""
+        last = self._index(result.windows[-1])
+        self.windows[last] = dataclasses.replace(self.windows[last],
+                                                 comparison=result.comparison)
+        for row in result.comparison.rows:
+            self._property(f"llmperf.ab[{row.metric}]", row.describe())
+        if result.drift is not None:
+            self._property("llmperf.ab.drift", result.drift.describe(result.names[0]))
+        failed = [f"{row.metric} {row.describe()} -- {result.names[1]} against "
+                  f"{result.names[0]}, {result.windows[-1].context}" for row in result.failed]
+        if failed:
+            self.pending_gates[f"ab{last}"] = failed
 
     # --- searches ------------------------------------------------------------------------
 

@@ -44,28 +44,36 @@ class Provenance:
     # The host that measured it, in a session over several hosts (plugin.hosts): None for the
     # host the session ran on (its document's own fingerprint).
     host: str | None = None
+    # The side of an A/B comparison that measured it ("before", "after"; bench.ab).
+    side: str | None = None
 
     @property
     def test(self) -> str:
         """``test_x[llamacpp-smollm2-135m]``, or ``test_x[llamacpp-smollm2-135m@gpu-a]`` when
-        another host measured it: the node id's last part."""
-        return with_host(self.nodeid.split("::")[-1], self.host)
+        another host measured it, ``... (after)`` for a side of an A/B comparison: the node
+        id's last part."""
+        return with_host(self.nodeid.split("::")[-1], self.host) + self._side_text
 
     @property
     def shown_nodeid(self) -> str:
         """The node id as the reports show it: with the host that ran it, if another."""
-        return with_host(self.nodeid, self.host)
+        return with_host(self.nodeid, self.host) + self._side_text
+
+    @property
+    def _side_text(self) -> str:
+        return f" ({self.side})" if self.side else ""
 
     def to_json(self) -> JSONObject:
         return {"nodeid": self.nodeid, "call": self.call, "repeat": self.repeat,
-                "outcome": self.outcome, **({"host": self.host} if self.host else {})}
+                "outcome": self.outcome, **({"host": self.host} if self.host else {}),
+                **({"side": self.side} if self.side else {})}
 
     @classmethod
     def from_json(cls, fields: Fields, position: int = 1) -> Provenance:
         """``position``: the call of a window written before calls were numbered."""
         return cls(fields.text("nodeid"), fields.integer("call", position),
                    fields.integer_or_none("repeat"), fields.text_or_none("outcome") or "",
-                   fields.text_or_none("host"))
+                   fields.text_or_none("host"), fields.text_or_none("side"))
 
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_llmperf.results.load_shape import ARRIVALS, Arrivals, LoadShape
+from pytest_llmperf.settings.ab_spec import ABSideSpec
 
 if TYPE_CHECKING:
     from pytest_llmperf.results.thresholds import Gate
@@ -208,6 +209,9 @@ class StoreSettings:
     compare_runs: int
     compare_fail: tuple[Gate, ...]
     compare_any_hardware: bool
+    ab: tuple[ABSideSpec, ABSideSpec] | None  # --llmperf-ab: the two builds (settings.ab_spec)
+    ab_mode: str  # interleave or bracket
+    ab_rounds: int
 
 
 @dataclass(frozen=True)

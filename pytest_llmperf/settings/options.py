@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from pytest_llmperf.settings import parsers as parse
+from pytest_llmperf.settings.ab_spec import parse_ab
 from pytest_llmperf.settings.parsers import BACKENDS
 
 __all__ = ["BACKENDS", "OPTIONS", "SHARED", "Option", "SharedFlag"]
@@ -146,6 +147,17 @@ OPTIONS: tuple[Option[Any], ...] = (
     Option("compare_any_hardware", "--llmperf-compare-any-hardware",
            "yes: compare with a baseline taken on other hardware (every row is labelled); by "
            "default such a baseline is refused", parse.yes_no, "no", groups=("store",)),
+    Option("ab", "--llmperf-ab",
+           "two builds held against each other in one session (llmperf_ab): 'before: "
+           "url=URL; after: url=URL', keys url, python, gpus, backend, model, args "
+           "(docs/baselines.md)", parse_ab, None, groups=("store",)),
+    Option("ab_mode", "--llmperf-ab-mode",
+           "interleave: both sides up at once, windows in rounds A B, B A, ...; bracket: one "
+           "side at a time, A B A ... A, a drift of A makes the verdicts inconclusive",
+           parse.choice("interleave", "bracket"), "interleave", groups=("store",)),
+    Option("ab_rounds", "--llmperf-ab-rounds",
+           "windows of each side in an A/B comparison (interleave: an even number cancels a "
+           "linear drift)", parse.int_at_least(2), "4", groups=("store",)),
     Option("inconclusive", "--llmperf-inconclusive",
            "what a percentile SLO whose sample is too small to support it does: fail, warn "
            "(pass, shown as inconclusive) or pass", parse.choice("fail", "warn", "pass"), "warn",

@@ -215,6 +215,14 @@ def redact_url(value: str) -> str:
     return scheme + sep + rest
 
 
+_URL_IN_TEXT = re.compile(r"[A-Za-z][\w+.-]*://[^\s;'\"]*")
+
+
+def redact_urls_in(text: str) -> str:
+    """``text`` with every URL in it as :func:`redact_url` shows one."""
+    return _URL_IN_TEXT.sub(lambda url: redact_url(url.group()), text)
+
+
 def api_key_problem(key: str) -> str | None:
     """Why ``key`` cannot be sent in an HTTP header as it is (never quoting it), or None."""
     if "\n" in key or "\r" in key:

@@ -27,7 +27,7 @@ from pytest_llmperf.settings.groups import (
     StoreSettings,
 )
 from pytest_llmperf.settings.options import BACKENDS, OPTIONS, Option
-from pytest_llmperf.settings.parsers import api_key_problem, redact_url
+from pytest_llmperf.settings.parsers import api_key_problem, redact_url, redact_urls_in
 
 __all__ = ["BACKENDS", "OPTIONS", "Option", "SettingError", "Settings", "option_text",
            "resolve_settings", "settings_from"]
@@ -144,7 +144,11 @@ def _shown(name: str, raw: str) -> str:
     belongs, nor a URL's credentials, query or fragment (a CI log keeps them)."""
     if name == "api_key_env":
         return "(value hidden)"
-    return repr(redact_url(raw)) if name == "base_url" else repr(raw)
+    if name == "base_url":
+        return repr(redact_url(raw))
+    if name == "ab":  # its sides' URLs: no user, password, query or fragment in a message
+        return repr(redact_urls_in(raw))
+    return repr(raw)
 
 
 def _check_combination(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
@@ -170,10 +174,10 @@ def _check_combination(values: Mapping[str, Any], sources: Mapping[str, str]) ->
             f"{sources['event_loop']}: uvloop is not installed in this environment: "
             "pip install uvloop, or leave --llmperf-event-loop at asyncio"
         )
-    if values["compare_fail"] and not values["compare"]:
+    if values["compare_fail"] and not values["compare"] and not values["ab"]:
         raise SettingError(
             f"{sources['compare_fail']}: a regression gate needs a baseline to hold the run "
-            "against: give --llmperf-compare NAME (or latest) too"
+            "against: give --llmperf-compare NAME (or latest), or --llmperf-ab, too"
         )
     first, whole = values["ttft_timeout"], values["request_timeout"]
     if first is not None and first >= whole:

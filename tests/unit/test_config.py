@@ -182,6 +182,7 @@ def test_sources_name_each_setting_separately(tmp_path: Path) -> None:
         "thresholds": "default",
         "report": "default",
         "html": "default",
+        "ab": "default", "ab_mode": "default", "ab_rounds": "default",
         "requests": "llmperf_requests (ini/pyproject)",
         "warmup": "default",
         "dataset": "default",
