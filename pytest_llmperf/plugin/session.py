@@ -23,7 +23,7 @@ import pytest
 
 from pytest_llmperf.engines.matrix import Target, targets
 from pytest_llmperf.plugin.hosts import host_label
-from pytest_llmperf.plugin.shared_flags import owned_aliases
+from pytest_llmperf.plugin.shared_flags import owned_aliases, shared_value
 from pytest_llmperf.settings.groups import SettingError, Settings
 from pytest_llmperf.settings.options import OPTIONS, SHARED
 from pytest_llmperf.settings.resolve import option_text, resolve_settings
@@ -83,7 +83,7 @@ def resolve(config: pytest.Config) -> Settings:
             if value is not None:
                 break
             if alias in SHARED:
-                value, spelling, other = _shared_value(config, alias, alias in owned)
+                value, spelling, other = shared_value(config, alias, alias in owned)
                 if other is not None:
                     fallback[option.name] = other
             else:
@@ -97,30 +97,6 @@ def resolve(config: pytest.Config) -> Settings:
                                 fallback=fallback)
     except SettingError as exc:
         raise ActivationError(str(exc)) from None
-
-
-def _shared_value(config: pytest.Config, alias: str, ours: bool
-                  ) -> tuple[str | None, str, tuple[str, str] | None]:
-    """A shared flag's value (pytest-base-url's --base-url): (what was typed, the alias,
-    what its plugin read from the environment or its ini value, with where).  Registered by
-    the other plugin, the flag's value may be its environment variable's (its default) or its
-    ini value (set in its pytest_configure): those count after llmperf's own spellings."""
-    shared = SHARED[alias]
-    value = _given(config.getoption(shared.dest, None)) or None
-    if ours:
-        return value, alias, None
-    env = os.environ.get(shared.env) or None
-    try:
-        ini = _ini(config, shared.ini)
-    except ValueError:  # the other plugin is not there: no such ini value
-        ini = None
-    if value is not None and value not in (env, ini):
-        return value, alias, None
-    if env is not None:
-        return None, alias, (env, f"{shared.env} (environment)")
-    if ini is not None:
-        return None, alias, (ini, f"{shared.ini} (ini/pyproject)")
-    return None, alias, None
 
 
 def option_source(settings: Settings, name: str) -> str:

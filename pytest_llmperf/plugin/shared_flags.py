@@ -27,8 +27,14 @@ import pytest
 
 from pytest_llmperf.settings.options import OPTIONS, SHARED, Option
 
-__all__ = ["ALIASES_PLUGIN", "AliasRegistrar", "install_aliases", "option_shape",
-           "owned_aliases"]
+__all__ = [
+    "ALIASES_PLUGIN",
+    "AliasRegistrar",
+    "install_aliases",
+    "option_shape",
+    "owned_aliases",
+    "shared_value",
+]
 
 ALIASES_PLUGIN = "llmperf-aliases"
 
@@ -129,3 +135,29 @@ def _taken(parser: pytest.Parser, flags: list[str]) -> set[str]:
             return set(flags)  # registered twice already, or a flag that takes no value
         return {flag for flag in flags if _taken(parser, [flag])}
     return set(flags) - {arg.partition("=")[0] for arg in unknown}
+
+
+def shared_value(config: pytest.Config, alias: str, ours: bool
+                 ) -> tuple[str | None, str, tuple[str, str] | None]:
+    """A shared flag's value (pytest-base-url's --base-url): (what was typed, the alias,
+    what its plugin read from the environment or its ini value, with where).  Registered by
+    the other plugin, the flag's value may be its environment variable's (its default) or its
+    ini value (set in its pytest_configure): those count after llmperf's own spellings."""
+    shared = SHARED[alias]
+    given = config.getoption(shared.dest, None)
+    value = str(given) if given not in (None, "") else None
+    if ours:
+        return value, alias, None
+    env = os.environ.get(shared.env) or None
+    try:
+        ini_value: Any = config.getini(shared.ini)
+        ini = str(ini_value) if ini_value else None
+    except ValueError:  # the other plugin is not there: no such ini value
+        ini = None
+    if value is not None and value not in (env, ini):
+        return value, alias, None
+    if env is not None:
+        return None, alias, (env, f"{shared.env} (environment)")
+    if ini is not None:
+        return None, alias, (ini, f"{shared.ini} (ini/pyproject)")
+    return None, alias, None
