@@ -114,7 +114,9 @@ def run_load(
 
     def tell(tally: Tally) -> Coroutine[Any, Any, None]:
         assert progress is not None
-        planned = (f" of {requests + warmup}" if requests is not None else "")
+        # A window with a stop rule (sized by its SLOs, a capacity probe) may end sooner.
+        up_to = "up to " if stop is not None else ""
+        planned = (f" of {up_to}{requests + warmup}" if requests is not None else "")
         planned += " requests answered" + (f" ({warmup} warm-up)" if warmup else "")
         return tell_progress(tally, progress, progress_label or shape.label, planned,
                              PROGRESS_EVERY_S)
