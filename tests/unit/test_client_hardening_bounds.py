@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import ssl
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from pytest_llmperf.load.token_count import count_missing_tokens
 from pytest_llmperf.observe.health import judge_health
 from pytest_llmperf.results.errors import ErrorKind
 from pytest_llmperf.results.records import RequestRecord
+from tests.fakes.tls import self_signed_certificate
 from tests.unit.test_client_hardening import FINISH, GOOD, USAGE, answer, send, sse
 from tests.unit.test_transport import Handler, Served, exchange, read_request, writes
 
@@ -186,14 +186,7 @@ def test_a_line_too_long_for_the_client_fails_its_request(monkeypatch: pytest.Mo
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("no openssl command to make a test certificate")
-    where = tmp_path_factory.mktemp("tls")
-    cert, key = where / "cert.pem", where / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    return cert, key
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
 def test_one_tls_context_per_client(certificate: tuple[Path, Path],

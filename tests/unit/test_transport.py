@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
-import shutil
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,6 +30,7 @@ from pytest_llmperf.clients.transport import (
     request_head,
 )
 from pytest_llmperf.results.errors import ErrorKind
+from tests.fakes.tls import self_signed_certificate
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 CHUNKED_HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
@@ -362,14 +361,7 @@ def test_a_connection_carries_one_request_at_a_time() -> None:
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1, made by the openssl command."""
-    if shutil.which("openssl") is None:
-        pytest.skip("no openssl command to make a test certificate")
-    where = tmp_path_factory.mktemp("tls")
-    cert, key = where / "cert.pem", where / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    return cert, key
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
 def https_exchange(certificate: tuple[Path, Path], trusted: bool) -> bytes:
