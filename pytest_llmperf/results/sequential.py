@@ -10,12 +10,16 @@ fail) or not; the window stops at the first look where every SLO is decided.  Me
 figures and resources are not judged with a bound, so they never keep a window going.
 
 Looking several times and stopping at the first pass would raise the chance of a false pass
-above the stated 5 %: each look's bounds are taken at confidence 1 - alpha / K for K planned
-looks (Bonferroni), so the chance that any look declares a pass that is false stays at or below
-alpha, and the window's final verdicts use that same confidence.  ``n0`` is the larger of the
-run's ``--llmperf-requests`` default (64) and the smallest sample at which every percentile SLO
-the cap can decide could pass at that confidence (p95 at 3 looks: 80 requests).  A p95 SLO of
-the shipped suite thus reads: looks at 80, 160 and 256 requests, 98.3 % confidence each.
+above the stated 5 %: the error rate alpha is *spent* over the looks, look k at confidence
+1 - alpha_k with the alpha_k summing to alpha (a weighted Bonferroni bound), so the chance that
+any look declares a pass that is false stays at or below alpha.  The first look spends what its
+size needs for a pass to be possible at all (p95 at 64 requests: 0.95**64, 3.76 % rounded up),
+at least an even share alpha / K and at most :data:`FIRST_SHARE` of alpha; the later looks
+split the rest evenly.  ``n0`` is the run's ``--llmperf-requests`` default (64), raised where a
+percentile SLO the cap can decide could not pass there even at the first look's largest share.
+A p95 SLO of the shipped suite thus reads: looks at 64, 128 and 256 requests, at 96.24 %,
+99.38 % and 99.38 % confidence.  A window's verdicts use the confidence of the last look it
+took.
 """
 
 from __future__ import annotations
@@ -30,11 +34,12 @@ from pytest_llmperf.results.metrics import DISTRIBUTIONS, summarize
 from pytest_llmperf.results.records import LoadRun, RequestRecord
 from pytest_llmperf.results.thresholds import Check
 
-__all__ = ["ALPHA", "CAP", "SequentialPlan", "SequentialRule", "WindowSizing", "decide",
-           "quantile_of"]
+__all__ = ["ALPHA", "CAP", "FIRST_SHARE", "SequentialPlan", "SequentialRule", "WindowSizing",
+           "decide", "quantile_of"]
 
 ALPHA = 0.05  # the error rate the verdicts state (95 % confidence)
 CAP = 256  # the most requests a window sized by its SLOs takes
+FIRST_SHARE = 0.8  # the most of alpha the first look may spend
 _MAX_LOOKS = 8
 
 Decision = Literal["pass", "fail"] | None
@@ -80,35 +85,57 @@ def decide(check: Check, values: Sequence[float], confidence: float) -> Decision
 @dataclass(frozen=True)
 class SequentialPlan:
     """The planned looks (sample sizes, the last the cap) and the confidence of each look's
-    bounds (1 - alpha / K for K looks)."""
+    bounds (1 - alpha_k, the alpha_k summing to alpha: the module says how they are spent)."""
 
     looks: tuple[int, ...]
-    confidence: float
+    confidences: tuple[float, ...]
 
     @classmethod
     def for_checks(cls, checks: Sequence[Check], *, first: int = 64, cap: int = CAP,
-                   alpha: float = ALPHA, bonferroni: bool = True) -> SequentialPlan:
-        """Looks at n0, 2 n0, ... and the cap, with n0 as the module says.  ``bonferroni``
-        False gives every look the full alpha (the naive rule; for comparison only)."""
+                   alpha: float = ALPHA, spend: bool = True) -> SequentialPlan:
+        """Looks at n0, 2 n0, ... and the cap, with n0 and the confidences as the module says.
+        ``spend`` False gives every look the full alpha (the naive rule; for comparison
+        only)."""
         from pytest_llmperf.results.statistics import min_samples
 
         if first < 1 or cap < 1 or not 0.0 < alpha < 1.0:
             raise ValueError(f"need first >= 1, cap >= 1, 0 < alpha < 1 (got {first}, {cap}, "
                              f"{alpha})")
         first = min(first, cap)
+        # Percentile SLOs the cap can decide (at the first look's largest share) size the looks.
+        sides = [(q, side) for c in checks if judged(c)
+                 for q, side in [(quantile_of(c.statistic) or 0.5, _side(c))]
+                 if min_samples(q, side, 1.0 - FIRST_SHARE * alpha) <= cap]
         looks: tuple[int, ...] = (cap,)
         for planned in range(1, _MAX_LOOKS + 1):
-            confidence = 1.0 - (alpha / planned if bonferroni else alpha)
-            needed = [min_samples(quantile_of(c.statistic) or 0.5,
-                                  "upper" if c.side == "upper" else "lower", confidence)
-                      for c in checks if judged(c)]
-            sizes = [max([first, *(n for n in needed if n <= cap)])]
+            first_alpha = alpha
+            if spend:
+                needs = max((_pass_alpha(q, side, first) for q, side in sides), default=0.0)
+                needs = math.ceil(needs * 1e4) / 1e4  # whole 0.01 %: 96.25 %, not 96.2525 %
+                first_alpha = min(max(needs, alpha / planned), FIRST_SHARE * alpha)
+            needed = [min_samples(q, side, 1.0 - first_alpha) for q, side in sides]
+            sizes = [max([first, *needed])]
             while sizes[-1] * 2 < cap:
                 sizes.append(sizes[-1] * 2)
             looks = tuple(dict.fromkeys([*sizes, cap]))
-            if not bonferroni or len(looks) <= planned:
-                return cls(looks, confidence)
-        return cls(looks, 1.0 - alpha / len(looks))
+            if not spend:
+                return cls(looks, (1.0 - alpha,) * len(looks))
+            if len(looks) == 1:
+                return cls(looks, (1.0 - alpha,))
+            if len(looks) <= planned:
+                rest = (alpha - first_alpha) / (len(looks) - 1)
+                return cls(looks, (1.0 - first_alpha, *(1.0 - rest,) * (len(looks) - 1)))
+        return cls(looks, (1.0 - alpha / len(looks),) * len(looks))
+
+
+def _side(check: Check) -> Literal["upper", "lower"]:
+    return "upper" if check.side == "upper" else "lower"
+
+
+def _pass_alpha(q: float, side: Literal["upper", "lower"], n: int) -> float:
+    """The least alpha at which ``n`` values can bound quantile ``q`` on the passing side: the
+    chance that all of them fall on that side (q**n for an upper bound, (1-q)**n lower)."""
+    return (q if side == "upper" else 1.0 - q) ** n
 
 
 @dataclass
@@ -129,14 +156,14 @@ class SequentialRule:
         while self.look < len(self.plan.looks) and len(records) >= self.plan.looks[self.look]:
             size = self.plan.looks[self.look]
             self.look += 1
-            self.undecided = self.pending(records[:size])
+            self.undecided = self.pending(records[:size], self.plan.confidences[self.look - 1])
             if not self.undecided:
                 return (f"every SLO decided at {size} requests (look {self.look} of "
                         f"{len(self.plan.looks)})")
         return None
 
-    def pending(self, records: Sequence[RequestRecord]) -> tuple[str, ...]:
-        """The keys of the checks these records do not decide at the plan's confidence."""
+    def pending(self, records: Sequence[RequestRecord], confidence: float) -> tuple[str, ...]:
+        """The keys of the checks these records do not decide at ``confidence``."""
         checks = [c for c in self.checks if judged(c)]
         if not checks:
             return ()
@@ -146,19 +173,21 @@ class SequentialRule:
         values = summarize(run).distributions
         return tuple(dict.fromkeys(
             c.key for c in checks
-            if decide(c, values.get(c.metric, ()), self.plan.confidence) is None))
+            if decide(c, values.get(c.metric, ()), confidence) is None))
 
     def sizing(self, records: Sequence[RequestRecord]) -> WindowSizing:
         """What the window took and why it stopped, once it ended (``records``: all of them);
         a look its records reached but the rule was not asked about is taken now."""
         self(sorted(records, key=lambda r: r.end_ns))
-        return WindowSizing(self.plan.looks, self.plan.confidence, self.look, self.undecided)
+        confidence = self.plan.confidences[max(self.look, 1) - 1]  # the last look's (or first)
+        return WindowSizing(self.plan.looks, confidence, self.look, self.undecided)
 
 
 @dataclass(frozen=True)
 class WindowSizing:
-    """How a window sized by its SLOs ended: its planned looks, each look's confidence (its
-    verdicts use it too), the looks taken and the SLOs still undecided at the last one."""
+    """How a window sized by its SLOs ended: its planned looks, the confidence of the last look
+    it took (the first when it took none; its verdicts use it too), the looks taken and the SLOs
+    still undecided at the last one."""
 
     looks: tuple[int, ...]
     confidence: float
@@ -166,7 +195,7 @@ class WindowSizing:
     undecided: tuple[str, ...] = ()
 
     def describe(self, requests: int) -> str:
-        """``stopped at 80 requests: every SLO decided (look 1 of 3, 98.3 % confidence)``."""
+        """``stopped at 64 requests: every SLO decided (look 1 of 3, 96.25 % confidence)``."""
         of = f"look {self.look} of {len(self.looks)}, {_percent(self.confidence)} confidence"
         if self.look == 0:
             return (f"stopped at {requests} requests before its first look at "
@@ -190,5 +219,9 @@ class WindowSizing:
 
 
 def _percent(confidence: float) -> str:
+    """96.25 %, 99.375 %, 95 %: as many decimals as the value has, up to three."""
     value = 100.0 * confidence
-    return f"{value:.0f} %" if math.isclose(value, round(value)) else f"{value:.1f} %"
+    for decimals in range(3):
+        if math.isclose(value, round(value, decimals), abs_tol=1e-9):
+            return f"{value:.{decimals}f} %"
+    return f"{value:.3f} %"

@@ -219,7 +219,7 @@ OPTIONS: tuple[Option[Any], ...] = (
     Option("capacity_budget", "--llmperf-capacity-budget",
            "seconds a capacity search may spend on its probes (it stops before a probe that "
            "would overrun, and says the boundary lies beyond); small by default, for CPU runs",
-           parse.seconds, "40", groups=("search",)),
+           parse.seconds, "60", groups=("search",)),
     Option("probe_requests", "--llmperf-probe-requests",
            "measured requests per capacity probe (a closed loop sends at least 2 per user; "
            "an open loop at least 8 and at most 20 s of arrivals)", parse.int_at_least(4),

@@ -44,8 +44,8 @@ def declared_pass_rate(plan: SequentialPlan, slo: Check, limit_quantile: float,
     passes, taken = 0, 0
     for _ in range(REPS):
         values = rng.exponential(size=plan.looks[-1]).tolist()
-        for size in plan.looks:
-            decision = decide(slo, values[:size], plan.confidence)
+        for size, confidence in zip(plan.looks, plan.confidences, strict=True):
+            decision = decide(slo, values[:size], confidence)
             if decision is not None:
                 break
         taken += size
@@ -71,13 +71,19 @@ def upper_bound(successes: int, n: int, confidence: float = 0.95) -> float:
 def test_the_plan_of_the_shipped_p95_slos() -> None:
     plan = SequentialPlan.for_checks([check("tpot_ms.p95 < 100"), check("ttft_ms.p95 < 1000"),
                                       check("decode_tokens_per_s.mean >= 10")])
-    assert plan.looks == (80, 160, 256)
-    assert plan.confidence == pytest.approx(1 - ALPHA / 3)
-    # Means decide nothing: the first look at --llmperf-requests, the confidence of 3 looks.
-    assert SequentialPlan.for_checks([check("decode_tokens_per_s.mean >= 10")]).looks == (
-        64, 128, 256)
-    assert SequentialPlan.for_checks([check("tpot_ms.p95 < 1")], bonferroni=False) == (
-        SequentialPlan((64, 128, 256), 0.95))
+    # The first look spends what a p95 pass at 64 requests needs (0.95**64 = 3.752 %, rounded
+    # up), the two later looks the rest: 5 % in all.
+    assert plan == SequentialPlan((64, 128, 256), (0.9624, 0.9938, 0.9938))
+    assert sum(1 - c for c in plan.confidences) == pytest.approx(ALPHA)
+    assert 0.95**64 <= 1 - plan.confidences[0] < 0.95**63
+    # Means decide nothing: the first look at --llmperf-requests, an even split of 3 looks.
+    assert SequentialPlan.for_checks([check("decode_tokens_per_s.mean >= 10")]) == (
+        SequentialPlan((64, 128, 256), (1 - ALPHA / 3,) * 3))
+    # A p98 cannot pass at 64 even at the first look's largest share: the first look waits.
+    p98 = SequentialPlan.for_checks([check("tpot_ms.p98 < 1")])
+    assert p98.looks[0] > 64 and 0.98 ** p98.looks[0] <= 1 - p98.confidences[0]
+    assert SequentialPlan.for_checks([check("tpot_ms.p95 < 1")], spend=False) == (
+        SequentialPlan((64, 128, 256), (0.95,) * 3))
 
 
 @pytest.mark.parametrize(("name", "quantile"), [("at the limit", 0.95),
@@ -88,17 +94,17 @@ def test_the_staged_rule_keeps_the_false_pass_rate(name: str, quantile: float) -
     staged = SequentialPlan.for_checks([slo])
     rate, taken = declared_pass_rate(staged, slo, quantile, seed=1)
     bound = upper_bound(round(rate * REPS), REPS)
-    print(f"\n{name}: staged rule {staged.looks} at {staged.confidence:.4f}: false passes "
+    print(f"\n{name}: staged rule {staged.looks} at {staged.confidences}: false passes "
           f"{rate:.4f} (95 % upper bound {bound:.4f}), {taken:.0f} requests on average")
     assert bound <= ALPHA + SLACK
 
 
 def test_a_naive_rule_that_looks_at_full_alpha_exceeds_it() -> None:
     slo = check(f"tpot_ms.p95 < {P95_EXP:.6f}")
-    naive = SequentialPlan.for_checks([slo], bonferroni=False)
+    naive = SequentialPlan.for_checks([slo], spend=False)
     rate, _ = declared_pass_rate(naive, slo, 0.95, seed=1)
     staged_rate, _ = declared_pass_rate(SequentialPlan.for_checks([slo]), slo, 0.95, seed=1)
-    print(f"\nnaive rule {naive.looks} at {naive.confidence}: false passes {rate:.4f}; "
+    print(f"\nnaive rule {naive.looks} at {naive.confidences}: false passes {rate:.4f}; "
           f"staged: {staged_rate:.4f}")
     assert rate > ALPHA  # each look alone keeps 5 %, three looks together do not
     assert staged_rate < rate
@@ -129,12 +135,12 @@ def test_a_window_far_from_its_limit_stops_at_the_first_look() -> None:
     slo = check("ttft_ms.p95 < 1000")
     rule, taken = run_rule(slo, (rng.exponential(size=256) * 20.0).tolist())  # p95 ~ 60 ms
     sizing = rule.sizing(ttft_records([0.0] * taken))
-    assert (taken, rule.look, rule.undecided) == (80, 1, ())
-    assert sizing.describe(80) == ("stopped at 80 requests: every SLO decided (look 1 of 3, "
-                                   "98.3 % confidence)")
+    assert (taken, rule.look, rule.undecided) == (64, 1, ())
+    assert sizing.describe(64) == ("stopped at 64 requests: every SLO decided (look 1 of 3, "
+                                   "96.24 % confidence)")
     # ... and one clearly failing it stops there too (decided: fail).
     rule, taken = run_rule(slo, (rng.exponential(size=256) * 2000.0).tolist())
-    assert (taken, rule.undecided) == (80, ())
+    assert (taken, rule.undecided) == (64, ())
 
 
 def test_a_window_near_its_limit_measures_longer() -> None:
@@ -144,14 +150,14 @@ def test_a_window_near_its_limit_measures_longer() -> None:
         # True p95 1.25x under the limit: a few values cross it, the first look rarely decides.
         values = (rng.exponential(size=256) * 1000.0 / P95_EXP / 1.25).tolist()
         taken.append(run_rule(check("ttft_ms.p95 < 1000"), values)[1])
-    assert np.mean(taken) > 80
+    assert np.mean(taken) > 64
     assert max(taken) == 256
 
 
 def test_the_cap_says_what_is_still_undecided() -> None:
-    sizing = WindowSizing((80, 160, 256), 1 - ALPHA / 3, 3, ("tpot_ms.p95",))
+    sizing = WindowSizing((64, 128, 256), 0.9938, 3, ("tpot_ms.p95",))
     assert sizing.describe(256) == ("reached the cap of 256 requests: tpot_ms.p95 still "
-                                    "undecided (look 3 of 3, 98.3 % confidence)")
+                                    "undecided (look 3 of 3, 99.38 % confidence)")
     assert WindowSizing.from_json(Fields(sizing.to_json())) == sizing
 
 
@@ -198,11 +204,11 @@ SLOS = (check("ttft_ms.p95 < 1000"), check("decode_tokens_per_s.mean >= 10"))
 def test_a_window_no_one_sized_stops_once_its_slos_are_decided(tmp_path: Path) -> None:
     bench, planned = fake_bench(tmp_path, {}, ttft_ms=20.0)
     window = bench.window(users=1, checks=SLOS)
-    assert (planned, window.requests) == ([256], 80)
+    assert (planned, window.requests) == ([256], 64)
     assert window.sizing is not None
     assert window.sizing.describe(window.requests) == (
-        "stopped at 80 requests: every SLO decided (look 1 of 3, 98.3 % confidence)")
-    assert window.run.stopped_early == "every SLO decided at 80 requests (look 1 of 3)"
+        "stopped at 64 requests: every SLO decided (look 1 of 3, 96.24 % confidence)")
+    assert window.run.stopped_early == "every SLO decided at 64 requests (look 1 of 3)"
     # Judged at the looks' confidence; the JSON keeps the sizing.
     assert [v.state for v in bench.judge(window, SLOS)] == ["pass", "pass"]
     assert WindowResult.from_json(Fields(window.to_json())).sizing == window.sizing
@@ -211,14 +217,14 @@ def test_a_window_no_one_sized_stops_once_its_slos_are_decided(tmp_path: Path) -
 def test_a_clear_miss_stops_early_and_a_close_call_reaches_the_cap(tmp_path: Path) -> None:
     bench, _ = fake_bench(tmp_path, {}, ttft_ms=1000.0)  # every TTFT at the limit
     window = bench.window(users=1, checks=SLOS)
-    assert window.requests == 80  # decided: it fails
+    assert window.requests == 64  # decided: it fails
     assert [v.state for v in bench.judge(window, SLOS)] == ["fail", "pass"]
     bench, _ = fake_bench(tmp_path, {})  # 4 % of TTFTs beyond the limit: p95 undecided
     window = bench.window(users=1, checks=SLOS)
     assert window.sizing is not None
     assert (window.requests, window.run.stopped_early) == (256, None)
     assert window.sizing.describe(window.requests) == (
-        "reached the cap of 256 requests: ttft_ms.p95 still undecided (look 3 of 3, 98.3 % "
+        "reached the cap of 256 requests: ttft_ms.p95 still undecided (look 3 of 3, 99.38 % "
         "confidence)")
     assert [v.state for v in bench.judge(window, SLOS)] == ["inconclusive", "pass"]
 
