@@ -45,7 +45,11 @@ if TYPE_CHECKING:
     from pytest_llmperf.engines.supervise import ServerDied, ServerLost
     from pytest_llmperf.plugin.ab_fixtures import ABFunction
     from pytest_llmperf.plugin.fixtures import LoadFunction
-    from pytest_llmperf.plugin.prompt_fixtures import PrefillFunction, PrefixCacheFunction
+    from pytest_llmperf.plugin.prompt_fixtures import (
+        PrefillFunction,
+        PrefixCacheFunction,
+        ReplayFunction,
+    )
     from pytest_llmperf.plugin.search_fixtures import CapacityFunction, SweepFunction
     from pytest_llmperf.plugin.slo_check import SLOChecker
     from pytest_llmperf.results.comparison import Comparison
@@ -70,6 +74,7 @@ _LAZY = {
     "LoadFunction": "pytest_llmperf.plugin.fixtures",
     "PrefillFunction": "pytest_llmperf.plugin.prompt_fixtures",
     "PrefixCacheFunction": "pytest_llmperf.plugin.prompt_fixtures",
+    "ReplayFunction": "pytest_llmperf.plugin.prompt_fixtures",
     "CapacityFunction": "pytest_llmperf.plugin.search_fixtures",
     "SweepFunction": "pytest_llmperf.plugin.search_fixtures",
     "SLOChecker": "pytest_llmperf.plugin.slo_check",
@@ -117,6 +122,7 @@ __all__ = [
     "RecordedPrefixCache",
     "RecordedSweep",
     "RecordedWindow",
+    "ReplayFunction",
     "RequestRecord",
     "RunDocument",
     "RunMetrics",

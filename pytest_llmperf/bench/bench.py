@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from pytest_llmperf.load.closed_loop import StopRule
     from pytest_llmperf.observe.telemetry import Telemetry
     from pytest_llmperf.prompts.builtin import PromptSource
+    from pytest_llmperf.prompts.trace_files import Trace
 
 __all__ = ["Bench", "Unsupported", "WindowRunner"]
 
@@ -266,6 +267,21 @@ class Bench:
                   f"{window.metrics.value('output_token_throughput') or 0:.1f} tok/s, "
                   f"{window.requests} requests in {outcome.duration_s:.1f} s{stopped}")
         return outcome
+
+    def replay(self, trace: Trace, *, warmup: int | None = None,
+               max_concurrency: int | None = None, label: str = "",
+               checks: Sequence[Check] = ()) -> WindowResult:
+        """The trace's requests at their recorded offsets, each with its own lengths and its
+        shared prompt blocks (prompts.trace_prompts), after ``warmup`` warm-up arrivals at its
+        mean gap; the window is the whole trace (``--llmperf-trace-window`` slices it)."""
+        from pytest_llmperf.prompts.trace_prompts import TracePrompts, replay_shape
+
+        tokenizer = self._tokenizer("a trace replay")
+        warm = self.load.warmup if warmup is None else warmup
+        return self.window(shape=replay_shape(trace, warm, max_concurrency),
+                           requests=len(trace.requests), warmup=warm, label=label,
+                           prompts=TracePrompts(tokenizer, trace, warmup=warm,
+                                                seed=self.load.seed), checks=checks)
 
     # --- what a prompt costs -------------------------------------------------------------
 

@@ -73,7 +73,9 @@ def serve(settings: Settings, *, backend: str | None = None, model: str | None =
     from pytest_llmperf.results.thresholds import thresholds_at
 
     target = target_of(settings, backend, model, thresholds_at(settings.checks.thresholds))
-    spec = (parse_dataset(settings.load.dataset, seed=settings.load.seed)
+    spec = (parse_dataset(settings.load.dataset, seed=settings.load.seed,
+                          trace_speed=settings.load.trace_speed,
+                          trace_window=settings.load.trace_window)
             if settings.load.dataset else None)
     set_progress_reporter(progress)
     engine = get_backend(target.backend)

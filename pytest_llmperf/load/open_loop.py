@@ -64,7 +64,14 @@ class Share:
 def schedule(shape: LoadShape, warmup: int, requests: int | None,
               duration_s: float | None) -> tuple[list[float], int]:
     """Offsets of every arrival (warm-up first) and how many are measured; for a duration,
-    no more than :data:`MAX_ARRIVALS` (or the warm-up and one) in all."""
+    no more than :data:`MAX_ARRIVALS` (or the warm-up and one) in all.  A replayed trace
+    offers its own arrivals, cut at ``requests`` or ``duration_s`` where given."""
+    if shape.arrivals == "trace":  # a recording holds what it holds
+        offsets = list(shape.offsets[:warmup + requests] if requests is not None
+                       else shape.offsets)
+        if duration_s is not None and len(offsets) > warmup:
+            offsets = [o for o in offsets if o - offsets[warmup] < duration_s]
+        return offsets, max(0, len(offsets) - warmup)
     if requests is not None:
         return arrival_offsets(shape, warmup + requests), requests
     assert duration_s is not None and shape.rate is not None

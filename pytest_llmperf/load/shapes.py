@@ -20,7 +20,8 @@ def arrival_offsets(shape: LoadShape, count: int) -> list[float]:
     """Seconds from the first arrival to each of ``count`` arrivals of an open-loop shape.
 
     The first arrival is at 0; the gaps after it are drawn from the shape's distribution with
-    mean ``1 / rate`` (numpy's seeded generator: the same seed gives the same schedule).
+    mean ``1 / rate`` (numpy's seeded generator: the same seed gives the same schedule).  A
+    replayed trace gives its own offsets, no more than it holds.
     """
     import numpy as np  # here, not at import: the plugin's entry imports this module
 
@@ -28,6 +29,8 @@ def arrival_offsets(shape: LoadShape, count: int) -> list[float]:
         raise ValueError("a closed-loop shape has no arrival schedule")
     if count < 1:
         return []
+    if shape.arrivals == "trace":  # the recording's own times: at most its arrivals
+        return list(shape.offsets[:count])
     if math.isinf(shape.rate):
         return [0.0] * count
     mean_gap = 1.0 / shape.rate

@@ -5,9 +5,13 @@
   out, and the report says so); a sweep over input length, with a table and a chart.
 - ``llmperf_prefix_cache(documents=4, document_tokens=1024)``: every document asked once with
   nothing cached, then each asked a new question; the TTFT gain and the cached share.
+- ``llmperf_replay(trace=None)``: a request trace replayed at its recorded times, with its
+  lengths and shared prompt blocks: the file given, else ``--llmperf-dataset trace:FILE``, else
+  the trace the project ships (prompts.shipped_trace); ``--llmperf-trace-speed`` and
+  ``--llmperf-trace-window`` apply.
 
-Both need the model's tokenizer (the test is skipped, with the reason, where the engine has
-none) and a source of their own with a fresh salt, so they never share a prompt with another
+Each needs the model's tokenizer (the test is skipped, with the reason, where the engine has
+none) and a source of its own with a fresh salt, so it never shares a prompt with another
 test.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import pytest
@@ -27,9 +32,10 @@ if TYPE_CHECKING:
     from pytest_llmperf.bench.bench import Bench
     from pytest_llmperf.results.prefix_cache import PrefixCacheResult
     from pytest_llmperf.results.sweep import SweepResult
+    from pytest_llmperf.results.window import WindowResult
     from pytest_llmperf.settings.groups import Settings
 
-__all__ = ["PrefillFunction", "PrefixCacheFunction"]
+__all__ = ["PrefillFunction", "PrefixCacheFunction", "ReplayFunction"]
 
 
 class PrefillFunction(Protocol):
@@ -44,6 +50,13 @@ class PrefixCacheFunction(Protocol):
 
     def __call__(self, *, documents: int = ..., document_tokens: int = ...,
                  question_tokens: int = ..., max_tokens: int = ...) -> PrefixCacheResult: ...
+
+
+class ReplayFunction(Protocol):
+    """``llmperf_replay``'s type, for annotating tests."""
+
+    def __call__(self, trace: str | Path | None = None, *, warmup: int | None = None,
+                 max_concurrency: int | None = None) -> WindowResult: ...
 
 
 @contextmanager
@@ -97,3 +110,31 @@ def llmperf_prefix_cache(llmperf_test_bench: Bench, llmperf_recorder: ResultReco
         return result
 
     return prefix_cache
+
+
+@pytest.fixture
+def llmperf_replay(llmperf_test_bench: Bench, llmperf_recorder: ResultRecorder,
+                   llmperf_settings: Settings, request: pytest.FixtureRequest) -> ReplayFunction:
+    from pytest_llmperf.plugin.session import active_session
+    from pytest_llmperf.plugin.slo_check import sizing_checks
+    from pytest_llmperf.prompts.dataset_spec import parse_dataset
+    from pytest_llmperf.prompts.shipped_trace import SHIPPED_TRACE
+
+    def replay(trace: str | Path | None = None, *, warmup: int | None = None,
+               max_concurrency: int | None = None) -> WindowResult:
+        load = llmperf_settings.load
+        chosen = active_session(request.config).dataset
+        if trace is not None or chosen is None or chosen.trace is None:
+            chosen = parse_dataset(f"trace:{trace or SHIPPED_TRACE}",
+                                   trace_speed=load.trace_speed, trace_window=load.trace_window)
+        assert chosen.trace is not None
+        served = llmperf_test_bench.served
+        with _skipped_when_unsupported(llmperf_recorder):
+            window = llmperf_test_bench.replay(
+                chosen.trace, warmup=warmup, max_concurrency=max_concurrency,
+                label=llmperf_recorder.item.name,
+                checks=sizing_checks(request, served.backend, served.model))
+        llmperf_recorder.compare(window.windows)
+        return window
+
+    return replay

@@ -249,7 +249,9 @@ def _load_dataset(settings: Settings) -> DatasetSpec | None:
     from pytest_llmperf.prompts.dataset_spec import parse_dataset
 
     try:
-        return parse_dataset(settings.load.dataset, seed=settings.load.seed)
+        return parse_dataset(settings.load.dataset, seed=settings.load.seed,
+                             trace_speed=settings.load.trace_speed,
+                             trace_window=settings.load.trace_window)
     except ValueError as exc:
         raise ActivationError(f"{settings.sources.get('dataset', '--llmperf-dataset')}: "
                               f"invalid value {settings.load.dataset!r}: {exc}") from None

@@ -11,6 +11,9 @@
   answer that long) and ``max-input=N`` (longer prompts are left out, as vLLM's benchmark does).
 - ``shared-prefix:documents=4,questions=8,document=1024,question=32,output=64``: long
   documents each asked several questions (SGLang's generated-shared-prefix): a cache test.
+- ``trace:PATH``: a request trace (prompts.trace_files): each request's lengths and shared
+  prompt blocks, and, replayed (``llmperf_replay``), its arrival times; ``--llmperf-trace-speed``
+  and ``--llmperf-trace-window`` are applied here.
 
 A file is read and checked here, so a malformed one stops pytest with its line before any
 server starts; nothing is fetched from the internet.  What a spec keeps of a file is where a
@@ -31,16 +34,18 @@ from pytest_llmperf.prompts.dataset_files import (
     check_sharegpt,
 )
 from pytest_llmperf.prompts.synthetic import MIN_PROMPT_TOKENS, Lengths, bounded, parse_lengths
+from pytest_llmperf.prompts.trace_files import Trace, read_trace
 
 __all__ = ["DatasetSpec", "parse_dataset"]
 
-_KINDS = ("builtin", "random", "sharegpt", "jsonl", "shared-prefix")
+_KINDS = ("builtin", "random", "sharegpt", "jsonl", "shared-prefix", "trace")
 _KEYS = {
     "builtin": (),
     "random": ("input", "output"),
     "sharegpt": ("output", "max-input", "multi-turn"),
     "jsonl": ("output", "max-input"),
     "shared-prefix": ("documents", "questions", "document", "question", "output"),
+    "trace": (),
 }
 _SHARED_PREFIX_DEFAULTS = {"documents": "4", "questions": "4", "document": "1024",
                            "question": "32", "output": "32"}
@@ -60,6 +65,7 @@ class DatasetSpec:
     multi_turn: bool = False
     counts: dict[str, int] = field(default_factory=dict)  # shared-prefix sizes
     file: CheckedFile | None = field(default=None, repr=False)
+    trace: Trace | None = field(default=None, repr=False)  # as replayed: sliced, sped up
 
     @property
     def entries(self) -> tuple[DatasetEntry, ...]:
@@ -74,12 +80,14 @@ class DatasetSpec:
 
     @property
     def needs_tokenizer(self) -> bool:
-        return self.kind in ("random", "shared-prefix") or self.max_input is not None
+        return self.kind in ("random", "shared-prefix", "trace") or self.max_input is not None
 
 
-def parse_dataset(text: str, seed: int = 0) -> DatasetSpec:
+def parse_dataset(text: str, seed: int = 0, *, trace_speed: float = 1.0,
+                  trace_window: tuple[float, float | None] | None = None) -> DatasetSpec:
     """The dataset ``text`` names; ValueError saying what is wrong (a file's own errors name
-    the file and line).  ``seed`` (the run's) draws a large file's sample."""
+    the file and line).  ``seed`` (the run's) draws a large file's sample; a trace is replayed
+    ``trace_speed`` times faster, only its ``trace_window`` (START, END seconds) where given."""
     kind, _, rest = text.strip().partition(":")
     if kind not in _KINDS:
         raise ValueError(f"unknown dataset {kind!r}; expected one of {', '.join(_KINDS)} "
@@ -88,10 +96,18 @@ def parse_dataset(text: str, seed: int = 0) -> DatasetSpec:
         return _scenario(text, rest.replace(" ", ""))
     path: Path | None = None
     parts = [part.strip() for part in rest.split(",")] if rest.strip() else []
-    if kind in ("sharegpt", "jsonl"):
+    if kind in ("sharegpt", "jsonl", "trace"):
         if not parts or "=" in parts[0]:
             raise ValueError(f"{kind}: give the file's path, e.g. {kind}:data/prompts.json")
         path = Path(parts.pop(0)).expanduser()
+    if kind == "trace":
+        assert path is not None
+        if parts:
+            raise ValueError(f"trace: takes the file's path only (got {', '.join(parts)!r}); "
+                             "--llmperf-trace-speed and --llmperf-trace-window shape the replay")
+        start, end = trace_window or (0.0, None)
+        return DatasetSpec(kind, text, path=path,
+                           trace=read_trace(path).window(start, end, trace_speed))
     values = _values(kind, parts)
     if kind == "builtin":
         return DatasetSpec(kind, text)

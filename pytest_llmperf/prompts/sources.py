@@ -8,6 +8,7 @@ from pytest_llmperf.prompts.dataset_spec import DatasetSpec
 from pytest_llmperf.prompts.files import FilePrompts
 from pytest_llmperf.prompts.shared_prefix import SharedPrefixPrompts
 from pytest_llmperf.prompts.synthetic import RandomPrompts
+from pytest_llmperf.prompts.trace_prompts import TracePrompts
 
 __all__ = ["NoTokenizer", "prompt_source"]
 
@@ -36,6 +37,9 @@ def prompt_source(spec: DatasetSpec | None, served: ServedModel, seed: int) -> P
             tokenizer, documents=spec.counts["documents"], questions=spec.counts["questions"],
             document_tokens=spec.counts["document"], question_tokens=spec.counts["question"],
             output_tokens=output.first if output else None, seed=seed)
+    if spec.kind == "trace":
+        assert tokenizer is not None and spec.trace is not None
+        return TracePrompts(tokenizer, spec.trace, seed=seed)
     # Files: the output length, where given, is one number (checked by parse_dataset).
     return FilePrompts(spec.entries, kind=spec.kind, path=str(spec.path), tokenizer=tokenizer,
                        output_tokens=output.first if output else None,

@@ -191,6 +191,10 @@ def cache_lines(window: WindowResult) -> list[str]:
         line = (f"**Cache hits in a test not about caching: {cache.hits} of {cache.requests} "
                 "requests took most of their prompt from the prefix cache, so their TTFT is "
                 "flattered.** " + line)
+    reuse = window.prompts.details.get("reuse_ratio") if window.prompts else None
+    if isinstance(reuse, float):
+        line += (f" The trace itself reuses {reuse:.0%} of its prompt tokens (blocks an earlier "
+                 "request had: what a perfect prefix cache would serve).")
     return [line, ""]
 
 

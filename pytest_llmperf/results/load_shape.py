@@ -8,6 +8,8 @@
   ``--burstiness``).  A rate of ``inf`` sends every request at once.  ``max_concurrency`` caps the
   requests in flight; arrivals beyond it wait in the client, and that wait is measured
   (``slip_ms``).
+- Trace replay (:meth:`LoadShape.replay`): requests arrive at a recorded trace's offsets
+  (``offsets``, seconds from the first; prompts.trace_files); ``rate`` is their mean rate.
 
 A shape is part of every result (what load was offered), so it lives with the results; the
 arrival schedule that realises it is :func:`pytest_llmperf.load.shapes.arrival_offsets`.
@@ -16,15 +18,15 @@ arrival schedule that realises it is :func:`pytest_llmperf.load.shapes.arrival_o
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pytest_llmperf.results.jsonfields import Fields, JSONDecodeError, JSONObject, json_number
 
 __all__ = ["ARRIVALS", "Arrivals", "LoadShape"]
 
-Arrivals = Literal["constant", "poisson", "gamma"]
-ARRIVALS: tuple[str, ...] = ("constant", "poisson", "gamma")
+Arrivals = Literal["constant", "poisson", "gamma", "trace"]
+ARRIVALS: tuple[str, ...] = ("constant", "poisson", "gamma", "trace")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,9 @@ class LoadShape:
     max_concurrency: int | None = None  # open loop: most requests in flight
     ramp_s: float = 0.0  # closed loop: users join evenly over this many seconds
     seed: int = 0  # open loop: the arrival schedule's seed
+    # A replayed trace's arrival offsets (seconds from the first), as replayed; not stored
+    # with results (the prompt origin names the trace, its slice and its speed).
+    offsets: tuple[float, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         if (self.users is None) == (self.rate is None):
@@ -57,6 +62,10 @@ class LoadShape:
             raise ValueError(f"ramp_s must be >= 0 seconds, got {self.ramp_s}")
         if self.users is None and self.ramp_s:
             raise ValueError("ramp_s is for closed loops; an open loop's rate sets its pace")
+        if self.offsets and (self.arrivals != "trace" or self.offsets[0] != 0.0 or any(
+                b < a for a, b in zip(self.offsets, self.offsets[1:], strict=False))):
+            raise ValueError("a trace's offsets are for trace arrivals, start at 0 and never "
+                             "go back")
 
     @classmethod
     def closed(cls, users: int, *, ramp_s: float = 0.0) -> LoadShape:
@@ -70,6 +79,19 @@ class LoadShape:
         return cls(rate=rate, arrivals=chosen, burstiness=burstiness,
                    max_concurrency=max_concurrency, seed=seed)
 
+    @classmethod
+    def replay(cls, offsets: tuple[float, ...], *, rate: float | None = None,
+               max_concurrency: int | None = None) -> LoadShape:
+        """Arrivals at a trace's ``offsets``; ``rate`` the trace's mean (default: the
+        offsets' own; all at once: inf)."""
+        if not offsets:
+            raise ValueError("a replayed trace needs at least one arrival")
+        if rate is None:
+            span = offsets[-1]
+            rate = (len(offsets) - 1) / span if len(offsets) > 1 and span > 0 else math.inf
+        return cls(rate=rate, arrivals="trace", max_concurrency=max_concurrency,
+                   offsets=offsets)
+
     @property
     def is_open(self) -> bool:
         return self.rate is not None
@@ -81,12 +103,15 @@ class LoadShape:
 
     @property
     def label(self) -> str:
-        """``4 users``, ``4 users, 10 s ramp``, ``2 req/s poisson``, ``inf req/s, max 8``."""
+        """``4 users``, ``4 users, 10 s ramp``, ``2 req/s poisson``, ``inf req/s, max 8``,
+        ``trace at 2.1 req/s`` (a replayed trace's mean rate)."""
         if self.users is not None:
             text = f"{self.users} user{'s' if self.users != 1 else ''}"
             return text + (f", {self.ramp_s:g} s ramp" if self.ramp_s else "")
         text = f"{self.rate:g} req/s"
-        if self.rate is not None and math.isfinite(self.rate):
+        if self.arrivals == "trace":
+            text = f"trace at {self.rate:.3g} req/s"
+        elif self.rate is not None and math.isfinite(self.rate):
             text += f" {self.arrivals}"
             if self.arrivals == "gamma":
                 text += f" (burstiness {self.burstiness:g})"
@@ -98,7 +123,9 @@ class LoadShape:
         if self.users is not None:
             return f"users{self.users}" + (f"-ramp{self.ramp_s:g}" if self.ramp_s else "")
         text = f"rate{self.rate:g}"
-        if self.arrivals == "constant":
+        if self.arrivals == "trace":
+            text = "trace"
+        elif self.arrivals == "constant":
             text += "-constant"
         elif self.arrivals == "gamma":
             text += f"-b{self.burstiness:g}"
@@ -108,6 +135,10 @@ class LoadShape:
         """The same shape at another load (a sweep's or capacity search's next point)."""
         if self.users is not None:
             return LoadShape(users=max(1, round(load)), ramp_s=self.ramp_s)
+        if self.arrivals == "trace":  # the same recording, faster or slower
+            scale = self.load / load if math.isfinite(self.load) else 1.0
+            return LoadShape.replay(tuple(o * scale for o in self.offsets),
+                                    max_concurrency=self.max_concurrency)
         return LoadShape(rate=load, arrivals=self.arrivals, burstiness=self.burstiness,
                          max_concurrency=self.max_concurrency, seed=self.seed)
 

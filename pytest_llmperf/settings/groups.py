@@ -127,6 +127,8 @@ class LoadSettings:
     # --llmperf-dataset as given; parsed, and its file checked, when a session activates.
     # None: the built-in prompts.
     dataset: str | None
+    trace_speed: float  # --llmperf-trace-speed
+    trace_window: tuple[float, float | None] | None  # --llmperf-trace-window START:END
     telemetry_interval: float
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 

@@ -236,8 +236,15 @@ OPTIONS: tuple[Option[Any], ...] = (
     Option("dataset", "--llmperf-dataset",
            "prompts to send: builtin, random:input=512,output=128 (exact lengths in the model's "
            "tokens; LOW..HIGH uniform, MEAN~SD normal), sharegpt:PATH[,multi-turn], "
-           "jsonl:PATH, shared-prefix:documents=4,questions=4,document=1024 "
-           "(docs/datasets.md)", parse.text, None, groups=("load",)),
+           "jsonl:PATH, shared-prefix:documents=4,questions=4,document=1024, trace:PATH "
+           "(a request trace: JSONL, Mooncake, BurstGPT or Azure CSV; docs/datasets.md)",
+           parse.text, None, groups=("load",)),
+    Option("trace_speed", "--llmperf-trace-speed",
+           "replay a trace this many times faster (0.5: twice as slow)",
+           parse.positive_number, "1", groups=("load",)),
+    Option("trace_window", "--llmperf-trace-window",
+           "replay only START:END seconds of the trace (60:180, 60: or :120)",
+           parse.time_slice, None, groups=("load",)),
     Option("seed", "--llmperf-seed",
            "seed of the prompt order, for reproducible content (each run still gets a fresh "
            "salt at the start of every prompt, so no server cache can answer it)",

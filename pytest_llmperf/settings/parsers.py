@@ -115,6 +115,20 @@ def positive_number(value: str) -> float:
     return _number(value, lambda n: n > 0 and math.isfinite(n), expected, expected)
 
 
+def time_slice(value: str) -> tuple[float, float | None]:
+    """``START:END`` seconds (``START:`` to the end, ``:END`` from the start), START < END."""
+    expected = ("expected START:END in seconds of the trace (e.g. 60:180, 60: or :120), "
+                "START below END")
+    start_text, colon, end_text = value.partition(":")
+    if not colon:
+        raise ValueError(expected)
+    start = 0.0 if not start_text.strip() else _number(
+        start_text, lambda n: n >= 0 and math.isfinite(n), expected, expected)
+    end = None if not end_text.strip() else _number(
+        end_text, lambda n: n > start and math.isfinite(n), expected, expected)
+    return start, end
+
+
 def fraction(value: str) -> float:
     return _number(value, lambda n: 0 < n <= 1, "expected a number between 0 and 1",
                    "expected a number greater than 0 and at most 1")

@@ -19,6 +19,8 @@ same time drift alike, as two builds on one host do.
 ``delta.reasoning_content`` (style ``field``, with ``reasoning_tokens`` in the usage) or inline
 in ``<think>...</think>`` (style ``think``): the answer's first token is then known to come
 after the first token by N token gaps.
+``/tokenize`` and ``/detokenize`` (vLLM's shape) count one token per word, so the prompt
+sources that make exact lengths (a replayed trace's) run against it too.
 It stands in for no engine: it gives ground truth (a known slowdown, a known boundary) that
 a real server cannot.  Ready once ``GET /v1/models`` answers.
 """
@@ -100,9 +102,27 @@ def make_app(first_ms: float, token_ms: float, jitter: float, per_stream_ms: flo
     async def models(request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "stub", "object": "model"}]})
 
+    vocabulary: dict[str, int] = {}
+    words: list[str] = []
+
+    async def tokenize(request: web.Request) -> web.Response:
+        ids = []
+        for word in str((await request.json())["prompt"]).split():
+            if word not in vocabulary:
+                vocabulary[word] = len(words)
+                words.append(word)
+            ids.append(vocabulary[word])
+        return web.json_response({"tokens": ids, "count": len(ids)})
+
+    async def detokenize(request: web.Request) -> web.Response:
+        ids = (await request.json())["tokens"]
+        return web.json_response({"prompt": " ".join(words[int(i)] for i in ids)})
+
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_get("/v1/models", models)
+    app.router.add_post("/tokenize", tokenize)
+    app.router.add_post("/detokenize", detokenize)
     return app
 
 

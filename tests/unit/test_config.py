@@ -185,7 +185,7 @@ def test_sources_name_each_setting_separately(tmp_path: Path) -> None:
         "ab": "default", "ab_mode": "default", "ab_rounds": "default",
         "requests": "llmperf_requests (ini/pyproject)",
         "warmup": "default",
-        "dataset": "default",
+        "dataset": "default", "trace_speed": "default", "trace_window": "default",
         "seed": "default",
         "json": "default",
         "save": "default",
