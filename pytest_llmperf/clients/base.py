@@ -26,7 +26,9 @@ class Prompt:
     request be served from the prefix cache where the engine switches it per request
     (llama.cpp), for the tests about caching; None keeps the run's setting.
     ``input_tokens`` is the user text's length by the model's tokenizer when the source made
-    it exact (the chat template adds a fixed overhead around it).
+    it exact (the chat template adds a fixed overhead around it).  ``session`` names the
+    conversation a replayed trace's turn belongs to: an open loop sends it only once the turn
+    before it has its answer.
     """
 
     text: str
@@ -34,6 +36,7 @@ class Prompt:
     output_tokens: int | None = None
     cache: bool | None = None
     input_tokens: int | None = None
+    session: str | None = None
 
     def messages(self) -> list[dict[str, str]]:
         """The chat messages of this request, oldest first."""

@@ -7,7 +7,8 @@ arrival's scheduled time and ends when the last measured answer ends.
 
 Each request is launched at its absolute scheduled time (never "a gap after the last send"), and
 its record keeps that time (``scheduled_ns``) beside the time it was really sent (``send_ns``):
-the difference is the schedule slip, the wait behind ``max_concurrency`` plus the client's own
+the difference is the schedule slip, the wait behind ``max_concurrency`` (or, for a turn of a
+conversation, ``Prompt.session``, for the answer to the turn before it) plus the client's own
 lateness.  A client too slow to keep the pace shows slip; it cannot silently offer less.
 
 A deadline (``cut_after_s``, from the first arrival, warm-up included) bounds the run: no
@@ -137,17 +138,32 @@ async def run_open_loop(
     stopped: list[str] = []
     every = check_every(measured)
 
+    # A conversation's turns go one after another: each waits for the answer to the one
+    # scheduled before it (a replayed trace's sessions); that wait, like one for a
+    # max_concurrency slot, is the server's doing, not the client's lateness.
+    last_turn: dict[str, asyncio.Event] = {}
+
     async def one(request_id: int, due_ns: int) -> RequestRecord:
         sent_ns = launched_ns = time.perf_counter_ns()
+        prompt = prompts.next_prompt()  # now, in schedule order: a session's turns chain up
+        previous = last_turn.get(prompt.session) if prompt.session is not None else None
+        answered_turn = asyncio.Event()
+        if prompt.session is not None:
+            last_turn[prompt.session] = answered_turn
         try:
+            if previous is not None:
+                await previous.wait()
             async with limit:
                 sent_ns = time.perf_counter_ns()
-                record = await client.send(request_id, prompts.next_prompt())
+                record = await client.send(request_id, prompt)
         except asyncio.CancelledError:  # the deadline: this request counts as a timeout
             if cut_after_s is None:
                 raise
             record = cut_record(request_id, sent_ns, cut_after_s)
-        queued_ns = sent_ns - launched_ns if shape.max_concurrency else 0  # no cap: no wait
+        finally:
+            answered_turn.set()
+        waited = shape.max_concurrency or previous is not None
+        queued_ns = sent_ns - launched_ns if waited else 0  # nothing to wait for: no wait
         record = dataclasses.replace(record, scheduled_ns=due_ns, queued_ns=queued_ns)
         if request_id >= 0 and stop is not None:
             answered.append(record)

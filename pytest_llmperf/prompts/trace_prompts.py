@@ -15,6 +15,9 @@ for every run, prompts.builtin), so a server that stays up between runs has none
 a second run is not flattered.  Past the trace's end the requests start over as new ones (a new
 round of tags).  Texts are made with the tokenizer before the window (``prepare``).
 
+A request with a session carries it (``Prompt.session``, one per round of the trace), so the
+open loop sends a conversation's turns one after another.
+
 A replay (:func:`replay_shape`) sends ``warmup`` warm-up requests first, at the trace's mean gap:
 their prompts are text of their own at the trace's median lengths, so they warm the server
 without caching any of the trace's blocks.
@@ -86,8 +89,10 @@ class TracePrompts(MadeAhead):
         if own > 0:
             rng = random.Random(f"{self.seed}-request-{self._made}")
             parts.append(self._text(own, rng, unique_tag(self.salt, self._made)))
+        session = None if request.session is None else f"{cycle}-{request.session}"
         return Prompt("\n".join(parts), output_tokens=request.output_tokens, cache=True,
-                      input_tokens=None if request.hash_ids else request.input_tokens)
+                      input_tokens=None if request.hash_ids else request.input_tokens,
+                      session=session)
 
     def _warmup_prompt(self) -> Prompt:
         self._made += 1

@@ -4,18 +4,22 @@ blocks are shared text, and the open-loop schedule at the trace's offsets."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.load.open_loop import schedule
+from pytest_llmperf.clients.base import Prompt
+from pytest_llmperf.load.open_loop import run_open_loop, schedule
 from pytest_llmperf.prompts.dataset_spec import parse_dataset
 from pytest_llmperf.prompts.json_stream import DatasetFileError
 from pytest_llmperf.prompts.shipped_trace import SHIPPED_TRACE, make_trace
 from pytest_llmperf.prompts.trace_files import BLOCK_TOKENS, Trace, TraceRequest, read_trace
 from pytest_llmperf.prompts.trace_prompts import TracePrompts, replay_shape
 from pytest_llmperf.results.load_shape import LoadShape
+from pytest_llmperf.results.records import RequestRecord
 from pytest_llmperf.settings.parsers import time_slice
 from tests.unit.test_datasets import TAG, WordTokenizer
 
@@ -206,3 +210,36 @@ def test_a_replay_warms_up_at_the_mean_gap_without_touching_the_blocks() -> None
     assert shape.with_load(1.0).offsets == (0.0, 1.0, 2.0, 3.0, 4.0)
     with pytest.raises(ValueError, match="start at 0 and never go back"):
         LoadShape(rate=1.0, arrivals="trace", offsets=(0.0, 2.0, 1.0))
+
+
+class TurnClient:
+    """Answers each request after 0.2 s; keeps (session, send time, end time) per request."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str | None, int, int]] = []
+
+    async def send(self, request_id: int, prompt: Prompt) -> RequestRecord:
+        send = time.perf_counter_ns()
+        await asyncio.sleep(0.2)
+        end = time.perf_counter_ns()
+        self.sent.append((prompt.session, send, end))
+        return RequestRecord(request_id, send, (end,), end, 2)
+
+
+def test_a_conversation_s_turns_wait_for_the_answer_before_them() -> None:
+    # Two turns of chat "a" 50 ms apart (the answer takes 200 ms), one of "b" between them.
+    trace = trace_of(TraceRequest(0.0, 40, 2, session="a", turn=0),
+                     TraceRequest(0.02, 40, 2, session="b", turn=0),
+                     TraceRequest(0.05, 40, 2, session="a", turn=1))
+    client = TurnClient()
+    source = TracePrompts(WordTokenizer(), trace)
+    run = asyncio.run(run_open_loop(client, source, shape=replay_shape(trace),  # type: ignore[arg-type]
+                                    requests=3))
+    first, second_turn = sorted((s, e) for name, s, e in client.sent if name == "0-a")
+    ((other, _),) = [(s, e) for name, s, e in client.sent if name == "0-b"]
+    assert second_turn[0] >= first[1]  # the second turn went once the first was answered ...
+    assert other < first[1]  # ... while another conversation did not wait
+    # The wait is the server's doing: slip, counted as queued, not the client's lateness.
+    second = next(r for r in run.records if r.request_id == 2)
+    assert second.queued_ns >= 0.14 * 1e9
+    assert second.send_ns - (second.scheduled_ns or 0) - second.queued_ns < 0.02 * 1e9
