@@ -117,21 +117,21 @@ def llmperf_replay(llmperf_test_bench: Bench, llmperf_recorder: ResultRecorder,
                    llmperf_settings: Settings, request: pytest.FixtureRequest) -> ReplayFunction:
     from pytest_llmperf.plugin.session import active_session
     from pytest_llmperf.plugin.slo_check import sizing_checks
-    from pytest_llmperf.prompts.dataset_spec import parse_dataset
     from pytest_llmperf.prompts.shipped_trace import SHIPPED_TRACE
+    from pytest_llmperf.prompts.trace_files import replayed_trace
 
     def replay(trace: str | Path | None = None, *, warmup: int | None = None,
                max_concurrency: int | None = None) -> WindowResult:
         load = llmperf_settings.load
-        chosen = active_session(request.config).dataset
-        if trace is not None or chosen is None or chosen.trace is None:
-            chosen = parse_dataset(f"trace:{trace or SHIPPED_TRACE}",
-                                   trace_speed=load.trace_speed, trace_window=load.trace_window)
-        assert chosen.trace is not None
+        dataset = active_session(request.config).dataset
+        chosen = dataset.trace if dataset is not None and trace is None else None
+        if chosen is None:  # the file given, else the shipped one, shaped as the options say
+            chosen = replayed_trace(Path(trace or SHIPPED_TRACE), load.trace_speed,
+                                    load.trace_window)
         served = llmperf_test_bench.served
         with _skipped_when_unsupported(llmperf_recorder):
             window = llmperf_test_bench.replay(
-                chosen.trace, warmup=warmup, max_concurrency=max_concurrency,
+                chosen, warmup=warmup, max_concurrency=max_concurrency,
                 label=llmperf_recorder.item.name,
                 checks=sizing_checks(request, served.backend, served.model))
         llmperf_recorder.compare(window.windows)

@@ -34,7 +34,7 @@ from pytest_llmperf.prompts.dataset_files import (
     check_sharegpt,
 )
 from pytest_llmperf.prompts.synthetic import MIN_PROMPT_TOKENS, Lengths, bounded, parse_lengths
-from pytest_llmperf.prompts.trace_files import Trace, read_trace
+from pytest_llmperf.prompts.trace_files import Trace, replayed_trace
 
 __all__ = ["DatasetSpec", "parse_dataset"]
 
@@ -105,9 +105,8 @@ def parse_dataset(text: str, seed: int = 0, *, trace_speed: float = 1.0,
         if parts:
             raise ValueError(f"trace: takes the file's path only (got {', '.join(parts)!r}); "
                              "--llmperf-trace-speed and --llmperf-trace-window shape the replay")
-        start, end = trace_window or (0.0, None)
         return DatasetSpec(kind, text, path=path,
-                           trace=read_trace(path).window(start, end, trace_speed))
+                           trace=replayed_trace(path, trace_speed, trace_window))
     values = _values(kind, parts)
     if kind == "builtin":
         return DatasetSpec(kind, text)

@@ -33,7 +33,7 @@ from pytest_llmperf.prompts.dataset_entries import found_value
 from pytest_llmperf.prompts.json_stream import DatasetFileError, open_dataset, read_lines
 from pytest_llmperf.prompts.synthetic import MAX_TOKENS
 
-__all__ = ["BLOCK_TOKENS", "Trace", "TraceRequest", "read_trace"]
+__all__ = ["BLOCK_TOKENS", "Trace", "TraceRequest", "read_trace", "replayed_trace"]
 
 BLOCK_TOKENS = 512  # the tokens one hash id stands for (Mooncake's block size)
 
@@ -141,6 +141,14 @@ def read_trace(path: Path) -> Trace:
     first = requests[0].offset_s
     return Trace(path, kind, tuple(replace(r, offset_s=r.offset_s - first) for r in requests),
                  left_out)
+
+
+def replayed_trace(path: Path, speed: float = 1.0,
+                   window: tuple[float, float | None] | None = None) -> Trace:
+    """The trace in ``path`` as replayed: only its ``window`` (START, END seconds) where given,
+    ``speed`` times faster (--llmperf-trace-window, --llmperf-trace-speed)."""
+    start, end = window or (0.0, None)
+    return read_trace(path).window(start, end, speed)
 
 
 def _jsonl(path: Path) -> Iterator[TraceRequest]:

@@ -87,3 +87,23 @@ def test_each_request_is_sent_at_its_recorded_offset(suite: tuple[Path, list[flo
     assert sped == pytest.approx([o / 2 for o in offsets], abs=2e-6)
     recorded = [o for o in offsets if 2.0 <= o < 4.0]
     assert sliced == pytest.approx([o - recorded[0] for o in recorded], abs=2e-6)
+
+
+def test_a_test_of_your_own_replays_the_file_it_names(suite: tuple[Path, list[float]]) -> None:
+    path, offsets = suite
+    recorded = sum(1.0 <= o < 3.0 for o in offsets)  # what --llmperf-trace-window=1:3 keeps
+    (path / "perf" / "test_mine.py").write_text(
+        "from pytest_llmperf import ReplayFunction, Target\n\n\n"
+        "def test_mine(llmperf_target: Target, llmperf_replay: ReplayFunction) -> None:\n"
+        "    result = llmperf_replay('trace.jsonl', warmup=0)\n"
+        f"    assert result.requests == {recorded}, result.requests\n"
+        "    assert result.prompts is not None and result.prompts.source == 'trace'\n")
+    with running_stub("--token-ms", "1", "--first-ms", "5", "--jitter", "0") as url:
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "perf/test_mine.py", "-p", "no:cacheprovider",
+             "--backend", "openai", "--model", "stub", "--base-url", url,
+             "--llmperf-trace-window=1:3"],
+            cwd=path, capture_output=True, text=True, timeout=300, check=False,
+            env={**os.environ, "GITHUB_STEP_SUMMARY": ""})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout and recorded > 20
