@@ -23,6 +23,7 @@ from pytest_llmperf.results.load_point import LoadPoint
 from pytest_llmperf.results.load_shape import LoadShape
 from pytest_llmperf.results.metrics import RunMetrics, summarize
 from pytest_llmperf.results.prefix_cache import PrefixCacheResult
+from pytest_llmperf.results.rate_stages import RateStage
 from pytest_llmperf.results.records import LoadRun, RequestRecord, TokenSource
 from pytest_llmperf.results.slo import Verdict, evaluate
 from pytest_llmperf.results.sweep import SweepResult
@@ -50,7 +51,11 @@ if TYPE_CHECKING:
         PrefixCacheFunction,
         ReplayFunction,
     )
-    from pytest_llmperf.plugin.search_fixtures import CapacityFunction, SweepFunction
+    from pytest_llmperf.plugin.search_fixtures import (
+        CapacityFunction,
+        StagesFunction,
+        SweepFunction,
+    )
     from pytest_llmperf.plugin.slo_check import SLOChecker
     from pytest_llmperf.results.comparison import Comparison
     from pytest_llmperf.results.recorded import (
@@ -76,6 +81,7 @@ _LAZY = {
     "PrefixCacheFunction": "pytest_llmperf.plugin.prompt_fixtures",
     "ReplayFunction": "pytest_llmperf.plugin.prompt_fixtures",
     "CapacityFunction": "pytest_llmperf.plugin.search_fixtures",
+    "StagesFunction": "pytest_llmperf.plugin.search_fixtures",
     "SweepFunction": "pytest_llmperf.plugin.search_fixtures",
     "SLOChecker": "pytest_llmperf.plugin.slo_check",
     "Comparison": "pytest_llmperf.results.comparison",
@@ -118,6 +124,7 @@ __all__ = [
     "Prompt",
     "PromptSource",
     "RandomPrompts",
+    "RateStage",
     "RecordedCapacity",
     "RecordedPrefixCache",
     "RecordedSweep",
@@ -133,6 +140,7 @@ __all__ = [
     "SettingError",
     "Settings",
     "SharedPrefixPrompts",
+    "StagesFunction",
     "SweepFunction",
     "SweepResult",
     "Target",

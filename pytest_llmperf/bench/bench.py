@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from pytest_llmperf.observe.telemetry import Telemetry
     from pytest_llmperf.prompts.builtin import PromptSource
     from pytest_llmperf.prompts.trace_files import Trace
+    from pytest_llmperf.results.rate_stages import RateStage
 
 __all__ = ["Bench", "Unsupported", "WindowRunner"]
 
@@ -211,6 +212,34 @@ class Bench:
                                    max_tokens=max_tokens)
                        for shape, count in zip(chosen, counts, strict=True))
         return SweepResult("rate" if chosen[0].is_open else "users", points)
+
+    def stages(self, stages: Sequence[RateStage], *, warmup: int | None = None,
+               max_tokens: int | None = None, prompts: PromptSource | None = None,
+               label: str = "") -> SweepResult:
+        """Staged rates (results.rate_stages) as one schedule, with the run's arrivals: one
+        window per stage, its requests those scheduled in it (load.staged)."""
+        shape = self.load.staged_shape(stages)
+        warm = self.load.warmup if warmup is None else warmup
+        assert shape.duration_s is not None
+        lasts = shape.duration_s + warm / shape.stages[0].mean_rate
+        if lasts > self.load.window_timeout:
+            raise ValueError(
+                f"the stages and their warm-up last {lasts:g} s, past the window's deadline "
+                f"of {self.load.window_timeout:g} s (--llmperf-window-timeout): shorten the "
+                "stages or raise the deadline")
+        served = self.live()
+        whole = self._measure(served, shape, requests=None, duration_s=shape.duration_s,
+                              warmup=warm, max_tokens=max_tokens, prompts=prompts,
+                              label=f"{label} {shape.label}" if label else shape.label)
+        names = []
+        for number, (stage, window) in enumerate(zip(stages, whole.stages, strict=True), 1):
+            names.append(f"stage {number}: {stage.label}")
+            self._say(f"{label or 'stages'}: stage {number} of {len(stages)} ({stage.label}): "
+                      f"{window.requests} requests, "
+                      f"{window.metrics.value('request_throughput') or 0:.2f} req/s sustained")
+            if self.on_window is not None:
+                self.on_window(window, None)
+        return SweepResult("rate", whole.stages, labels=tuple(names))
 
     def capacity(self, dimension: str = "users", checks: Sequence[Check] = (), *,
                  start: float | None = None, maximum: float | None = None,

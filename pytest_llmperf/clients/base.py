@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from pytest_llmperf.results.records import RequestRecord
 
@@ -28,7 +28,9 @@ class Prompt:
     ``input_tokens`` is the user text's length by the model's tokenizer when the source made
     it exact (the chat template adds a fixed overhead around it).  ``session`` names the
     conversation a replayed trace's turn belongs to: an open loop sends it only once the turn
-    before it has its answer.
+    before it has its answer.  ``json_schema`` asks for structured output: the answer must be
+    JSON that the schema accepts (an answer that is not fails as ``invalid_output``); its
+    length is then the object's, never forced.
     """
 
     text: str
@@ -37,6 +39,7 @@ class Prompt:
     cache: bool | None = None
     input_tokens: int | None = None
     session: str | None = None
+    json_schema: Mapping[str, Any] | None = None
 
     def messages(self) -> list[dict[str, str]]:
         """The chat messages of this request, oldest first."""

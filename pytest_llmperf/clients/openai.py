@@ -82,7 +82,10 @@ def build_payload(endpoint: Endpoint, prompt: Prompt | str, max_tokens: int) -> 
     payload.update(endpoint.extra_body)
     if prompt.cache is not None and endpoint.cache_field:
         payload[endpoint.cache_field] = prompt.cache
-    if endpoint.ignore_eos:
+    if prompt.json_schema is not None:  # the answer ends with its object: nothing forced
+        payload["response_format"] = {"type": "json_schema", "json_schema": {
+            "name": "answer", "schema": dict(prompt.json_schema), "strict": True}}
+    elif endpoint.ignore_eos:
         payload["ignore_eos"] = True
         if endpoint.min_tokens_field:
             payload[endpoint.min_tokens_field] = max_tokens
@@ -105,7 +108,7 @@ class StreamingClient(HttpClient):
         prompt = as_prompt(prompt)
         body = json.dumps(build_payload(self.endpoint, prompt, self.max_tokens)).encode()
         send_ns = time.perf_counter_ns()
-        stream = OpenAIStream()
+        stream = OpenAIStream(keep_answer=prompt.json_schema is not None)
         try:
             send_ns, stream.resent = await self._exchange(body, stream)
         except TimeoutError:

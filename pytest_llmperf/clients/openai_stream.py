@@ -19,6 +19,7 @@ from typing import Any
 from pytest_llmperf.clients.base import Prompt, short
 from pytest_llmperf.clients.reasoning import ReasoningSummary, ReasoningTracker
 from pytest_llmperf.clients.sse import SSEEvent
+from pytest_llmperf.clients.structured import schema_problem
 from pytest_llmperf.results.errors import ErrorKind
 from pytest_llmperf.results.records import RequestRecord, TokenSource
 
@@ -30,9 +31,11 @@ _START_KEPT = 300  # of the body, for the message when it is no event stream
 class OpenAIStream:
     """What one response stream has said so far."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_answer: bool = False) -> None:
         self.chunk_ns: list[int] = []
         self.text: list[str] = []
+        # The answer's own text (no reasoning), kept for structured output's check.
+        self.answer: list[str] | None = [] if keep_answer else None
         self.kinds = ReasoningTracker()
         self.finish_reason: str | None = None
         self.usage: Mapping[str, Any] | None = None
@@ -132,6 +135,8 @@ class OpenAIStream:
             self.kinds.reasoning(reasoning)
         if answer:
             self.kinds.content(answer)  # inline <think> tags where no parser took them out
+            if self.answer is not None:
+                self.answer.append(answer)
         return True
 
 
@@ -202,6 +207,10 @@ def stream_record(request_id: int, prompt: Prompt, max_tokens: int, send_ns: int
     if error is None and not stream.done and stream.finish_reason is None:
         error, error_kind = ("stream ended before the server finished the answer",
                              ErrorKind.TRUNCATED)
+    if error is None and prompt.json_schema is not None:
+        problem = schema_problem("".join(stream.answer or ()), prompt.json_schema)
+        if problem is not None:
+            error, error_kind = problem, ErrorKind.INVALID_OUTPUT
     usage = stream.usage or {}
     output_tokens, output_source, output_text = 0, None, None
     if "completion_tokens" in usage:
@@ -241,6 +250,7 @@ def stream_record(request_id: int, prompt: Prompt, max_tokens: int, send_ns: int
         reasoning_tokens=reasoning_tokens,
         reasoning_token_source=reasoning_source,
         reasoning_text=reasoning_text if error is None else None,
+        schema_checked=prompt.json_schema is not None,
     )
 
 

@@ -37,7 +37,7 @@ from pytest_llmperf.load.closed_loop import (
     cut_record,
     deadline_reason,
 )
-from pytest_llmperf.load.shapes import arrival_offsets
+from pytest_llmperf.load.shapes import arrival_offsets, staged_arrivals
 from pytest_llmperf.prompts.builtin import PromptSource
 from pytest_llmperf.results.load_shape import LoadShape
 from pytest_llmperf.results.records import LoadRun, RequestRecord
@@ -66,7 +66,14 @@ def schedule(shape: LoadShape, warmup: int, requests: int | None,
               duration_s: float | None) -> tuple[list[float], int]:
     """Offsets of every arrival (warm-up first) and how many are measured; for a duration,
     no more than :data:`MAX_ARRIVALS` (or the warm-up and one) in all.  A replayed trace
-    offers its own arrivals, cut at ``requests`` or ``duration_s`` where given."""
+    offers its own arrivals, cut at ``requests`` or ``duration_s`` where given; staged rates
+    their stages' (``requests`` and ``duration_s`` are not theirs to cut), after warm-up
+    arrivals at the first stage's mean rate."""
+    if shape.stages:
+        staged = staged_arrivals(shape)[0]
+        gap = 1.0 / shape.stages[0].mean_rate
+        return [*(i * gap for i in range(warmup)), *(warmup * gap + o for o in staged)], \
+            len(staged)
     if shape.arrivals == "trace":  # a recording holds what it holds
         offsets = list(shape.offsets[:warmup + requests] if requests is not None
                        else shape.offsets)

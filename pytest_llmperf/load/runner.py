@@ -30,6 +30,7 @@ from pytest_llmperf.results.window import WindowResult
 from pytest_llmperf.settings.groups import DEFAULT_LIMITS, TimeLimits
 
 if TYPE_CHECKING:
+    from pytest_llmperf.load.staged import PhasedObservers
     from pytest_llmperf.observe.telemetry import Telemetry
 
 __all__ = ["TimeLimits", "finish_records", "run_load"]
@@ -53,9 +54,12 @@ def finish_records(run: LoadRun, served: ServedModel, max_tokens: int) -> LoadRu
     records = count_missing_tokens(run.records, served.token_counter)
     if not served.forces_length:
         return dataclasses.replace(run, records=tuple(judge(r, None) for r in records))
-    # Each request forced the length it asked for (a dataset may give each its own).
+    # A dataset may give each request its own length.
+    # Each request forced the length it asked for, but a structured answer: it ends with its
+    # object.
     return dataclasses.replace(run, records=tuple(
-        judge(r, r.max_tokens if r.max_tokens is not None else max_tokens) for r in records))
+        judge(r, None if r.schema_checked else r.max_tokens if r.max_tokens is not None
+              else max_tokens) for r in records))
 
 
 def run_load(
@@ -98,8 +102,13 @@ def run_load(
     if server_pid is None and served.endpoint is not None:  # attached: maybe on this machine
         server_pid = local_server_pid(served.endpoint.base_url)
     watch = HealthWatch(server_pid, in_process=served.endpoint is None)
-    watching = [watch, *observers, *([telemetry] if telemetry else []),
-                *([probe] if probe else [])]
+    watching: list[WindowObserver] = [watch, *observers, *([telemetry] if telemetry else []),
+                                      *([probe] if probe else [])]
+    phased = None
+    if shape.stages:  # observed stage by stage (the health of workers' own loops: the run's)
+        phased = _phased(watching if client_processes <= 1 else watching[1:], shape, watch,
+                         telemetry, probe)
+        watching = [watch, phased] if client_processes > 1 else [phased]
 
     async def offer(client: RequestSender) -> LoadRun:
         if shape.is_open:
@@ -164,15 +173,36 @@ def run_load(
     if telemetry is not None:
         resources = telemetry.result(output_tokens=sum(r.output_tokens for r in run.records
                                                        if r.ok))
-    return WindowResult(
+    whole = WindowResult(
         served=served.info, shape=shape, max_tokens=max_tokens, run=run,
-        server_metrics=probe.result() if probe else None,
-        server_notes=tuple(probe.notes) if probe else (),
-        resources=resources,
+        server_metrics=probe.result() if probe and not phased else None,
+        server_notes=tuple(probe.notes) if probe and not phased else (),
+        resources=None if phased else resources,
         prompts=prompts.describe(),
         health=judge_health(_client_health(watch.figures, worker_figures, open_files),
                             *send_lateness(run.records), records=run.records),
     )
+    if phased is None:
+        return whole
+    from pytest_llmperf.load.staged import stage_windows
+
+    return dataclasses.replace(whole, stages=stage_windows(whole, phased.phases))
+
+
+def _phased(observers: list[WindowObserver], shape: LoadShape, watch: HealthWatch,
+            telemetry: Telemetry | None, probe: ServerMetricsProbe | None) -> PhasedObservers:
+    """``observers`` told of each stage of ``shape`` as a window of its own."""
+    from pytest_llmperf.load.staged import PhasedObservers, StageObservations
+    from pytest_llmperf.results.rate_stages import stage_starts
+
+    def capture() -> StageObservations:
+        return StageObservations(
+            resources=telemetry.result() if telemetry is not None else None,
+            server_metrics=probe.result() if probe is not None else None,
+            server_notes=tuple(probe.notes) if probe is not None else (),
+            health_figures=dict(watch.figures) if watch in observers else None)
+
+    return PhasedObservers(observers, stage_starts(shape.stages)[1:], capture)
 
 
 def _client_health(figures: dict[str, float], workers: list[dict[str, float]],

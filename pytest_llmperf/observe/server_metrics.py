@@ -130,6 +130,12 @@ class ServerMetricsProbe:
     # -- WindowObserver ---------------------------------------------------------------------
 
     def window_started(self) -> None:
+        # A probe may watch windows one after another (the stages of a staged load).
+        self._stop.clear()
+        with self._lock:
+            self._polls = {name: [] for name in _GAUGES}
+            self._failed_polls = 0
+        self.notes = []
         self._before = self._scrape("before the window")
         gauges = [name for name in _GAUGES if _names(self.names, name)]
         # Poll only what the engine offers; if the first scrape failed, try anyway.

@@ -3,6 +3,9 @@
 - ``llmperf_sweep(users=[1, 2, 4])`` or ``(rates=[0.5, 1, 2])`` or ``(shapes=[...])``: each load
   its own warm-up and measured window, then a table and a chart; ``llmperf_slo.check(sweep)``
   holds every point to the SLOs.
+- ``llmperf_stages("1:60,1..4:30,4:120")``: staged (and ramped) rates as one schedule, one
+  window per stage (load.staged), then the same table and chart; ``llmperf_slo.check(result)``
+  holds every stage to the SLOs.  With no stages given, ``--llmperf-rate-stages``'.
 - ``llmperf_capacity("users")`` or ``("rate")``: the highest load at which every SLO of the
   test holds (searches.capacity); its probes are judged without failing the test, and
   ``llmperf_slo.check(capacity)`` holds the result to the test's capacity SLOs
@@ -26,10 +29,11 @@ if TYPE_CHECKING:
     from pytest_llmperf.bench.bench import Bench
     from pytest_llmperf.results.capacity import CapacityResult
     from pytest_llmperf.results.load_shape import LoadShape
+    from pytest_llmperf.results.rate_stages import RateStage
     from pytest_llmperf.results.sweep import SweepResult
     from pytest_llmperf.results.thresholds import Check
 
-__all__ = ["CapacityFunction", "SweepFunction", "record_sweep"]
+__all__ = ["CapacityFunction", "StagesFunction", "SweepFunction", "record_sweep"]
 
 # Per-load SLO limits drawn on the charts, when the test has them.
 _CHART_SLOS = ("ttft_ms.p95", "tpot_ms.p95", "decode_tokens_per_s.mean")
@@ -43,6 +47,13 @@ class SweepFunction(Protocol):
                  shapes: Sequence[LoadShape] | None = None,
                  requests: int | Sequence[int] | None = None,
                  duration_s: float | None = None,
+                 max_tokens: int | None = None) -> SweepResult: ...
+
+
+class StagesFunction(Protocol):
+    """``llmperf_stages``'s type, for annotating tests."""
+
+    def __call__(self, stages: str | Sequence[RateStage] | None = None, *,
                  max_tokens: int | None = None) -> SweepResult: ...
 
 
@@ -94,6 +105,30 @@ def llmperf_sweep(llmperf_test_bench: Bench, llmperf_recorder: ResultRecorder,
         return result
 
     return sweep
+
+
+@pytest.fixture
+def llmperf_stages(llmperf_test_bench: Bench, llmperf_recorder: ResultRecorder,
+                   request: pytest.FixtureRequest) -> StagesFunction:
+    def stages(stages: str | Sequence[RateStage] | None = None, *,
+               max_tokens: int | None = None) -> SweepResult:
+        """``stages``: ``"1:60,1..4:30"`` or RateStage values; None: --llmperf-rate-stages."""
+        from pytest_llmperf.results.rate_stages import parse_rate_stages
+
+        chosen = (parse_rate_stages(stages) if isinstance(stages, str)
+                  else stages or llmperf_test_bench.load.rate_stages)
+        if not chosen:
+            raise ValueError("llmperf_stages needs stages: give them (\"1:60,2:60\") or "
+                             "--llmperf-rate-stages")
+        with measuring(llmperf_recorder):
+            result = llmperf_test_bench.stages(chosen, max_tokens=max_tokens,
+                                               label=llmperf_recorder.item.name)
+        for point in result.points:
+            llmperf_recorder.compare(point.windows)
+        record_sweep(result, request, llmperf_recorder)
+        return result
+
+    return stages
 
 
 @pytest.fixture

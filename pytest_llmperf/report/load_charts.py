@@ -29,8 +29,11 @@ _PANELS = (
 
 def write_sweep_chart(sweep: RecordedSweep, path: Path) -> Path | None:
     target = f"{sweep.served.model} on {sweep.served.backend}"
-    title = (f"prefill: TTFT and speed by prompt length, {target}"
-             if sweep.dimension == "input_tokens" else f"sweep over {sweep.dimension}, {target}")
+    title = f"sweep over {sweep.dimension}, {target}"
+    if sweep.dimension == "input_tokens":
+        title = f"prefill: TTFT and speed by prompt length, {target}"
+    elif sweep.staged:
+        title = f"staged rates, each stage at its (mean) rate, {target}"
     return write_load_chart(path, title=title, dimension=sweep.dimension, points=sweep.rows,
                             slo_lines=sweep.slo_lines)
 

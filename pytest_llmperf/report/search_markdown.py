@@ -98,9 +98,12 @@ def _prefix_cache_section(recorded: RecordedPrefixCache) -> list[str]:
 
 def _sweep_section(recorded: RecordedSweep) -> list[str]:
     prefill = recorded.dimension == "input_tokens"
-    lines = [f"## {'Prefill sweep' if prefill else 'Sweep'}: `{recorded.provenance.shown_nodeid}`",
-             "", f"{recorded.served.description}: each load its own warm-up and measured window "
-             "(their full tables are below).", ""]
+    how = ("each load its own warm-up and measured window" if not recorded.staged else
+           "the stages one schedule after one warm-up, each stage a window of the requests "
+           "scheduled in it")
+    title = "Prefill sweep" if prefill else "Staged rates" if recorded.staged else "Sweep"
+    lines = [f"## {title}: `{recorded.provenance.shown_nodeid}`", "",
+             f"{recorded.served.description}: {how} (their full tables are below).", ""]
     if recorded.left_out:
         lines += [f"{recorded.left_out}.", ""]
     # A prefill sweep is about TTFT: its median leads.

@@ -36,6 +36,8 @@ class ErrorKind(enum.StrEnum):
     SERVER_DIED = "server_died"  # the launched server process exited during the window
     # The client's own machine ran out (file descriptors, local ports): not the server's doing.
     CLIENT_LIMIT = "client_limit"
+    # Structured output: the answer is not JSON that the request's schema accepts.
+    INVALID_OUTPUT = "invalid_output"
 
 
 ERROR_KINDS: tuple[str, ...] = tuple(kind.value for kind in ErrorKind)
@@ -54,6 +56,7 @@ DESCRIPTIONS: Mapping[str, str] = {
     "server_died": "requests lost because the launched server died",
     "client_limit": "requests the client could not send: its own machine ran out of file "
                     "descriptors or local ports",
+    "invalid_output": "structured answers that are not JSON the request's schema accepts",
 }
 
 

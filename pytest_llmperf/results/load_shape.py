@@ -10,6 +10,8 @@
   (``slip_ms``).
 - Trace replay (:meth:`LoadShape.replay`): requests arrive at a recorded trace's offsets
   (``offsets``, seconds from the first; prompts.trace_files); ``rate`` is their mean rate.
+- Staged rates (:meth:`LoadShape.staged`): the rate of an open loop held or ramped stage by
+  stage (``stages``, results.rate_stages); ``rate`` is their mean.
 
 A shape is part of every result (what load was offered), so it lives with the results; the
 arrival schedule that realises it is :func:`pytest_llmperf.load.shapes.arrival_offsets`.
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pytest_llmperf.results.jsonfields import Fields, JSONDecodeError, JSONObject, json_number
+from pytest_llmperf.results.rate_stages import RateStage, parse_rate_stages, stages_text
 
 __all__ = ["ARRIVALS", "Arrivals", "LoadShape"]
 
@@ -43,6 +46,8 @@ class LoadShape:
     # A replayed trace's arrival offsets (seconds from the first), as replayed; not stored
     # with results (the prompt origin names the trace, its slice and its speed).
     offsets: tuple[float, ...] = field(default=(), repr=False)
+    # Staged rates: the open loop's rate stage by stage (one stage: a ramp's own window).
+    stages: tuple[RateStage, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.users is None) == (self.rate is None):
@@ -66,6 +71,9 @@ class LoadShape:
                 b < a for a, b in zip(self.offsets, self.offsets[1:], strict=False))):
             raise ValueError("a trace's offsets are for trace arrivals, start at 0 and never "
                              "go back")
+        if self.stages and (self.users is not None or self.arrivals == "trace"):
+            raise ValueError("rate stages are for an open loop's own arrivals (constant, "
+                             "poisson or gamma)")
 
     @classmethod
     def closed(cls, users: int, *, ramp_s: float = 0.0) -> LoadShape:
@@ -92,6 +100,23 @@ class LoadShape:
         return cls(rate=rate, arrivals="trace", max_concurrency=max_concurrency,
                    offsets=offsets)
 
+    @classmethod
+    def staged(cls, stages: tuple[RateStage, ...], *, arrivals: Arrivals | None = None,
+               burstiness: float = 1.0, max_concurrency: int | None = None,
+               seed: int = 0) -> LoadShape:
+        """An open loop whose rate follows ``stages``; ``rate`` is their mean."""
+        if not stages:
+            raise ValueError("staged rates need at least one stage")
+        chosen: Arrivals = arrivals or ("poisson" if burstiness == 1.0 else "gamma")
+        rate = sum(s.mass for s in stages) / sum(s.seconds for s in stages)
+        return cls(rate=rate, arrivals=chosen, burstiness=burstiness,
+                   max_concurrency=max_concurrency, seed=seed, stages=stages)
+
+    @property
+    def duration_s(self) -> float | None:
+        """A staged shape's length in seconds (None: its window is sized by its caller)."""
+        return sum(s.seconds for s in self.stages) if self.stages else None
+
     @property
     def is_open(self) -> bool:
         return self.rate is not None
@@ -111,6 +136,10 @@ class LoadShape:
         text = f"{self.rate:g} req/s"
         if self.arrivals == "trace":
             text = f"trace at {self.rate:.3g} req/s"
+        elif len(self.stages) == 1:
+            text = f"{self.stages[0].label} {self.arrivals}"
+        elif self.stages:
+            text = f"stages {stages_text(self.stages)} {self.arrivals}"
         elif self.rate is not None and math.isfinite(self.rate):
             text += f" {self.arrivals}"
             if self.arrivals == "gamma":
@@ -125,6 +154,8 @@ class LoadShape:
         text = f"rate{self.rate:g}"
         if self.arrivals == "trace":
             text = "trace"
+        elif self.stages:
+            text = "stages" if len(self.stages) > 1 else f"ramp{self.stages[0].text}"
         elif self.arrivals == "constant":
             text += "-constant"
         elif self.arrivals == "gamma":
@@ -139,6 +170,11 @@ class LoadShape:
             scale = self.load / load if math.isfinite(self.load) else 1.0
             return LoadShape.replay(tuple(o * scale for o in self.offsets),
                                     max_concurrency=self.max_concurrency)
+        if self.stages:  # every stage's rate scaled alike
+            assert self.rate is not None
+            return LoadShape.staged(tuple(s.scaled(load / self.rate) for s in self.stages),
+                                    arrivals=self.arrivals, burstiness=self.burstiness,
+                                    max_concurrency=self.max_concurrency, seed=self.seed)
         return LoadShape(rate=load, arrivals=self.arrivals, burstiness=self.burstiness,
                          max_concurrency=self.max_concurrency, seed=self.seed)
 
@@ -148,7 +184,7 @@ class LoadShape:
             return {"shape": "closed_loop", "users": self.users, "ramp_s": self.ramp_s}
         return {"shape": "open_loop", "rate": json_number(self.rate), "arrivals": self.arrivals,
                 "burstiness": self.burstiness, "max_concurrency": self.max_concurrency,
-                "seed": self.seed}
+                "seed": self.seed, **({"stages": stages_text(self.stages)} if self.stages else {})}
 
     @classmethod
     def from_json(cls, fields: Fields) -> LoadShape:
@@ -157,12 +193,14 @@ class LoadShape:
             if fields.text("shape") == "closed_loop":
                 return cls(users=fields.integer("users"), ramp_s=fields.number("ramp_s", 0.0))
             arrivals = fields.text("arrivals")
+            stages = fields.text_or_none("stages")
             if arrivals not in ARRIVALS:
                 raise ValueError(f"unknown arrivals {arrivals!r}")
             return cls(rate=fields.number("rate"), arrivals=arrivals,  # type: ignore[arg-type]
                        burstiness=fields.number("burstiness", 1.0),
                        max_concurrency=fields.integer_or_none("max_concurrency"),
-                       seed=fields.integer("seed", 0))
+                       seed=fields.integer("seed", 0),
+                       stages=parse_rate_stages(stages) if stages else ())
         except ValueError as exc:
             if isinstance(exc, JSONDecodeError):
                 raise

@@ -57,6 +57,8 @@ def _optional(record: RequestRecord, send: int) -> JSONObject:
     extra: JSONObject = {key: value for key, value in (
         ("max_tokens", record.max_tokens), ("cached_tokens", record.cached_tokens),
         ("dataset_input_tokens", record.dataset_input_tokens)) if value is not None}
+    if record.schema_checked:
+        extra["schema_checked"] = True
     if record.queued_ns:
         extra["queued_us"] = record.queued_ns // _NS_PER_US
     if record.has_reasoning:
@@ -132,6 +134,7 @@ def _decode(raw: Mapping[str, Any]) -> RequestRecord:
         reasoning_token_source=_source(raw.get("reasoning_token_source")),
         answer_start_ns=_at(send, raw.get("answer_start_us")),
         answer_end_ns=_at(send, raw.get("answer_end_us")),
+        schema_checked=bool(raw.get("schema_checked", False)),
     )
 
 

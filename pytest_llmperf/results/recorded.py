@@ -113,6 +113,11 @@ class RecordedSweep:
 
     kind: ClassVar[str] = "sweep"
 
+    @property
+    def staged(self) -> bool:
+        """The stages of one staged-rate schedule (llmperf_stages), not separate loads."""
+        return bool(self.rows) and self.rows[0].label.startswith("stage ")
+
     def to_json(self) -> JSONObject:
         return {"kind": self.kind, **self.provenance.to_json(), "served": self.served.to_json(),
                 "dimension": self.dimension, "rows": [row.to_json() for row in self.rows],

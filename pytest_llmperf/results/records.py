@@ -78,6 +78,9 @@ class RequestRecord:
     reasoning_tokens: int | None = 0
     reasoning_token_source: TokenSource | None = None
     reasoning_text: str | None = field(default=None, repr=False)  # kept until counted
+    # Structured output: the answer was checked against the JSON schema the request gave (its
+    # length is the object's, not a forced one).
+    schema_checked: bool = False
 
     @property
     def approximate_counts(self) -> tuple[str, ...]:

@@ -15,10 +15,12 @@ __all__ = ["SweepResult"]
 class SweepResult:
     """The points of a sweep in the order they ran (the order of the loads asked for)."""
 
-    dimension: str  # "users", "rate", or "input_tokens" (a prefill sweep: one load)
+    dimension: str  # "users", "rate" (staged rates too), or "input_tokens" (a prefill sweep)
     points: tuple[WindowResult, ...]
     # Each point's place on the sweep's axis where it is not the load (input tokens).
     values: tuple[float, ...] | None = None
+    # Each point's name in the table where its load's label is not enough (staged rates).
+    labels: tuple[str, ...] | None = None
 
     @property
     def loads(self) -> tuple[float, ...]:
@@ -29,6 +31,9 @@ class SweepResult:
     @property
     def rows(self) -> tuple[LoadPoint, ...]:
         """Each point's figures, for the sweep's table and chart."""
+        if self.labels is not None:
+            return tuple(LoadPoint.of(point, label=label)
+                         for label, point in zip(self.labels, self.points, strict=True))
         if self.values is None:
             return tuple(LoadPoint.of(point) for point in self.points)
         return tuple(LoadPoint.of(point, load=value,

@@ -81,6 +81,9 @@ class WindowResult:
     prompts: PromptOrigin | None = None
     health: Health | None = None  # None: not watched
     repeats: tuple[WindowResult, ...] = field(default=(), compare=False)
+    # A staged load's windows, one per stage (load.staged); this window is then the whole run,
+    # whose observers were split by stage (no resources or engine metrics of its own).
+    stages: tuple[WindowResult, ...] = field(default=(), compare=False)
     # A window sized by its SLOs (results.sequential): its looks, and why it stopped; None:
     # its size was given (or it was not judged).
     sizing: WindowSizing | None = None

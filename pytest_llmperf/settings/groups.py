@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +19,7 @@ from pytest_llmperf.results.load_shape import ARRIVALS, Arrivals, LoadShape
 from pytest_llmperf.settings.ab_spec import ABSideSpec
 
 if TYPE_CHECKING:
+    from pytest_llmperf.results.rate_stages import RateStage
     from pytest_llmperf.results.thresholds import Gate
 
 __all__ = ["DEFAULT_LIMITS", "CheckSettings", "LoadSettings", "ReportSettings", "SearchSettings",
@@ -129,6 +130,7 @@ class LoadSettings:
     dataset: str | None
     trace_speed: float  # --llmperf-trace-speed
     trace_window: tuple[float, float | None] | None  # --llmperf-trace-window START:END
+    rate_stages: tuple[RateStage, ...] | None  # --llmperf-rate-stages
     telemetry_interval: float
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -154,6 +156,13 @@ class LoadSettings:
             arrivals = self.arrivals  # type: ignore[assignment]
         return LoadShape.open(rate, arrivals=arrivals, burstiness=self.burstiness,
                               max_concurrency=self.max_concurrency, seed=self.seed)
+
+    def staged_shape(self, stages: Sequence[RateStage]) -> LoadShape:
+        """Staged rates with the run's arrivals, burstiness, cap and seed."""
+        open_shape = self.open_shape(1.0)
+        return LoadShape.staged(tuple(stages), arrivals=open_shape.arrivals,
+                                burstiness=self.burstiness,
+                                max_concurrency=self.max_concurrency, seed=self.seed)
 
     def shape(self, *, users: int | None = None, rate: float | None = None,
               shape: LoadShape | None = None) -> LoadShape:

@@ -245,6 +245,10 @@ OPTIONS: tuple[Option[Any], ...] = (
     Option("trace_window", "--llmperf-trace-window",
            "replay only START:END seconds of the trace (60:180, 60: or :120)",
            parse.time_slice, None, groups=("load",)),
+    Option("rate_stages", "--llmperf-rate-stages",
+           "staged open-loop rates for test_rate_stages, one schedule with a window per "
+           "stage: RATE:SECONDS, FROM..TO:SECONDS for a linear ramp (1:60,1..4:30,4:120)",
+           parse.rate_stages, None, groups=("load",)),
     Option("seed", "--llmperf-seed",
            "seed of the prompt order, for reproducible content (each run still gets a fresh "
            "salt at the start of every prompt, so no server cache can answer it)",

@@ -9,8 +9,11 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlsplit
+
+if TYPE_CHECKING:
+    from pytest_llmperf.results.rate_stages import RateStage
 
 __all__ = ["BACKENDS"]  # and the parsers, used by pytest_llmperf.settings.options
 
@@ -127,6 +130,13 @@ def time_slice(value: str) -> tuple[float, float | None]:
     end = None if not end_text.strip() else _number(
         end_text, lambda n: n > start and math.isfinite(n), expected, expected)
     return start, end
+
+
+def rate_stages(value: str) -> tuple[RateStage, ...]:
+    """``1:60,1..4:30,4:120``: results.rate_stages."""
+    from pytest_llmperf.results.rate_stages import parse_rate_stages
+
+    return parse_rate_stages(value)
 
 
 def fraction(value: str) -> float:
