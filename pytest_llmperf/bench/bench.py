@@ -22,6 +22,7 @@ from pytest_llmperf.results.capacity import CapacityResult, ProbeOutcome
 from pytest_llmperf.results.judge import judge_window, window_problems
 from pytest_llmperf.results.load_shape import LoadShape
 from pytest_llmperf.results.prefix_cache import PrefixCacheResult
+from pytest_llmperf.results.replicas import slow_replicas
 from pytest_llmperf.results.slo import Verdict
 from pytest_llmperf.results.sweep import SweepResult
 from pytest_llmperf.results.thresholds import Check
@@ -172,6 +173,8 @@ class Bench:
             progress=self.progress, progress_label=label,
             client_processes=self.load.client_processes, event_loop=self.load.event_loop)
         self.supervisor.check_window(window)  # ServerDied, with the window, if it died
+        for flag in slow_replicas(window.replicas):
+            self._say(f"{label}: {flag}")
         return window
 
     # --- judging -------------------------------------------------------------------------

@@ -74,6 +74,10 @@ class ServedModel:
     tensor_parallel: int | None = None
     quantization: str | None = None
     engine_args: tuple[str, ...] = ()
+    # Replicas of one deployment (several --base-url URLs, ``endpoint`` the first): requests
+    # are spread over them by ``replica_policy`` (clients.replicas).
+    replicas: tuple[Endpoint, ...] = ()
+    replica_policy: str = "round-robin"
 
     @property
     def info(self) -> ServedInfo:
@@ -95,6 +99,13 @@ class ServedModel:
             return self.open_client(max_tokens, timeout_s, first_token_timeout_s)
         if self.endpoint is None:
             raise RuntimeError(f"{self.description} has neither an endpoint nor a client")
+        if self.replicas:
+            from pytest_llmperf.clients.replicas import ReplicaClient
+
+            return ReplicaClient([StreamingClient(
+                endpoint, max_tokens=max_tokens, timeout_s=timeout_s,
+                first_token_timeout_s=first_token_timeout_s) for endpoint in self.replicas],
+                policy=self.replica_policy)
         return StreamingClient(self.endpoint, max_tokens=max_tokens, timeout_s=timeout_s,
                                first_token_timeout_s=first_token_timeout_s)
 

@@ -214,6 +214,9 @@ def attach_url(settings: ServerSettings) -> str:
     would send a URL's credentials (requests makes Basic auth of them) and the streaming client
     would not, and every message and report would copy them."""
     assert settings.base_url is not None
+    if len(settings.base_urls) > 1:
+        raise ValueError(f"{settings.sources.get('base_url', '--base-url')}: several URLs "
+                         "(replicas) are attached to with --backend openai only")
     try:
         return parse_url(settings.base_url)
     except ValueError as exc:

@@ -102,6 +102,8 @@ def run_load(
     if server_pid is None and served.endpoint is not None:  # attached: maybe on this machine
         server_pid = local_server_pid(served.endpoint.base_url)
     watch = HealthWatch(server_pid, in_process=served.endpoint is None)
+    watch.replica_pids = [pid for pid in (local_server_pid(e.base_url)
+                                          for e in served.replicas[1:]) if pid is not None]
     watching: list[WindowObserver] = [watch, *observers, *([telemetry] if telemetry else []),
                                       *([probe] if probe else [])]
     phased = None

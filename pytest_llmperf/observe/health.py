@@ -78,6 +78,8 @@ class HealthWatch:
         # Further processes of the client's (load.processes' workers): their CPU is the
         # client's, not other work.
         self.client_pids: Sequence[int] = ()
+        # Further servers' processes (replicas on this machine): their CPU is the servers'.
+        self.replica_pids: Sequence[int] = ()
         self._start: _Snapshot | None = None
         self.figures: dict[str, float] = {}
 
@@ -108,7 +110,9 @@ class HealthWatch:
         return _Snapshot(time.perf_counter(), client,
                          sum(system) - idle - getattr(system, "guest", 0.0)
                          - getattr(system, "guest_nice", 0.0),
-                         getattr(system, "steal", None), _tree_cpu(self.server_pid))
+                         getattr(system, "steal", None),
+                         {key: cpu for pid in (self.server_pid, *self.replica_pids)
+                          for key, cpu in _tree_cpu(pid).items()})
 
     def _compare(self, start: _Snapshot, end: _Snapshot) -> dict[str, float]:
         span = max(end.at_s - start.at_s, 1e-9)

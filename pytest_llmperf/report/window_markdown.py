@@ -11,6 +11,7 @@ from pytest_llmperf.report.comparison import comparison_markdown
 from pytest_llmperf.report.resources_markdown import resources_markdown
 from pytest_llmperf.results.metrics import DISTRIBUTIONS, REPORTED_STATISTICS, SCALARS
 from pytest_llmperf.results.recorded import RecordedWindow
+from pytest_llmperf.results.replicas import slow_replicas
 from pytest_llmperf.results.slo import Verdict
 from pytest_llmperf.results.window import ErrorTally, WindowResult
 
@@ -99,12 +100,28 @@ def window_section(recorded: RecordedWindow) -> list[str]:
         lines += [tabulate(rows, headers=["metric", "measured", "SLO", "verdict", "defined at"],
                            tablefmt="github"), ""]
     lines += _figures(window)
+    lines += _replicas_section(window)
     lines += _errors_section(window.errors)
     lines += _server_section(window)
     lines += resources_markdown(window.resources, recorded.timeline_png)
     if recorded.comparison is not None:
         lines += comparison_markdown(recorded.comparison)
     return lines
+
+
+def _replicas_section(window: WindowResult) -> list[str]:
+    """Each replica's share of the window, and the much slower ones (results.replicas)."""
+    figures = window.replicas
+    if not figures:
+        return []
+    rows = [[f.url, f.requests, f.failed, cell(f.medians["ttft_ms"]), cell(f.ttft_ms_p95),
+             cell(f.medians["tpot_ms"]), cell(f.medians["e2el_ms"]), cell(f.output_tokens_per_s)]
+            for f in figures]
+    lines = [tabulate(rows, headers=["replica", "requests", "failed", "TTFT median ms",
+                                     "TTFT p95 ms", "TPOT median ms", "E2EL median ms",
+                                     "output tok/s"], tablefmt="github"), ""]
+    flags = slow_replicas(figures)
+    return lines + [f"**{flag[0].upper()}{flag[1:]}.**" for flag in flags] + ([""] if flags else [])
 
 
 def verdict_cell(verdict: Verdict) -> str:

@@ -59,6 +59,8 @@ def _optional(record: RequestRecord, send: int) -> JSONObject:
         ("dataset_input_tokens", record.dataset_input_tokens)) if value is not None}
     if record.schema_checked:
         extra["schema_checked"] = True
+    if record.replica is not None:
+        extra["replica"] = record.replica
     if record.queued_ns:
         extra["queued_us"] = record.queued_ns // _NS_PER_US
     if record.has_reasoning:
@@ -135,6 +137,7 @@ def _decode(raw: Mapping[str, Any]) -> RequestRecord:
         answer_start_ns=_at(send, raw.get("answer_start_us")),
         answer_end_ns=_at(send, raw.get("answer_end_us")),
         schema_checked=bool(raw.get("schema_checked", False)),
+        replica=raw.get("replica"),
     )
 
 

@@ -81,6 +81,8 @@ class RequestRecord:
     # Structured output: the answer was checked against the JSON schema the request gave (its
     # length is the object's, not a forced one).
     schema_checked: bool = False
+    # Several replicas (clients.replicas): the base URL of the one that served it.
+    replica: str | None = None
 
     @property
     def approximate_counts(self) -> tuple[str, ...]:

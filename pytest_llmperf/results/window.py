@@ -24,6 +24,7 @@ from pytest_llmperf.results.pacing import overload
 from pytest_llmperf.results.prompt_origin import PromptOrigin
 from pytest_llmperf.results.record_codec import run_from_json, run_to_json
 from pytest_llmperf.results.records import LoadRun
+from pytest_llmperf.results.replicas import ReplicaFigures, replica_figures
 from pytest_llmperf.results.resources import Resources
 from pytest_llmperf.results.sequential import WindowSizing
 from pytest_llmperf.results.served import ServedInfo
@@ -154,7 +155,8 @@ class WindowResult:
     def short_answers(self) -> int:
         """Completed answers shorter than asked for: an engine that cannot ignore EOS (Ollama,
         TGI) makes per-user speed a figure over shorter answers."""
-        return sum(r.ok and r.output_tokens < (r.max_tokens or self.max_tokens)
+        return sum(r.ok and not r.schema_checked  # a structured answer ends with its object
+                   and r.output_tokens < (r.max_tokens or self.max_tokens)
                    for r in self.run.records)
 
     @property
@@ -176,6 +178,11 @@ class WindowResult:
             hits=sum((r.cached_tokens or 0) > max(CACHE_HEAD_ALLOWANCE, (r.input_tokens or 0) / 2)
                      for r in told),
             about_caching=self.prompts is not None and self.prompts.about_caching)
+
+    @property
+    def replicas(self) -> tuple[ReplicaFigures, ...]:
+        """Each replica's share of the window (empty: one server served it all)."""
+        return replica_figures(self.run)
 
     @property
     def template_overhead(self) -> tuple[int, int] | None:

@@ -48,7 +48,7 @@ DEFAULT_LIMITS = TimeLimits()  # the options' defaults: 600 s a request, no othe
 class ServerSettings:
     """What launches (or attaches to) an engine and what its client sends."""
 
-    base_url: str | None
+    base_url: str | None  # one URL, or several comma-separated: replicas (settings.parsers.urls)
     api_key_env: str | None
     gpus: tuple[tuple[int, ...], ...] | None
     tp: int | None
@@ -65,7 +65,13 @@ class ServerSettings:
     ignore_eos: bool
     max_tokens: int  # the longest answer asked for: llama.cpp sizes its slots for it
     output_dir: Path  # the servers' logs
+    replica_policy: str = "round-robin"  # --llmperf-replica-policy
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def base_urls(self) -> tuple[str, ...]:
+        """Each replica's URL (one for a single server; none when launching)."""
+        return tuple(self.base_url.split(",")) if self.base_url else ()
 
     def api_key(self) -> str | None:
         """The key itself, read when needed so that it lives in no record or report."""

@@ -106,8 +106,14 @@ OPTIONS: tuple[Option[Any], ...] = (
            "compatible servers: the URL ends in /v1); no user, password or query in it: the "
            "key goes in --llmperf-api-key-env.  --base-url is the same flag, shared with "
            "pytest-base-url when it is installed; its PYTEST_BASE_URL and ini base_url are "
-           "read after llmperf's own", parse.url, None, groups=("server",),
-           aliases=("--base-url",)),
+           "read after llmperf's own.  Several comma-separated URLs (--backend openai) are "
+           "replicas of one deployment: the load is spread over them "
+           "(--llmperf-replica-policy) and the report splits it per URL", parse.urls, None,
+           groups=("server",), aliases=("--base-url",)),
+    Option("replica_policy", "--llmperf-replica-policy",
+           "how requests are spread over several --base-url replicas: round-robin (in turn) "
+           "or least-busy (the replica with the fewest requests in flight)",
+           parse.choice("round-robin", "least-busy"), "round-robin", groups=("server",)),
     Option("api_key_env", "--llmperf-api-key-env",
            "NAME of the environment variable that holds the API key (not the key itself); the "
            "key is sent only as an Authorization: Bearer header and written to no output",

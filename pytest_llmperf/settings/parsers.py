@@ -225,6 +225,24 @@ def url(value: str) -> str:
     return f"{parts.scheme}://{netloc}{path}".rstrip("/")
 
 
+def urls(value: str) -> str:
+    """One base URL, or several comma-separated (replicas of one deployment), each as
+    :func:`url` takes it; the same URL twice is refused (one server counted as two)."""
+    items = [item.strip() for item in value.split(",")]
+    parsed: list[str] = []
+    for item in items:
+        try:
+            one = url(item)
+        except ValueError as exc:
+            if len(items) == 1:
+                raise
+            raise ValueError(f"{redact_url(item)!r}: {exc}") from None
+        if one in parsed:
+            raise ValueError(f"{one} is given twice: each replica's URL once")
+        parsed.append(one)
+    return ",".join(parsed)
+
+
 def redact_url(value: str) -> str:
     """``value`` (a URL, or text that failed to be one) fit for a message: anything before an
     '@' after the scheme becomes ``***@``, and a query or fragment ``?***`` or ``#***``."""

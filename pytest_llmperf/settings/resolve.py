@@ -158,6 +158,11 @@ def _check_combination(values: Mapping[str, Any], sources: Mapping[str, str]) ->
             f"{sources['backend']}: backend 'openai' attaches to a running server: "
             "give its URL with --base-url (or LLMPERF_BASE_URL)"
         )
+    if values["base_url"] and "," in values["base_url"] and backends != ("openai",):
+        raise SettingError(
+            f"{sources['base_url']}: several URLs are replicas of one OpenAI-compatible "
+            "deployment: give them with --backend openai"
+        )
     if values["base_url"] and (len(backends) > 1 or len(values["model"]) > 1):
         raise SettingError(
             f"{sources['base_url']}: --base-url attaches to one running server, so it takes "

@@ -186,7 +186,7 @@ def test_sources_name_each_setting_separately(tmp_path: Path) -> None:
         "requests": "llmperf_requests (ini/pyproject)",
         "warmup": "default",
         "dataset": "default", "trace_speed": "default", "trace_window": "default",
-        "rate_stages": "default",
+        "rate_stages": "default", "replica_policy": "default",
         "seed": "default",
         "json": "default",
         "save": "default",
