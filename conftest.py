@@ -18,7 +18,8 @@ SUITE = Path(__file__).parent / "tests" / "perf"
 SLOW_IN_THE_SELF_TEST = frozenset({"test_capacity_users", "test_capacity_rate",
                                    "test_sweep_users", "test_request_rate", "test_prefill",
                                    "test_prefix_cache", "test_single_user_latency",
-                                   "test_trace", "test_structured_output"})
+                                   "test_trace", "test_structured_output",
+                                   "test_embeddings"})
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from pytest_llmperf.engines.base import ServedModel
     from pytest_llmperf.engines.supervise import ServerDied, ServerLost
     from pytest_llmperf.plugin.ab_fixtures import ABFunction
+    from pytest_llmperf.plugin.endpoint_fixtures import EmbeddingsFunction
     from pytest_llmperf.plugin.fixtures import LoadFunction
     from pytest_llmperf.plugin.prompt_fixtures import (
         PrefillFunction,
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "ABResult": "pytest_llmperf.bench.ab",
     "ABFunction": "pytest_llmperf.plugin.ab_fixtures",
+    "EmbeddingsFunction": "pytest_llmperf.plugin.endpoint_fixtures",
     "Bench": "pytest_llmperf.bench.bench",
     "Unsupported": "pytest_llmperf.bench.bench",
     "serve": "pytest_llmperf.bench.serve",
@@ -111,6 +113,7 @@ __all__ = [
     "CapacityResult",
     "Check",
     "Comparison",
+    "EmbeddingsFunction",
     "FilePrompts",
     "Lengths",
     "LoadFunction",

@@ -166,8 +166,15 @@ class Bench:
                  duration_s: float | None, warmup: int, max_tokens: int | None,
                  prompts: PromptSource | None, label: str,
                  stop: StopRule | None = None) -> WindowResult:
+        prompts = prompts or self.prompts
+        if served.endpoint is not None and served.endpoint.api == "embeddings":
+            from pytest_llmperf.prompts.embedding_batches import EmbeddingBatches
+
+            # --llmperf-embedding-batch inputs a request, unless the caller batched them.
+            if self.load.embedding_batch > 1 and not isinstance(prompts, EmbeddingBatches):
+                prompts = EmbeddingBatches(prompts, self.load.embedding_batch)
         window = self.runner(
-            served, prompts or self.prompts, shape=shape, requests=requests,
+            served, prompts, shape=shape, requests=requests,
             duration_s=duration_s, warmup=warmup, max_tokens=max_tokens or self.load.max_tokens,
             limits=self.load.limits, telemetry=self.telemetry, stop=stop,
             progress=self.progress, progress_label=label,

@@ -40,6 +40,8 @@ class Prompt:
     input_tokens: int | None = None
     session: str | None = None
     json_schema: Mapping[str, Any] | None = None
+    # Embeddings: the further inputs embedded by the same request (--llmperf-embedding-batch).
+    batch: tuple[str, ...] = ()
 
     def messages(self) -> list[dict[str, str]]:
         """The chat messages of this request, oldest first."""

@@ -34,7 +34,8 @@ from pytest_llmperf.results.records import RequestRecord
 
 __all__ = ["Endpoint", "StreamingClient", "build_payload"]
 
-Api = Literal["chat", "completions"]
+Api = Literal["chat", "completions", "embeddings"]
+_PATHS = {"chat": "chat/completions", "completions": "completions", "embeddings": "embeddings"}
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,7 @@ class Endpoint:
 
     @property
     def url(self) -> str:
-        path = "chat/completions" if self.api == "chat" else "completions"
-        return f"{self.base_url.rstrip('/')}/{path}"
+        return f"{self.base_url.rstrip('/')}/{_PATHS[self.api]}"
 
 
 def build_payload(endpoint: Endpoint, prompt: Prompt | str, max_tokens: int) -> dict[str, Any]:

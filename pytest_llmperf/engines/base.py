@@ -10,6 +10,7 @@ and yields a :class:`ServedModel` until the ``with`` block ends, when the engine
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from pytest_llmperf.clients.base import RequestSender, TokenCounter, Tokenizer
-from pytest_llmperf.clients.openai import Endpoint, StreamingClient
+from pytest_llmperf.clients.openai import Api, Endpoint, StreamingClient
 from pytest_llmperf.results.served import ServedInfo
 from pytest_llmperf.settings.groups import ServerSettings
 
@@ -102,12 +103,31 @@ class ServedModel:
         if self.replicas:
             from pytest_llmperf.clients.replicas import ReplicaClient
 
-            return ReplicaClient([StreamingClient(
-                endpoint, max_tokens=max_tokens, timeout_s=timeout_s,
-                first_token_timeout_s=first_token_timeout_s) for endpoint in self.replicas],
-                policy=self.replica_policy)
-        return StreamingClient(self.endpoint, max_tokens=max_tokens, timeout_s=timeout_s,
-                               first_token_timeout_s=first_token_timeout_s)
+            return ReplicaClient([_client_for(endpoint, max_tokens, timeout_s,
+                                              first_token_timeout_s)
+                                  for endpoint in self.replicas], policy=self.replica_policy)
+        return _client_for(self.endpoint, max_tokens, timeout_s, first_token_timeout_s)
+
+    def with_api(self, api: Api) -> ServedModel:
+        """This served model driven through ``api`` (--llmperf-endpoint): chat, completions
+        or embeddings."""
+        if api == "chat" or self.endpoint is None:
+            return self
+        return dataclasses.replace(
+            self, endpoint=dataclasses.replace(self.endpoint, api=api),
+            replicas=tuple(dataclasses.replace(e, api=api) for e in self.replicas))
+
+
+def _client_for(endpoint: Endpoint, max_tokens: int, timeout_s: float,
+                first_token_timeout_s: float | None) -> StreamingClient:
+    """The streaming client, or for the embeddings endpoint the embeddings client."""
+    if endpoint.api == "embeddings":
+        from pytest_llmperf.clients.embeddings import EmbeddingsClient
+
+        return EmbeddingsClient(endpoint, max_tokens=max_tokens, timeout_s=timeout_s,
+                                first_token_timeout_s=first_token_timeout_s)
+    return StreamingClient(endpoint, max_tokens=max_tokens, timeout_s=timeout_s,
+                           first_token_timeout_s=first_token_timeout_s)
 
 
 class Backend(Protocol):

@@ -160,6 +160,9 @@ class LlamaCppBackend(LaunchedBackend):
             "-m", source.id, "--host", "127.0.0.1", "--port", str(port),
             "--parallel", str(PARALLEL_SLOTS), "-c", str(PARALLEL_SLOTS * ctx_per_slot),
             "-ngl", str(ngl), "--threads", str(threads), "--metrics", "--cont-batching",
+            # Embeddings only when asked: a chat server is launched as a chat deployment is.
+            *(("--embeddings", "--pooling", "mean") if settings.endpoint == "embeddings"
+              else ()),
             *settings.engine_args.get(self.name, ()),
         )
 

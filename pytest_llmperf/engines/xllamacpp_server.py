@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
                         default=True, help="continuous batching (the default)")
     parser.add_argument("-nocb", "--no-cont-batching", dest="cont_batching",
                         action="store_false")
+    parser.add_argument("--embeddings", action="store_true",
+                        help="serve /v1/embeddings too")
+    parser.add_argument("--pooling", choices=("none", "mean", "cls", "last", "rank"),
+                        default=None, help="how a sequence's embeddings are pooled")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("--parent-pid", type=int, default=None,
                         help="exit when the process with this pid is gone (not a "
@@ -69,6 +73,10 @@ def main(argv: list[str] | None = None) -> None:
         params.n_gpu_layers = args.n_gpu_layers
     params.cont_batching = args.cont_batching
     params.endpoint_metrics = args.metrics
+    params.embedding = args.embeddings
+    if args.pooling is not None:
+        params.pooling_type = getattr(xllamacpp.llama_pooling_type,
+                                      f"LLAMA_POOLING_TYPE_{args.pooling.upper()}")
     params.cpuparams.n_threads = args.threads
     params.cpuparams_batch.n_threads = args.threads
 

@@ -101,7 +101,7 @@ def llmperf_server(
     try:
         with backend.serve(llmperf_settings.server, llmperf_target.entry,
                            llmperf_settings.server.output_dir) as served:
-            yield served
+            yield served.with_api(llmperf_settings.load.endpoint)  # type: ignore[arg-type]
     except ModelDoesNotFit as exc:
         pytest.skip(f"{llmperf_target.id}: {exc}")
     except (ServerStartError, ModelFetchError, ConnectionError) as exc:

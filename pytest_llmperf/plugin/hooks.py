@@ -86,6 +86,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.import_plugin("pytest_llmperf.plugin.search_fixtures")
     config.pluginmanager.import_plugin("pytest_llmperf.plugin.prompt_fixtures")
     config.pluginmanager.import_plugin("pytest_llmperf.plugin.ab_fixtures")
+    config.pluginmanager.import_plugin("pytest_llmperf.plugin.endpoint_fixtures")
     if cli_options_given(config):
         # Asked for by name: a bad value is an error now, even with no perf test collected.
         try:

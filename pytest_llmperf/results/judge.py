@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from pytest_llmperf.results.capacity import CapacityResult
 from pytest_llmperf.results.errors import error_summary
+from pytest_llmperf.results.metric_names import NOT_STREAMED, STREAMED_ONLY
 from pytest_llmperf.results.metrics import GPU_METRICS, RESOURCES
 from pytest_llmperf.results.slo import Verdict, evaluate, failure_message
 from pytest_llmperf.results.thresholds import Check
@@ -24,6 +25,8 @@ def judge_window(window: WindowResult, checks: Sequence[Check], *, require_gpu: 
     cannot support is ``inconclusive`` (``inconclusive`` says whether that fails)."""
     unmeasured = ({name: "no telemetry was taken for this result" for name in RESOURCES}
                   if window.resources is None else window.resources.unmeasured_reasons())
+    if window.metrics.value("embedded_inputs_per_s") is not None:
+        unmeasured.update({name: NOT_STREAMED for name in STREAMED_ONLY})
     # A window sized by its SLOs is judged at its looks' confidence (results.sequential).
     confidence = 0.95 if window.sizing is None else window.sizing.confidence
     return evaluate(window.metrics, checks, unmeasured=unmeasured,

@@ -47,6 +47,12 @@ Prefix cache (where the server says: OpenAI ``prompt_tokens_details.cached_token
 ``timings.cache_n``): ``cached_tokens`` per request, and ``cache_hit_rate`` = cached prompt
 tokens / prompt tokens over the requests the server said it for.
 
+Embeddings (clients.embeddings): a request answers once, streaming nothing, so it has no
+TTFT, TPOT, ITL or decode speed; its ``e2el_ms`` runs from the send to the answer's last byte.
+``embedded_inputs_per_s`` = vectors returned by completed requests / measured window, and
+``input_token_throughput`` = their input tokens / measured window (both only in windows with
+embeddings requests).
+
 Latency metrics are taken over completed requests only.  Statistics: mean, median, min, max,
 stdev (population, as numpy's default) and any percentile ``pNN`` (linear interpolation between
 closest ranks, as ``numpy.percentile``'s default).
@@ -66,8 +72,18 @@ from pytest_llmperf.results.answer import (
     cache_hit_rate,
     time_to_answer_ms,
 )
-from pytest_llmperf.results.errors import DESCRIPTIONS as ERROR_DESCRIPTIONS
 from pytest_llmperf.results.errors import error_counts, metric_name
+from pytest_llmperf.results.metric_names import (
+    CAPACITY,
+    DISTRIBUTIONS,
+    GPU_METRICS,
+    REPORTED_STATISTICS,
+    RESOURCES,
+    SCALARS,
+    STREAMED_ONLY,
+    MetricInfo,
+    metric_info,
+)
 from pytest_llmperf.results.pacing import pacing_scalars
 from pytest_llmperf.results.percentiles import parse_statistic, percentile, statistic
 from pytest_llmperf.results.records import LoadRun, RequestRecord
@@ -80,6 +96,7 @@ __all__ = [
     "REPORTED_STATISTICS",
     "RESOURCES",
     "SCALARS",
+    "STREAMED_ONLY",
     "MetricInfo",
     "RunMetrics",
     "metric_info",
@@ -92,118 +109,6 @@ __all__ = [
 _NS_PER_MS = 1e6
 
 
-@dataclass(frozen=True)
-class MetricInfo:
-    unit: str
-    higher_is_better: bool
-    description: str
-
-
-# Per-request distributions: referenced as "name.statistic" (e.g. "tpot_ms.p95").
-DISTRIBUTIONS: Mapping[str, MetricInfo] = MappingProxyType(
-    {
-        "ttft_ms": MetricInfo("ms", False, "time to first token"),
-        "tpot_ms": MetricInfo("ms", False, "time per output token after the first"),
-        "itl_ms": MetricInfo("ms", False, "gap between consecutive streamed chunks"),
-        "e2el_ms": MetricInfo("ms", False, "end-to-end latency to the last token"),
-        "decode_tokens_per_s": MetricInfo("tok/s", True, "per-user decode speed, 1/TPOT"),
-        "output_tokens": MetricInfo("tok", True, "output tokens per request"),
-        "input_tokens": MetricInfo("tok", False, "input tokens per request"),
-        "prefill_tokens_per_s": MetricInfo("tok/s", True, "input tokens / TTFT"),
-        "schedule_slip_ms": MetricInfo("ms", False,
-                                       "open loop: send time - scheduled time"),
-        "ttft_from_schedule_ms": MetricInfo("ms", False,
-                                            "open loop: first token - scheduled time"),
-        "e2el_from_schedule_ms": MetricInfo("ms", False,
-                                            "open loop: last token - scheduled time"),
-        "reasoning_tokens": MetricInfo("tok", False, "reasoning tokens per request"),
-        "answer_tokens": MetricInfo("tok", True, "answer tokens per request (no reasoning)"),
-        "time_to_answer_ms": MetricInfo("ms", False, "time to the first answer token"),
-        "answer_e2el_ms": MetricInfo("ms", False, "time to the complete answer"),
-        "answer_decode_tokens_per_s": MetricInfo("tok/s", True, "answer decode speed"),
-        "cached_tokens": MetricInfo("tok", True,
-                                    "prompt tokens served from the prefix cache"),
-    }
-)
-
-# Whole-run numbers: referenced by bare name (e.g. "error_rate").
-SCALARS: Mapping[str, MetricInfo] = MappingProxyType(
-    {
-        "request_throughput": MetricInfo("req/s", True, "completed requests per second"),
-        "output_token_throughput": MetricInfo("tok/s", True, "output tokens per second"),
-        "total_token_throughput": MetricInfo("tok/s", True, "input+output tokens per second"),
-        "error_rate": MetricInfo("", False, "failed / all requests"),
-        "completed": MetricInfo("req", True, "completed requests"),
-        "failed": MetricInfo("req", False, "failed requests"),
-        "duration_s": MetricInfo("s", False, "length of the measured window"),
-        "offered_rate": MetricInfo("req/s", True, "open loop: the schedule's request rate"),
-        "send_rate": MetricInfo("req/s", True, "open loop: the rate requests were sent at"),
-        "queue_growth": MetricInfo("s/s", False,
-                                   "open loop: growth of the wait for a first token over "
-                                   "the window"),
-        "unanswered": MetricInfo("req", False,
-                                 "completed requests that reasoned and never answered"),
-        "cache_hit_rate": MetricInfo("", True,
-                                     "cached prompt tokens / prompt tokens, where reported"),
-        "untimed_decodes": MetricInfo(
-            "req", False, "completed answers of 2+ tokens that arrived in one network read: "
-            "no decode time to see, so not in tpot_ms or decode_tokens_per_s"),
-        **{metric_name(kind): MetricInfo("req", False, text)
-           for kind, text in ERROR_DESCRIPTIONS.items()},
-    }
-)
-
-# Resource use over the measured window (pytest_llmperf.observe.telemetry), referenced by bare name
-# like SCALARS.  Absent, never zero, when not measured (no GPU, an attached server).
-RESOURCES: Mapping[str, MetricInfo] = MappingProxyType(
-    {
-        "gpu_memory_peak_mib": MetricInfo("MiB", False,
-                                          "sum over GPUs of each GPU's peak memory used"),
-        "gpu_process_memory_peak_mib": MetricInfo(
-            "MiB", False, "sum over GPUs of the server process tree's peak GPU memory"),
-        "gpu_util_mean": MetricInfo("%", True, "mean over GPUs of each GPU's mean utilisation"),
-        "gpu_power_mean_w": MetricInfo("W", False, "sum over GPUs of each GPU's mean power"),
-        "energy_j": MetricInfo("J", False, "energy all GPUs used in the window"),
-        "energy_j_per_token": MetricInfo("J/tok", False, "energy_j / output tokens"),
-        "server_cpu_mean_pct": MetricInfo("%", False,
-                                          "server process tree CPU, 100 = one core busy"),
-        "server_cpu_peak_pct": MetricInfo("%", False, "peak of the same"),
-        "server_rss_mean_mib": MetricInfo("MiB", False,
-                                          "server process tree resident memory, summed"),
-        "server_rss_peak_mib": MetricInfo("MiB", False, "peak of the same"),
-        "system_cpu_mean_pct": MetricInfo("%", False, "whole machine CPU, 100 = every core"),
-        "system_memory_peak_mib": MetricInfo("MiB", False,
-                                             "whole machine memory used (total - available)"),
-    }
-)
-
-# The resource metrics only an NVIDIA GPU gives (what --llmperf-require-gpu requires).
-GPU_METRICS: tuple[str, ...] = tuple(name for name in RESOURCES
-                                     if name.startswith(("gpu_", "energy_")))
-
-# A capacity search's results (searches.capacity), referenced by bare name in a capacity test's
-# SLOs (``capacity_max_concurrency >= 8``); no measured window has them.
-CAPACITY: Mapping[str, MetricInfo] = MappingProxyType(
-    {
-        "capacity_max_concurrency": MetricInfo("users", True, "most users every SLO held at"),
-        "capacity_max_rate": MetricInfo("req/s", True, "highest rate every SLO held at"),
-        "capacity_goodput": MetricInfo("req/s", True, "goodput at the capacity (probe.goodput)"),
-    }
-)
-
-# The statistics shown in reports for every distribution.
-REPORTED_STATISTICS: tuple[str, ...] = (
-    "mean", "median", "p90", "p95", "p99", "min", "max", "stdev",
-)
-
-def metric_info(name: str) -> MetricInfo:
-    """The unit, direction and description of any metric name (KeyError if unknown)."""
-    for table in (DISTRIBUTIONS, SCALARS, RESOURCES, CAPACITY):
-        if name in table:
-            return table[name]
-    raise KeyError(name)
-
-
 # --- per-request definitions -------------------------------------------------------------
 
 
@@ -212,7 +117,7 @@ def ttft_ms(record: RequestRecord) -> float:
 
 
 def e2el_ms(record: RequestRecord) -> float:
-    return (record.chunk_ns[-1] - record.send_ns) / _NS_PER_MS
+    return (record.last_byte_ns - record.send_ns) / _NS_PER_MS
 
 
 def tpot_ms(record: RequestRecord) -> float | None:
@@ -235,6 +140,13 @@ def itl_ms(record: RequestRecord) -> list[float]:
     return [(b - a) / _NS_PER_MS for a, b in itertools.pairwise(chunks)]
 
 
+def _streamed(value: Callable[[RequestRecord], float | None]
+              ) -> Callable[[RequestRecord], float | None]:
+    """``value`` of a request that streamed its answer; None for one that did not (an
+    embeddings request has no first token)."""
+    return lambda record: value(record) if record.chunk_ns else None
+
+
 def _decode_speed(record: RequestRecord) -> float | None:
     tpot = tpot_ms(record)
     return None if tpot is None else 1000.0 / tpot
@@ -244,15 +156,15 @@ def _decode_speed(record: RequestRecord) -> float | None:
 # requests whose every value meets its SLO); None where the request has none.
 PER_REQUEST: Mapping[str, Callable[[RequestRecord], float | None]] = MappingProxyType(
     {
-        "ttft_ms": ttft_ms,
-        "tpot_ms": tpot_ms,
+        "ttft_ms": _streamed(ttft_ms),
+        "tpot_ms": _streamed(tpot_ms),
         "e2el_ms": e2el_ms,
-        "decode_tokens_per_s": _decode_speed,
-        "ttft_from_schedule_ms": lambda r: from_schedule_ms(r, r.chunk_ns[0]),
-        "e2el_from_schedule_ms": lambda r: from_schedule_ms(r, r.chunk_ns[-1]),
-        "time_to_answer_ms": time_to_answer_ms,
-        "answer_e2el_ms": answer_e2el_ms,
-        "answer_decode_tokens_per_s": answer_decode_speed,
+        "decode_tokens_per_s": _streamed(_decode_speed),
+        "ttft_from_schedule_ms": _streamed(lambda r: from_schedule_ms(r, r.chunk_ns[0])),
+        "e2el_from_schedule_ms": lambda r: from_schedule_ms(r, r.last_byte_ns),
+        "time_to_answer_ms": _streamed(time_to_answer_ms),
+        "answer_e2el_ms": _streamed(answer_e2el_ms),
+        "answer_decode_tokens_per_s": _streamed(answer_decode_speed),
     }
 )
 
@@ -307,7 +219,8 @@ def _defined(values: Iterable[float | None]) -> tuple[float, ...]:
 def summarize(run: LoadRun) -> RunMetrics:
     """All metrics of ``run``; latency metrics over completed requests only."""
     done = [r for r in run.records if r.ok]
-    tpots = [t for t in (tpot_ms(r) for r in done) if t is not None]
+    streamed = [r for r in done if r.chunk_ns]  # all but embeddings requests
+    tpots = [t for t in (tpot_ms(r) for r in streamed) if t is not None]
     duration = run.duration_s
     output_total = sum(r.output_tokens for r in done)
     input_total = sum(r.input_tokens or 0 for r in done)
@@ -317,24 +230,25 @@ def summarize(run: LoadRun) -> RunMetrics:
         return amount / duration if duration > 0 else 0.0
 
     distributions = {
-        "ttft_ms": tuple(ttft_ms(r) for r in done),
+        "ttft_ms": tuple(ttft_ms(r) for r in streamed),
         "tpot_ms": tuple(tpots),
-        "itl_ms": _pooled(done, itl_ms),
+        "itl_ms": _pooled(streamed, itl_ms),
         "e2el_ms": tuple(e2el_ms(r) for r in done),
         # Over the same requests as tpot_ms: chunk times differ, so every TPOT is > 0.
         "decode_tokens_per_s": tuple(1000.0 / t for t in tpots),
         "output_tokens": tuple(float(r.output_tokens) for r in done),
         "input_tokens": tuple(float(r.input_tokens) for r in done if r.input_tokens is not None),
-        "prefill_tokens_per_s": tuple(r.input_tokens / (ttft_ms(r) / 1000) for r in done
+        "prefill_tokens_per_s": tuple(r.input_tokens / (ttft_ms(r) / 1000) for r in streamed
                                       if r.input_tokens and ttft_ms(r) > 0),
         "schedule_slip_ms": _defined(from_schedule_ms(r, r.send_ns) for r in run.records),
-        "ttft_from_schedule_ms": _defined(from_schedule_ms(r, r.chunk_ns[0]) for r in done),
-        "e2el_from_schedule_ms": _defined(from_schedule_ms(r, r.chunk_ns[-1]) for r in done),
+        "ttft_from_schedule_ms": _defined(from_schedule_ms(r, r.chunk_ns[0])
+                                          for r in streamed),
+        "e2el_from_schedule_ms": _defined(from_schedule_ms(r, r.last_byte_ns) for r in done),
         "reasoning_tokens": _defined(_float(r.reasoning_tokens) for r in done),
         "answer_tokens": _defined(_float(r.answer_tokens) for r in done),
-        "time_to_answer_ms": _defined(time_to_answer_ms(r) for r in done),
-        "answer_e2el_ms": _defined(answer_e2el_ms(r) for r in done),
-        "answer_decode_tokens_per_s": _defined(answer_decode_speed(r) for r in done),
+        "time_to_answer_ms": _defined(time_to_answer_ms(r) for r in streamed),
+        "answer_e2el_ms": _defined(answer_e2el_ms(r) for r in streamed),
+        "answer_decode_tokens_per_s": _defined(answer_decode_speed(r) for r in streamed),
         "cached_tokens": _defined(_float(r.cached_tokens) for r in done),
     }
     scalars = {
@@ -345,12 +259,16 @@ def summarize(run: LoadRun) -> RunMetrics:
         "completed": float(len(done)),
         "failed": float(total - len(done)),
         "duration_s": duration,
-        "unanswered": float(sum(answer_span_ns(r) is None for r in done)),
+        "unanswered": float(sum(answer_span_ns(r) is None for r in streamed)),
         "untimed_decodes": float(sum(r.output_tokens > 1 and tpot_ms(r) is None
                                      for r in done)),
         **pacing_scalars(run),
         **{metric_name(kind): float(n) for kind, n in error_counts(run.records).items()},
     }
+    embedded = sum(r.embedded_inputs for r in done)
+    if embedded:  # an embeddings window (absent, never 0, for generation)
+        scalars["embedded_inputs_per_s"] = per_second(embedded)
+        scalars["input_token_throughput"] = per_second(input_total)
     hit_rate = cache_hit_rate(done)
     if hit_rate is not None:  # absent, never 0, where no server said
         scalars["cache_hit_rate"] = hit_rate

@@ -56,6 +56,8 @@ def _incomplete(record: RequestRecord, forced_tokens: int | None
     gave_up = server_gave_up(record)
     if gave_up is not None:
         return gave_up
+    if record.embedded_inputs:  # an embeddings answer: its vectors came (clients.embeddings)
+        return None
     if not record.chunk_ns:
         return ErrorKind.EMPTY, f"the answer carried no token (finish_reason {reason!r})"
     if record.output_tokens < 1:

@@ -64,7 +64,7 @@ def _growth(records: Sequence[RequestRecord]) -> tuple[float, float] | None:
         return None
     first = min(r.scheduled_ns or 0 for r in done)
     xs = [((r.scheduled_ns or 0) - first) / _NS for r in done]
-    ys = [(r.chunk_ns[-1] - (r.scheduled_ns or 0)) / _NS for r in done]
+    ys = [(r.last_byte_ns - (r.scheduled_ns or 0)) / _NS for r in done]
     if max(xs) < min(ys):  # a burst (module docstring)
         return None
     return _slope(xs, ys)

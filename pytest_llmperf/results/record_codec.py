@@ -61,6 +61,8 @@ def _optional(record: RequestRecord, send: int) -> JSONObject:
         extra["schema_checked"] = True
     if record.replica is not None:
         extra["replica"] = record.replica
+    if record.embedded_inputs:
+        extra["embedded_inputs"] = record.embedded_inputs
     if record.queued_ns:
         extra["queued_us"] = record.queued_ns // _NS_PER_US
     if record.has_reasoning:
@@ -138,6 +140,7 @@ def _decode(raw: Mapping[str, Any]) -> RequestRecord:
         answer_end_ns=_at(send, raw.get("answer_end_us")),
         schema_checked=bool(raw.get("schema_checked", False)),
         replica=raw.get("replica"),
+        embedded_inputs=int(raw.get("embedded_inputs", 0)),
     )
 
 

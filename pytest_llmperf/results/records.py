@@ -83,12 +83,21 @@ class RequestRecord:
     schema_checked: bool = False
     # Several replicas (clients.replicas): the base URL of the one that served it.
     replica: str | None = None
+    # An embeddings request (clients.embeddings): the vectors it got back; 0 for generation.
+    # Such a request streams nothing: no chunk, its latency runs to ``end_ns``.
+    embedded_inputs: int = 0
 
     @property
     def approximate_counts(self) -> tuple[str, ...]:
         """Counts that are estimates: output tokens re-tokenized from the answer's text can
         differ a little from the tokens the model generated."""
         return ("output_tokens",) if self.output_token_source is TokenSource.TOKENIZER else ()
+
+    @property
+    def last_byte_ns(self) -> int:
+        """When the answer's last token came (its last read); an answer that streams nothing
+        (embeddings) ends at ``end_ns``."""
+        return self.chunk_ns[-1] if self.chunk_ns else self.end_ns
 
     @property
     def has_reasoning(self) -> bool:
@@ -104,7 +113,10 @@ class RequestRecord:
 
     @property
     def ok(self) -> bool:
-        """A request counts as completed when it produced at least one token and no error."""
+        """A request counts as completed when it produced at least one token and no error (an
+        embeddings request: when its vectors came back)."""
+        if self.embedded_inputs:
+            return self.error is None
         return self.error is None and bool(self.chunk_ns) and self.output_tokens > 0
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pytest_llmperf.results.jsonfields import Fields, JSONDecodeError, JSONObject
+from pytest_llmperf.results.metric_names import NOT_STREAMED, STREAMED_ONLY
 from pytest_llmperf.results.metrics import DISTRIBUTIONS, RESOURCES, RunMetrics, metric_info
 from pytest_llmperf.results.thresholds import Check, ThresholdError, parse_check
 
@@ -122,7 +123,8 @@ def evaluate(
 ) -> tuple[Verdict, ...]:
     """A verdict per check.  A resource metric that could not be measured here (``unmeasured``
     maps it to the reason, e.g. "no NVIDIA GPU: ...") is skipped, unless it is in
-    ``required`` (``--llmperf-require-gpu``): then it fails with that reason.  A percentile
+    ``required`` (``--llmperf-require-gpu``): then it fails with that reason; so is a streamed
+    metric of a window that streamed nothing (embeddings).  A percentile
     that meets its SLO is ``inconclusive`` when the sample cannot support the claim
     (:func:`unsupported_reason`, at ``confidence``: a window sized by its SLOs judges at its
     looks' confidence, results.sequential); ``inconclusive`` (fail, warn, pass) says what that
@@ -133,7 +135,11 @@ def evaluate(
     for check in checks:
         value = metrics.value(check.metric, check.statistic)
         reason = reasons.get(check.metric) if value is None else None
-        skipped = reason is not None and check.metric in RESOURCES and check.metric not in must
+        # A resource not measurable here, or a streamed metric of a window that streamed
+        # nothing (embeddings), is skipped with its reason.
+        skipped = reason is not None and check.metric not in must and (
+            check.metric in RESOURCES
+            or (check.metric in STREAMED_ONLY and reason == NOT_STREAMED))
         unsupported = None
         if value is not None and check.holds(value) and check.metric in DISTRIBUTIONS:
             unsupported = unsupported_reason(check, metrics.distributions[check.metric],

@@ -155,7 +155,8 @@ class WindowResult:
     def short_answers(self) -> int:
         """Completed answers shorter than asked for: an engine that cannot ignore EOS (Ollama,
         TGI) makes per-user speed a figure over shorter answers."""
-        return sum(r.ok and not r.schema_checked  # a structured answer ends with its object
+        # A structured answer ends with its object; an embeddings request generates nothing.
+        return sum(r.ok and not r.schema_checked and not r.embedded_inputs
                    and r.output_tokens < (r.max_tokens or self.max_tokens)
                    for r in self.run.records)
 

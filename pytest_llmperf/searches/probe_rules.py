@@ -34,7 +34,7 @@ _T_999 = 3.3  # one-sided 99.9 % Student t quantile for 15+ degrees of freedom, 
 
 def _answered(record: RequestRecord) -> bool:
     """Completed as far as the load loop can tell (the final judgement comes after)."""
-    return record.error is None and bool(record.chunk_ns) and record.output_tokens > 0
+    return record.ok
 
 
 def clearly_failed(checks: Sequence[Check], records: Sequence[RequestRecord],

@@ -66,6 +66,7 @@ class ServerSettings:
     max_tokens: int  # the longest answer asked for: llama.cpp sizes its slots for it
     output_dir: Path  # the servers' logs
     replica_policy: str = "round-robin"  # --llmperf-replica-policy
+    endpoint: str = "chat"  # --llmperf-endpoint: embeddings makes llama.cpp serve them
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -137,6 +138,8 @@ class LoadSettings:
     trace_speed: float  # --llmperf-trace-speed
     trace_window: tuple[float, float | None] | None  # --llmperf-trace-window START:END
     rate_stages: tuple[RateStage, ...] | None  # --llmperf-rate-stages
+    endpoint: str  # --llmperf-endpoint: chat, completions or embeddings
+    embedding_batch: int  # --llmperf-embedding-batch
     telemetry_interval: float
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 

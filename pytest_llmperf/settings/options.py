@@ -251,6 +251,15 @@ OPTIONS: tuple[Option[Any], ...] = (
     Option("trace_window", "--llmperf-trace-window",
            "replay only START:END seconds of the trace (60:180, 60: or :120)",
            parse.time_slice, None, groups=("load",)),
+    Option("endpoint", "--llmperf-endpoint",
+           "what every window drives: chat (/v1/chat/completions), completions "
+           "(/v1/completions, the conversation as one text) or embeddings (/v1/embeddings; a "
+           "launched llama.cpp then serves with --embeddings)",
+           parse.choice("chat", "completions", "embeddings"), "chat",
+           groups=("load", "server")),
+    Option("embedding_batch", "--llmperf-embedding-batch",
+           "inputs per embeddings request (the endpoint's batch)", parse.int_at_least(1), "1",
+           groups=("load",)),
     Option("rate_stages", "--llmperf-rate-stages",
            "staged open-loop rates for test_rate_stages, one schedule with a window per "
            "stage: RATE:SECONDS, FROM..TO:SECONDS for a linear ramp (1:60,1..4:30,4:120)",

@@ -168,6 +168,13 @@ def _check_combination(values: Mapping[str, Any], sources: Mapping[str, str]) ->
             f"{sources['base_url']}: --base-url attaches to one running server, so it takes "
             "one --backend and one --model"
         )
+    own_clients = [b for b in backends if b in ("transformers", "ollama")]
+    if values["endpoint"] != "chat" and own_clients:
+        raise SettingError(
+            f"{sources['endpoint']}: --llmperf-endpoint {values['endpoint']} is an OpenAI API "
+            f"endpoint, and backend {own_clients[0]!r} is driven through its own client (chat "
+            "only)"
+        )
     if values["client_processes"] > 1 and "transformers" in backends:
         raise SettingError(
             f"{sources['client_processes']}: the transformers engine runs in the test process, "

@@ -74,9 +74,15 @@ def test_the_answer_metrics_are_listed() -> None:
     for name in ANSWER_DISTRIBUTIONS:
         assert name in DISTRIBUTIONS
     assert {"unanswered", "cache_hit_rate"} <= set(SCALARS)
-    assert PER_REQUEST["time_to_answer_ms"] is time_to_answer_ms
-    assert PER_REQUEST["answer_e2el_ms"] is answer_e2el_ms
-    assert PER_REQUEST["answer_decode_tokens_per_s"] is answer_decode_speed
+    # Each request's own value is the metric's (goodput counts requests by them) ...
+    assert PER_REQUEST["time_to_answer_ms"](PLAIN) == time_to_answer_ms(PLAIN)
+    assert PER_REQUEST["answer_e2el_ms"](PLAIN) == answer_e2el_ms(PLAIN)
+    assert PER_REQUEST["answer_decode_tokens_per_s"](PLAIN) == answer_decode_speed(PLAIN)
+    # ... and a request that streamed nothing (embeddings) has none.
+    unstreamed = dataclasses.replace(PLAIN, chunk_ns=(), embedded_inputs=1)
+    assert PER_REQUEST["time_to_answer_ms"](unstreamed) is None
+    assert PER_REQUEST["ttft_ms"](unstreamed) is None
+    assert PER_REQUEST["e2el_ms"](unstreamed) == (PLAIN.end_ns - PLAIN.send_ns) / MS
 
 
 def test_without_reasoning_the_answer_is_the_whole_stream() -> None:

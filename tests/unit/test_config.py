@@ -187,6 +187,7 @@ def test_sources_name_each_setting_separately(tmp_path: Path) -> None:
         "warmup": "default",
         "dataset": "default", "trace_speed": "default", "trace_window": "default",
         "rate_stages": "default", "replica_policy": "default",
+        "endpoint": "default", "embedding_batch": "default",
         "seed": "default",
         "json": "default",
         "save": "default",

@@ -153,7 +153,8 @@ def test_whole_run_scalars() -> None:
     assert s["failed"] == 3.0
     assert s["error_rate"] == pytest.approx(0.5)
     # Open-loop figures and the cache hit rate (no server said) are absent, never 0.
-    assert set(s) == set(SCALARS) - {"offered_rate", "send_rate", "queue_growth", "cache_hit_rate"}
+    assert set(s) == set(SCALARS) - {"offered_rate", "send_rate", "queue_growth", "cache_hit_rate",
+                                     "embedded_inputs_per_s", "input_token_throughput"}
     assert set(m.distributions) == set(DISTRIBUTIONS)
 
 
