@@ -167,6 +167,13 @@ class Bench:
                  prompts: PromptSource | None, label: str,
                  stop: StopRule | None = None) -> WindowResult:
         prompts = prompts or self.prompts
+        if served.open_client is not None:  # Ollama's or an in-process engine's own client
+            from pytest_llmperf.prompts.structured import StructuredPrompts
+
+            if isinstance(prompts, StructuredPrompts):
+                raise Unsupported(f"{served.description}: structured output is sent as the "
+                                  "OpenAI API's response_format, which this engine's own "
+                                  "client does not send")
         if served.endpoint is not None and served.endpoint.api == "embeddings":
             from pytest_llmperf.prompts.embedding_batches import EmbeddingBatches
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import pytest
 
-from pytest_llmperf.plugin.fixtures import measuring, terminal_progress
+from pytest_llmperf.plugin.fixtures import measuring, settings_for_test, terminal_progress
 from pytest_llmperf.plugin.recorder import ResultRecorder
 
 if TYPE_CHECKING:
@@ -73,12 +73,8 @@ def _side(settings: Settings, spec: ABSideSpec, target: Target,
 def llmperf_ab(llmperf_target: Target, llmperf_recorder: ResultRecorder,
                request: pytest.FixtureRequest) -> ABFunction:
     from pytest_llmperf.bench.ab import run_ab
-    from pytest_llmperf.plugin.session import ActivationError, test_settings
 
-    try:
-        settings = test_settings(llmperf_recorder.session.settings, request.node)
-    except ActivationError as exc:
-        pytest.fail(str(exc), pytrace=False)
+    settings = settings_for_test(llmperf_recorder, request)
     sides = settings.store.ab
     if sides is None:
         pytest.skip("an A/B comparison: give the two builds with --llmperf-ab 'before: "

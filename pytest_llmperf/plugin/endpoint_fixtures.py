@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import pytest
 
-from pytest_llmperf.plugin.fixtures import measuring, terminal_progress
+from pytest_llmperf.plugin.fixtures import bench_for_test, measuring, terminal_progress
 from pytest_llmperf.plugin.recorder import ResultRecorder
 
 if TYPE_CHECKING:
@@ -84,17 +84,10 @@ def llmperf_embeddings_bench(llmperf_embeddings_server: tuple[ServedModel, Telem
 @pytest.fixture
 def llmperf_embeddings(llmperf_embeddings_bench: Bench, llmperf_recorder: ResultRecorder,
                        request: pytest.FixtureRequest) -> EmbeddingsFunction:
-    from pytest_llmperf.plugin.session import ActivationError, test_settings
     from pytest_llmperf.plugin.slo_check import sizing_checks
     from pytest_llmperf.prompts.embedding_batches import EmbeddingBatches
 
-    try:
-        settings = test_settings(llmperf_recorder.session.settings, request.node)
-    except ActivationError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    bench = llmperf_embeddings_bench.observed(progress=terminal_progress(request.config),
-                                              on_window=llmperf_recorder.record_window,
-                                              settings=settings)
+    bench = bench_for_test(llmperf_embeddings_bench, llmperf_recorder, request)
 
     def embeddings(*, users: int | None = None, rate: float | None = None,
                    requests: int | None = None, duration_s: float | None = None,

@@ -163,30 +163,45 @@ def llmperf_test_bench(llmperf_bench: Bench, llmperf_recorder: ResultRecorder,
                        request: pytest.FixtureRequest) -> Bench:
     """The session's bench with this test's settings (@pytest.mark.llmperf), recording every
     window it measures, and saying in junit when the server was started again."""
+    return bench_for_test(llmperf_bench, llmperf_recorder, request)
+
+
+def settings_for_test(recorder: ResultRecorder, request: pytest.FixtureRequest) -> Settings:
+    """The session's settings with this test's @pytest.mark.llmperf; a bad mark fails it."""
     from pytest_llmperf.plugin.session import ActivationError, test_settings
 
     try:
-        settings = test_settings(llmperf_recorder.session.settings, request.node)
+        return test_settings(recorder.session.settings, request.node)
     except ActivationError as exc:
         pytest.fail(str(exc), pytrace=False)
+
+
+def bench_for_test(bench: Bench, recorder: ResultRecorder,
+                   request: pytest.FixtureRequest) -> Bench:
+    """``bench`` with this test's settings, recording its windows in ``recorder``."""
+    settings = settings_for_test(recorder, request)
 
     def restarted(died: str) -> None:
         request.node.user_properties.append(("llmperf.server_restarted", died))
 
-    return llmperf_bench.observed(progress=terminal_progress(request.config),
-                                  on_window=llmperf_recorder.record_window,
-                                  on_restart=restarted, settings=settings)
+    return bench.observed(progress=terminal_progress(request.config),
+                          on_window=recorder.record_window, on_restart=restarted,
+                          settings=settings)
 
 
 @contextlib.contextmanager
 def measuring(recorder: ResultRecorder) -> Iterator[None]:
     """A server that died (or cannot be had again) fails the test with why; the window it
-    died in is recorded first, so the report and the result store show it."""
+    died in is recorded first, so the report and the result store show it.  What the served
+    model cannot do (Unsupported: no tokenizer, no prefix cache, no schema sent) skips it."""
+    from pytest_llmperf.bench.bench import Unsupported
     from pytest_llmperf.engines.supervise import ServerDied, ServerLost
 
     try:
         yield
         return
+    except Unsupported as exc:
+        pytest.skip(str(exc))
     except ServerDied as exc:
         recorder.record_window(exc.window, None)
         why = str(exc)

@@ -17,8 +17,7 @@ test.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -59,25 +58,12 @@ class ReplayFunction(Protocol):
                  max_concurrency: int | None = None) -> WindowResult: ...
 
 
-@contextmanager
-def _skipped_when_unsupported(recorder: ResultRecorder) -> Iterator[None]:
-    """What the served model cannot do skips the test with the reason; a dead server fails
-    it (:func:`measuring`)."""
-    from pytest_llmperf.bench.bench import Unsupported
-
-    with measuring(recorder):
-        try:
-            yield
-        except Unsupported as exc:
-            pytest.skip(str(exc))
-
-
 @pytest.fixture
 def llmperf_prefill(llmperf_test_bench: Bench, llmperf_recorder: ResultRecorder,
                     request: pytest.FixtureRequest) -> PrefillFunction:
     def prefill(lengths: Sequence[int] = (128, 512, 2048), *, requests: int = 2,
                 users: int = 1, max_tokens: int | None = None) -> SweepResult:
-        with _skipped_when_unsupported(llmperf_recorder):
+        with measuring(llmperf_recorder):
             result, left_out = llmperf_test_bench.prefill(lengths, requests=requests,
                                                           users=users, max_tokens=max_tokens)
         for point in result.points:
@@ -95,7 +81,7 @@ def llmperf_prefix_cache(llmperf_test_bench: Bench, llmperf_recorder: ResultReco
 
     def prefix_cache(*, documents: int = 4, document_tokens: int = 1024,
                      question_tokens: int = 32, max_tokens: int = 16) -> PrefixCacheResult:
-        with _skipped_when_unsupported(llmperf_recorder):
+        with measuring(llmperf_recorder):
             result = llmperf_test_bench.prefix_cache(
                 documents=documents, document_tokens=document_tokens,
                 question_tokens=question_tokens, max_tokens=max_tokens,
@@ -129,7 +115,7 @@ def llmperf_replay(llmperf_test_bench: Bench, llmperf_recorder: ResultRecorder,
             chosen = replayed_trace(Path(trace or SHIPPED_TRACE), load.trace_speed,
                                     load.trace_window)
         served = llmperf_test_bench.served
-        with _skipped_when_unsupported(llmperf_recorder):
+        with measuring(llmperf_recorder):
             window = llmperf_test_bench.replay(
                 chosen, warmup=warmup, max_concurrency=max_concurrency,
                 label=llmperf_recorder.item.name,

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+
+import pytest
 
 from pytest_llmperf.clients.base import Prompt
 from pytest_llmperf.clients.openai import Endpoint, StreamingClient, build_payload
@@ -98,3 +101,22 @@ def test_structured_prompts_carry_the_schema_and_say_so() -> None:
     origin = source.describe()
     assert origin.details["structured"] == "JSON schema (age,city,interests,name)"
     assert asyncio.iscoroutinefunction(StreamingClient.send)
+
+
+def test_a_client_that_sends_no_schema_is_refused_before_any_load(tmp_path: Path) -> None:
+    from pytest_llmperf.bench.bench import Unsupported
+    from pytest_llmperf.bench.serve import open_bench
+    from pytest_llmperf.engines.base import ServedModel
+    from pytest_llmperf.settings.resolve import settings_from
+
+    def no_load(*args: object, **kwargs: object) -> None:
+        raise AssertionError("no window may run")
+
+    # Ollama and the in-process engine bring their own client (open_client).
+    served = ServedModel("ollama", "m", None, engine="ollama",
+                         open_client=lambda *args: None)  # type: ignore[arg-type,return-value]
+    bench = dataclasses.replace(
+        open_bench(served, StructuredPrompts(), None, settings_from(tmp_path)),
+        runner=no_load)  # type: ignore[arg-type]
+    with pytest.raises(Unsupported, match="response_format"):
+        bench.window(users=1, requests=2, prompts=StructuredPrompts())
