@@ -46,6 +46,8 @@ from pytest_llmperf.clients.openai import Endpoint
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.load.runner import run_load
 from pytest_llmperf.prompts.builtin import BuiltinPrompts
+from pytest_llmperf.results.records import RequestRecord
+from pytest_llmperf.results.window import WindowResult
 from tests.fakes.stub_process import FAST_STUB, running_stub
 
 FIRST_MS, TOKEN_MS, TOKENS = 100.0, 10.0, 32
@@ -71,18 +73,25 @@ class Reading:
     marks: str = ""
 
 
+def stamped(result: WindowResult, tokens: int, where: str
+            ) -> tuple[list[RequestRecord], list[tuple[int, int, int]]]:
+    """The window's requests, each a complete answer of ``tokens`` tokens (else the benchmark
+    stops, saying ``where``), and the stub's stamps of each: read, first and last token."""
+    records = [r for r in result.run.records if r.ok and r.output_tokens == tokens]
+    if len(records) < len(result.run.records):
+        raise SystemExit(f"{len(result.run.records) - len(records)} requests failed at {where}")
+    return records, [(int(r.server_timings["stub_received_ns"]),
+                      int(r.server_timings["stub_first_sent_ns"]),
+                      int(r.server_timings["stub_last_sent_ns"])) for r in records]
+
+
 def ours(url: str, streams: int, event_loop: str, processes: int) -> Reading:
     """A closed loop of ``streams`` users of our client, against the stub's stamps."""
     served = ServedModel("openai", "stub", Endpoint(url, "stub"), engine="stub")
     result = run_load(served, BuiltinPrompts(), users=streams, requests=max(2 * streams, 32),
                       warmup=min(streams, 32), max_tokens=TOKENS, event_loop=event_loop,
                       client_processes=processes)
-    records = [r for r in result.run.records if r.ok and r.output_tokens == TOKENS]
-    if len(records) < len(result.run.records):
-        raise SystemExit(f"{len(result.run.records) - len(records)} requests failed at "
-                         f"{streams} streams")
-    stamps = [(r.server_timings["stub_received_ns"], r.server_timings["stub_first_sent_ns"],
-               r.server_timings["stub_last_sent_ns"]) for r in records]
+    records, stamps = stamped(result, TOKENS, f"{streams} streams")
     stub_ttft = fmean((f - r) / 1e6 for r, f, _ in stamps)
     stub_tpot = fmean((last - f) / 1e6 / (TOKENS - 1) for _, f, last in stamps)
     ttft = fmean((r.chunk_ns[0] - r.send_ns) / 1e6 for r in records)

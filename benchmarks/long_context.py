@@ -33,6 +33,7 @@ from statistics import fmean
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.fidelity import stamped
 from pytest_llmperf.clients.base import Prompt
 from pytest_llmperf.clients.openai import Endpoint, build_payload
 from pytest_llmperf.engines.base import ServedModel
@@ -72,12 +73,8 @@ def measure(url: str, prompt_tokens: int, answer_tokens: int, requests: int) -> 
     body = len(json.dumps(build_payload(served.endpoint, source.next_prompt(), answer_tokens)))
     result = run_load(served, source, users=1, requests=requests, warmup=1,
                       max_tokens=answer_tokens)
-    records = [r for r in result.run.records if r.ok and r.output_tokens == answer_tokens]
-    if len(records) < len(result.run.records):
-        raise SystemExit(f"{len(result.run.records) - len(records)} requests failed at "
-                         f"{prompt_tokens} prompt tokens, {answer_tokens} answer tokens")
-    stamps = [(r.server_timings["stub_received_ns"], r.server_timings["stub_first_sent_ns"],
-               r.server_timings["stub_last_sent_ns"]) for r in records]
+    records, stamps = stamped(result, answer_tokens,
+                              f"{prompt_tokens} prompt tokens, {answer_tokens} answer tokens")
     added = [(r.chunk_ns[0] - r.send_ns - (first - read)) / 1e6
              for r, (read, first, _) in zip(records, stamps, strict=True)]
     stub_tpot = fmean((last - first) / 1e6 / (answer_tokens - 1) for _, first, last in stamps)

@@ -54,9 +54,8 @@ def finish_records(run: LoadRun, served: ServedModel, max_tokens: int) -> LoadRu
     records = count_missing_tokens(run.records, served.token_counter)
     if not served.forces_length:
         return dataclasses.replace(run, records=tuple(judge(r, None) for r in records))
-    # A dataset may give each request its own length.
-    # Each request forced the length it asked for, but a structured answer: it ends with its
-    # object.
+    # Each request forced the length it asked for (a dataset may give each its own), but a
+    # structured answer, which ends with its object.
     return dataclasses.replace(run, records=tuple(
         judge(r, None if r.schema_checked else r.max_tokens if r.max_tokens is not None
               else max_tokens) for r in records))
