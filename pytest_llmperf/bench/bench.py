@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from pytest_llmperf.prompts.builtin import PromptSource
     from pytest_llmperf.prompts.trace_files import Trace
     from pytest_llmperf.results.rate_stages import RateStage
+    from pytest_llmperf.results.records import RequestRecord
 
 __all__ = ["Bench", "Unsupported", "WindowRunner"]
 
@@ -264,9 +265,11 @@ class Bench:
                  shape: LoadShape | None = None, max_tokens: int | None = None,
                  probe_s: float = 10.0) -> CapacityResult:
         """The highest load of ``dimension`` ("users" or "rate") at which every check holds
-        (searches.capacity); each probe its own window, judged without failing anything."""
+        (searches.capacity), settled by pooling its probes (searches.capacity_settle); each
+        probe its own window, judged without failing anything."""
         from pytest_llmperf.searches.capacity import search_capacity
         from pytest_llmperf.searches.capacity_probe import probe_estimate
+        from pytest_llmperf.searches.capacity_settle import PooledSettler
 
         if dimension not in ("users", "rate"):
             raise ValueError(f"a capacity search is over users or rate, not {dimension!r}")
@@ -277,39 +280,56 @@ class Bench:
                              f"{'open' if dimension == 'rate' else 'closed'}-loop shape")
         served = self.live()
         size = requests or self.search.probe_requests
+        held = tuple(checks)
 
         def probe(load: float) -> ProbeOutcome:
-            return self._probe(served, base.with_load(load), tuple(checks), size,
-                               max_tokens, dimension, probe_s)
+            return self._probe(served, base.with_load(load), held, size, max_tokens,
+                               dimension, probe_s)
+
+        def pooled(load: float, more: int, earlier: Sequence[RequestRecord],
+                   earlier_s: float) -> ProbeOutcome:
+            return self._probe(served, base.with_load(load), held, more, max_tokens,
+                               dimension, probe_s, pooled=(tuple(earlier), earlier_s))
 
         result = search_capacity(
             probe, dimension=dimension, start=start if start is not None else 1.0,
             maximum=maximum if maximum is not None else self.search.maximum(dimension),
             budget_s=budget_s if budget_s is not None else self.search.capacity_budget,
-            estimate=probe_estimate(base, size, self.load.warmup, probe_s))
+            estimate=probe_estimate(base, size, self.load.warmup, probe_s),
+            settler=PooledSettler(held, pooled))
         self._say(f"capacity ({dimension}): {result.summary} [{result.elapsed_s:.0f} s]")
         return result
 
     def _probe(self, served: ServedModel, shape: LoadShape, checks: tuple[Check, ...],
-               requests: int, max_tokens: int | None, dimension: str,
-               probe_s: float) -> ProbeOutcome:
+               requests: int, max_tokens: int | None, dimension: str, probe_s: float,
+               pooled: tuple[tuple[RequestRecord, ...], float] = ((), 0.0)) -> ProbeOutcome:
         """One probe: a window at ``shape`` judged against ``checks``, stopped early once
-        clearly failed."""
+        clearly failed.  ``pooled``: earlier requests at the same load and their seconds; the
+        probe then measures exactly ``requests`` more and is judged on them all."""
         from pytest_llmperf.searches.capacity_probe import probe_outcome, probe_size
+        from pytest_llmperf.searches.capacity_settle import pooled_window, settling_stop
         from pytest_llmperf.searches.probe_rules import clearly_failed
 
+        earlier, earlier_s = pooled
         planned, warmup = probe_size(shape, requests, self.load.warmup, probe_s)
-        self._say(f"capacity ({dimension}): probing {shape.label}, {planned} requests ...")
+        stop: StopRule = lambda done: clearly_failed(checks, done, planned)  # noqa: E731
+        if earlier:
+            planned = requests
+            stop = settling_stop(checks, earlier, len(earlier) + planned)
+        pool = f", pooled with {len(earlier)} earlier" if earlier else ""
+        self._say(f"capacity ({dimension}): probing {shape.label}, {planned} requests{pool} ...")
         began = time.monotonic()
         window = self._measure(served, shape, requests=planned, duration_s=None, warmup=warmup,
                                max_tokens=max_tokens, prompts=None,
-                               label=f"capacity ({dimension}) probe {shape.label}",
-                               stop=lambda done: clearly_failed(checks, done, planned))
-        outcome = probe_outcome(shape.load, window, self.judge(window, checks), checks,
-                                time.monotonic() - began)
-        verdict = "pass" if outcome.passed else f"FAIL ({outcome.broke[0].split(' -- ')[0]})"
+                               label=f"capacity ({dimension}) probe {shape.label}", stop=stop)
+        judged = pooled_window(window, earlier, earlier_s) if earlier else window
+        outcome = probe_outcome(shape.load, window, self.judge(judged, checks), checks,
+                                time.monotonic() - began, pooled=len(earlier))
+        verdict = ("pass" if outcome.passed and not window.run.stopped_early
+                   else f"FAIL ({outcome.broke[0].split(' -- ')[0]})" if outcome.broke
+                   else f"undecided ({window.run.stopped_early})")
         stopped = ", stopped early" if window.run.stopped_early else ""
-        self._say(f"capacity ({dimension}): {shape.label}: {verdict}; "
+        self._say(f"capacity ({dimension}): {shape.label}: {verdict}{pool}; "
                   f"{window.metrics.value('output_token_throughput') or 0:.1f} tok/s, "
                   f"{window.requests} requests in {outcome.duration_s:.1f} s{stopped}")
         return outcome

@@ -9,6 +9,7 @@ a vertical green line.  matplotlib is optional: without it there is no chart.
 from __future__ import annotations
 
 import importlib
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,9 @@ def write_load_chart(path: Path, *, title: str, dimension: str,
         ax.grid(alpha=0.3)
     for ax in axes[1]:
         ax.set_xlabel(unit, fontsize=8)
-    figure.suptitle(title[:160], fontsize=10)
+    # Wrapped: a capacity search's headline runs to a few hundred characters.
+    figure.suptitle("\n".join(textwrap.wrap(title, 120, max_lines=3, placeholder=" ...")),
+                    fontsize=10)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)

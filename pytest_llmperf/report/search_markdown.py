@@ -72,6 +72,10 @@ def _capacity_section(recorded: RecordedCapacity) -> list[str]:
     for probe in search.probes:
         point = probe.point or LoadPoint(probe.load, search.load_text(probe.load), 0, 0.0)
         shown = "pass" if probe.passed else "**FAIL**"
+        if probe.undecided:
+            shown, broke = "undecided", f"undecided: {probe.undecided}"
+        if probe.pooled:  # settling: judged on its requests and the load's earlier ones
+            shown += f" on {probe.pooled + point.requests} pooled"
         broke = "; ".join(b.split(" -- ")[0] for b in probe.broke) or "-"
         if probe.discarded:  # not counted: it read this, on a machine it could not trust
             shown = f"discarded ({'pass' if probe.passed else 'fail'})"

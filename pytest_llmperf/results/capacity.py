@@ -37,6 +37,13 @@ class ProbeOutcome:
     # Why the search did not count this probe, neither as a pass nor as a fail: its window was
     # marked disturbed or client-bound ("disturbed: other_cpu_pct 76 > 25; measured again").
     discarded: str | None = None
+    # A probe that settles a capacity (searches.capacity_settle) is judged with this many
+    # earlier requests at its load pooled with its own; 0: on its own requests.
+    pooled: int = 0
+    # Held on its point estimates, but its pooled requests could not show at the stated
+    # confidence that every percentile SLO holds there (searches.capacity_settle): not counted
+    # as holding (``passed`` is False), and not a failure either.
+    undecided: str | None = None
 
     @property
     def counted(self) -> bool:
@@ -49,7 +56,9 @@ class ProbeOutcome:
                 "duration_s": round(self.duration_s, 3), "stopped_early": self.stopped_early,
                 "point": None if self.point is None else self.point.to_json(),
                 "client_limit": self.client_limit,
-                **({"discarded": self.discarded} if self.discarded is not None else {})}
+                **({"discarded": self.discarded} if self.discarded is not None else {}),
+                **({"pooled": self.pooled} if self.pooled else {}),
+                **({"undecided": self.undecided} if self.undecided is not None else {})}
 
     @classmethod
     def from_json(cls, fields: Fields) -> ProbeOutcome:
@@ -59,7 +68,9 @@ class ProbeOutcome:
                    fields.number("duration_s", 0.0), fields.text_or_none("stopped_early"),
                    None if point is None else LoadPoint.from_json(point),
                    client_limit=fields.text_or_none("client_limit"),
-                   discarded=fields.text_or_none("discarded"))
+                   discarded=fields.text_or_none("discarded"),
+                   pooled=fields.integer("pooled", 0),
+                   undecided=fields.text_or_none("undecided"))
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,11 @@ class CapacityResult:
     stop_reason: str
     elapsed_s: float
     budget_s: float
+    # What pooling the capacity load's probes decided (searches.capacity_settle): "every SLO
+    # decided on 64 requests of 3 probes (96.24 % confidence)", or why not; ``decided`` says
+    # which.  None where the search did not settle (no capacity, or no percentile SLO).
+    settled: str | None = None
+    decided: bool | None = None
 
     def to_json(self) -> JSONObject:
         """The search and its probes (each probe's figures, not its requests); ``summary``,
@@ -83,14 +99,17 @@ class CapacityResult:
                 "stop_reason": self.stop_reason, "elapsed_s": round(self.elapsed_s, 1),
                 "budget_s": self.budget_s, "summary": self.summary,
                 "goodput": rounded(self.goodput), "boundary": self.boundary,
-                "broke_first": list(self.broke_first)}
+                "broke_first": list(self.broke_first),
+                **({"settled": self.settled, "decided": self.decided}
+                   if self.settled is not None else {})}
 
     @classmethod
     def from_json(cls, fields: Fields) -> CapacityResult:
         return cls(fields.text("dimension"), fields.number_or_none("capacity"),
                    fields.number_or_none("first_failing"),
                    fields.each("probes", ProbeOutcome.from_json), fields.text("stop_reason"),
-                   fields.number("elapsed_s", 0.0), fields.number("budget_s", 0.0))
+                   fields.number("elapsed_s", 0.0), fields.number("budget_s", 0.0),
+                   fields.text_or_none("settled"), fields.flag_or_none("decided"))
 
     @property
     def unit(self) -> str:
@@ -130,9 +149,10 @@ class CapacityResult:
     def single_probe_edges(self) -> tuple[float, ...]:
         """The ends of the boundary that rest on one probe: the capacity passed once, or the
         lowest failing load was probed once (a load probed twice was repeated by the search's
-        own rule, and its count says how it went)."""
+        own rule, and its count says how it went; an undecided end says why on its own)."""
         return tuple(end for end in (self.capacity, self.first_failing)
-                     if end is not None and self.count(end)[1] == 1)
+                     if end is not None and self.count(end)[1] == 1
+                     and not any(p.undecided for p in self.counted if p.load == end))
 
     @property
     def broke_first(self) -> tuple[str, ...]:
@@ -207,11 +227,17 @@ class CapacityResult:
         else:
             text = (f"max {self.load_text(self.capacity)}{disturbed}: "
                     f"{self.load_text(self.capacity)} passed {passed} of {probed}")
-        if self.first_failing is not None:
+        undecided = [p for p in counted if p.undecided and p.load == self.first_failing]
+        if undecided:
+            last = undecided[-1]
+            held = last.pooled + (last.point.requests if last.point else 0)
+            text += (f", {self.load_text(self.first_failing)} undecided (held on {held} "
+                     f"requests, not shown to hold)")
+        elif self.first_failing is not None:
             ok, tried = self.count(self.first_failing)
             text += f", {self.load_text(self.first_failing)} failed {tried - ok} of {tried}"
-        noisy = sorted({p.load for p in counted
-                        if 0 < self.count(p.load)[0] < self.count(p.load)[1]})
+        noisy = sorted({p.load for p in counted if not any(u.load == p.load for u in undecided)
+                        and 0 < self.count(p.load)[0] < self.count(p.load)[1]})
         if noisy:
             text += "; passed and failed at " + ", ".join(self.load_text(x) for x in noisy)
         if self.stop_reason == "budget":
@@ -233,4 +259,6 @@ class CapacityResult:
             each = " each" if len(single) > 1 else ""
             text += (f"; rests on one probe{each} at "
                      f"{' and '.join(map(self.load_text, single))}")
+        if self.settled:
+            text += f"; {self.load_text(self.capacity)}: {self.settled}"
         return text

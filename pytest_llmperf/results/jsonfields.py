@@ -137,6 +137,10 @@ class Fields:
             raise self._fail(key, "true or false", value)
         return value
 
+    def flag_or_none(self, key: str) -> bool | None:
+        value = self._get(key, None, False)
+        return None if value is None else self.flag(key)
+
     def obj(self, key: str) -> Fields:
         return Fields(self._get(key, None, True), f"{self.path}.{key}")
 

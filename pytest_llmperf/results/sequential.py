@@ -35,7 +35,7 @@ from pytest_llmperf.results.records import LoadRun, RequestRecord
 from pytest_llmperf.results.thresholds import Check
 
 __all__ = ["ALPHA", "CAP", "FIRST_SHARE", "SequentialPlan", "SequentialRule", "WindowSizing",
-           "decide", "quantile_of"]
+           "decide", "judged", "percent", "quantile_of"]
 
 ALPHA = 0.05  # the error rate the verdicts state (95 % confidence)
 CAP = 256  # the most requests a window sized by its SLOs takes
@@ -196,7 +196,7 @@ class WindowSizing:
 
     def describe(self, requests: int) -> str:
         """``stopped at 64 requests: every SLO decided (look 1 of 3, 96.25 % confidence)``."""
-        of = f"look {self.look} of {len(self.looks)}, {_percent(self.confidence)} confidence"
+        of = f"look {self.look} of {len(self.looks)}, {percent(self.confidence)} confidence"
         if self.look == 0:
             return (f"stopped at {requests} requests before its first look at "
                     f"{self.looks[0]}: no SLO decided")
@@ -218,7 +218,7 @@ class WindowSizing:
                    fields.texts("undecided"))
 
 
-def _percent(confidence: float) -> str:
+def percent(confidence: float) -> str:
     """96.25 %, 99.375 %, 95 %: as many decimals as the value has, up to three."""
     value = 100.0 * confidence
     for decimals in range(3):

@@ -5,11 +5,16 @@ test holds, found with few probes and said with how sure it is.
    up to the maximum load.
 2. Narrow: bisect between the highest passing and the lowest failing load (users: to one user;
    rates: geometrically, until they are within ``resolution``, 10 % by default).
-3. Confirm: probe both ends of the boundary once more.  Measurements are noisy (vLLM removed a
+3. Confirm: probe both ends of the boundary once more (with a settler, the failing end only:
+   settling measures the capacity end).  Measurements are noisy (vLLM removed a
    bisection search for being fragile); a repeat shows whether the boundary holds.  When the
    confirmation moves the boundary to a load probed only once, that load is probed again
    (at most ``RECONFIRM`` rounds).
-4. Decide by a monotone fit: the capacity is the highest probed load at which every probe
+4. Settle (with a ``settler``, as a bench's search has): the capacity load's probes are pooled
+   and it is measured again until its percentile SLOs are decided at the stated confidence
+   (searches.capacity_settle); a pooled probe that fails lowers the capacity, and the load
+   below is settled in turn.  What was decided, or why not, is the result's ``settled``.
+5. Decide by a monotone fit: the capacity is the highest probed load at which every probe
    passed *and* every probe at a lower load passed too.  A load that passed once and failed
    once is below no capacity, and the result says so ("9 users passed 1 of 2"); an end of the
    boundary that rests on one probe says that too ("rests on one probe at 3 users").
@@ -35,13 +40,26 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from pytest_llmperf.results.capacity import CapacityResult, ProbeOutcome
+from pytest_llmperf.searches.capacity_settle import UNDECIDABLE, Settling
 
-__all__ = ["RECONFIRM", "REMEASURE", "search_capacity"]
+__all__ = ["RECONFIRM", "REMEASURE", "SETTLE_ROUNDS", "Settler", "search_capacity"]
 
 REMEASURE = 2  # a disturbed or client-bound probe is measured again at most this many times
 RECONFIRM = 2  # rounds of probing again a boundary end that rests on one probe, after confirming
+SETTLE_ROUNDS = 4  # pooled probes at most, to settle the capacity load (or the loads below it)
+
+
+class Settler(Protocol):
+    """Settles the capacity load (searches.capacity_settle.PooledSettler)."""
+
+    def state(self, at: Sequence[ProbeOutcome]) -> Settling: ...
+
+    def seconds(self, more: int, at: Sequence[ProbeOutcome]) -> float: ...
+
+    def probe(self, load: float, more: int, at: Sequence[ProbeOutcome]) -> ProbeOutcome: ...
 
 
 def unsound(outcome: ProbeOutcome) -> str | None:
@@ -55,7 +73,9 @@ def unsound(outcome: ProbeOutcome) -> str | None:
     if outcome.window is None:
         return None
     marks = dict(outcome.window.validity_marks)
-    if outcome.passed:
+    # A settling probe stopped because it could no longer be shown to hold has not passed.
+    undecidable = UNDECIDABLE in (outcome.stopped_early or "")
+    if outcome.passed and not undecidable:
         marks.pop("disturbed", None)
     return "; ".join(f"{mark}: {', '.join(crossed)}" for mark, crossed in marks.items()) or None
 
@@ -84,6 +104,7 @@ def search_capacity(
     resolution: float = 0.1,
     clock: Callable[[], float] = time.monotonic,
     estimate: Callable[[float, Sequence[ProbeOutcome]], float] | None = None,
+    settler: Settler | None = None,
 ) -> CapacityResult:
     """Search ``dimension`` ("users": whole numbers from 1; "rate": req/s) between ``minimum``
     (default 1 user, or start / 64) and ``maximum``.  ``estimate(load, probes)`` is how long
@@ -100,17 +121,23 @@ def search_capacity(
 
     stop_reason = "boundary found"
 
-    def fits(load: float) -> bool:
-        return not probes or clock() - began + (estimate or longest)(load, probes) <= budget_s
+    def fits(load: float, seconds: float | None = None) -> bool:
+        if not probes:
+            return True
+        expected = (estimate or longest)(load, probes) if seconds is None else seconds
+        return clock() - began + expected <= budget_s
 
-    def run(load: float) -> ProbeOutcome | None:
-        """The probe at ``load``, measured again while disturbed; None: the search stops."""
+    def run(load: float, settle: int = 0) -> ProbeOutcome | None:
+        """The probe at ``load`` (with ``settle``: that many requests more, pooled with the
+        load's probes), measured again while disturbed; None: the search stops."""
         nonlocal stop_reason
         for tries in range(REMEASURE + 1):
-            if not fits(load):
+            at = [p for p in probes if p.counted and p.load == load]
+            seconds = settler.seconds(settle, at) if settle and settler else None
+            if not fits(load, seconds):
                 stop_reason = "budget"
                 return None
-            outcome = probe(load)
+            outcome = settler.probe(load, settle, at) if settle and settler else probe(load)
             if outcome.client_limit:  # no verdict on the server: nothing to search on from here
                 probes.append(outcome)
                 stop_reason = "client limit"
@@ -123,7 +150,7 @@ def search_capacity(
             if tries == REMEASURE:
                 then = f"not measured again: marked {tries + 1} times in a row"
                 stop_reason = "disturbed"
-            elif not fits(load):
+            elif not fits(load, seconds):
                 then = "not measured again: the budget ran out"
             else:
                 then = "measured again"
@@ -158,20 +185,59 @@ def search_capacity(
             low = middle
         else:
             high = middle
+    # Confirm the boundary's ends; a settler measures the capacity end on its own (below).
     if stop_reason == "boundary found":
-        for end in (low, high):
+        for end in (high,) if settler is not None else (low, high):
             if end is not None and run(end) is None:
                 break
     for _ in range(RECONFIRM):
         if stop_reason != "boundary found":
             break
-        single = [end for end in _monotone_fit(probes) if end is not None
-                  and sum(p.counted and p.load == end for p in probes) == 1]
+        capacity, failing = _monotone_fit(probes)
+        single = [end for end in ((failing,) if settler is not None else (capacity, failing))
+                  if end is not None and sum(p.counted and p.load == end for p in probes) == 1]
         if not single or any(run(end) is None for end in single):
             break
+    settled = None
+    if settler is not None and stop_reason in ("boundary found", "maximum load"):
+        found = stop_reason
+        settled = _settle(settler, probes, run)
+        if stop_reason == "budget" and settled is not None:
+            stop_reason = found  # what the search found stands; settling ran out of budget
+            settled = dataclasses.replace(
+                settled, text=f"{settled.text}; the budget ({budget_s:g} s) ran out first")
     capacity, first_failing = _monotone_fit(probes)
+    text = settled.text if settled is not None and settled.text else None
     return CapacityResult(dimension, capacity, first_failing, tuple(probes), stop_reason,
-                          clock() - began, budget_s)
+                          clock() - began, budget_s, settled=text,
+                          decided=None if text is None or settled is None else settled.decided)
+
+
+def _settle(settler: Settler, probes: list[ProbeOutcome],
+            run: Callable[[float, int], ProbeOutcome | None]) -> Settling | None:
+    """Pool and measure the capacity load until its SLOs are decided (a pooled probe that
+    fails moves the capacity down); where the capacity load stands at the end (None: no
+    capacity is left)."""
+    def state() -> tuple[float | None, Settling | None]:
+        capacity = _monotone_fit(probes)[0]
+        if capacity is None:
+            return None, None
+        return capacity, settler.state([p for p in probes if p.counted and p.load == capacity])
+
+    probed = 0
+    while probed < SETTLE_ROUNDS:
+        capacity, now = state()
+        if capacity is None or now is None or now.decided:
+            break
+        if now.more > 0:
+            probed += 1
+            if run(capacity, now.more) is None:
+                break
+            continue
+        # It held on its point estimates but cannot be shown to hold: not the capacity.
+        last = max(i for i, p in enumerate(probes) if p.counted and p.load == capacity)
+        probes[last] = dataclasses.replace(probes[last], passed=False, undecided=now.text)
+    return state()[1]
 
 
 def _monotone_fit(probes: list[ProbeOutcome]) -> tuple[float | None, float | None]:

@@ -13,6 +13,7 @@ from pytest_llmperf.results.load_shape import LoadShape
 from pytest_llmperf.results.slo import Verdict
 from pytest_llmperf.results.thresholds import Check
 from pytest_llmperf.results.window import WindowResult
+from pytest_llmperf.searches.capacity_settle import UNDECIDABLE
 from pytest_llmperf.searches.probe_rules import headroom
 
 __all__ = ["probe_estimate", "probe_outcome", "probe_size"]
@@ -55,9 +56,10 @@ def probe_estimate(base: LoadShape, requests: int, warmup: int, probe_s: float
 
 
 def probe_outcome(load: float, window: WindowResult, verdicts: Sequence[Verdict],
-                  checks: Sequence[Check], duration_s: float) -> ProbeOutcome:
-    """The probe at ``load``: it passed when every SLO held, the window was not overloaded and
-    it ran to its end; what broke, in words.  Requests the client itself could not send
+                  checks: Sequence[Check], duration_s: float, pooled: int = 0) -> ProbeOutcome:
+    """The probe at ``load``: it passed when every SLO held (``verdicts``: of its window, or
+    with ``pooled`` earlier requests at the load: of them all), the window was not overloaded
+    and it ran to its end; what broke, in words.  Requests the client itself could not send
     (``client_limit``) make it a probe of the client, which ends the search."""
     broke = [v.describe() for v in verdicts if not v.passed]
     limited = window.errors.get("client_limit")
@@ -68,8 +70,11 @@ def probe_outcome(load: float, window: WindowResult, verdicts: Sequence[Verdict]
         broke.insert(0, f"client_limit: {client_limit}")
     if window.overload:
         broke.append(window.overload)
-    if window.run.stopped_early and not broke:
+    # A settling probe stopped because its look could no longer decide a pass has not failed:
+    # the search names its load undecided (searches.capacity_settle).
+    undecidable = UNDECIDABLE in (window.run.stopped_early or "")
+    if window.run.stopped_early and not broke and not undecidable:
         broke.append(f"stopped early: {window.run.stopped_early}")
     return ProbeOutcome(load, not broke, tuple(broke), headroom(verdicts),
                         goodput(window.run, checks), duration_s, window.run.stopped_early,
-                        LoadPoint.of(window), window, client_limit)
+                        LoadPoint.of(window), window, client_limit, pooled=pooled)

@@ -223,9 +223,10 @@ OPTIONS: tuple[Option[Any], ...] = (
            "closed loop: seconds over which the users join, one by one (0: all at once)",
            parse.seconds_or_zero, "0", groups=("load",)),
     Option("capacity_budget", "--llmperf-capacity-budget",
-           "seconds a capacity search may spend on its probes (it stops before a probe that "
-           "would overrun, and says the boundary lies beyond); small by default, for CPU runs",
-           parse.seconds, "60", groups=("search",)),
+           "seconds a capacity search may spend on its probes, settling its capacity "
+           "included (it stops before a probe that would overrun, and says what it could not "
+           "finish); enough by default for a users search on 2 CPU cores",
+           parse.seconds, "150", groups=("search",)),
     Option("probe_requests", "--llmperf-probe-requests",
            "measured requests per capacity probe (a closed loop sends at least 2 per user; "
            "an open loop at least 8 and at most 20 s of arrivals)", parse.int_at_least(4),

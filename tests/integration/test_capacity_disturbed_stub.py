@@ -46,13 +46,13 @@ def search(bench: Bench, monkeypatch: pytest.MonkeyPatch, hog_at: int | None,
     spinners: list[subprocess.Popen[bytes]] = []
 
     def probe(self: Bench, served: ServedModel, shape: LoadShape, checks: tuple[Check, ...],
-              *args: Any) -> ProbeOutcome:
+              *args: Any, **kwargs: Any) -> ProbeOutcome:
         if hog_at is not None and shape.users == hog_at and not started:
             started.append(time.monotonic())
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
             spinners.extend(subprocess.Popen([sys.executable, "-c", SPIN, str(HOG_S)])
                             for _ in range(cores))
-        return original(self, served, shape, checks, *args)
+        return original(self, served, shape, checks, *args, **kwargs)
 
     monkeypatch.setattr(Bench, "_probe", probe)
     try:

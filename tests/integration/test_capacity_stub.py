@@ -73,11 +73,16 @@ def test_the_user_search_finds_the_known_boundary_and_stops_failed_probes_early(
     assert props["llmperf.capacity.max_concurrency"] == "9.0"
     assert props["llmperf.capacity.first_failing"] == "10.0"
     assert props["llmperf.capacity.summary"] == (
-        "max 9 users: 9 users passed 2 of 2, 10 users failed 2 of 2")
+        "max 9 users: 9 users passed 2 of 2, 10 users failed 2 of 2; 9 users: every SLO "
+        "decided on 63 requests of 2 probes (96 % confidence)")
     assert props["llmperf.capacity.broke_first"].startswith("tpot_ms.p95 = ")
     assert props["llmperf.capacity.slo[capacity_max_concurrency >= 9]"].startswith("pass")
     probes = capacity_search(suite).probes
-    assert [probe.load for probe in probes] == [1, 2, 4, 8, 16, 12, 10, 9, 9, 10]
+    # Doubling, bisecting, 10 users confirmed; then 9 users settled: 45 more requests pooled
+    # with its first 18 (2 a user), every TPOT within the limit (the stub adds no jitter).
+    assert [probe.load for probe in probes] == [1, 2, 4, 8, 16, 12, 10, 9, 10, 9]
+    assert probes[-1].pooled == 18 and probes[-1].point is not None
+    assert probes[-1].point.requests >= 45
     # 16 users miss the limit with every request: the probe stopped long before its 32.
     sixteen = next(probe for probe in probes if probe.load == 16)
     assert sixteen.stopped_early and sixteen.point is not None and sixteen.point.requests < 32

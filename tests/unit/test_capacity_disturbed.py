@@ -216,3 +216,17 @@ def test_the_probe_table_and_the_terminal_line_show_the_discarded_probe() -> Non
         in row
     (line,) = capacity_lines([recorded])
     assert "[7 probes (1 discarded), 70 s]" in line
+
+
+def test_a_settling_probe_cut_short_as_undecidable_while_disturbed_is_measured_again() -> None:
+    """A pooled probe that stopped because it could no longer be shown to hold has not
+    passed: on a disturbed machine it is discarded like a failure, not counted."""
+    from pytest_llmperf.searches.capacity import unsound
+    from pytest_llmperf.searches.capacity_settle import UNDECIDABLE
+
+    measured = window(1, 6.0, DISTURBED)
+    cut = ProbeOutcome(1, True, (), duration_s=5, window=measured,
+                       stopped_early=f"ttft_ms.p95 {UNDECIDABLE} at 63 requests", pooled=12)
+    assert unsound(cut) == "disturbed: other_cpu_pct 76 > 25"
+    held = ProbeOutcome(1, True, (), duration_s=5, window=measured, pooled=12)
+    assert unsound(held) is None
