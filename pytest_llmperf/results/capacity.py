@@ -149,8 +149,10 @@ class CapacityResult:
     def single_probe_edges(self) -> tuple[float, ...]:
         """The ends of the boundary that rest on one probe: the capacity passed once, or the
         lowest failing load was probed once (a load probed twice was repeated by the search's
-        own rule, and its count says how it went; an undecided end says why on its own)."""
-        return tuple(end for end in (self.capacity, self.first_failing)
+        own rule, and its count says how it went; an undecided end, and a capacity its settling
+        decided, say how sure they are on their own)."""
+        ends = (self.first_failing,) if self.decided else (self.capacity, self.first_failing)
+        return tuple(end for end in ends
                      if end is not None and self.count(end)[1] == 1
                      and not any(p.undecided for p in self.counted if p.load == end))
 
