@@ -306,16 +306,19 @@ class Bench:
         """One probe: a window at ``shape`` judged against ``checks``, stopped early once
         clearly failed.  ``pooled``: earlier requests at the same load and their seconds; the
         probe then measures exactly ``requests`` more and is judged on them all."""
+        from pytest_llmperf.load.closed_loop import VerdictStop
         from pytest_llmperf.searches.capacity_probe import probe_outcome, probe_size
         from pytest_llmperf.searches.capacity_settle import pooled_window, settling_stop
         from pytest_llmperf.searches.probe_rules import clearly_failed
 
         earlier, earlier_s = pooled
         planned, warmup = probe_size(shape, requests, self.load.warmup, probe_s)
-        stop: StopRule = lambda done: clearly_failed(checks, done, planned)  # noqa: E731
+        # Either rule's reason decides the probe's verdict: an open loop abandons what is
+        # still in flight rather than wait for an overloaded server to drain it.
+        stop = VerdictStop(lambda done: clearly_failed(checks, done, planned))
         if earlier:
             planned = requests
-            stop = settling_stop(checks, earlier, len(earlier) + planned)
+            stop = VerdictStop(settling_stop(checks, earlier, len(earlier) + planned))
         pool = f", pooled with {len(earlier)} earlier" if earlier else ""
         self._say(f"capacity ({dimension}): probing {shape.label}, {planned} requests{pool} ...")
         began = time.monotonic()

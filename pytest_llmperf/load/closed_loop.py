@@ -23,11 +23,25 @@ from pytest_llmperf.prompts.builtin import PromptSource
 from pytest_llmperf.results.errors import ErrorKind
 from pytest_llmperf.results.records import LoadRun, RequestRecord
 
-__all__ = ["StopRule", "WindowObserver", "cut_record", "deadline_reason", "run_closed_loop"]
+__all__ = ["StopRule", "VerdictStop", "WindowObserver", "cut_record", "deadline_reason",
+           "run_closed_loop"]
 
 # Told the measured requests completed so far; a reason to send no more, or None.  Asked
 # after every ``check_every(planned)``-th answer, so its cost stays out of the hot path.
 StopRule = Callable[[Sequence[RequestRecord]], "str | None"]
+
+
+class VerdictStop:
+    """A stop rule whose reason decides the window's verdict however the requests still in
+    flight turn out (a capacity probe that has clearly failed, or can no longer pass).  An open
+    loop stopped by it abandons those requests instead of waiting for them: an overloaded one
+    has a queue of them that would take the server tens of seconds to drain."""
+
+    def __init__(self, rule: StopRule) -> None:
+        self.rule = rule
+
+    def __call__(self, done: Sequence[RequestRecord]) -> str | None:
+        return self.rule(done)
 
 
 def check_every(planned: int | None) -> int:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pytest_llmperf.clients.base import RequestSender
 from pytest_llmperf.load.closed_loop import (
     StopRule,
+    VerdictStop,
     WindowObserver,
     check_every,
     cut_record,
@@ -129,7 +130,8 @@ async def run_open_loop(
 ) -> LoadRun:
     """Offer ``shape``'s arrivals: ``requests`` measured ones, or as many as are scheduled in
     ``duration_s`` seconds, after ``warmup`` warm-up arrivals at the same pace.  ``stop`` may
-    cancel the arrivals still to come (those sent are answered and counted).  With a
+    cancel the arrivals still to come (those sent are answered and counted; a
+    :class:`VerdictStop` abandons them: they are not in the window).  With a
     ``share``, only that share of the arrivals is sent (the window is the schedule's all the
     same)."""
     if not shape.is_open:
@@ -143,6 +145,7 @@ async def run_open_loop(
 
     answered: list[RequestRecord] = []
     stopped: list[str] = []
+    abandoned: set[int] = set()
     every = check_every(measured)
 
     # A conversation's turns go one after another: each waits for the answer to the one
@@ -164,7 +167,7 @@ async def run_open_loop(
                 sent_ns = time.perf_counter_ns()
                 record = await client.send(request_id, prompt)
         except asyncio.CancelledError:  # the deadline: this request counts as a timeout
-            if cut_after_s is None:
+            if cut_after_s is None or request_id in abandoned:
                 raise
             record = cut_record(request_id, sent_ns, cut_after_s)
         finally:
@@ -186,6 +189,7 @@ async def run_open_loop(
     start_ns = base_ns + round(offsets[warmup] * _NS) if measured else base_ns
     warm: list[asyncio.Task[RequestRecord]] = []
     tasks: list[asyncio.Task[RequestRecord]] = []
+    ids: list[int] = []  # the measured tasks' request ids
     started = False
     try:
         for index in ours:
@@ -207,10 +211,14 @@ async def run_open_loop(
             request_id = index - warmup if index >= warmup else -1 - index
             task = asyncio.create_task(one(request_id, due_ns))
             (tasks if index >= warmup else warm).append(task)
+            if index >= warmup:
+                ids.append(request_id)
         if not started:
             started = True
             for observer in observers:
                 observer.window_started()
+        if stopped and isinstance(stop, VerdictStop):
+            _abandon(tasks, ids, abandoned, stopped)
         if cut_ns is not None:
             _, late = await asyncio.wait(
                 [*warm, *tasks], timeout=max(0.0, (cut_ns - time.perf_counter_ns()) / _NS))
@@ -218,7 +226,7 @@ async def run_open_loop(
                 task.cancel()  # each records itself as cut (see one())
             if late and cut_after_s is not None and not stopped:
                 stopped.append(deadline_reason(cut_after_s, len(late)))
-        records = list(await asyncio.gather(*tasks))
+        records = await _answered(tasks, abandoned)
         await asyncio.gather(*warm)
     finally:
         for task in (*warm, *tasks):
@@ -235,6 +243,31 @@ async def run_open_loop(
         warmup_requests=warmup,
         stopped_early="; ".join([*([capped] if capped else []), *stopped[:1]]) or None,
     )
+
+
+async def _answered(tasks: Sequence[asyncio.Task[RequestRecord]],
+                    abandoned: set[int]) -> list[RequestRecord]:
+    """The measured requests' records, less those abandoned."""
+    records = []
+    for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+        if isinstance(outcome, asyncio.CancelledError) and abandoned:
+            continue
+        if isinstance(outcome, BaseException):
+            raise outcome
+        records.append(outcome)
+    return records
+
+
+def _abandon(tasks: Sequence[asyncio.Task[RequestRecord]], ids: Sequence[int],
+             abandoned: set[int], stopped: list[str]) -> None:
+    """Cancel the measured requests still in flight after a :class:`VerdictStop`."""
+    for request_id, task in zip(ids, tasks, strict=True):
+        if not task.done():
+            abandoned.add(request_id)
+            task.cancel()
+    if abandoned:
+        stopped[0] += (f"; {len(abandoned)} request(s) in flight were abandoned, not waited "
+                       "for (the verdict was decided)")
 
 
 def peak_in_flight(records: Sequence[RequestRecord]) -> int:

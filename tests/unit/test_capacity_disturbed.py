@@ -131,6 +131,35 @@ def test_a_pass_on_a_disturbed_machine_counts_and_a_client_bound_pass_does_not()
     assert (result.capacity, result.stop_reason) == (2, "maximum load")
 
 
+SENT_LATE = Health({"send_late_ms_p99": 16.4}, LIMITS,
+                   client_bound=("send_late_ms_p99 16.4 > 15.2",))
+
+
+def test_a_fail_while_sending_late_counts_and_a_pass_while_sending_late_does_not() -> None:
+    """An open loop that sent late offered less load than asked: a failure then happened under
+    easier conditions than asked and counts (the mirror of a pass while disturbed); a pass
+    does not.  A failure while the client's loop lagged says nothing: it read the tokens late."""
+    clock = Clock()
+    marks = iter([QUIET, SENT_LATE, QUIET, SENT_LATE, QUIET, CLIENT_BOUND, QUIET])
+
+    def probe(load: float) -> ProbeOutcome:
+        clock.now += 10
+        passed = load < 3
+        measured = window(int(load), 6.0 if passed else 60.0, next(marks))
+        return ProbeOutcome(load, passed, () if passed else ("tpot_ms.p95 missed",),
+                            duration_s=10, window=measured)
+
+    result = search_capacity(probe, dimension="users", start=1, maximum=3, budget_s=100,
+                             clock=clock)
+    late = "client-bound: send_late_ms_p99 16.4 > 15.2; measured again"
+    lagged = "client-bound: loop_lag_ms_p99 31 > 25; measured again"
+    assert [(p.load, p.passed, p.discarded) for p in result.probes] == [
+        (1, True, None), (2, True, late), (2, True, None),
+        (3, False, None),  # sent late, failed: counted
+        (2, True, None), (3, False, lagged), (3, False, None)]  # confirming both ends
+    assert (result.capacity, result.first_failing) == (2, 3)
+
+
 def test_a_load_disturbed_every_try_ends_the_search_and_the_headline_says_so() -> None:
     clock = Clock()
     probe, loads = scripted(3, clock, {3: [DISTURBED] * 3})

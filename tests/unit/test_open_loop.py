@@ -146,3 +146,28 @@ def test_a_closed_loop_has_no_pacing_figures() -> None:
     assert pacing_scalars(loaded) == {}
     assert overload(loaded, summarize(loaded).scalars) is None
     assert summarize(loaded).distributions["schedule_slip_ms"] == ()
+
+
+def test_a_plain_stop_waits_for_what_is_in_flight_and_a_verdict_stop_abandons_it() -> None:
+    """Overloaded (each answer takes 0.5 s, 100 arrivals a second), a stop after the first
+    answer ends the arrivals; a plain stop then waits for the 50 or so requests sent, a
+    VerdictStop cancels them and the window holds only what was answered."""
+    from pytest_llmperf.load.closed_loop import VerdictStop
+
+    def rule(done: object) -> str:
+        return "clearly failed"
+
+    shape = LoadShape.open(100.0, arrivals="constant")
+    waited = run(shape, SleepingClient(0.5), requests=200, stop=rule)
+    began = time.perf_counter()
+    client = SleepingClient(0.5)
+    abandoned = run(shape, client, requests=200, stop=VerdictStop(rule))
+    took_s = time.perf_counter() - began
+    assert len(waited.records) >= 45 and waited.stopped_early == "clearly failed"
+    assert 1 <= len(abandoned.records) < 10 and all(r.ok for r in abandoned.records)
+    assert client.in_flight == len(client.ids) - len(abandoned.records) > 40  # cancelled
+    assert abandoned.stopped_early is not None
+    assert abandoned.stopped_early.startswith("clearly failed; ")
+    said = int(abandoned.stopped_early.split("; ")[1].split()[0])
+    assert said - 1 <= client.in_flight <= said  # the last may have been due, not yet sent
+    assert took_s < 1.0  # not the 0.5 s of each of the 50 in flight, nor their drain
