@@ -13,7 +13,8 @@ test holds, found with few probes and said with how sure it is.
 4. Settle (with a ``settler``, as a bench's search has): the capacity load's probes are pooled
    and it is measured again until its percentile SLOs are decided at the stated confidence
    (searches.capacity_settle); a pooled probe that fails lowers the capacity, and the load
-   below is settled in turn.  What was decided, or why not, is the result's ``settled``.
+   below is settled in turn, after the loads between them that were never probed are bisected.
+   What was decided, or why not, is the result's ``settled``.
 5. Decide by a monotone fit: the capacity is the highest probed load at which every probe
    passed *and* every probe at a lower load passed too.  A load that passed once and failed
    once is below no capacity, and the result says so ("9 users passed 1 of 2"); an end of the
@@ -209,7 +210,9 @@ def search_capacity(
     settled = None
     if settler is not None and stop_reason in ("boundary found", "maximum load"):
         found = stop_reason
-        settled = _settle(settler, probes, run)
+        settled = _settle(settler, probes, run,
+                          lambda low, high: (None if _gap_closed(low, high, integer, resolution)
+                                             else _between(low, high, integer)))
         if stop_reason == "budget" and settled is not None:
             stop_reason = found  # what the search found stands; settling ran out of budget
             settled = dataclasses.replace(
@@ -222,10 +225,13 @@ def search_capacity(
 
 
 def _settle(settler: Settler, probes: list[ProbeOutcome],
-            run: Callable[[float, int], ProbeOutcome | None]) -> Settling | None:
+            run: Callable[[float, int], ProbeOutcome | None],
+            middle: Callable[[float, float], float | None]) -> Settling | None:
     """Pool and measure the capacity load until its SLOs are decided (a pooled probe that
     fails moves the capacity down); where the capacity load stands at the end (None: no
-    capacity is left)."""
+    capacity is left).  When the capacity moves down past loads never probed (4 users held
+    a dozen and is undecided, 2 users held, 3 was never measured), the gap is bisected first
+    (``middle(low, high)``: the load between, None when the gap is closed)."""
     def state() -> tuple[float | None, Settling | None]:
         capacity = _monotone_fit(probes)[0]
         if capacity is None:
@@ -234,6 +240,12 @@ def _settle(settler: Settler, probes: list[ProbeOutcome],
 
     probed = 0
     while probed < SETTLE_ROUNDS:
+        below, above = _monotone_fit(probes)
+        between = None if below is None or above is None else middle(below, above)
+        if between is not None:
+            if run(between, 0) is None:
+                break
+            continue
         capacity, now = state()
         if capacity is None or now is None or now.decided:
             break

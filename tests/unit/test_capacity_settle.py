@@ -149,6 +149,28 @@ def test_a_pooled_probe_that_cannot_pass_its_look_stops_within_a_few_requests() 
                                    "1000: it sits at its limit")
 
 
+def test_a_load_never_probed_below_an_undecided_one_is_measured_before_settling() -> None:
+    """Doubling jumped from 2 users to 4; 4 held its dozen on its point estimate (p95 981 ms)
+    with one request at 1020 ms, so it cannot be shown to hold.  The capacity is then not 2
+    by default: 3 users, never measured, is probed and settled."""
+    def ttft(load: float, rng: random.Random) -> float:
+        if load <= 3:
+            return 280.0 * load + rng.uniform(0, 50)
+        if load == 4:
+            return 1020.0 if rng.random() < 1 / 12 else 950.0
+        return 1400.0
+
+    clock = Clock()
+    server = Server(ttft, 0, clock)
+    # Seed 0's first dozen at 4 users has exactly one late request (checked below).
+    result = search(server, clock, settle=True)
+    four = [p for p in result.probes if p.load == 4]
+    assert four[0].passed is False and "1 of 12 already miss" in (four[0].undecided or "")
+    assert [load for load, _, pooled in server.sizes if not pooled] == [1, 2, 4, 8, 6, 5, 5, 3]
+    assert result.capacity == 3 and result.decided is True
+    assert result.settled == "every SLO decided on 63 requests of 2 probes (96 % confidence)"
+
+
 def test_a_budget_too_small_to_settle_says_the_capacity_is_not_decided() -> None:
     clock = Clock()
     server = Server(lambda load, rng: 300.0 if load <= 2 else 1500.0, 3, clock)
