@@ -75,6 +75,9 @@ class ServedModel:
     tensor_parallel: int | None = None
     quantization: str | None = None
     engine_args: tuple[str, ...] = ()
+    # Launch to ready, seconds (ManagedServer.ready_s; an in-process engine's model load);
+    # None for a server the plugin attached to.
+    startup_s: float | None = None
     # Replicas of one deployment (several --base-url URLs, ``endpoint`` the first): requests
     # are spread over them by ``replica_policy`` (clients.replicas).
     replicas: tuple[Endpoint, ...] = ()
@@ -85,7 +88,7 @@ class ServedModel:
         """What a result records of the served model."""
         return ServedInfo(self.backend, self.model, self.engine, self.model_file,
                           self.model_sha256, self.tensor_parallel, self.quantization,
-                          self.engine_args)
+                          self.engine_args, self.startup_s)
 
     @property
     def description(self) -> str:

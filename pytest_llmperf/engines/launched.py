@@ -115,6 +115,7 @@ class LaunchedBackend:
             tensor_parallel=self.tp_size(settings, model) if server else None,
             quantization=source.quantization,
             engine_args=tuple(settings.engine_args.get(self.name, ())) if server else (),
+            startup_s=server.ready_s if server else None,
         )
 
     def local_source(self, source: ModelSource) -> ModelSource:

@@ -134,6 +134,10 @@ class ManagedServer:
         self._log: IO[bytes] | None = None
         self._log_from = 0  # where this launch's part of the log begins
         self._port_fixed = False  # restart(): the clients know the port, it may not move
+        self._launched_at = 0.0
+        # Seconds from starting the process that serves to its health endpoint's first 200
+        # (the engine's cold start: loading the model, warming its kernels); None until ready.
+        self.ready_s: float | None = None
 
     def __enter__(self) -> ManagedServer:
         self.start()
@@ -171,6 +175,7 @@ class ManagedServer:
         assert self._log is not None
         self._log.flush()
         self._log_from = self._log.tell()
+        self._launched_at = time.monotonic()
         try:
             self.process = EngineProcess(self.argv, env=self.env, log=self._log,
                                          grace_s=self.stop_grace_s)
@@ -210,6 +215,7 @@ class ManagedServer:
             with contextlib.suppress(requests.RequestException):
                 if requests.get(self.health_url, timeout=1.0).status_code == 200:
                     self._check_listener()
+                    self.ready_s = time.monotonic() - self._launched_at
                     return
             now = time.monotonic()
             if now >= next_progress:

@@ -133,6 +133,7 @@ class OllamaBackend(LaunchedBackend):
             open_client=open_client,
             check_alive=server.check_running if server else None,
             restart=server.restart if server else None,
+            startup_s=server.ready_s if server else None,
             reasoning=model.reasoning,
             context_tokens=model.context,
         )

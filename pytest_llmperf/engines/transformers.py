@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib.util
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,7 @@ class TransformersBackend:
 
             check_fit(settings, self.name, model, source, tp=len(gpus), gpus=gpus)
         where, files, digest, model_file = _locate(source)
+        loading = time.monotonic()  # its startup: the model loaded and the engine started
         tokenizer = transformers.AutoTokenizer.from_pretrained(where, **files)
         lm = transformers.AutoModelForCausalLM.from_pretrained(where, **files, **load)
         engine = TransformersEngine(lm, tokenizer, max_num_seqs=settings.max_num_seqs,
@@ -96,6 +98,7 @@ class TransformersBackend:
             threads = torch.get_num_threads()
             device += f", {threads} thread{'s' if threads != 1 else ''}"
         engine.start()
+        startup_s = time.monotonic() - loading
         try:
             yield ServedModel(
                 backend=self.name,
@@ -111,6 +114,7 @@ class TransformersBackend:
                 tokenizer=HFTokenizer(tokenizer),
                 context_tokens=model.context or _positions(engine.model),
                 reasoning=model.reasoning,
+                startup_s=startup_s,
             )
         finally:
             engine.close()

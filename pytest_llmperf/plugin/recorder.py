@@ -85,6 +85,8 @@ class ResultRecorder:
         for verdict in verdicts:
             self._property(f"{self._prefix(index)}slo[{verdict.check.text}]",
                            f"{verdict.state}: {verdict.describe()}")
+        for name, value in self.windows[index].goodput.items():  # under these SLOs
+            self._property(f"{self._prefix(index)}{name}", round(value, 4))
 
     def compare(self, windows: Sequence[WindowResult]) -> None:
         """Hold the windows of one load against the baseline's windows of the same test and

@@ -48,6 +48,8 @@ def _environment_section(served: Sequence[ServedInfo], rootdir: Path) -> list[st
             rows.append(["model file", f"`{info.model_file}`"])
         if info.model_sha256:
             rows.append(["model sha256", f"`{info.model_sha256}`"])
+        if info.startup_s is not None:
+            rows.append(["startup (launch to ready)", f"{info.startup_s:.1f} s"])
     return ["## Environment", "", tabulate(rows, headers=["", ""], tablefmt="github")]
 
 

@@ -9,7 +9,12 @@ from tabulate import tabulate
 from pytest_llmperf.report.cells import cell, count_cell
 from pytest_llmperf.report.comparison import comparison_markdown
 from pytest_llmperf.report.resources_markdown import resources_markdown
-from pytest_llmperf.results.metrics import DISTRIBUTIONS, REPORTED_STATISTICS, SCALARS
+from pytest_llmperf.results.metrics import (
+    DISTRIBUTIONS,
+    PER_REQUEST,
+    REPORTED_STATISTICS,
+    SCALARS,
+)
 from pytest_llmperf.results.recorded import RecordedWindow
 from pytest_llmperf.results.replicas import slow_replicas
 from pytest_llmperf.results.slo import Verdict
@@ -99,6 +104,7 @@ def window_section(recorded: RecordedWindow) -> list[str]:
                  v.requirement, verdict_cell(v), v.check.origin] for v in recorded.verdicts]
         lines += [tabulate(rows, headers=["metric", "measured", "SLO", "verdict", "defined at"],
                            tablefmt="github"), ""]
+        lines += _goodput_lines(recorded)
     lines += _figures(window)
     lines += _replicas_section(window)
     lines += _errors_section(window.errors)
@@ -107,6 +113,21 @@ def window_section(recorded: RecordedWindow) -> list[str]:
     if recorded.comparison is not None:
         lines += comparison_markdown(recorded.comparison)
     return lines
+
+
+def _goodput_lines(recorded: RecordedWindow) -> list[str]:
+    """Goodput under the window's per-request SLOs (results.goodput)."""
+    figures = recorded.goodput
+    if not figures:
+        return []
+    # A request is good when its own value meets each limit: "ttft_ms.p95 < 1000" asks
+    # for ttft_ms < 1000 of it (the DistServe definition).
+    held = ", ".join(dict.fromkeys(f"{v.check.metric} {v.check.operator} {v.check.limit:g}"
+                                   for v in recorded.verdicts
+                                   if v.check.metric in PER_REQUEST))
+    return [f"Goodput (the requests that each met {held}): "
+            f"{figures['goodput_req_s']:.3g} req/s, {figures['goodput_tokens_s']:.3g} output "
+            f"tok/s, {figures['goodput_pct']:.1f} % of the window's requests.", ""]
 
 
 def _replicas_section(window: WindowResult) -> list[str]:

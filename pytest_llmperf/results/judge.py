@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from pytest_llmperf.results.capacity import CapacityResult
 from pytest_llmperf.results.errors import error_summary
+from pytest_llmperf.results.goodput import GOODPUT, goodput_figures, no_goodput_reason
 from pytest_llmperf.results.metric_names import NOT_STREAMED, STREAMED_ONLY
 from pytest_llmperf.results.metrics import GPU_METRICS, RESOURCES
 from pytest_llmperf.results.slo import Verdict, evaluate, failure_message
@@ -25,11 +26,19 @@ def judge_window(window: WindowResult, checks: Sequence[Check], *, require_gpu: 
     cannot support is ``inconclusive`` (``inconclusive`` says whether that fails)."""
     unmeasured = ({name: "no telemetry was taken for this result" for name in RESOURCES}
                   if window.resources is None else window.resources.unmeasured_reasons())
+    if window.served.startup_s is None:
+        unmeasured["startup_s"] = (f"{window.served.description} was not launched by this "
+                                   "session: its startup was not seen")
     if window.metrics.value("embedded_inputs_per_s") is not None:
         unmeasured.update({name: NOT_STREAMED for name in STREAMED_ONLY})
+    # Goodput: the requests that met every per-request SLO held here (results.goodput).
+    no_goodput = no_goodput_reason(window.run, checks)
+    if no_goodput is not None:
+        unmeasured.update({name: no_goodput for name in GOODPUT})
+    metrics = window.metrics.with_scalars(goodput_figures(window.run, checks))
     # A window sized by its SLOs is judged at its looks' confidence (results.sequential).
     confidence = 0.95 if window.sizing is None else window.sizing.confidence
-    return evaluate(window.metrics, checks, unmeasured=unmeasured,
+    return evaluate(metrics, checks, unmeasured=unmeasured,
                     required=GPU_METRICS if require_gpu else (), inconclusive=inconclusive,
                     confidence=confidence)
 

@@ -93,6 +93,16 @@ SCALARS: Mapping[str, MetricInfo] = MappingProxyType(
                                              "embeddings: input tokens embedded per second"),
         "cache_hit_rate": MetricInfo("", True,
                                      "cached prompt tokens / prompt tokens, where reported"),
+        "goodput_req_s": MetricInfo("req/s", True,
+                                    "requests that met every per-request SLO of the test, "
+                                    "per second of the window"),
+        "goodput_tokens_s": MetricInfo("tok/s", True,
+                                       "output tokens of those requests per second"),
+        "goodput_pct": MetricInfo("%", True,
+                                  "those requests as a share of every request sent"),
+        "startup_s": MetricInfo("s", False,
+                                "the engine's launch to ready (launched engines; the same in "
+                                "every window of the target)"),
         "untimed_decodes": MetricInfo(
             "req", False, "completed answers of 2+ tokens that arrived in one network read: "
             "no decode time to see, so not in tpot_ms or decode_tokens_per_s"),

@@ -180,6 +180,11 @@ class RunMetrics:
     scalars: Mapping[str, float]
     output_token_sources: tuple[str, ...]
 
+    def with_scalars(self, scalars: Mapping[str, float]) -> RunMetrics:
+        """These metrics plus whole-run figures from outside the run (``startup_s``)."""
+        return RunMetrics(self.distributions, MappingProxyType({**self.scalars, **scalars}),
+                          self.output_token_sources)
+
     def with_resources(self, resources: Mapping[str, float]) -> RunMetrics:
         """These metrics plus the window's resource figures (telemetry)."""
         known = {name: value for name, value in resources.items() if name in RESOURCES}

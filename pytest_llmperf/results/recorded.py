@@ -20,8 +20,9 @@ from typing import ClassVar
 
 from pytest_llmperf.results.capacity import CapacityResult
 from pytest_llmperf.results.comparison import CapacityChange, Comparison
+from pytest_llmperf.results.goodput import goodput_figures
 from pytest_llmperf.results.host_names import with_host
-from pytest_llmperf.results.jsonfields import Fields, JSONDecodeError, JSONObject
+from pytest_llmperf.results.jsonfields import Fields, JSONDecodeError, JSONObject, rounded
 from pytest_llmperf.results.load_point import LoadPoint
 from pytest_llmperf.results.load_shape import LoadShape
 from pytest_llmperf.results.prefix_cache import CacheGain
@@ -85,8 +86,17 @@ class RecordedWindow:
     comparison: Comparison | None = None
     timeline_png: str | None = None
 
+    @property
+    def goodput(self) -> dict[str, float]:
+        """``goodput_req_s``, ``goodput_tokens_s``, ``goodput_pct`` under the SLOs the window
+        was held to (results.goodput); empty when none is per-request."""
+        return goodput_figures(self.window.run, [v.check for v in self.verdicts])
+
     def to_json(self) -> JSONObject:
+        # goodput is derived (from the requests and the verdicts' SLOs): written for readers
+        # of the document, recomputed when read back.
         return {**self.provenance.to_json(), **self.window.to_json(),
+                "goodput": {name: rounded(value) for name, value in self.goodput.items()},
                 "verdicts": [verdict.to_json() for verdict in self.verdicts],
                 "comparison": None if self.comparison is None else self.comparison.to_json(),
                 "timeline_png": self.timeline_png}

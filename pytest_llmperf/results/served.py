@@ -23,6 +23,7 @@ class ServedInfo:
     tensor_parallel: int | None = None
     quantization: str | None = None  # "gptq", "awq", "Q4_1", "fp8", ...
     engine_args: tuple[str, ...] = ()  # the launch arguments that shape performance
+    startup_s: float | None = None  # launch to ready; None: attached, or not recorded
 
     @property
     def description(self) -> str:
@@ -42,6 +43,8 @@ class ServedInfo:
             optional["quantization"] = self.quantization
         if self.engine_args:
             optional["engine_args"] = list(self.engine_args)
+        if self.startup_s is not None:
+            optional["startup_s"] = round(self.startup_s, 3)
         return {"backend": self.backend, "model": self.model, "engine": self.engine,
                 "model_file": self.model_file, "model_sha256": self.model_sha256, **optional}
 
@@ -50,4 +53,5 @@ class ServedInfo:
         return cls(fields.text("backend"), fields.text("model"), fields.text("engine"),
                    fields.text_or_none("model_file"), fields.text_or_none("model_sha256"),
                    fields.integer_or_none("tensor_parallel"),
-                   fields.text_or_none("quantization"), fields.texts("engine_args"))
+                   fields.text_or_none("quantization"), fields.texts("engine_args"),
+                   fields.number_or_none("startup_s"))

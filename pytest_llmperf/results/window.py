@@ -95,6 +95,8 @@ class WindowResult:
     def metrics(self) -> RunMetrics:
         """Every metric of the window, its resource figures included."""
         metrics = summarize(self.run)
+        if self.served.startup_s is not None:  # the target's, held in any of its windows
+            metrics = metrics.with_scalars({"startup_s": self.served.startup_s})
         return metrics if self.resources is None else metrics.with_resources(
             self.resources.metrics)
 

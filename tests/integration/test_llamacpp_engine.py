@@ -59,6 +59,13 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def test_the_launched_engine_s_startup_is_timed(served: ServedModel) -> None:
+    """Launch to ready: llama.cpp loads SmolLM2 in a second or a few; the ready timeout
+    bounds it from above."""
+    assert served.startup_s is not None and 0.1 < served.startup_s < 120
+    assert served.info.startup_s == served.startup_s
+
+
 def test_client_tpot_agrees_with_llamacpp_timings(served: ServedModel) -> None:
     result = run_load(served, BuiltinPrompts(seed=1), users=1, requests=8, warmup=2,
                       max_tokens=MAX_TOKENS)

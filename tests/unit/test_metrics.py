@@ -152,9 +152,12 @@ def test_whole_run_scalars() -> None:
     # 3 failed (D, E, F) / 6 requests
     assert s["failed"] == 3.0
     assert s["error_rate"] == pytest.approx(0.5)
-    # Open-loop figures and the cache hit rate (no server said) are absent, never 0.
+    # Open-loop figures and the cache hit rate (no server said) are absent, never 0; so are
+    # the figures the requests alone do not give (goodput needs the SLOs, startup the launch).
     assert set(s) == set(SCALARS) - {"offered_rate", "send_rate", "queue_growth", "cache_hit_rate",
-                                     "embedded_inputs_per_s", "input_token_throughput"}
+                                     "embedded_inputs_per_s", "input_token_throughput",
+                                     "goodput_req_s", "goodput_tokens_s", "goodput_pct",
+                                     "startup_s"}
     assert set(m.distributions) == set(DISTRIBUTIONS)
 
 

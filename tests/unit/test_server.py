@@ -134,6 +134,21 @@ def test_healthy_server_lifecycle(tmp_path: Path, leftovers: list[int]) -> None:
     assert not alive(server.pid)
 
 
+def test_startup_is_timed_from_launch_to_the_first_ready_answer(
+    tmp_path: Path, leftovers: list[int]
+) -> None:
+    """A server that loads for 1 s before it listens is ready no sooner than 1 s after its
+    launch (the poll every 0.2 s and the interpreter's start add a little)."""
+    loading = "import time\ntime.sleep(1.0)\n" + HEALTH_SERVER
+    server = managed(tmp_path, loading, "200")
+    assert server.ready_s is None
+    with server:
+        assert server.pid is not None
+        leftovers.append(server.pid)
+        assert server.ready_s is not None
+        assert 1.0 <= server.ready_s < 8.0
+
+
 def test_stop_all_servers_stops_a_server_never_stopped(
     tmp_path: Path, leftovers: list[int]
 ) -> None:
