@@ -248,9 +248,11 @@ async def run_open_loop(
 async def _answered(tasks: Sequence[asyncio.Task[RequestRecord]],
                     abandoned: set[int]) -> list[RequestRecord]:
     """The measured requests' records, less those abandoned."""
+    if not abandoned:  # the first error raises at once, the others then cancelled
+        return list(await asyncio.gather(*tasks))
     records = []
     for outcome in await asyncio.gather(*tasks, return_exceptions=True):
-        if isinstance(outcome, asyncio.CancelledError) and abandoned:
+        if isinstance(outcome, asyncio.CancelledError):
             continue
         if isinstance(outcome, BaseException):
             raise outcome
