@@ -125,9 +125,12 @@ def _goodput_lines(recorded: RecordedWindow) -> list[str]:
     held = ", ".join(dict.fromkeys(f"{v.check.metric} {v.check.operator} {v.check.limit:g}"
                                    for v in recorded.verdicts
                                    if v.check.metric in PER_REQUEST))
+    # An embeddings request answers with vectors, no output tokens: no tokens figure then.
+    tokens = ("" if recorded.window.metrics.value("embedded_inputs_per_s") is not None
+              else f"{figures['goodput_tokens_s']:.3g} output tok/s, ")
     return [f"Goodput (the requests that each met {held}): "
-            f"{figures['goodput_req_s']:.3g} req/s, {figures['goodput_tokens_s']:.3g} output "
-            f"tok/s, {figures['goodput_pct']:.1f} % of the window's requests.", ""]
+            f"{figures['goodput_req_s']:.3g} req/s, {tokens}{figures['goodput_pct']:.1f} % "
+            "of the window's requests.", ""]
 
 
 def _replicas_section(window: WindowResult) -> list[str]:

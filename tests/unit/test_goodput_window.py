@@ -87,3 +87,16 @@ def test_goodput_is_in_the_report_and_the_result_store(tmp_path: Path) -> None:
     line = next(line for line in text.splitlines() if line.startswith("Goodput"))
     assert line == ("Goodput (the requests that each met ttft_ms < 1000, tpot_ms < 100): "
                     "0.2 req/s, 2.2 output tok/s, 40.0 % of the window's requests.")
+
+
+def test_an_embeddings_window_s_goodput_has_no_tokens_figure(tmp_path: Path) -> None:
+    """Vectors, not tokens: the line gives the requests' rate and share only."""
+    records = [RequestRecord(i, i * 1000 * MS, (), i * 1000 * MS + (300 + 400 * (i == 3)) * MS,
+                             0, input_tokens=24, embedded_inputs=8) for i in range(4)]
+    embeddings = window(records)
+    verdicts = judge_window(embeddings, [parse_check("e2el_ms.median < 500", "t")])
+    text = render_markdown([RecordedWindow(Provenance("t.py::test_e[llamacpp-smollm2-135m]"),
+                                           embeddings, verdicts)], tmp_path)
+    line = next(line for line in text.splitlines() if line.startswith("Goodput"))
+    assert line == ("Goodput (the requests that each met e2el_ms < 500): 0.3 req/s, "
+                    "75.0 % of the window's requests.")
