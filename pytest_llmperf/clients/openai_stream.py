@@ -66,7 +66,7 @@ class OpenAIStream:
             self.done = True
             return False
         try:
-            message = json.loads(data)
+            message = _loads(data)
         except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             self.fail(ErrorKind.MALFORMED, f"malformed stream chunk: {short(data)}")
             return False
@@ -98,7 +98,13 @@ class OpenAIStream:
             answer, reasoning, finish = one
             if finish:
                 self.finish_reason = finish
-            return self._generated(answer, reasoning)
+            if reasoning or not answer:
+                return self._generated(answer, reasoning)
+            self.text.append(answer)  # the usual token: answer text alone (_generated's path)
+            self.kinds.content(answer)
+            if self.answer is not None:
+                self.answer.append(answer)
+            return True
         said = [_choice(choice) for choice in choices]
         if any(one is None for one in said):  # checked whole before any of it is used
             return self._odd(data)
@@ -111,13 +117,16 @@ class OpenAIStream:
 
     def read(self, events: list[SSEEvent], now_ns: int) -> None:
         """Apply the events of one network read: one reading if any of them carried text."""
+        carried = False
         try:
-            carried = [self.take(event.data) for event in events]  # all of them, in order
+            for event in events:  # all of them, in order
+                if self.take(event.data):
+                    carried = True
         except Exception as exc:  # a shape no rule above foresaw: still this request's only
             self.fail(ErrorKind.MALFORMED,
                       f"unreadable stream chunk ({type(exc).__name__}: {short(str(exc))})")
             return
-        if any(carried):
+        if carried:
             self.chunk_ns.append(now_ns)
             self.kinds.end_read(now_ns)
 
@@ -140,6 +149,19 @@ class OpenAIStream:
         return True
 
 
+_scan = json.JSONDecoder().scan_once  # json.loads's own C scanner, without its wrapper
+
+
+def _loads(data: str) -> Any:
+    """``json.loads(data)``; a payload that is bare JSON (every server's chunk) skips the
+    wrapper and its two whitespace matches, which cost more than the scan itself."""
+    try:
+        value, end = _scan(data, 0)
+    except StopIteration:  # nothing JSON at the start (whitespace first?): the full rule says
+        return json.loads(data)
+    return value if end == len(data) else json.loads(data)  # after it: whitespace, or junk
+
+
 def _choice(choice: object) -> tuple[str, str, str | None] | None:
     """A choice's answer text, reasoning text and finish_reason; None when it has a shape no
     server should send."""
@@ -155,6 +177,8 @@ def _choice(choice: object) -> tuple[str, str, str | None] | None:
     if type(delta) is not dict:
         return None
     content = delta.get("content")
+    if type(content) is str and len(delta) == 1:  # the usual delta: its text alone
+        return content, "", finish or None
     answer = content if type(content) is str else _text(content)
     # vLLM and SGLang name it reasoning_content, vLLM's newer releases reasoning.
     thought = delta.get("reasoning_content") or delta.get("reasoning")

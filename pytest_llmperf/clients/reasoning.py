@@ -87,6 +87,12 @@ class ThinkSplitter:
             break
         return reasoning, answer
 
+    def passes(self, piece: str) -> bool:
+        """``piece`` is answer as it is, nothing held and no tag in it: :meth:`feed` would
+        give it back unchanged and decide nothing."""
+        return (self._state == _DONE or (self._state == _ANSWERING and not self._held
+                                         and "<" not in piece))
+
     @property
     def undecided(self) -> bool:
         """True while a lone ``</think>`` may still turn the answer so far into reasoning."""
@@ -133,6 +139,11 @@ class ReasoningTracker:
 
     def content(self, text: str) -> None:
         """Answer text as the server sent it, inline tags and all."""
+        if self._answer_started and self._splitter.passes(text):  # most of an answer
+            if self._splitter.undecided:
+                self._texts.append((text, False))
+            self._kind |= _ANSWER
+            return
         reasoning, answer = self._splitter.feed(text)
         if self._splitter.lone_close:
             self._reclassify()

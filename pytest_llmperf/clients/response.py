@@ -3,10 +3,13 @@
 :class:`Response` takes the reads of one connection for one request: it passes over 1xx answers
 (103 Early Hints, 100 Continue), resolves ``head`` with the status of the answer, hands the
 body to a reader read by read (inflated in bounded pieces where it came compressed, see
-:mod:`~pytest_llmperf.clients.inflate`), and resolves ``done`` when it ends.  Bytes after the
-answer are nobody's (``trailing``); no more than :data:`HEAD_LIMIT` bytes in a row may come
-without a byte of body (the head with any 1xx answers before it, trailers, framing), so a
-server that never ends its head costs the client that much memory, no more.
+:mod:`~pytest_llmperf.clients.inflate`), and resolves ``done`` when it ends.  The body of one
+read goes to the reader in one call, however many HTTP chunks it held: a loaded server's
+tokens come many to a read, and a call per chunk cost the client CPU for each token
+(benchmarks/client_cost.py).  Bytes after the answer are nobody's (``trailing``); no more than
+:data:`HEAD_LIMIT` bytes in a row may come without a byte of body (the head with any 1xx
+answers before it, trailers, framing), so a server that never ends its head costs the client
+that much memory, no more.
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ class Response:
         self._early: list[tuple[bytes, int]] = []
         self._ended_early = False  # the answer ended before a reader was attached
         self._now_ns = 0
+        self._pending: list[bytes] = []  # the body of the read being parsed, not yet delivered
         self._bodiless = 0  # bytes since the last byte of body, or since the answer's head
         self._closed_body = False  # a body without length, ended by its connection's close
 
@@ -105,12 +109,14 @@ class Response:
                 self.fail(cause)
             return
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self._deliver_pending()  # the body before the break came all the same
             if self.complete:  # what came after the answer is not HTTP: still not ours
                 self.trailing = self.unusable = True
             else:
                 self.fail(PayloadError(f"malformed HTTP answer: {exc}") if self.head.done()
                           else BadResponse(f"not an HTTP answer: {exc}"))
             return
+        self._deliver_pending()
         if self._bodiless > HEAD_LIMIT and not self.complete:
             self.fail(MalformedAnswer(f"more than {HEAD_LIMIT} bytes of the answer carried no "
                                       f"body") if self.head.done() else BadResponse(
@@ -197,12 +203,13 @@ class Response:
 
     def on_body(self, body: bytes) -> None:
         self._bodiless = 0
-        self._deliver(body, self._now_ns)
+        self._pending.append(body)  # delivered once the read is parsed (or the answer ends)
 
     def on_message_complete(self) -> None:
         if self._interim:
             self._interim = False
             return
+        self._flush()
         if self._reader is None:
             self._ended_early = True
         else:
@@ -212,7 +219,21 @@ class Response:
         if not self.done.done():
             self.done.set_result(None)
 
-    # -- the body before a reader, and inflated where it came compressed --------------------
+    # -- the body of a read, to the reader (or kept for it), inflated where it came compressed
+
+    def _flush(self) -> None:
+        """Deliver the body parsed from the current read; the reader may raise."""
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self._deliver(pending[0] if len(pending) == 1 else b"".join(pending), self._now_ns)
+
+    def _deliver_pending(self) -> None:
+        """:meth:`_flush` outside the parser's callbacks: what the reader raises fails the
+        answer, as it would have inside them."""
+        try:
+            self._flush()
+        except Exception as exc:
+            self.fail(exc)
 
     def _keep_early(self, body: bytes, now_ns: int) -> None:
         self._early.append((body, now_ns))  # as sent: a compressed body is inflated for a reader

@@ -57,6 +57,8 @@ class SSEParser:
         if self.ended:
             return []
         if not self._held and not self._cr and b"\r" not in chunk:
+            if not self._data and not self._event:
+                return self._whole_events(chunk)
             # The hot path: nothing held, only \n ends lines (vLLM, SGLang, llama.cpp).
             lines = chunk.split(b"\n")
             tail = lines.pop()
@@ -97,6 +99,31 @@ class SSEParser:
         event = self._take_line("")
         if event is not None:
             events.append(event)
+        return events
+
+    def _whole_events(self, chunk: bytes) -> list[SSEEvent]:
+        """The hottest path: nothing held, no event begun, only \n ends lines.  Each
+        ``data: ...\n\n`` (one line of data, then the blank line) is an event of its own,
+        a split and a decode; from the first part of another shape on, the lines go by the
+        general rule."""
+        parts = chunk.split(b"\n\n")
+        events: list[SSEEvent] = []
+        taken = 0
+        for part in parts[:-1]:  # the last is what follows the last blank line
+            if not part.startswith(b"data: ") or b"\n" in part or len(part) > self._max:
+                break
+            events.append(SSEEvent(part[6:].decode("utf-8")))
+            taken += 1
+            if events[-1].data == self._last:  # the last event: what follows is not read
+                self._end()
+                return events
+        rest = parts[-1] if taken == len(parts) - 1 else b"\n\n".join(parts[taken:])
+        lines = rest.split(b"\n")
+        tail = lines.pop()
+        if lines:
+            events += self._take_lines(lines, len(rest) > self._max)
+        if not self.ended:
+            self._hold(tail)
         return events
 
     def _hold(self, part: bytes) -> None:

@@ -26,8 +26,9 @@ class RequestRecord:
     Times are ``time.perf_counter_ns()`` readings taken in the client process (on Linux the
     machine's monotonic clock, the same in every client process).  ``send_ns`` is when the
     request's body was written to the connection (clients.http).
-    ``chunk_ns`` holds one reading per streamed chunk that carried generated text
-    (content or reasoning); role-only and usage-only chunks are not tokens.
+    ``chunk_ns`` holds one reading per network read of the stream that carried generated
+    text (content or reasoning): role-only and usage-only chunks are not tokens, and events
+    that came in one read share its reading.
     """
 
     request_id: int

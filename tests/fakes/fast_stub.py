@@ -2,7 +2,8 @@
 
     python fast_stub.py PORT [--first-ms MS] [--token-ms MS] [--uvloop]
 
-Every chat or text completion streams exactly ``max_tokens`` tokens (default 16): the first
+Every chat or text completion streams exactly ``max_completion_tokens`` (else ``max_tokens``)
+tokens (default 16): the first
 ``--first-ms`` after the request's last byte was read, each next one ``--token-ms`` after the
 one before it was due (absolute due times: lateness does not add up), then a finish chunk, a
 usage chunk, ``[DONE]``.  The usage chunk carries ``timings``: ``stub_received_ns`` (the
@@ -172,7 +173,9 @@ class _Connection(asyncio.Protocol):
         close = headers.get("connection", "").lower() == "close"
         if method == "POST" and path in ("/v1/chat/completions", "/v1/completions"):
             try:
-                tokens = int(json.loads(body or b"{}").get("max_tokens") or 16)
+                asked = json.loads(body or b"{}")
+                # OpenAI's newer name first (vLLM's benchmark client sends it), then the older.
+                tokens = int(asked.get("max_completion_tokens") or asked.get("max_tokens") or 16)
             except (ValueError, AttributeError):
                 self._reply(_plain("400 Bad Request", b'{"error": "bad JSON body"}'), close)
                 return

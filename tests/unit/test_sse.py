@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pytest_llmperf.clients.sse import SSEEvent, SSEParser
+from pytest_llmperf.clients.sse import LineTooLong, SSEEvent, SSEParser
 
 
 def parse(*chunks: bytes) -> list[SSEEvent]:
@@ -184,3 +184,26 @@ def test_usage_only_final_chunk() -> None:
     assert message["choices"] == []
     assert message["usage"] == usage
     assert events[1].data == "[DONE]"
+
+
+def test_a_read_of_whole_events_hands_what_is_not_one_to_the_general_rule() -> None:
+    # Single-line data events, then a comment, a named event and a multi-line one, then a
+    # single-line event again, and a line still coming: all in one read.
+    parser = SSEParser()
+    events = parser.feed(b"data: a\n\ndata: b\n\n: ping\n\nevent: x\ndata: c\n\n"
+                         b"data: d\ndata: e\n\ndata: f\n\ndata: g")
+    assert events == [SSEEvent("a"), SSEEvent("b"), SSEEvent("c", "x"), SSEEvent("d\ne"),
+                      SSEEvent("f")]
+    assert parser.feed(b"\n\n") == [SSEEvent("g")]
+
+
+def test_a_read_of_whole_events_stops_at_the_last_one() -> None:
+    parser = SSEParser(last="[DONE]")
+    events = parser.feed(b"data: a\n\ndata: [DONE]\n\ndata: \xff\n\n")  # not even decoded
+    assert events == [SSEEvent("a"), SSEEvent("[DONE]")]
+    assert parser.ended and parser.feed(b"data: b\n\n") == []
+
+
+def test_a_read_of_whole_events_holds_no_line_longer_than_the_limit() -> None:
+    with pytest.raises(LineTooLong):
+        SSEParser(max_line=16).feed(b"data: " + b"x" * 20 + b"\n\n")

@@ -156,6 +156,17 @@ def test_each_read_is_stamped_when_it_arrived_not_when_it_was_handed_on() -> Non
     assert before < first and second - first >= 40_000_000  # 50 ms apart, as written
 
 
+def test_the_chunks_of_one_read_reach_the_reader_in_one_call() -> None:
+    events = [b"data: {\"n\": %d}\n\n" % i for i in range(4)]
+    # Head and two chunks in the first write, two chunks and the end in the second.
+    status, reads = asyncio.run(exchange(writes(
+        CHUNKED_HEAD + chunk(events[0]) + chunk(events[1]),
+        chunk(events[2]) + chunk(events[3]) + b"0\r\n\r\n", pause_s=0.05)))
+    assert status == 200
+    assert [raw for raw, _ in reads] == [events[0] + events[1], events[2] + events[3]]
+    assert reads[1][1] - reads[0][1] >= 40_000_000  # each at its own read's time
+
+
 def test_content_length_body() -> None:
     status, reads = asyncio.run(exchange(writes(
         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", b"lo", pause_s=0.01, close=False)))
