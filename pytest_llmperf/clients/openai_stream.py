@@ -11,6 +11,7 @@ never raises into the load, where it would stop every other user's requests.
 from __future__ import annotations
 
 import json
+import json.scanner
 import math
 import time
 from collections.abc import Mapping
@@ -149,7 +150,8 @@ class OpenAIStream:
         return True
 
 
-_scan = json.JSONDecoder().scan_once  # json.loads's own C scanner, without its wrapper
+# json.loads's own (C) scanner; typeshed types its argument as a scanner, not the decoder.
+_scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 
 
 def _loads(data: str) -> Any:
