@@ -169,11 +169,10 @@ class Bench:
                  stop: StopRule | None = None) -> WindowResult:
         prompts = prompts or self.prompts
         if served.open_client is not None:  # Ollama's or an in-process engine's own client
-            from pytest_llmperf.prompts.structured import StructuredPrompts
+            from pytest_llmperf.prompts.tool_calls import openai_only
 
-            if isinstance(prompts, StructuredPrompts):
-                raise Unsupported(f"{served.description}: structured output is sent as the "
-                                  "OpenAI API's response_format, which this engine's own "
+            if (what := openai_only(prompts)) is not None:
+                raise Unsupported(f"{served.description}: {what}, which this engine's own "
                                   "client does not send")
         if served.endpoint is not None and served.endpoint.api == "embeddings":
             from pytest_llmperf.prompts.embedding_batches import EmbeddingBatches

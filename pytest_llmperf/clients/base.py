@@ -30,7 +30,9 @@ class Prompt:
     conversation a replayed trace's turn belongs to: an open loop sends it only once the turn
     before it has its answer.  ``json_schema`` asks for structured output: the answer must be
     JSON that the schema accepts (an answer that is not fails as ``invalid_output``); its
-    length is then the object's, never forced.
+    length is then the object's, never forced.  ``tools`` (OpenAI function tools) asks for a
+    tool call: the answer must call one of them with arguments its parameters schema accepts
+    (else ``invalid_output``); nothing forced either.
     """
 
     text: str
@@ -40,6 +42,7 @@ class Prompt:
     input_tokens: int | None = None
     session: str | None = None
     json_schema: Mapping[str, Any] | None = None
+    tools: tuple[Mapping[str, Any], ...] = ()
     # Embeddings: the further inputs embedded by the same request (--llmperf-embedding-batch).
     batch: tuple[str, ...] = ()
 
@@ -51,6 +54,12 @@ class Prompt:
     def flat_text(self) -> str:
         """The whole conversation as one text, for a text-completions API."""
         return "\n\n".join([*(content for _, content in self.history), self.text])
+
+    @property
+    def checked(self) -> bool:
+        """The answer is checked against a schema when it ends (structured output or a tool
+        call), and its length is its own: nothing is forced."""
+        return self.json_schema is not None or bool(self.tools)
 
     def max_tokens(self, default: int) -> int:
         return self.output_tokens if self.output_tokens is not None else default

@@ -85,7 +85,10 @@ def build_payload(endpoint: Endpoint, prompt: Prompt | str, max_tokens: int) -> 
     if prompt.json_schema is not None:  # the answer ends with its object: nothing forced
         payload["response_format"] = {"type": "json_schema", "json_schema": {
             "name": "answer", "schema": dict(prompt.json_schema), "strict": True}}
-    elif endpoint.ignore_eos:
+    if prompt.tools:  # a call is asked for, and it ends with its arguments: nothing forced
+        payload["tools"] = [dict(tool) for tool in prompt.tools]
+        payload["tool_choice"] = "required"
+    if not prompt.checked and endpoint.ignore_eos:
         payload["ignore_eos"] = True
         if endpoint.min_tokens_field:
             payload[endpoint.min_tokens_field] = max_tokens

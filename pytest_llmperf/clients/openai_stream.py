@@ -20,7 +20,7 @@ from typing import Any
 from pytest_llmperf.clients.base import Prompt, short
 from pytest_llmperf.clients.reasoning import ReasoningSummary, ReasoningTracker
 from pytest_llmperf.clients.sse import SSEEvent
-from pytest_llmperf.clients.structured import schema_problem
+from pytest_llmperf.clients.structured import ToolCall, schema_problem, tool_call_problem
 from pytest_llmperf.results.errors import ErrorKind
 from pytest_llmperf.results.records import RequestRecord, TokenSource
 
@@ -37,6 +37,7 @@ class OpenAIStream:
         self.text: list[str] = []
         # The answer's own text (no reasoning), kept for structured output's check.
         self.answer: list[str] | None = [] if keep_answer else None
+        self.calls: dict[int, ToolCall] = {}  # tool calls by index, as they were streamed
         self.kinds = ReasoningTracker()
         self.finish_reason: str | None = None
         self.usage: Mapping[str, Any] | None = None
@@ -96,9 +97,11 @@ class OpenAIStream:
             one = _choice(choices[0])
             if one is None:
                 return self._odd(data)
-            answer, reasoning, finish = one
+            answer, reasoning, finish, calls = one
             if finish:
                 self.finish_reason = finish
+            if calls:
+                return self._called(calls) | self._generated(answer, reasoning)
             if reasoning or not answer:
                 return self._generated(answer, reasoning)
             self.text.append(answer)  # the usual token: answer text alone (_generated's path)
@@ -110,8 +113,10 @@ class OpenAIStream:
         if any(one is None for one in said):  # checked whole before any of it is used
             return self._odd(data)
         carried = False
-        for answer, reasoning, finish in (one for one in said if one is not None):
+        for answer, reasoning, finish, calls in (one for one in said if one is not None):
             carried = self._generated(answer, reasoning) or carried
+            if calls:
+                carried = self._called(calls) or carried
             if finish:
                 self.finish_reason = finish
         return carried
@@ -134,6 +139,23 @@ class OpenAIStream:
     def _odd(self, data: str) -> bool:
         self.fail(ErrorKind.MALFORMED, f"unexpected stream chunk: {short(data)}")
         return False
+
+    def _called(self, calls: list[tuple[int, str, str]]) -> bool:
+        """Note the pieces of tool calls a delta carried (index, name, arguments); True if
+        any was generated text.  A call's name comes with its first piece; its arguments come
+        piece by piece, generated tokens like an answer's."""
+        carried = False
+        for index, name, arguments in calls:
+            call = self.calls.setdefault(index, ToolCall())
+            if name and not call.name:
+                call.name = name
+            if arguments:
+                call.arguments.append(arguments)
+            if name or arguments:
+                self.text.append(name + arguments)  # for a tokenizer's output count
+                self.kinds.content(name + arguments)
+                carried = True
+        return carried
 
     def _generated(self, answer: str, reasoning: str) -> bool:
         """Note the text a choice generated: chat delta content and reasoning (vLLM and SGLang
@@ -164,9 +186,12 @@ def _loads(data: str) -> Any:
     return value if end == len(data) else json.loads(data)  # after it: whitespace, or junk
 
 
-def _choice(choice: object) -> tuple[str, str, str | None] | None:
-    """A choice's answer text, reasoning text and finish_reason; None when it has a shape no
-    server should send."""
+Calls = list[tuple[int, str, str]]  # a delta's tool-call pieces: index, name, arguments
+
+
+def _choice(choice: object) -> tuple[str, str, str | None, Calls | None] | None:
+    """A choice's answer text, reasoning text, finish_reason and tool-call pieces; None when
+    it has a shape no server should send."""
     if type(choice) is not dict:
         return None
     finish = choice.get("finish_reason")
@@ -175,19 +200,42 @@ def _choice(choice: object) -> tuple[str, str, str | None] | None:
     delta = choice.get("delta")
     if delta is None:  # text completions
         answer = _text(choice.get("text"))
-        return None if answer is None else (answer, "", finish or None)
+        return None if answer is None else (answer, "", finish or None, None)
     if type(delta) is not dict:
         return None
     content = delta.get("content")
     if type(content) is str and len(delta) == 1:  # the usual delta: its text alone
-        return content, "", finish or None
+        return content, "", finish or None, None
     answer = content if type(content) is str else _text(content)
     # vLLM and SGLang name it reasoning_content, vLLM's newer releases reasoning.
     thought = delta.get("reasoning_content") or delta.get("reasoning")
     reasoning = thought if type(thought) is str else _text(thought)
-    if answer is None or reasoning is None:
+    calls = _calls(delta.get("tool_calls"))
+    if answer is None or reasoning is None or calls is None:
         return None
-    return answer, reasoning, finish or None
+    return answer, reasoning, finish or None, calls
+
+
+def _calls(value: object) -> Calls | None:
+    """The tool-call pieces of a delta's ``tool_calls`` (absent: none); None for a shape no
+    server should send.  A piece without an index is the call at its place in the list."""
+    if value is None:
+        return []
+    if type(value) is not list:
+        return None
+    pieces: Calls = []
+    for place, call in enumerate(value):
+        if type(call) is not dict:
+            return None
+        index = call.get("index", place)
+        function = call.get("function") or {}
+        if not _whole(index) or type(function) is not dict:
+            return None
+        name, arguments = function.get("name") or "", function.get("arguments") or ""
+        if type(name) is not str or type(arguments) is not str:
+            return None
+        pieces.append((index, name, arguments))
+    return pieces
 
 
 def _text(value: object) -> str | None:
@@ -237,6 +285,10 @@ def stream_record(request_id: int, prompt: Prompt, max_tokens: int, send_ns: int
         problem = schema_problem("".join(stream.answer or ()), prompt.json_schema)
         if problem is not None:
             error, error_kind = problem, ErrorKind.INVALID_OUTPUT
+    if error is None and prompt.tools:
+        problem = tool_call_problem(stream.calls, prompt.tools, "".join(stream.text))
+        if problem is not None:
+            error, error_kind = problem, ErrorKind.INVALID_OUTPUT
     usage = stream.usage or {}
     output_tokens, output_source, output_text = 0, None, None
     if "completion_tokens" in usage:
@@ -276,7 +328,7 @@ def stream_record(request_id: int, prompt: Prompt, max_tokens: int, send_ns: int
         reasoning_tokens=reasoning_tokens,
         reasoning_token_source=reasoning_source,
         reasoning_text=reasoning_text if error is None else None,
-        schema_checked=prompt.json_schema is not None,
+        schema_checked=prompt.checked,
     )
 
 
