@@ -209,7 +209,8 @@ class Response:
         if self._interim:
             self._interim = False
             return
-        self._flush()
+        if self._pending:
+            self._flush()
         if self._reader is None:
             self._ended_early = True
         else:
@@ -223,13 +224,16 @@ class Response:
 
     def _flush(self) -> None:
         """Deliver the body parsed from the current read; the reader may raise."""
-        if self._pending:
-            pending, self._pending = self._pending, []
-            self._deliver(pending[0] if len(pending) == 1 else b"".join(pending), self._now_ns)
+        pending = self._pending
+        body = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        self._deliver(body, self._now_ns)
 
     def _deliver_pending(self) -> None:
         """:meth:`_flush` outside the parser's callbacks: what the reader raises fails the
         answer, as it would have inside them."""
+        if not self._pending:
+            return
         try:
             self._flush()
         except Exception as exc:

@@ -107,23 +107,24 @@ class SSEParser:
         a split and a decode; from the first part of another shape on, the lines go by the
         general rule."""
         parts = chunk.split(b"\n\n")
+        rest = parts.pop()  # what follows the last blank line: usually nothing
         events: list[SSEEvent] = []
-        taken = 0
-        for part in parts[:-1]:  # the last is what follows the last blank line
+        for at, part in enumerate(parts):
             if not part.startswith(b"data: ") or b"\n" in part or len(part) > self._max:
+                rest = b"\n\n".join([*parts[at:], rest])
                 break
-            events.append(SSEEvent(part[6:].decode("utf-8")))
-            taken += 1
-            if events[-1].data == self._last:  # the last event: what follows is not read
+            event = SSEEvent(part[6:].decode("utf-8"))
+            events.append(event)
+            if event.data == self._last:  # the last event: what follows is not read
                 self._end()
                 return events
-        rest = parts[-1] if taken == len(parts) - 1 else b"\n\n".join(parts[taken:])
-        lines = rest.split(b"\n")
-        tail = lines.pop()
-        if lines:
-            events += self._take_lines(lines, len(rest) > self._max)
-        if not self.ended:
-            self._hold(tail)
+        if rest:
+            lines = rest.split(b"\n")
+            tail = lines.pop()
+            if lines:
+                events += self._take_lines(lines, len(rest) > self._max)
+            if not self.ended:
+                self._hold(tail)
         return events
 
     def _hold(self, part: bytes) -> None:
