@@ -80,8 +80,8 @@ def serve(settings: Settings, *, backend: str | None = None, model: str | None =
     set_progress_reporter(progress)
     engine = get_backend(target.backend)
     with engine.serve(settings.server, target.entry, settings.server.output_dir) as launched, \
-            Telemetry.for_served(launched,
-                                 interval_s=settings.load.telemetry_interval) as telemetry:
+            Telemetry.for_served(launched, interval_s=settings.load.telemetry_interval,
+                                 dcgm_urls=settings.server.dcgm_urls) as telemetry:
         served = launched.with_api(settings.load.endpoint)  # type: ignore[arg-type]
         telemetry.baseline()  # idle readings before the first load
         yield open_bench(served, prompt_source(spec, served, settings.load.seed), telemetry,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -50,6 +50,8 @@ class ServedModel:
     log_path: Path | None = None
     metrics_url: str | None = None  # the engine's Prometheus endpoint
     metric_names: ServerMetricNames | None = None
+    # More Prometheus endpoints to capture around each window (--llmperf-metrics-url).
+    more_metrics_urls: tuple[str, ...] = ()
     # Engines that do not speak the OpenAI API (Ollama's native API, in-process engines)
     # bring their own client; None means the OpenAI streaming client on ``endpoint``.
     open_client: ClientFactory | None = field(default=None, repr=False)
@@ -78,6 +80,9 @@ class ServedModel:
     # Launch to ready, seconds (ManagedServer.ready_s; an in-process engine's model load);
     # None for a server the plugin attached to.
     startup_s: float | None = None
+    # TTFT of the first request once a launched engine was ready (plugin.fixtures); None:
+    # attached, or not measured.
+    first_ttft_ms: float | None = None
     # Replicas of one deployment (several --base-url URLs, ``endpoint`` the first): requests
     # are spread over them by ``replica_policy`` (clients.replicas).
     replicas: tuple[Endpoint, ...] = ()
@@ -88,7 +93,7 @@ class ServedModel:
         """What a result records of the served model."""
         return ServedInfo(self.backend, self.model, self.engine, self.model_file,
                           self.model_sha256, self.tensor_parallel, self.quantization,
-                          self.engine_args, self.startup_s)
+                          self.engine_args, self.startup_s, self.first_ttft_ms)
 
     @property
     def description(self) -> str:
@@ -110,6 +115,16 @@ class ServedModel:
                                               first_token_timeout_s)
                                   for endpoint in self.replicas], policy=self.replica_policy)
         return _client_for(self.endpoint, max_tokens, timeout_s, first_token_timeout_s)
+
+    @property
+    def metrics_urls(self) -> tuple[str, ...]:
+        """Every Prometheus endpoint captured around a window: the engine's, then the user's."""
+        own = (self.metrics_url,) if self.metrics_url else ()
+        return tuple(dict.fromkeys((*own, *self.more_metrics_urls)))
+
+    def watching(self, urls: Sequence[str]) -> ServedModel:
+        """This served model with ``urls`` (--llmperf-metrics-url) captured around windows."""
+        return dataclasses.replace(self, more_metrics_urls=tuple(urls)) if urls else self
 
     def with_api(self, api: Api) -> ServedModel:
         """This served model driven through ``api`` (--llmperf-endpoint): chat, completions

@@ -105,6 +105,9 @@ class LlamaCppBackend(LaunchedBackend):
         kv_cache_usage=("llamacpp:kv_cache_usage_ratio",),
         requests_running=("llamacpp:requests_processing",),
         requests_waiting=("llamacpp:requests_deferred",),
+        spec_draft_tokens=("llamacpp:spec_decode_num_draft_tokens_total",),
+        spec_accepted_tokens=("llamacpp:spec_decode_num_accepted_tokens_total",),
+        spec_drafts=("llamacpp:spec_decode_num_drafts_total",),
     )
 
     def __init__(self) -> None:

@@ -20,9 +20,10 @@ from pytest_llmperf.engines.base import ServedModel
 from pytest_llmperf.engines.catalog import ModelEntry
 from pytest_llmperf.engines.launched import attach_url, auth_headers, checked_key
 from pytest_llmperf.engines.server_tokenizer import VLLMTokenizer
+from pytest_llmperf.observe.server_metrics import ServerMetricNames
 from pytest_llmperf.settings.groups import ServerSettings
 
-__all__ = ["OpenAIBackend"]
+__all__ = ["OpenAIBackend", "attached_metric_names"]
 
 
 class OpenAIBackend:
@@ -57,7 +58,21 @@ class OpenAIBackend:
                           context_tokens=entry.context,
                           tokenizer=_server_tokenizer(urls[0], model, key),
                           replicas=endpoints if len(endpoints) > 1 else (),
-                          replica_policy=settings.replica_policy)
+                          replica_policy=settings.replica_policy,
+                          metric_names=attached_metric_names())
+
+
+def attached_metric_names() -> ServerMetricNames:
+    """An attached server's engine is not known: every engine's metric names are tried, in
+    the order below (they are prefixed per engine, so they do not clash)."""
+    from pytest_llmperf.engines.llamacpp import LlamaCppBackend
+    from pytest_llmperf.engines.lmdeploy import LMDeployBackend
+    from pytest_llmperf.engines.sglang import SGLangBackend
+    from pytest_llmperf.engines.tgi import TGIBackend
+    from pytest_llmperf.engines.vllm import VLLMBackend
+
+    return ServerMetricNames.union([backend.metric_names for backend in (
+        VLLMBackend, SGLangBackend, LlamaCppBackend, TGIBackend, LMDeployBackend)])
 
 
 def replica_urls(settings: ServerSettings) -> tuple[str, ...]:

@@ -46,6 +46,8 @@ class SGLangBackend(LaunchedBackend):
         kv_cache_usage=("sglang:token_usage",),
         requests_running=("sglang:num_running_reqs",),
         requests_waiting=("sglang:num_queue_reqs",),
+        spec_rate_gauge=("sglang:spec_accept_rate",),
+        spec_length_gauge=("sglang:spec_accept_length",),
     )
 
     def missing(self, settings: ServerSettings) -> str | None:

@@ -57,6 +57,9 @@ class VLLMBackend(LaunchedBackend):
         kv_cache_usage=("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
         requests_running=("vllm:num_requests_running",),
         requests_waiting=("vllm:num_requests_waiting",),
+        spec_draft_tokens=("vllm:spec_decode_num_draft_tokens_total",),
+        spec_accepted_tokens=("vllm:spec_decode_num_accepted_tokens_total",),
+        spec_drafts=("vllm:spec_decode_num_drafts_total",),
     )
 
     def missing(self, settings: ServerSettings) -> str | None:

@@ -93,8 +93,8 @@ def run_load(
         raise ValueError("give a load shape or a number of users, not both")
     shape = shape or LoadShape.closed(users or 1)
     probe = None
-    if served.metrics_url and served.metric_names:
-        probe = ServerMetricsProbe(served.metrics_url, served.metric_names)
+    if served.metrics_urls:  # the engine's /metrics, and every --llmperf-metrics-url
+        probe = ServerMetricsProbe(served.metrics_urls, served.metric_names)
     # The probe goes last: its first scrape is then the closest to the window's start (and,
     # observers ending in reverse order, its last scrape the closest to the window's end).
     server_pid = served.server_pid
@@ -178,6 +178,7 @@ def run_load(
         served=served.info, shape=shape, max_tokens=max_tokens, run=run,
         server_metrics=probe.result() if probe and not phased else None,
         server_notes=tuple(probe.notes) if probe and not phased else (),
+        server_families=probe.families() if probe and not phased else (),
         resources=None if phased else resources,
         prompts=prompts.describe(),
         health=judge_health(_client_health(watch.figures, worker_figures, open_files),
@@ -201,6 +202,7 @@ def _phased(observers: list[WindowObserver], shape: LoadShape, watch: HealthWatc
             resources=telemetry.result() if telemetry is not None else None,
             server_metrics=probe.result() if probe is not None else None,
             server_notes=tuple(probe.notes) if probe is not None else (),
+            server_families=probe.families() if probe is not None else (),
             health_figures=dict(watch.figures) if watch in observers else None)
 
     return PhasedObservers(observers, stage_starts(shape.stages)[1:], capture)

@@ -24,6 +24,7 @@ from pytest_llmperf.results.load_shape import LoadShape
 from pytest_llmperf.results.rate_stages import stage_starts
 from pytest_llmperf.results.records import LoadRun
 from pytest_llmperf.results.resources import Resources
+from pytest_llmperf.results.server_families import ScrapedFamilies
 from pytest_llmperf.results.window import WindowResult
 
 __all__ = ["PhasedObservers", "StageObservations", "stage_shape", "stage_windows"]
@@ -38,6 +39,7 @@ class StageObservations:
     resources: Resources | None = None
     server_metrics: Mapping[str, float] | None = None
     server_notes: tuple[str, ...] = ()
+    server_families: tuple[ScrapedFamilies, ...] = ()
     health_figures: Mapping[str, float] | None = None
 
 
@@ -122,6 +124,7 @@ def stage_windows(whole: WindowResult, phases: Sequence[StageObservations]
         windows.append(dataclasses.replace(
             whole, shape=stage_shape(shape, index), run=run,
             server_metrics=seen.server_metrics, server_notes=seen.server_notes,
+            server_families=seen.server_families,
             resources=(seen.resources.with_output_tokens(ok_tokens)
                        if seen.resources is not None else None),
             health=None if figures is None else judge_health(

@@ -37,6 +37,7 @@ class Sample:
     name: str
     labels: Mapping[str, str]
     value: float
+    family: str = ""  # the family it belongs to (x for x_bucket); its own name if untyped
 
 
 @dataclass(frozen=True)
@@ -128,4 +129,5 @@ def _collect(families: Iterable[Metric], samples: list[Sample], types: dict[str,
             types[family.name] = family.type
             if family.type == "counter":
                 types[family.name + "_total"] = family.type
-        samples.extend(Sample(s.name, s.labels, float(s.value)) for s in family.samples)
+        samples.extend(Sample(s.name, s.labels, float(s.value), family.name)
+                       for s in family.samples)

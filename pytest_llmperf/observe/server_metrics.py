@@ -1,11 +1,13 @@
-"""Prometheus scrapes of an engine's own metrics, as deltas over one measured window.
+"""An engine's own figures over one measured window, from the families its endpoints exposed.
 
 :class:`ServerMetricsProbe` is a window observer (see :mod:`pytest_llmperf.load.closed_loop`):
-it scrapes the engine's ``/metrics`` just before the measured window and just after it, and polls
-the engine's gauges every 0.5 s in between.  Warm-up requests end before the first scrape, so
-they are not counted.  Every number is summed over label sets (several models, engines or
-finish reasons), except the KV-cache usage ratio, which is averaged over them: two engines at
-50 % are not "100 % full".
+one :class:`~pytest_llmperf.observe.family_capture.FamilyCapture` per metrics URL (a launched
+engine's ``/metrics``, each ``--llmperf-metrics-url``) captures every family over the window
+(:mod:`pytest_llmperf.results.server_families`).  :meth:`ServerMetricsProbe.families` gives
+them all; :meth:`ServerMetricsProbe.result` reads the engine's figures that the report sets
+beside the client's, by the names of :class:`ServerMetricNames` (an attached server's names
+are unknown: every engine's are tried, engines.openai).  Over several URLs counters and
+histograms are summed (results.server_families.combine).
 
 What :meth:`ServerMetricsProbe.result` returns (a field is absent, not zero, when the engine
 does not offer the metric, a scrape failed, or the window gave it nothing to divide by):
@@ -24,29 +26,33 @@ does not offer the metric, a scrape failed, or the window gave it nothing to div
 - ``server_prefill_ms_per_token``: Δ seconds spent on prompts / Δ ``prompt_tokens``, ms.
 - ``preemptions``: Δ of the engine's preemption counter (requests evicted and recomputed).
 - ``prefix_cache_hit_rate``: Δ prefix-cache hit tokens / Δ prefix-cache queried tokens.
+- ``spec_acceptance_rate``: Δ accepted draft tokens / Δ draft tokens (speculative decoding).
+- ``spec_acceptance_length``: 1 + Δ accepted draft tokens / Δ drafts (verification steps):
+  the tokens each target-model step yields, its bonus token included, as vLLM's log and
+  SGLang's gauge give it.  Where an engine has gauges instead of counters (SGLang's
+  ``spec_accept_rate`` and ``spec_accept_length``), both figures are the gauges' means over
+  the window.
 - ``kv_cache_usage_peak`` / ``kv_cache_usage_mean``: largest and mean KV-cache usage (0..1)
   over the polls during the window.
 - ``requests_running_peak`` / ``requests_waiting_peak``: largest number of requests being
   run / waiting in the engine's queue over the polls during the window.
 
 A counter that went down (the engine restarted) gives no delta.  Failed scrapes and polls are
-recorded in :attr:`ServerMetricsProbe.notes`, never raised: the client-side measurement stands
-on its own.  The text (Prometheus 0.0.4 or OpenMetrics) is parsed by
-:func:`pytest_llmperf.observe.exposition.parse_exposition`.
+recorded in :attr:`ServerMetricsProbe.notes`, never raised.  The text (Prometheus 0.0.4 or
+OpenMetrics) is parsed by :func:`pytest_llmperf.observe.exposition.parse_exposition`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import threading
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import requests
+from pytest_llmperf.observe.family_capture import FamilyCapture, Fetch, fetch_text
+from pytest_llmperf.results.server_families import FamilyWindow, ScrapedFamilies, combine
 
-from pytest_llmperf.observe.exposition import Exposition, parse_exposition
-
-__all__ = ["ServerMetricNames", "ServerMetricsProbe", "fetch_text"]
+__all__ = ["ServerMetricNames", "ServerMetricsProbe", "engine_figures", "fetch_text"]
 
 # Each seconds-histogram field of ServerMetricNames -> the result key of its mean, in ms.
 _HISTOGRAM_MEANS = (
@@ -56,10 +62,9 @@ _HISTOGRAM_MEANS = (
     ("queue_seconds", "server_queue_ms_mean"),
 )
 _COUNTERS = ("prompt_tokens", "generation_tokens", "decode_seconds", "prompt_seconds",
-             "preemptions", "prefix_cache_hits", "prefix_cache_queries")
+             "preemptions", "prefix_cache_hits", "prefix_cache_queries",
+             "spec_draft_tokens", "spec_accepted_tokens", "spec_drafts")
 _GAUGES = ("kv_cache_usage", "requests_running", "requests_waiting")
-# Gauges that are ratios: averaged over label sets, not summed.
-_RATIO_GAUGES = frozenset({"kv_cache_usage"})
 
 
 @dataclass(frozen=True)
@@ -78,181 +83,140 @@ class ServerMetricNames:
     preemptions: tuple[str, ...] = ()  # counter
     prefix_cache_hits: tuple[str, ...] = ()  # counter (tokens)
     prefix_cache_queries: tuple[str, ...] = ()  # counter (tokens)
+    spec_draft_tokens: tuple[str, ...] = ()  # counter: draft tokens proposed
+    spec_accepted_tokens: tuple[str, ...] = ()  # counter: draft tokens accepted
+    spec_drafts: tuple[str, ...] = ()  # counter: verification steps (drafts)
+    spec_rate_gauge: tuple[str, ...] = ()  # gauge: acceptance rate (SGLang)
+    spec_length_gauge: tuple[str, ...] = ()  # gauge: acceptance length, bonus included
     kv_cache_usage: tuple[str, ...] = ()  # gauge, 0..1
     requests_running: tuple[str, ...] = ()  # gauge
     requests_waiting: tuple[str, ...] = ()  # gauge
 
+    @classmethod
+    def union(cls, tables: Sequence[ServerMetricNames]) -> ServerMetricNames:
+        """Every table's alternatives in turn (a server of unknown engine: engine names are
+        prefixed, ``vllm:``, ``sglang:``, so they do not clash)."""
+        return cls(**{f.name: tuple(dict.fromkeys(name for table in tables
+                                                  for name in getattr(table, f.name)))
+                      for f in dataclasses.fields(cls)})
+
 
 # --- scraping ------------------------------------------------------------------------------
 
-Fetch = Callable[[str, float], str]
-
-
-def fetch_text(url: str, timeout_s: float) -> str:
-    """GET ``url``'s text; raises for a non-2xx answer.  The exposition formats are UTF-8: a
-    ``text/plain`` answer that names no charset is decoded as UTF-8, not ISO-8859-1."""
-    response = requests.get(url, timeout=timeout_s, headers={"Accept": "text/plain"})
-    response.raise_for_status()
-    if "charset" not in response.headers.get("Content-Type", "").lower():
-        response.encoding = "utf-8"
-    return response.text
-
-
 class ServerMetricsProbe:
-    """Window observer: the engine's metrics over one measured window (see module docstring).
+    """Window observer: every family of each of ``urls`` over one measured window, and the
+    engine's figures among them by ``names`` (see the module docstring).
 
     ``fetch`` (url, timeout_s) -> text is for tests; the default GETs over HTTP.
     """
 
     def __init__(
         self,
-        url: str,
-        names: ServerMetricNames,
+        urls: Sequence[str],
+        names: ServerMetricNames | None,
         *,
         timeout_s: float = 3.0,
         poll_interval_s: float = 0.5,
-        fetch: Fetch = fetch_text,
+        fetch: Fetch | None = None,
     ) -> None:
-        self.url = url
         self.names = names
-        self.timeout_s = timeout_s
-        self.poll_interval_s = poll_interval_s
-        self.notes: list[str] = []
-        self._fetch = fetch
-        self._before: Exposition | None = None
-        self._after: Exposition | None = None
-        self._polls: dict[str, list[float]] = {name: [] for name in _GAUGES}
-        self._failed_polls = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.captures = [FamilyCapture(url, timeout_s=timeout_s,
+                                       poll_interval_s=poll_interval_s,
+                                       fetch=fetch or fetch_text)
+                         for url in dict.fromkeys(urls)]
+
+    @property
+    def notes(self) -> list[str]:
+        """Why some figures are missing: failed scrapes, counters that went down."""
+        return [note for scraped in self.families() for note in scraped.notes]
 
     # -- WindowObserver ---------------------------------------------------------------------
 
     def window_started(self) -> None:
-        # A probe may watch windows one after another (the stages of a staged load).
-        self._stop.clear()
-        with self._lock:
-            self._polls = {name: [] for name in _GAUGES}
-            self._failed_polls = 0
-        self.notes = []
-        self._before = self._scrape("before the window")
-        gauges = [name for name in _GAUGES if _names(self.names, name)]
-        # Poll only what the engine offers; if the first scrape failed, try anyway.
-        if self._before is not None:
-            gauges = [g for g in gauges if self._read_gauge(self._before, g) is not None]
-        if gauges:
-            self._thread = threading.Thread(target=self._poll, args=(gauges,),
-                                            name="llmperf-metrics-poll", daemon=True)
-            self._thread.start()
+        for capture in self.captures:
+            capture.window_started()
 
     def window_ended(self) -> None:
-        self._stop.set()  # a poll still in flight after this is thrown away
-        if self._thread is not None:
-            self._thread.join(self.timeout_s)
-            with self._lock:
-                failed, taken = self._failed_polls, sum(map(len, self._polls.values()))
-            if failed:
-                self.notes.append(f"{failed} gauge poll(s) of {self.url} failed")
-            elif not taken:
-                self.notes.append(f"no gauge sample: the window was shorter than the "
-                                  f"{self.poll_interval_s:g} s poll interval")
-        self._after = self._scrape("after the window")
+        for capture in self.captures:
+            capture.window_ended()
 
     # -- results ----------------------------------------------------------------------------
 
+    def families(self) -> tuple[ScrapedFamilies, ...]:
+        """Every family of each URL over the window."""
+        return tuple(capture.result() for capture in self.captures)
+
     def result(self) -> dict[str, float]:
         """What the engine said about the window, JSON-ready; see the module docstring."""
-        out: dict[str, float] = {}
-        before, after = self._before, self._after
-        if before is not None and after is not None:
-            out.update(self._deltas(before, after))
-        with self._lock:
-            polls = {name: list(values) for name, values in self._polls.items()}
-        for name, values in polls.items():
-            if not values:
-                continue
-            out[f"{name}_peak"] = max(values)
-            if name == "kv_cache_usage":
-                out[f"{name}_mean"] = math.fsum(values) / len(values)
-        return {key: value for key, value in out.items() if math.isfinite(value)}
-
-    def _deltas(self, before: Exposition, after: Exposition) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for field_name, key in _HISTOGRAM_MEANS:
-            names = _names(self.names, field_name)
-            first, last = before.histogram(names), after.histogram(names)
-            if first is None or last is None:
-                continue
-            total, count = last[0] - first[0], last[1] - first[1]
-            if count > 0 and total >= 0:
-                out[key] = total / count * 1000.0
-        delta: dict[str, float] = {}
-        for field_name in _COUNTERS:
-            names = _names(self.names, field_name)
-            first_value, last_value = before.counter(names), after.counter(names)
-            if first_value is None or last_value is None:
-                continue
-            if last_value < first_value:
-                self.notes.append(f"{field_name} counter went down ({first_value:g} -> "
-                                  f"{last_value:g}): the engine restarted? no delta")
-                continue
-            delta[field_name] = last_value - first_value
-        for key in ("prompt_tokens", "generation_tokens", "preemptions"):
-            if key in delta:
-                out[key] = delta[key]
-        ratios = (
-            ("server_decode_ms_per_token", "decode_seconds", "generation_tokens", 1000.0),
-            ("server_prefill_ms_per_token", "prompt_seconds", "prompt_tokens", 1000.0),
-            ("prefix_cache_hit_rate", "prefix_cache_hits", "prefix_cache_queries", 1.0),
-        )
-        for key, numerator, denominator, scale in ratios:
-            if numerator in delta and delta.get(denominator, 0) > 0:
-                out[key] = delta[numerator] / delta[denominator] * scale
-        return out
-
-    # -- internals --------------------------------------------------------------------------
-
-    def _scrape(self, when: str) -> Exposition | None:
-        try:
-            text = self._fetch(self.url, self.timeout_s)
-        except Exception as exc:  # any failure only costs the server-side numbers
-            self.notes.append(f"scrape of {self.url} {when} failed: {type(exc).__name__}: {exc}")
-            return None
-        parsed = parse_exposition(text)
-        if parsed.invalid_lines:
-            self.notes.append(f"{parsed.invalid_lines} unreadable line(s) in the scrape {when}")
-        return parsed
-
-    def _read_gauge(self, scrape: Exposition, name: str) -> float | None:
-        return scrape.gauge(_names(self.names, name), average=name in _RATIO_GAUGES)
-
-    def _poll(self, gauges: list[str]) -> None:
-        # Polls run during the window, in the client's process: parse only the gauges' lines
-        # (a vLLM page is ~3000 lines, 66 ms of GIL-holding parse; its gauges are a handful).
-        prefixes = tuple(name for gauge in gauges for name in _names(self.names, gauge))
-        while not self._stop.wait(self.poll_interval_s):
-            try:
-                text = self._fetch(self.url, self.timeout_s)
-                scrape = parse_exposition(_lines_of(text, prefixes))
-            except Exception:  # counted; the next poll may work
-                with self._lock:
-                    self._failed_polls += 1
-                continue
-            values = {name: self._read_gauge(scrape, name) for name in gauges}
-            with self._lock:
-                if self._stop.is_set():
-                    return  # the window ended while this poll was in flight
-                for name, value in values.items():
-                    if value is not None:
-                        self._polls[name].append(value)
+        together = combine(self.families())
+        if together is None or self.names is None:
+            return {}
+        return engine_figures(self.names, together)
 
 
-def _lines_of(text: str, prefixes: tuple[str, ...]) -> str:
-    """The sample lines of ``text`` whose metric name starts with one of ``prefixes``; lines
-    with a quoted (UTF-8) name are kept for the parser to read."""
-    return "\n".join(line for line in text.splitlines()
-                     if line.startswith(prefixes) or line.startswith('{"')) + "\n"
+def engine_figures(names: ServerMetricNames, scraped: ScrapedFamilies) -> dict[str, float]:
+    """The engine's figures (module docstring) among one window's families."""
+    out: dict[str, float] = {}
+    for field_name, key in _HISTOGRAM_MEANS:
+        total, count = _sum_and_count(scraped, _names(names, field_name))
+        if count and total is not None and total >= 0:
+            out[key] = total / count * 1000.0
+    delta: dict[str, float] = {}
+    for field_name in _COUNTERS:
+        found = _first(scraped, _names(names, field_name), ("counter", "untyped"))
+        if found is not None and found.delta is not None:
+            delta[field_name] = found.delta
+    for key in ("prompt_tokens", "generation_tokens", "preemptions"):
+        if key in delta:
+            out[key] = delta[key]
+    ratios = (
+        ("server_decode_ms_per_token", "decode_seconds", "generation_tokens", 1000.0),
+        ("server_prefill_ms_per_token", "prompt_seconds", "prompt_tokens", 1000.0),
+        ("prefix_cache_hit_rate", "prefix_cache_hits", "prefix_cache_queries", 1.0),
+        ("spec_acceptance_rate", "spec_accepted_tokens", "spec_draft_tokens", 1.0),
+    )
+    for key, numerator, denominator, scale in ratios:
+        if numerator in delta and delta.get(denominator, 0) > 0:
+            out[key] = delta[numerator] / delta[denominator] * scale
+    if "spec_accepted_tokens" in delta and delta.get("spec_drafts", 0) > 0:
+        out["spec_acceptance_length"] = 1.0 + delta["spec_accepted_tokens"] / delta["spec_drafts"]
+    for key, field_name in (("spec_acceptance_rate", "spec_rate_gauge"),
+                            ("spec_acceptance_length", "spec_length_gauge")):
+        found = _first(scraped, _names(names, field_name), ("gauge", "untyped"))
+        if key not in out and found is not None and found.mean is not None:
+            out[key] = found.mean
+    for field_name in _GAUGES:
+        found = _first(scraped, _names(names, field_name), ("gauge", "untyped"))
+        if found is None or found.peak is None:
+            continue
+        out[f"{field_name}_peak"] = found.peak
+        if field_name == "kv_cache_usage" and found.mean is not None:
+            out[f"{field_name}_mean"] = found.mean
+    return {key: value for key, value in out.items() if math.isfinite(value)}
+
+
+def _sum_and_count(scraped: ScrapedFamilies, names: tuple[str, ...]
+                   ) -> tuple[float | None, float | None]:
+    """Δ sum and Δ count of the first histogram (or summary) of ``names``; a page without
+    ``# TYPE`` lines gives them as untyped ``NAME_sum`` and ``NAME_count``."""
+    for name in names:
+        found = scraped.find(name)
+        if found is not None and found.kind in ("histogram", "summary"):
+            return found.total, found.count
+        total, count = scraped.find(name + "_sum"), scraped.find(name + "_count")
+        if total is not None and count is not None:
+            return total.delta, count.delta
+    return None, None
+
+
+def _first(scraped: ScrapedFamilies, names: tuple[str, ...],
+           kinds: tuple[str, ...]) -> FamilyWindow | None:
+    """The first of ``names`` that ``scraped`` has, as one of ``kinds``."""
+    for name in names:
+        found = scraped.find(name)
+        if found is not None and found.kind in kinds:
+            return found
+    return None
 
 
 def _names(names: ServerMetricNames, field_name: str) -> tuple[str, ...]:

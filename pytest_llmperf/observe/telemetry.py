@@ -25,7 +25,9 @@ from pathlib import Path
 from statistics import fmean
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pytest_llmperf.observe.gpu import GpuSampler, host_gpu_facts, open_gpu_sampler
+from pytest_llmperf.observe.dcgm import DcgmSampler, GpuReadings, LocalAndRemoteGpus
+from pytest_llmperf.observe.family_capture import Fetch
+from pytest_llmperf.observe.gpu import host_gpu_facts, open_gpu_sampler
 from pytest_llmperf.observe.process import (
     CGROUP_ROOT,
     ProcessSampler,
@@ -57,12 +59,12 @@ METRICS: dict[str, str] = {name: info.unit for name, info in RESOURCES.items()}
 class Telemetry:
     """Samples ``process`` (and ``gpu`` when there is one) during each measured window."""
 
-    def __init__(self, process: ProcessSampler, gpu: GpuSampler | str, *,
+    def __init__(self, process: ProcessSampler, gpu: GpuReadings | str, *,
                  interval_s: float = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
         self._process = process
-        self._gpu = gpu if isinstance(gpu, GpuSampler) else None
+        self._gpu = None if isinstance(gpu, str) else gpu
         self._gpu_reason = gpu if isinstance(gpu, str) else None
         self._interval = interval_s
         self._clock = clock
@@ -76,20 +78,27 @@ class Telemetry:
     @classmethod
     def for_pid(cls, pid: int | None, *, scope: str = "launched server",
                 interval_s: float = 0.5, nvml: Any = None, psutil_source: PsutilLike | None = None,
-                cgroup_root: Path = CGROUP_ROOT) -> Telemetry:
-        """Watch the tree under ``pid`` (None: system and GPUs only); ``nvml`` and
-        ``psutil_source`` stand in for ``pynvml`` and ``psutil`` in tests."""
+                cgroup_root: Path = CGROUP_ROOT, dcgm_urls: Sequence[str] = (),
+                dcgm_fetch: Fetch | None = None) -> Telemetry:
+        """Watch the tree under ``pid`` (None: system and GPUs only) and the GPUs of the
+        dcgm-exporters at ``dcgm_urls`` (observe.dcgm); ``nvml``, ``psutil_source`` and
+        ``dcgm_fetch`` stand in for ``pynvml``, ``psutil`` and HTTP in tests."""
         process = ProcessSampler(pid, scope=scope, source=psutil_source, cgroup_root=cgroup_root)
-        gpu = open_gpu_sampler(nvml, tree_pids=lambda: process.pids)
+        gpu: GpuReadings | str = open_gpu_sampler(nvml, tree_pids=lambda: process.pids)
+        if dcgm_urls:
+            remote = DcgmSampler(dcgm_urls, fetch=dcgm_fetch)
+            gpu = LocalAndRemoteGpus(None if isinstance(gpu, str) else gpu, remote)
         return cls(process, gpu, interval_s=interval_s)
 
     @classmethod
     def for_served(cls, served: Served, *, interval_s: float = 0.5,
-                   nvml: Any = None) -> Telemetry:
+                   nvml: Any = None, dcgm_urls: Sequence[str] = ()) -> Telemetry:
         """The launched server's tree; the test process for an in-process engine; none for
-        an attached server (it is not ours: ``result()`` says so)."""
+        an attached server (it is not ours: ``result()`` says so); and the GPUs of
+        ``dcgm_urls`` (--llmperf-dcgm-url)."""
         pid, scope = measured_pid(served.server_pid, in_process=served.endpoint is None)
-        return cls.for_pid(pid, scope=scope, interval_s=interval_s, nvml=nvml)
+        return cls.for_pid(pid, scope=scope, interval_s=interval_s, nvml=nvml,
+                           dcgm_urls=dcgm_urls)
 
     def follow(self, pid: int | None) -> None:
         """Watch ``pid``'s tree from now on: the server was started again."""
@@ -186,7 +195,9 @@ class Telemetry:
             metrics=_metrics(server.cpu_pct, server.rss_mib, system.cpu_pct,
                              system.memory_used_mib, gpus),
             interval_s=self._interval, samples=len(self._times),
-            duration_s=round(self._times[-1], 3) if self._times else 0.0, error=self._error,
+            duration_s=round(self._times[-1], 3) if self._times else 0.0,
+            error=self._error or (self._gpu.problem()
+                                  if isinstance(self._gpu, LocalAndRemoteGpus) else None),
             timeline=Timeline(tuple(round(t, 3) for t in self._times),
                               self._gpu.timeline() if self._gpu is not None else (),
                               server_cpu, server_rss),

@@ -20,6 +20,7 @@ session's bench and records what came back for the reports, junit and the baseli
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
@@ -101,12 +102,26 @@ def llmperf_server(
     try:
         with backend.serve(llmperf_settings.server, llmperf_target.entry,
                            llmperf_settings.server.output_dir) as served:
-            yield served.with_api(llmperf_settings.load.endpoint)  # type: ignore[arg-type]
+            served = served.with_api(llmperf_settings.load.endpoint).watching(  # type: ignore[arg-type]
+                llmperf_settings.server.metrics_urls)
+            yield _with_first_request(served, llmperf_settings)
     except ModelDoesNotFit as exc:
         pytest.skip(f"{llmperf_target.id}: {exc}")
     except (ServerStartError, ModelFetchError, ConnectionError) as exc:
         # Session-scoped: pytest reports this once for every test that needed the server.
         pytest.fail(f"{llmperf_target.id}: {exc}", pytrace=False)
+
+
+def _with_first_request(served: ServedModel, settings: Settings) -> ServedModel:
+    """A launched engine's first request once ready, timed (first_ttft_ms); an attached one
+    has answered others before it (and embeddings stream no first token)."""
+    if served.startup_s is None or settings.load.endpoint == "embeddings":
+        return served
+    from pytest_llmperf.load.first_request import first_request_ttft_ms
+
+    first = first_request_ttft_ms(served, seed=settings.load.seed,
+                                  limits=settings.load.limits)
+    return dataclasses.replace(served, first_ttft_ms=first)
 
 
 @pytest.fixture(scope="session")
@@ -117,7 +132,8 @@ def llmperf_telemetry(
     from pytest_llmperf.observe.telemetry import Telemetry
 
     with Telemetry.for_served(llmperf_server,
-                              interval_s=llmperf_settings.load.telemetry_interval) as telemetry:
+                              interval_s=llmperf_settings.load.telemetry_interval,
+                              dcgm_urls=llmperf_settings.server.dcgm_urls) as telemetry:
         telemetry.baseline()  # idle readings before the first load
         yield telemetry
 

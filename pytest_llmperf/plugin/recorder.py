@@ -85,6 +85,10 @@ class ResultRecorder:
         for verdict in verdicts:
             self._property(f"{self._prefix(index)}slo[{verdict.check.text}]",
                            f"{verdict.state}: {verdict.describe()}")
+            if verdict.check.metric.startswith("server[") and verdict.measured is not None:
+                # server[NAME].STAT: the server's own figure, under the SLO's name for it
+                self._property(f"{self._prefix(index)}{verdict.check.key}",
+                               round(verdict.measured, 4))
         for name, value in self.windows[index].goodput.items():  # under these SLOs
             self._property(f"{self._prefix(index)}{name}", round(value, 4))
 

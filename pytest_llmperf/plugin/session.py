@@ -272,7 +272,32 @@ def _load_thresholds(settings: Settings) -> Thresholds | None:
         if name not in BACKENDS:
             raise ActivationError(str(thresholds.unknown_name("backends", name, BACKENDS,
                                                               "backend")))
+    _check_server_slos(thresholds, settings)
     return thresholds
+
+
+# Backends with no Prometheus endpoint of their own: a server[NAME] SLO needs a metrics URL.
+_NO_OWN_METRICS = ("openai", "ollama", "transformers")
+
+
+def _check_server_slos(thresholds: Thresholds, settings: Settings) -> None:
+    """A ``server[NAME].STAT`` SLO on a backend that serves no metrics of its own, with no
+    --llmperf-metrics-url, could never be measured: say so now, not after the load."""
+    if settings.server.metrics_urls:
+        return
+    blind = [b for b in settings.backends if b in _NO_OWN_METRICS]
+    if not blind:
+        return
+    # The tables that may apply to those backends' tests ([backends.vllm] does not).
+    tables = [table for scope, named in thresholds.scoped.items() for name, table in named.items()
+              if scope != "backends" or name in blind]
+    entries = [*thresholds.defaults, *(entry for table in tables for entry in table)]
+    check = next((e for e in entries if e.metric.startswith("server[")), None)
+    if check is not None:
+        raise ActivationError(
+            f"{check.origin}: {check.text!r} holds a server's own metric, but backend "
+            f"{blind[0]!r} serves none that this session can read: give the server's "
+            "Prometheus endpoint with --llmperf-metrics-url (e.g. http://HOST:PORT/metrics)")
 
 
 def check_test_scopes(config: pytest.Config, items: Sequence[pytest.Item]) -> None:

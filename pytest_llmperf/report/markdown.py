@@ -32,7 +32,8 @@ def render_markdown(windows: Sequence[RecordedWindow], rootdir: Path,
     lines.extend(searches_markdown(searches))
     for window in windows:
         lines.extend(window_section(window))
-    lines.extend(_definitions(any(w.window.server_metrics for w in windows)))
+    lines.extend(_definitions(any(w.window.server_metrics or w.window.server_families
+                                  for w in windows)))
     return "\n".join(lines) + "\n"
 
 
@@ -50,6 +51,8 @@ def _environment_section(served: Sequence[ServedInfo], rootdir: Path) -> list[st
             rows.append(["model sha256", f"`{info.model_sha256}`"])
         if info.startup_s is not None:
             rows.append(["startup (launch to ready)", f"{info.startup_s:.1f} s"])
+        if info.first_ttft_ms is not None:
+            rows.append(["first request's TTFT once ready", f"{info.first_ttft_ms:.1f} ms"])
     return ["## Environment", "", tabulate(rows, headers=["", ""], tablefmt="github")]
 
 
@@ -92,7 +95,10 @@ def _definitions(server_metrics: bool) -> list[str]:
             "token divide llama.cpp's time counters by its token counters; KV cache and "
             "request peaks come from polling the engine's gauges every 0.5 s during the "
             "window. The engine measures from when it receives a request to when it emits a "
-            "token, so its times leave out the network and the client.",
+            "token, so its times leave out the network and the client. Each metrics URL's "
+            "families: a counter's delta and rate, a histogram's count, mean and percentiles "
+            "from the window's bucket deltas, a gauge's peak and mean over the polls and "
+            "both scrapes.",
             "",
         ]
     return lines

@@ -18,7 +18,7 @@ from pytest_llmperf.results.slo import Verdict, format_number
 __all__ = ["summary_section"]
 
 HEADERS = ["test", "load", "reqs", "TTFT p95 ms", "TPOT p95 ms", "decode tok/s/user",
-           "output tok/s", "errors", "SLOs", "missed", "marks"]
+           "output tok/s", "errors", "goodput %", "SLOs", "missed", "marks"]
 
 
 def summary_section(windows: Sequence[RecordedWindow],
@@ -48,7 +48,8 @@ def _row(recorded: RecordedWindow) -> list[str]:
     return [f"`{recorded.provenance.test}`", window.shape.label, str(window.requests),
             cell(value("ttft_ms", "p95")), cell(value("tpot_ms", "p95")),
             cell(value("decode_tokens_per_s", "mean")), cell(value("output_token_throughput")),
-            cell(value("error_rate")), _verdicts(recorded.verdicts),
+            cell(value("error_rate")), cell(recorded.goodput.get("goodput_pct")),
+            _verdicts(recorded.verdicts),
             "; ".join(_missed(v) for v in recorded.verdicts if _counts_against(v)) or "-",
             ", ".join(marks) or "-"]
 

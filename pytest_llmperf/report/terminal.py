@@ -28,10 +28,12 @@ def render_terminal_table(windows: Sequence[RecordedWindow]) -> str:
             recorded.provenance.test, _load(recorded.window), recorded.window.requests,
             cell(value("ttft_ms", "p95")), cell(value("tpot_ms", "p95")),
             cell(value("decode_tokens_per_s", "mean")), cell(value("output_token_throughput")),
-            cell(value("error_rate")), verdict_summary(recorded.verdicts),
+            cell(value("error_rate")), cell(recorded.goodput.get("goodput_pct")),
+            verdict_summary(recorded.verdicts),
         ])
+    # goodput %: the requests that met every per-request SLO of the test (results.goodput).
     headers = ["test", "load", "reqs", "TTFT p95 ms", "TPOT p95 ms", "decode tok/s/user",
-               "output tok/s", "error rate", "SLO"]
+               "output tok/s", "error rate", "goodput %", "SLO"]
     return tabulate(rows, headers=headers, tablefmt="simple")
 
 

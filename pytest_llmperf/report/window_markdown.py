@@ -8,6 +8,7 @@ from tabulate import tabulate
 
 from pytest_llmperf.report.cells import cell, count_cell
 from pytest_llmperf.report.comparison import comparison_markdown
+from pytest_llmperf.report.families_markdown import families_markdown
 from pytest_llmperf.report.resources_markdown import resources_markdown
 from pytest_llmperf.results.metrics import (
     DISTRIBUTIONS,
@@ -48,6 +49,8 @@ _SERVER_ROWS = {
     "kv_cache_usage_mean": "KV cache usage mean",
     "requests_running_peak": "requests running peak",
     "requests_waiting_peak": "requests waiting peak",
+    "spec_acceptance_rate": "speculative decoding: draft tokens accepted",
+    "spec_acceptance_length": "speculative decoding: tokens per target step",
 }
 # Metrics that need the reasoning tokens counted, and why other distributions can be empty.
 _UNCOUNTED_REASONING = ("reasoning_tokens", "answer_tokens", "answer_decode_tokens_per_s")
@@ -109,6 +112,7 @@ def window_section(recorded: RecordedWindow) -> list[str]:
     lines += _replicas_section(window)
     lines += _errors_section(window.errors)
     lines += _server_section(window)
+    lines += families_markdown(window.server_families)
     lines += resources_markdown(window.resources, recorded.timeline_png)
     if recorded.comparison is not None:
         lines += comparison_markdown(recorded.comparison)

@@ -12,6 +12,7 @@ from pytest_llmperf.results.errors import error_summary
 from pytest_llmperf.results.goodput import GOODPUT, goodput_figures, no_goodput_reason
 from pytest_llmperf.results.metric_names import NOT_STREAMED, STREAMED_ONLY
 from pytest_llmperf.results.metrics import GPU_METRICS, RESOURCES
+from pytest_llmperf.results.server_families import family_of, is_server_metric, server_value
 from pytest_llmperf.results.slo import Verdict, evaluate, failure_message
 from pytest_llmperf.results.thresholds import Check
 from pytest_llmperf.results.window import WindowResult
@@ -29,18 +30,39 @@ def judge_window(window: WindowResult, checks: Sequence[Check], *, require_gpu: 
     if window.served.startup_s is None:
         unmeasured["startup_s"] = (f"{window.served.description} was not launched by this "
                                    "session: its startup was not seen")
+    if window.served.first_ttft_ms is None:
+        unmeasured["first_ttft_ms"] = (f"{window.served.description} was not launched by this "
+                                       "session: its first request was not seen")
     if window.metrics.value("embedded_inputs_per_s") is not None:
         unmeasured.update({name: NOT_STREAMED for name in STREAMED_ONLY})
     # Goodput: the requests that met every per-request SLO held here (results.goodput).
     no_goodput = no_goodput_reason(window.run, checks)
     if no_goodput is not None:
         unmeasured.update({name: no_goodput for name in GOODPUT})
-    metrics = window.metrics.with_scalars(goodput_figures(window.run, checks))
+    metrics = window.metrics.with_scalars({**goodput_figures(window.run, checks),
+                                           **_server_values(window, checks, unmeasured)})
     # A window sized by its SLOs is judged at its looks' confidence (results.sequential).
     confidence = 0.95 if window.sizing is None else window.sizing.confidence
     return evaluate(metrics, checks, unmeasured=unmeasured,
                     required=GPU_METRICS if require_gpu else (), inconclusive=inconclusive,
                     confidence=confidence)
+
+
+def _server_values(window: WindowResult, checks: Sequence[Check],
+                   unmeasured: dict[str, str]) -> dict[str, float]:
+    """The value of each ``server[NAME].STAT`` SLO over the window's metrics URLs, by its key;
+    why not in ``unmeasured`` (under the same key)."""
+    values = {}
+    for check in checks:
+        if not is_server_metric(check.metric) or check.statistic is None:
+            continue
+        value, why = server_value(window.server_families, family_of(check.metric),
+                                  check.statistic)
+        if value is not None:
+            values[check.key] = value
+        else:
+            unmeasured[check.key] = why or "not measured"
+    return values
 
 
 def window_problems(window: WindowResult, verdicts: Sequence[Verdict], *,

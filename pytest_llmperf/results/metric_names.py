@@ -103,6 +103,11 @@ SCALARS: Mapping[str, MetricInfo] = MappingProxyType(
         "startup_s": MetricInfo("s", False,
                                 "the engine's launch to ready (launched engines; the same in "
                                 "every window of the target)"),
+        "first_ttft_ms": MetricInfo("ms", False,
+                                    "TTFT of the launched engine's first request once it was "
+                                    "ready: a cold first request (lazy loading, graph capture, "
+                                    "first allocation); the same in every window of the "
+                                    "target"),
         "untimed_decodes": MetricInfo(
             "req", False, "completed answers of 2+ tokens that arrived in one network read: "
             "no decode time to see, so not in tpot_ms or decode_tokens_per_s"),
@@ -154,8 +159,15 @@ REPORTED_STATISTICS: tuple[str, ...] = (
     "mean", "median", "p90", "p95", "p99", "min", "max", "stdev",
 )
 
+# Any family of a server's Prometheus metrics (server[NAME]): its unit is the server's.
+SERVER_FAMILY = MetricInfo("", False, "a family of a server's own Prometheus metrics, over "
+                                      "the window (results.server_families)")
+
+
 def metric_info(name: str) -> MetricInfo:
     """The unit, direction and description of any metric name (KeyError if unknown)."""
+    if name.startswith("server[") and name.endswith("]"):
+        return SERVER_FAMILY
     for table in (DISTRIBUTIONS, SCALARS, RESOURCES, CAPACITY):
         if name in table:
             return table[name]

@@ -195,6 +195,8 @@ class RunMetrics:
         """``metric`` (with ``stat`` for a distribution); None when nothing measured it."""
         if metric in SCALARS or metric in RESOURCES or metric in CAPACITY:
             return self.scalars.get(metric)
+        if metric.startswith("server["):  # a server's family, judged with its statistic
+            return self.scalars.get(f"{metric}.{stat}")
         values = self.distributions[metric]
         if not values:
             return None

@@ -24,6 +24,7 @@ class ServedInfo:
     quantization: str | None = None  # "gptq", "awq", "Q4_1", "fp8", ...
     engine_args: tuple[str, ...] = ()  # the launch arguments that shape performance
     startup_s: float | None = None  # launch to ready; None: attached, or not recorded
+    first_ttft_ms: float | None = None  # TTFT of the first request once ready (launched)
 
     @property
     def description(self) -> str:
@@ -45,6 +46,8 @@ class ServedInfo:
             optional["engine_args"] = list(self.engine_args)
         if self.startup_s is not None:
             optional["startup_s"] = round(self.startup_s, 3)
+        if self.first_ttft_ms is not None:
+            optional["first_ttft_ms"] = round(self.first_ttft_ms, 3)
         return {"backend": self.backend, "model": self.model, "engine": self.engine,
                 "model_file": self.model_file, "model_sha256": self.model_sha256, **optional}
 
@@ -54,4 +57,4 @@ class ServedInfo:
                    fields.text_or_none("model_file"), fields.text_or_none("model_sha256"),
                    fields.integer_or_none("tensor_parallel"),
                    fields.text_or_none("quantization"), fields.texts("engine_args"),
-                   fields.number_or_none("startup_s"))
+                   fields.number_or_none("startup_s"), fields.number_or_none("first_ttft_ms"))

@@ -134,12 +134,12 @@ def evaluate(
     verdicts = []
     for check in checks:
         value = metrics.value(check.metric, check.statistic)
-        reason = reasons.get(check.metric) if value is None else None
+        reason = reasons.get(check.key, reasons.get(check.metric)) if value is None else None
         # A resource not measurable here, the startup of a server the session did not launch,
         # or a streamed metric of a window that streamed nothing (embeddings), is skipped with
         # its reason.
         skipped = reason is not None and check.metric not in must and (
-            check.metric in RESOURCES or check.metric == "startup_s"
+            check.metric in RESOURCES or check.metric in ("startup_s", "first_ttft_ms")
             or (check.metric in STREAMED_ONLY and reason == NOT_STREAMED))
         unsupported = None
         if value is not None and check.holds(value) and check.metric in DISTRIBUTIONS:

@@ -39,6 +39,7 @@ from pytest_llmperf.results.metrics import (
     metric_info,
     parse_statistic,
 )
+from pytest_llmperf.results.server_families import family_statistics, is_server_metric
 from pytest_llmperf.results.tomlfile import Locator, ThresholdError, TomlDocument, parse_toml
 
 __all__ = ["COMPARABLE", "SCOPES", "Check", "Gate", "ThresholdError", "Thresholds",
@@ -46,11 +47,13 @@ __all__ = ["COMPARABLE", "SCOPES", "Check", "Gate", "ThresholdError", "Threshold
 
 SCOPES: tuple[str, ...] = ("backends", "models", "tests")
 _OPERATORS = ("<=", ">=", "<", ">")
+# A metric of ours, or a family of a server's Prometheus metrics: server[vllm:num_preemptions].
+_METRIC = (r"(?P<metric>server\[[A-Za-z_:][A-Za-z0-9_:]*\]|[A-Za-z_][A-Za-z0-9_]*)"
+           r"(?:\.(?P<stat>[A-Za-z0-9_.]+))?")
 _CHECK = re.compile(
-    r"\s*(?P<metric>[A-Za-z_][A-Za-z0-9_]*)(?:\.(?P<stat>[A-Za-z0-9_.]+))?"
+    rf"\s*{_METRIC}"
     r"\s*(?P<op><=|>=|<|>)\s*(?P<limit>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*"
 )
-_METRIC = r"(?P<metric>[A-Za-z_][A-Za-z0-9_]*)(?:\.(?P<stat>[A-Za-z0-9_.]+))?"
 _TOLERANCE = r"(?P<amount>\d+\.?\d*|\.\d+)\s*(?P<unit>%|[A-Za-z/]+)?"
 _GATE_CLI = re.compile(rf"\s*{_METRIC}\s*:\s*{_TOLERANCE}\s*")
 _GATE_ENTRY = re.compile(rf"\s*{_METRIC}\s+regresses\s*<\s*{_TOLERANCE}\s*")
@@ -100,7 +103,8 @@ def parse_check(text: str, origin: str) -> Check:
     if match is None:
         raise ThresholdError(
             f"{origin}: cannot read SLO {text!r}: expected 'metric.statistic OP number' "
-            f"such as 'tpot_ms.p95 < 100' or 'error_rate <= 0.01' (OP one of "
+            f"such as 'tpot_ms.p95 < 100', 'error_rate <= 0.01' or "
+            f"'server[vllm:num_preemptions_total].delta <= 0' (OP one of "
             f"{', '.join(_OPERATORS)})"
         )
     metric, stat = _dotted(match["metric"], match["stat"])
@@ -130,7 +134,12 @@ def _dotted(metric: str, stat: str | None) -> tuple[str, str | None]:
 
 def _check_metric(metric: str, stat: str | None, text: str, origin: str) -> None:
     """``metric[.stat]`` names a metric and, for a distribution, a statistic."""
-    if metric in DISTRIBUTIONS:
+    if is_server_metric(metric):
+        problem = ("it needs a statistic, e.g. .delta for a counter, .p95 for a histogram, "
+                   ".peak for a gauge" if stat is None else family_statistics(stat))
+        if problem:
+            raise ThresholdError(f"{origin}: {text!r}: {metric}: {problem}")
+    elif metric in DISTRIBUTIONS:
         if stat is None or parse_statistic(stat) is None:
             raise ThresholdError(
                 f"{origin}: {text!r}: {metric} needs a statistic: "
@@ -148,7 +157,8 @@ def _check_metric(metric: str, stat: str | None, text: str, origin: str) -> None
             f"{origin}: {text!r}: unknown metric {metric!r}; per-request metrics (use "
             f"metric.statistic): {', '.join(DISTRIBUTIONS)}; whole-run metrics: "
             f"{', '.join(SCALARS)}; resource metrics: {', '.join(RESOURCES)}; capacity "
-            f"search results: {', '.join(CAPACITY)}"
+            f"search results: {', '.join(CAPACITY)}; a server's Prometheus metric: "
+            "server[NAME].STATISTIC"
         )
 
 
@@ -188,6 +198,10 @@ def parse_gate(text: str, origin: str) -> Gate:
         )
     metric, stat = _dotted(match["metric"], match["stat"])
     _check_metric(metric, stat, text, origin)
+    if is_server_metric(metric):
+        raise ThresholdError(
+            f"{origin}: {text!r}: a server's own metric cannot be compared with a baseline; "
+            "hold it to an SLO instead (e.g. 'server[NAME].delta <= 0')")
     if (metric in SCALARS and metric not in COMPARABLE) or stat in ("stdev", "min", "max"):
         raise ThresholdError(
             f"{origin}: {text!r}: {metric}{'.' + stat if stat else ''} cannot be compared with "

@@ -28,6 +28,7 @@ from pytest_llmperf.results.replicas import ReplicaFigures, replica_figures
 from pytest_llmperf.results.resources import Resources
 from pytest_llmperf.results.sequential import WindowSizing
 from pytest_llmperf.results.served import ServedInfo
+from pytest_llmperf.results.server_families import ScrapedFamilies
 
 __all__ = ["CACHE_HEAD_ALLOWANCE", "ErrorTally", "PromptCacheUse", "WindowResult"]
 
@@ -88,6 +89,8 @@ class WindowResult:
     # A window sized by its SLOs (results.sequential): its looks, and why it stopped; None:
     # its size was given (or it was not judged).
     sizing: WindowSizing | None = None
+    # Every family of each metrics URL over the window (results.server_families).
+    server_families: tuple[ScrapedFamilies, ...] = ()
 
     # --- derived figures ------------------------------------------------------------------
 
@@ -95,8 +98,10 @@ class WindowResult:
     def metrics(self) -> RunMetrics:
         """Every metric of the window, its resource figures included."""
         metrics = summarize(self.run)
-        if self.served.startup_s is not None:  # the target's, held in any of its windows
-            metrics = metrics.with_scalars({"startup_s": self.served.startup_s})
+        # The target's cold start, held in any of its windows.
+        started = {"startup_s": self.served.startup_s, "first_ttft_ms": self.served.first_ttft_ms}
+        metrics = metrics.with_scalars({name: value for name, value in started.items()
+                                        if value is not None})
         return metrics if self.resources is None else metrics.with_resources(
             self.resources.metrics)
 
@@ -209,6 +214,7 @@ class WindowResult:
             "window": run_to_json(self.run),
             "server_metrics": None if self.server_metrics is None else dict(self.server_metrics),
             "server_notes": list(self.server_notes),
+            "server_families": [scraped.to_json() for scraped in self.server_families],
             "resources": None if self.resources is None else self.resources.to_json(),
             "prompts": None if self.prompts is None else self.prompts.to_json(),
             "health": None if self.health is None else self.health.to_json(),
@@ -234,6 +240,7 @@ class WindowResult:
             run=run_from_json(fields.obj("window")),
             server_metrics=None if server is None else fields.number_map("server_metrics"),
             server_notes=fields.texts("server_notes"),
+            server_families=fields.each("server_families", ScrapedFamilies.from_json),
             resources=None if resources is None else Resources.from_json(resources),
             prompts=None if prompts is None else PromptOrigin.from_json(prompts),
             health=None if health is None else Health.from_json(health),

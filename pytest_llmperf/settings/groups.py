@@ -66,6 +66,8 @@ class ServerSettings:
     max_tokens: int  # the longest answer asked for: llama.cpp sizes its slots for it
     output_dir: Path  # the servers' logs
     replica_policy: str = "round-robin"  # --llmperf-replica-policy
+    metrics_url: str | None = None  # --llmperf-metrics-url, comma-separated when several
+    dcgm_url: str | None = None  # --llmperf-dcgm-url, comma-separated when several
     endpoint: str = "chat"  # --llmperf-endpoint: embeddings makes llama.cpp serve them
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -73,6 +75,16 @@ class ServerSettings:
     def base_urls(self) -> tuple[str, ...]:
         """Each replica's URL (one for a single server; none when launching)."""
         return tuple(self.base_url.split(",")) if self.base_url else ()
+
+    @property
+    def metrics_urls(self) -> tuple[str, ...]:
+        """Each --llmperf-metrics-url, in the order given."""
+        return tuple(self.metrics_url.split(",")) if self.metrics_url else ()
+
+    @property
+    def dcgm_urls(self) -> tuple[str, ...]:
+        """Each --llmperf-dcgm-url, in the order given."""
+        return tuple(self.dcgm_url.split(",")) if self.dcgm_url else ()
 
     def api_key(self) -> str | None:
         """The key itself, read when needed so that it lives in no record or report."""

@@ -110,6 +110,18 @@ OPTIONS: tuple[Option[Any], ...] = (
            "replicas of one deployment: the load is spread over them "
            "(--llmperf-replica-policy) and the report splits it per URL", parse.urls, None,
            groups=("server",), aliases=("--base-url",)),
+    Option("metrics_url", "--llmperf-metrics-url",
+           "a Prometheus text endpoint to capture over every measured window (repeatable: "
+           "replicas, a router, a gateway; a launched engine's own /metrics is captured "
+           "anyway): every metric family, counters as deltas, histograms as the window's own "
+           "distribution, gauges polled for peak and mean, in the report and the result store, "
+           "and for SLOs such as 'server[vllm:num_preemptions_total].delta <= 0'",
+           parse.urls, None, groups=("server",), repeatable=True),
+    Option("dcgm_url", "--llmperf-dcgm-url",
+           "an NVIDIA DCGM exporter's Prometheus page (repeatable: one per GPU host): its "
+           "GPUs are read at every telemetry sample like local GPUs, for the same GPU metrics "
+           "and SLOs (utilisation, memory, power, energy), each GPU named by host and index",
+           parse.urls, None, groups=("server",), repeatable=True),
     Option("replica_policy", "--llmperf-replica-policy",
            "how requests are spread over several --base-url replicas: round-robin (in turn) "
            "or least-busy (the replica with the fewest requests in flight)",

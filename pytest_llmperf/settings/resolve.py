@@ -144,7 +144,7 @@ def _shown(name: str, raw: str) -> str:
     belongs, nor a URL's credentials, query or fragment (a CI log keeps them)."""
     if name == "api_key_env":
         return "(value hidden)"
-    if name == "base_url":
+    if name in ("base_url", "metrics_url", "dcgm_url"):
         return repr(redact_url(raw))
     if name == "ab":  # its sides' URLs: no user, password, query or fragment in a message
         return repr(redact_urls_in(raw))

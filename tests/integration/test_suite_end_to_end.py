@@ -81,6 +81,12 @@ def test_one_impossible_threshold_fails_exactly_that_test(suite_copy: Path) -> N
     props = {p.get("name"): p.get("value")
              for p in ET.parse(suite_copy / "junit.xml").iter("property")}
     assert float(props["llmperf.output_token_throughput"]) > 0
+    # The launched engine's cold start: its first request once ready, timed apart from the
+    # warm-up; and every family of its /metrics captured around each window.
+    assert 0 < float(props["llmperf.first_ttft_ms"]) < 60000
+    assert "| first request's TTFT once ready" in report
+    assert re.search(r"Server metrics at http://127\.0\.0\.1:\d+/metrics: \d+ of \d+ families "
+                     r"moved", report)
 
 
 def _ready(engine: psutil.Process) -> bool:

@@ -107,7 +107,7 @@ def test_counters_are_found_however_their_family_is_typed() -> None:
     assert parsed.types["h"] == "histogram"
     assert parsed.histogram(["h"]) == (0.5, 2)
     assert parsed.gauge(["g"]) == 0.25
-    assert parsed.samples[-1] == Sample("g", {"note": "a\u2028b"}, 0.25)
+    assert parsed.samples[-1] == Sample("g", {"note": "a\u2028b"}, 0.25, "g")
 
 
 def test_openmetrics_text() -> None:

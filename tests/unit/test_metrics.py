@@ -157,7 +157,7 @@ def test_whole_run_scalars() -> None:
     assert set(s) == set(SCALARS) - {"offered_rate", "send_rate", "queue_growth", "cache_hit_rate",
                                      "embedded_inputs_per_s", "input_token_throughput",
                                      "goodput_req_s", "goodput_tokens_s", "goodput_pct",
-                                     "startup_s"}
+                                     "startup_s", "first_ttft_ms"}
     assert set(m.distributions) == set(DISTRIBUTIONS)
 
 

@@ -88,7 +88,7 @@ def test_histogram_means_and_counter_deltas_over_the_window() -> None:
                        hits=100, queries=1000)
     after = vllm_text(ttft=(10.0 + 1.2, 100 + 8), tpot=(5.0 + 1.5, 1000 + 100),
                       prompt=5000 + 800, gen=9000 + 108, hits=100 + 200, queries=1000 + 800)
-    probe = ServerMetricsProbe("http://x/metrics", VLLM_NAMES, poll_interval_s=3600,
+    probe = ServerMetricsProbe(["http://x/metrics"], VLLM_NAMES, poll_interval_s=3600,
                                fetch=scripted([before, after]))
     result = run_window(probe)
     assert result["server_ttft_ms_mean"] == pytest.approx(150.0)  # 1.2 s / 8 requests
@@ -111,7 +111,7 @@ def test_llamacpp_decode_and_prefill_time_per_token() -> None:
                 f"llamacpp:tokens_predicted_seconds_total {gen_s}\n"
                 "llamacpp:requests_processing 0\n")
 
-    probe = ServerMetricsProbe("http://x/metrics", LLAMACPP_NAMES, poll_interval_s=3600,
+    probe = ServerMetricsProbe(["http://x/metrics"], LLAMACPP_NAMES, poll_interval_s=3600,
                                fetch=scripted([text(40, 1.0, 64, 2.0), text(240, 1.5, 320, 7.12)]))
     result = run_window(probe)
     assert result["generation_tokens"] == 256
@@ -124,7 +124,7 @@ def test_llamacpp_decode_and_prefill_time_per_token() -> None:
 
 def test_nothing_to_divide_by_gives_no_mean() -> None:
     same = vllm_text(ttft=(1.0, 10), tpot=(1.0, 10), prompt=1, gen=1, hits=0, queries=0)
-    result = run_window(ServerMetricsProbe("http://x/metrics", VLLM_NAMES, poll_interval_s=3600,
+    result = run_window(ServerMetricsProbe(["http://x/metrics"], VLLM_NAMES, poll_interval_s=3600,
                                            fetch=scripted([same, same])))
     assert "server_ttft_ms_mean" not in result
     assert "prefix_cache_hit_rate" not in result
@@ -132,7 +132,7 @@ def test_nothing_to_divide_by_gives_no_mean() -> None:
 
 
 def test_a_counter_that_went_down_gives_no_delta_and_a_note() -> None:
-    probe = ServerMetricsProbe("http://x/metrics", LLAMACPP_NAMES, poll_interval_s=3600,
+    probe = ServerMetricsProbe(["http://x/metrics"], LLAMACPP_NAMES, poll_interval_s=3600,
                                fetch=scripted(["llamacpp:tokens_predicted_total 500\n",
                                                "llamacpp:tokens_predicted_total 20\n"]))
     assert "generation_tokens" not in run_window(probe)
@@ -143,7 +143,7 @@ def test_failed_scrapes_are_notes_not_exceptions() -> None:
     def broken(url: str, timeout_s: float) -> str:
         raise ConnectionRefusedError("connection refused")
 
-    probe = ServerMetricsProbe("http://x/metrics", VLLM_NAMES, poll_interval_s=3600,
+    probe = ServerMetricsProbe(["http://x/metrics"], VLLM_NAMES, poll_interval_s=3600,
                                fetch=broken)
     assert run_window(probe) == {}
     assert len(probe.notes) >= 2
@@ -161,9 +161,9 @@ def test_gauges_are_polled_during_the_window_for_peak_and_mean() -> None:
         if n >= 4:
             enough.set()
         return vllm_text(ttft=(0, 0), tpot=(0, 0), prompt=0, gen=n, hits=0, queries=0,
-                         running=running[min(n, len(running) - 1)], kv=0.25 if n else 0.0)
+                         running=running[min(n, len(running) - 1)], kv=0.25)
 
-    probe = ServerMetricsProbe("http://x/metrics", VLLM_NAMES, poll_interval_s=0.001,
+    probe = ServerMetricsProbe(["http://x/metrics"], VLLM_NAMES, poll_interval_s=0.001,
                                fetch=fetch)
     probe.window_started()
     assert enough.wait(30)
@@ -176,20 +176,22 @@ def test_gauges_are_polled_during_the_window_for_peak_and_mean() -> None:
     assert result["generation_tokens"] > 0
 
 
-def test_a_window_shorter_than_the_poll_interval_has_no_gauge_numbers() -> None:
-    text = vllm_text(ttft=(0, 0), tpot=(0, 0), prompt=0, gen=0, hits=0, queries=0, running=1)
-    probe = ServerMetricsProbe("http://x/metrics", VLLM_NAMES, poll_interval_s=3600,
-                               fetch=scripted([text]))
+def test_a_window_shorter_than_the_poll_interval_reads_its_gauges_at_both_ends() -> None:
+    before = vllm_text(ttft=(0, 0), tpot=(0, 0), prompt=0, gen=0, hits=0, queries=0, running=1)
+    after = vllm_text(ttft=(0, 0), tpot=(0, 0), prompt=0, gen=0, hits=0, queries=0, running=4)
+    probe = ServerMetricsProbe(["http://x/metrics"], VLLM_NAMES, poll_interval_s=3600,
+                               fetch=scripted([before, after]))
     result = run_window(probe)
-    assert "requests_running_peak" not in result
-    assert any("shorter than the 3600 s poll interval" in note for note in probe.notes)
+    # No poll fell inside the window: the scrapes before and after are its two readings.
+    assert result["requests_running_peak"] == 4
+    assert not probe.notes
 
 
 def test_non_finite_values_never_reach_the_result() -> None:
     before = "h_sum 1\nh_count 1\n"
     after = "h_sum NaN\nh_count 2\nx_sum +Inf\nx_count 2\n"
     names = ServerMetricNames(ttft_seconds=("h",), e2e_seconds=("x",))
-    result = run_window(ServerMetricsProbe("u", names, poll_interval_s=3600,
+    result = run_window(ServerMetricsProbe(["u"], names, poll_interval_s=3600,
                                            fetch=scripted([before, after])))
     assert result == {}
 
@@ -231,7 +233,7 @@ def test_fetch_text_reads_a_metrics_endpoint(metrics_server: str) -> None:
 def test_fetch_text_raises_for_an_error_status(metrics_server: str) -> None:
     with pytest.raises(requests.HTTPError, match="404"):
         fetch_text(metrics_server.replace("/metrics", "/nope"), 5.0)
-    probe = ServerMetricsProbe(metrics_server.replace("/metrics", "/nope"), LLAMACPP_NAMES,
+    probe = ServerMetricsProbe([metrics_server.replace("/metrics", "/nope")], LLAMACPP_NAMES,
                                poll_interval_s=3600)
     assert run_window(probe) == {}
     assert "before the window failed: HTTPError: 404" in probe.notes[0]
@@ -241,7 +243,7 @@ def test_an_unreachable_endpoint_costs_only_the_server_numbers() -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    probe = ServerMetricsProbe(f"http://127.0.0.1:{port}/metrics", LLAMACPP_NAMES,
+    probe = ServerMetricsProbe([f"http://127.0.0.1:{port}/metrics"], LLAMACPP_NAMES,
                                timeout_s=2.0, poll_interval_s=3600)
     assert run_window(probe) == {}
     assert "failed" in probe.notes[0]
@@ -250,7 +252,7 @@ def test_an_unreachable_endpoint_costs_only_the_server_numbers() -> None:
 def test_gauge_polls_parse_only_the_gauges_lines() -> None:
     # Polls run inside the window, in the client's process: a 3000-line page must not be
     # parsed whole twice a second (55 ms of parse per poll on a vLLM-like page, 0.7 ms so).
-    from pytest_llmperf.observe.server_metrics import _lines_of
+    from pytest_llmperf.observe.family_capture import lines_of as _lines_of
 
     page = ('# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{m="a"} 3\n'
             'vllm:e2e_request_latency_seconds_bucket{le="1"} 5\n{"odd.name"} 1\n')

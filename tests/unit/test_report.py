@@ -308,6 +308,7 @@ def test_the_report_opens_with_the_answer(tmp_path: Path) -> None:
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[0] == "`test_x[vllm-qwen32b-gptq]`" and cells[1] == "1 user"
     assert cells[4] == "20.0"  # TPOT p95 ms
-    assert cells[8] == "**FAIL** 1, pass 1, inconclusive 1"
-    assert cells[9] == "tpot_ms.p95 20.0 ms (< 10, +10.0); ttft_ms.p95 inconclusive"
-    assert cells[10] == "-"
+    assert cells[8] == "0"  # goodput %: no request met the TPOT SLO
+    assert cells[9] == "**FAIL** 1, pass 1, inconclusive 1"
+    assert cells[10] == "tpot_ms.p95 20.0 ms (< 10, +10.0); ttft_ms.p95 inconclusive"
+    assert cells[11] == "-"

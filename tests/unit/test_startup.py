@@ -1,4 +1,5 @@
-"""``startup_s``: a launched engine's launch to ready, recorded with what was served, held by
+"""``startup_s``: a launched engine's launch to ready (and ``first_ttft_ms``, its first
+request's TTFT once ready), recorded with what was served, held by
 an SLO in any window of its target, skipped (with why) for a server the session attached to,
 and shown in the report, junit and the result store."""
 
@@ -19,7 +20,8 @@ from pytest_llmperf.results.thresholds import parse_check
 from pytest_llmperf.results.window import WindowResult
 
 MS = 1_000_000
-LAUNCHED = ServedInfo("llamacpp", "smollm2-135m", "xllamacpp 2026.10.1", startup_s=4.25)
+LAUNCHED = ServedInfo("llamacpp", "smollm2-135m", "xllamacpp 2026.10.1", startup_s=4.25,
+                      first_ttft_ms=812.5)
 ATTACHED = ServedInfo("openai", "smollm2-135m", "openai at http://10.0.0.7:8000")
 
 
@@ -64,3 +66,23 @@ def test_startup_is_in_junit_and_in_the_report_s_environment(tmp_path: Path) -> 
     row = next(line for line in text.splitlines() if "startup (launch to ready)" in line)
     assert "4.2 s" in row
 
+
+
+def test_the_first_request_s_ttft_is_held_like_startup() -> None:
+    launched, attached = window(LAUNCHED), window(ATTACHED)
+    verdicts = judge_window(launched, [parse_check("first_ttft_ms < 1000", "t"),
+                                       parse_check("first_ttft_ms < 500", "t")])
+    assert [(v.measured, v.state) for v in verdicts] == [(812.5, "pass"), (812.5, "fail")]
+    verdict, = judge_window(attached, [parse_check("first_ttft_ms < 1000", "t")])
+    assert verdict.state == "skip"
+    assert "its first request was not seen" in (verdict.unmeasured_reason or "")
+    assert through_json(launched).served.first_ttft_ms == 812.5
+    assert through_json(attached).served.first_ttft_ms is None
+    assert ("first_ttft_ms", 812.5) in window_properties(launched)
+
+
+def test_the_first_request_s_ttft_is_in_the_report_s_environment(tmp_path: Path) -> None:
+    text = render_markdown([RecordedWindow(Provenance("t.py::test_x[llamacpp-smollm2-135m]"),
+                                           window(LAUNCHED))], tmp_path)
+    row = next(line for line in text.splitlines() if "first request's TTFT" in line)
+    assert "812.5 ms" in row
