@@ -177,3 +177,21 @@ def test_under_xdist_a_bad_setting_reaches_the_user(suite: pytest.Pytester,
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert "LLMPERF_REQUESTS (environment): invalid value 'abc'" in result.stdout.str()
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_server_slo_that_nothing_could_measure_is_an_error_naming_its_line(
+        suite: pytest.Pytester) -> None:
+    suite.makefile(".toml", thresholds='[defaults]\nslo = ["error_rate <= 0"]\n\n'
+                                       '[tests.test_concurrent_users]\n'
+                                       'slo = ["server[vllm:num_preemptions_total].delta <= 0"]\n')
+    attached = ["--backend", "openai", "--base-url", "http://127.0.0.1:9/v1"]
+    result = suite.runpytest(*attached)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    error = result.stderr.str()
+    assert (f"{suite.path / 'thresholds.toml'}:5: 'server[vllm:num_preemptions_total].delta "
+            "<= 0' holds a server's own metric, but backend 'openai' serves none") in error
+    assert "--llmperf-metrics-url" in error
+    assert "a server would have started" not in result.stdout.str()
+    # With the server's metrics URL the same file is accepted, and the test runs.
+    result = suite.runpytest(*attached, "--llmperf-metrics-url", "http://127.0.0.1:9/metrics")
+    assert "a server would have started" in result.stdout.str()
