@@ -180,6 +180,14 @@ class Bench:
             # --llmperf-embedding-batch inputs a request, unless the caller batched them.
             if self.load.embedding_batch > 1 and not isinstance(prompts, EmbeddingBatches):
                 prompts = EmbeddingBatches(prompts, self.load.embedding_batch)
+        if served.endpoint is not None and served.endpoint.api == "rerank":
+            from pytest_llmperf.prompts.embedding_batches import EmbeddingBatches
+
+            # One query and --llmperf-rerank-documents documents a request.
+            if not isinstance(prompts, EmbeddingBatches):
+                documents = self.load.rerank_documents
+                prompts = EmbeddingBatches(prompts, 1 + documents,
+                                           ("rerank_documents", documents))
         window = self.runner(
             served, prompts, shape=shape, requests=requests,
             duration_s=duration_s, warmup=warmup, max_tokens=max_tokens or self.load.max_tokens,

@@ -34,8 +34,9 @@ from pytest_llmperf.results.records import RequestRecord
 
 __all__ = ["Endpoint", "StreamingClient", "build_payload"]
 
-Api = Literal["chat", "completions", "embeddings"]
-_PATHS = {"chat": "chat/completions", "completions": "completions", "embeddings": "embeddings"}
+Api = Literal["chat", "completions", "embeddings", "rerank"]
+_PATHS = {"chat": "chat/completions", "completions": "completions", "embeddings": "embeddings",
+          "rerank": "rerank"}
 
 
 @dataclass(frozen=True)

@@ -138,12 +138,17 @@ class ServedModel:
 
 def _client_for(endpoint: Endpoint, max_tokens: int, timeout_s: float,
                 first_token_timeout_s: float | None) -> StreamingClient:
-    """The streaming client, or for the embeddings endpoint the embeddings client."""
+    """The streaming client, or for the embeddings and rerank endpoints their own client."""
     if endpoint.api == "embeddings":
         from pytest_llmperf.clients.embeddings import EmbeddingsClient
 
         return EmbeddingsClient(endpoint, max_tokens=max_tokens, timeout_s=timeout_s,
                                 first_token_timeout_s=first_token_timeout_s)
+    if endpoint.api == "rerank":
+        from pytest_llmperf.clients.rerank import RerankClient
+
+        return RerankClient(endpoint, max_tokens=max_tokens, timeout_s=timeout_s,
+                            first_token_timeout_s=first_token_timeout_s)
     return StreamingClient(endpoint, max_tokens=max_tokens, timeout_s=timeout_s,
                            first_token_timeout_s=first_token_timeout_s)
 

@@ -14,12 +14,15 @@ __all__ = ["EmbeddingBatches"]
 class EmbeddingBatches:
     """``source``'s prompts, ``batch`` to a request."""
 
-    def __init__(self, source: PromptSource, batch: int) -> None:
+    def __init__(self, source: PromptSource, batch: int,
+                 detail: tuple[str, int] | None = None) -> None:
         if batch < 1:
             raise ValueError(f"an embeddings batch holds at least 1 input, got {batch}")
         self.source = source
         self.batch = batch
         self.about_caching = source.about_caching
+        # What the prompts' origin says of the batch (a rerank's documents: one less).
+        self.detail = detail or ("embedding_batch", batch)
 
     def prepare(self, count: int) -> None:
         self.source.prepare(count * self.batch)
@@ -31,4 +34,4 @@ class EmbeddingBatches:
     def describe(self) -> PromptOrigin:
         origin = self.source.describe()
         return dataclasses.replace(origin, details={**dict(origin.details),
-                                                    "embedding_batch": self.batch})
+                                                    self.detail[0]: self.detail[1]})

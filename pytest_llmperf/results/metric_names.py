@@ -88,7 +88,8 @@ SCALARS: Mapping[str, MetricInfo] = MappingProxyType(
         "unanswered": MetricInfo("req", False,
                                  "completed requests that reasoned and never answered"),
         "embedded_inputs_per_s": MetricInfo("inputs/s", True,
-                                            "embeddings: inputs embedded per second"),
+                                            "embeddings: inputs embedded per second; "
+                                            "rerank: documents scored per second"),
         "input_token_throughput": MetricInfo("tok/s", True,
                                              "embeddings: input tokens embedded per second"),
         "cache_hit_rate": MetricInfo("", True,

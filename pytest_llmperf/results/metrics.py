@@ -49,7 +49,8 @@ tokens / prompt tokens over the requests the server said it for.
 
 Embeddings (clients.embeddings): a request answers once, streaming nothing, so it has no
 TTFT, TPOT, ITL or decode speed; its ``e2el_ms`` runs from the send to the answer's last byte.
-``embedded_inputs_per_s`` = vectors returned by completed requests / measured window, and
+``embedded_inputs_per_s`` = vectors returned (rerank: documents scored) by completed requests
+/ measured window, and
 ``input_token_throughput`` = their input tokens / measured window (both only in windows with
 embeddings requests).
 

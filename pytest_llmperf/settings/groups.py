@@ -152,6 +152,7 @@ class LoadSettings:
     rate_stages: tuple[RateStage, ...] | None  # --llmperf-rate-stages
     endpoint: str  # --llmperf-endpoint: chat, completions or embeddings
     embedding_batch: int  # --llmperf-embedding-batch
+    rerank_documents: int  # --llmperf-rerank-documents
     telemetry_interval: float
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 

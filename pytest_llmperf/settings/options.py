@@ -266,13 +266,18 @@ OPTIONS: tuple[Option[Any], ...] = (
            parse.time_slice, None, groups=("load",)),
     Option("endpoint", "--llmperf-endpoint",
            "what every window drives: chat (/v1/chat/completions), completions "
-           "(/v1/completions, the conversation as one text) or embeddings (/v1/embeddings; a "
-           "launched llama.cpp then serves with --embeddings)",
-           parse.choice("chat", "completions", "embeddings"), "chat",
+           "(/v1/completions, the conversation as one text), embeddings (/v1/embeddings; a "
+           "launched llama.cpp then serves with --embeddings) or rerank (/v1/rerank, on a "
+           "server the session attaches to: one query and --llmperf-rerank-documents "
+           "documents a request)",
+           parse.choice("chat", "completions", "embeddings", "rerank"), "chat",
            groups=("load", "server")),
     Option("embedding_batch", "--llmperf-embedding-batch",
            "inputs per embeddings request (the endpoint's batch)", parse.int_at_least(1), "1",
            groups=("load",)),
+    Option("rerank_documents", "--llmperf-rerank-documents",
+           "documents scored against each query of a rerank request", parse.int_at_least(1),
+           "8", groups=("load",)),
     Option("rate_stages", "--llmperf-rate-stages",
            "staged open-loop rates for test_rate_stages, one schedule with a window per "
            "stage: RATE:SECONDS, FROM..TO:SECONDS for a linear ramp (1:60,1..4:30,4:120)",

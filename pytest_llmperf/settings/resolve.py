@@ -175,6 +175,13 @@ def _check_combination(values: Mapping[str, Any], sources: Mapping[str, str]) ->
             f"endpoint, and backend {own_clients[0]!r} is driven through its own client (chat "
             "only)"
         )
+    launched = [b for b in backends if b != "openai"]
+    if values["endpoint"] == "rerank" and (launched or not values["base_url"]):
+        raise SettingError(
+            f"{sources['endpoint']}: rerank is measured on a server the session attaches to "
+            "(--backend openai --base-url URL: vLLM, llama.cpp started with --reranking, "
+            f"Jina-compatible); no catalogue model is a reranker to launch on {launched[0]!r}"
+            if launched else f"{sources['endpoint']}: rerank needs --base-url")
     if values["client_processes"] > 1 and "transformers" in backends:
         raise SettingError(
             f"{sources['client_processes']}: the transformers engine runs in the test process, "

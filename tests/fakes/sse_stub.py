@@ -19,6 +19,8 @@ same time drift alike, as two builds on one host do.
 ``delta.reasoning_content`` (style ``field``, with ``reasoning_tokens`` in the usage) or inline
 in ``<think>...</think>`` (style ``think``): the answer's first token is then known to come
 after the first token by N token gaps.
+``/v1/rerank`` scores each document by the query words it holds, answering after
+``--first-ms`` plus ``--token-ms`` per document.
 ``/tokenize`` and ``/detokenize`` (vLLM's shape) count one token per word, so the prompt
 sources that make exact lengths (a replayed trace's) run against it too.
 It stands in for no engine: it gives ground truth (a known slowdown, a known boundary) that
@@ -99,6 +101,22 @@ def make_app(first_ms: float, token_ms: float, jitter: float, per_stream_ms: flo
         await response.write_eof()
         return response
 
+    async def rerank(request: web.Request) -> web.Response:
+        # Scores each document by the share of the query's words it holds, after --first-ms
+        # plus --token-ms per document: a known latency for the rerank client's figures.
+        body = await request.json()
+        query = set(str(body["query"]).split())
+        documents = [str(d) for d in body["documents"]]
+        await asyncio.sleep((first_ms + token_ms * len(documents)) / 1000)
+        scores = [len(query & set(d.split())) / max(1, len(query)) for d in documents]
+        order = sorted(range(len(documents)), key=lambda i: -scores[i])
+        tokens = len(str(body["query"]).split()) * len(documents) + sum(
+            len(d.split()) for d in documents)
+        return web.json_response({
+            "id": f"rerank-{next(counter)}", "model": body.get("model", "stub"),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            "results": [{"index": i, "relevance_score": scores[i]} for i in order]})
+
     async def models(request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "stub", "object": "model"}]})
 
@@ -121,6 +139,7 @@ def make_app(first_ms: float, token_ms: float, jitter: float, per_stream_ms: flo
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/rerank", rerank)
     app.router.add_post("/tokenize", tokenize)
     app.router.add_post("/detokenize", detokenize)
     return app

@@ -188,7 +188,7 @@ def test_sources_name_each_setting_separately(tmp_path: Path) -> None:
         "dataset": "default", "trace_speed": "default", "trace_window": "default",
         "rate_stages": "default", "replica_policy": "default", "metrics_url": "default",
         "dcgm_url": "default",
-        "endpoint": "default", "embedding_batch": "default",
+        "endpoint": "default", "embedding_batch": "default", "rerank_documents": "default",
         "seed": "default",
         "json": "default",
         "save": "default",
