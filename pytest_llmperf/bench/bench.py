@@ -168,6 +168,11 @@ class Bench:
                  prompts: PromptSource | None, label: str,
                  stop: StopRule | None = None) -> WindowResult:
         prompts = prompts or self.prompts
+        if self.load.images and (served.endpoint is None or served.endpoint.api == "chat"):
+            from pytest_llmperf.prompts.images import ImagePrompts
+
+            if not isinstance(prompts, ImagePrompts):  # one image a request (--llmperf-images)
+                prompts = ImagePrompts(prompts, self.load.images, seed=self.load.seed)
         if served.open_client is not None:  # Ollama's or an in-process engine's own client
             from pytest_llmperf.prompts.tool_calls import openai_only
 

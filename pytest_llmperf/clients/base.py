@@ -32,7 +32,9 @@ class Prompt:
     JSON that the schema accepts (an answer that is not fails as ``invalid_output``); its
     length is then the object's, never forced.  ``tools`` (OpenAI function tools) asks for a
     tool call: the answer must call one of them with arguments its parameters schema accepts
-    (else ``invalid_output``); nothing forced either.
+    (else ``invalid_output``); nothing forced either.  ``images`` are image URLs (``data:``
+    base64 URLs) sent as OpenAI ``image_url`` parts of the user's message; ``image_size`` names
+    their size (``512x512``) for the figures per size.
     """
 
     text: str
@@ -45,11 +47,17 @@ class Prompt:
     tools: tuple[Mapping[str, Any], ...] = ()
     # Embeddings: the further inputs embedded by the same request (--llmperf-embedding-batch).
     batch: tuple[str, ...] = ()
+    images: tuple[str, ...] = ()
+    image_size: str | None = None
 
-    def messages(self) -> list[dict[str, str]]:
+    def messages(self) -> list[dict[str, Any]]:
         """The chat messages of this request, oldest first."""
-        return [*({"role": role, "content": content} for role, content in self.history),
-                {"role": "user", "content": self.text}]
+        content: str | list[dict[str, Any]] = self.text
+        if self.images:  # OpenAI content parts: the text, then each image
+            content = [{"type": "text", "text": self.text},
+                       *({"type": "image_url", "image_url": {"url": url}} for url in self.images)]
+        return [*({"role": role, "content": text} for role, text in self.history),
+                {"role": "user", "content": content}]
 
     def flat_text(self) -> str:
         """The whole conversation as one text, for a text-completions API."""

@@ -300,7 +300,7 @@ def stream_record(request_id: int, prompt: Prompt, max_tokens: int, send_ns: int
     input_tokens, input_source, prompt_text = None, None, None
     if usage.get("prompt_tokens") is not None:
         input_tokens, input_source = int(usage["prompt_tokens"]), TokenSource.USAGE
-    elif error is None:
+    elif error is None and not prompt.images:  # the tokenizer cannot count an image's tokens
         prompt_text = prompt.text
     return RequestRecord(
         request_id=request_id,
@@ -329,6 +329,7 @@ def stream_record(request_id: int, prompt: Prompt, max_tokens: int, send_ns: int
         reasoning_token_source=reasoning_source,
         reasoning_text=reasoning_text if error is None else None,
         schema_checked=prompt.checked,
+        image_size=prompt.image_size,
     )
 
 

@@ -89,4 +89,8 @@ def openai_only(prompts: PromptSource) -> str | None:
         return "structured output is sent as the OpenAI API's response_format"
     if isinstance(prompts, ToolCallPrompts):
         return "tool calls are asked for with the OpenAI API's tools"
+    from pytest_llmperf.prompts.images import ImagePrompts
+
+    if isinstance(prompts, ImagePrompts):
+        return "images are sent as the OpenAI API's image_url parts"
     return None

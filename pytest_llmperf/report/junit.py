@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from pytest_llmperf.results.image_sizes import image_size_figures
 from pytest_llmperf.results.jsonfields import rounded
 from pytest_llmperf.results.metrics import REPORTED_STATISTICS, SCALARS
 from pytest_llmperf.results.window import WindowResult
@@ -58,6 +59,10 @@ def _properties(window: WindowResult) -> list[tuple[str, object]]:
         props.extend((f"health.{name}", value) for name, value in health.figures.items())
     props.extend((f"validity.{mark}", "; ".join(crossed))
                  for mark, crossed in window.validity_marks.items())
+    for image in image_size_figures(window.run):  # images in chat: per image size
+        props.extend((f"images[{image.size}].{name}", rounded(value)) for name, value in (
+            ("ttft_ms.median", image.ttft_ms_median), ("ttft_ms.p95", image.ttft_ms_p95),
+            ("input_tokens.median", image.input_tokens_median)))
     props.extend((f"server.{name}", rounded(value))
                  for name, value in (window.server_metrics or {}).items())
     resources = window.resources

@@ -10,6 +10,7 @@ from pytest_llmperf.report.cells import cell, count_cell
 from pytest_llmperf.report.comparison import comparison_markdown
 from pytest_llmperf.report.families_markdown import families_markdown
 from pytest_llmperf.report.resources_markdown import resources_markdown
+from pytest_llmperf.results.image_sizes import image_size_figures
 from pytest_llmperf.results.metrics import (
     DISTRIBUTIONS,
     PER_REQUEST,
@@ -110,6 +111,7 @@ def window_section(recorded: RecordedWindow) -> list[str]:
         lines += _goodput_lines(recorded)
     lines += _figures(window)
     lines += _replicas_section(window)
+    lines += _image_sizes_section(window)
     lines += _errors_section(window.errors)
     lines += _server_section(window)
     lines += families_markdown(window.server_families)
@@ -135,6 +137,19 @@ def _goodput_lines(recorded: RecordedWindow) -> list[str]:
     return [f"Goodput (the requests that each met {held}): "
             f"{figures['goodput_req_s']:.3g} req/s, {tokens}{figures['goodput_pct']:.1f} % "
             "of the window's requests.", ""]
+
+
+def _image_sizes_section(window: WindowResult) -> list[str]:
+    """TTFT and the server's prompt tokens per image size (results.image_sizes)."""
+    figures = image_size_figures(window.run)
+    if not figures:
+        return []
+    rows = [[f.size, f.requests, f.failed, cell(f.ttft_ms_median), cell(f.ttft_ms_p95),
+             count_cell(f.input_tokens_median)] for f in figures]
+    return ["Per image size (each request carried one image):", "",
+            tabulate(rows, headers=["image", "requests", "failed", "TTFT median ms",
+                                    "TTFT p95 ms", "prompt tokens (server, median)"],
+                     tablefmt="github", disable_numparse=True), ""]
 
 
 def _replicas_section(window: WindowResult) -> list[str]:

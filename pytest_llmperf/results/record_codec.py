@@ -63,6 +63,8 @@ def _optional(record: RequestRecord, send: int) -> JSONObject:
         extra["replica"] = record.replica
     if record.embedded_inputs:
         extra["embedded_inputs"] = record.embedded_inputs
+    if record.image_size is not None:
+        extra["image_size"] = record.image_size
     if record.queued_ns:
         extra["queued_us"] = record.queued_ns // _NS_PER_US
     if record.has_reasoning:
@@ -141,6 +143,7 @@ def _decode(raw: Mapping[str, Any]) -> RequestRecord:
         schema_checked=bool(raw.get("schema_checked", False)),
         replica=raw.get("replica"),
         embedded_inputs=int(raw.get("embedded_inputs", 0)),
+        image_size=raw.get("image_size"),
     )
 
 

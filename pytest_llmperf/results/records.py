@@ -87,6 +87,8 @@ class RequestRecord:
     # An embeddings request (clients.embeddings): the vectors it got back; 0 for generation.
     # Such a request streams nothing: no chunk, its latency runs to ``end_ns``.
     embedded_inputs: int = 0
+    # Images in chat: the size of the images the request carried (``512x512``); None: none.
+    image_size: str | None = None
 
     @property
     def approximate_counts(self) -> tuple[str, ...]:

@@ -153,6 +153,7 @@ class LoadSettings:
     endpoint: str  # --llmperf-endpoint: chat, completions or embeddings
     embedding_batch: int  # --llmperf-embedding-batch
     rerank_documents: int  # --llmperf-rerank-documents
+    images: tuple[tuple[int, int], ...] | None  # --llmperf-images: (width, height) in turn
     telemetry_interval: float
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 

@@ -275,6 +275,11 @@ OPTIONS: tuple[Option[Any], ...] = (
     Option("embedding_batch", "--llmperf-embedding-batch",
            "inputs per embeddings request (the endpoint's batch)", parse.int_at_least(1), "1",
            groups=("load",)),
+    Option("images", "--llmperf-images",
+           "images in chat: each request carries one generated image, of these sizes in turn "
+           "(WIDTHxHEIGHT, comma-separated, e.g. 512x512,1024x1024), as an OpenAI image_url "
+           "part; the report splits TTFT and the server's prompt tokens per size",
+           parse.image_sizes, None, groups=("load",)),
     Option("rerank_documents", "--llmperf-rerank-documents",
            "documents scored against each query of a rerank request", parse.int_at_least(1),
            "8", groups=("load",)),

@@ -65,6 +65,22 @@ def list_of(parse: Callable[[str], T]) -> Callable[[str], tuple[T, ...]]:
     return parse_list
 
 
+def image_size(value: str) -> tuple[int, int]:
+    """``512x512`` -> (512, 512); each side 1..8192 pixels."""
+    width, sep, height = value.strip().lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise ValueError("expected WIDTHxHEIGHT in pixels, such as 512x512")
+    size = int(width), int(height)
+    if not all(1 <= side <= 8192 for side in size):
+        raise ValueError("each side must be 1 to 8192 pixels")
+    return size
+
+
+def image_sizes(value: str) -> tuple[tuple[int, int], ...]:
+    """``512x512,1024x768``: image sizes in pixels, each side 1..8192."""
+    return list_of(image_size)(value)
+
+
 def gpu_sets(value: str) -> tuple[tuple[int, ...], ...]:
     """``0,1`` or, one set per pytest-xdist worker, ``0,1|2,3``."""
     sets: list[tuple[int, ...]] = []

@@ -19,6 +19,9 @@ same time drift alike, as two builds on one host do.
 ``delta.reasoning_content`` (style ``field``, with ``reasoning_tokens`` in the usage) or inline
 in ``<think>...</think>`` (style ``think``): the answer's first token is then known to come
 after the first token by N token gaps.
+``--image-token-ms MS`` delays the first token by MS for each image token a request carries
+(PNG images in ``image_url`` parts, one token per 28 x 28 pixels, also counted in the usage's
+prompt tokens): a known TTFT per image size.
 ``/v1/rerank`` scores each document by the query words it holds, answering after
 ``--first-ms`` plus ``--token-ms`` per document.
 ``/tokenize`` and ``/detokenize`` (vLLM's shape) count one token per word, so the prompt
@@ -31,8 +34,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import random
+import struct
 import time
 
 from aiohttp import web
@@ -53,10 +58,25 @@ def _delta(index: int, reasoning: int, style: str) -> dict[str, str]:
     return {"reasoning_content": f" r{index}"}
 
 
+def image_tokens(messages: object) -> int:
+    """Tokens of the PNG images in ``messages``: one per 28 x 28 pixel patch (a vision
+    encoder's, after merging), read from each PNG's header."""
+    tokens = 0
+    for message in messages if isinstance(messages, list) else ():
+        parts = message.get("content") if isinstance(message, dict) else None
+        for part in parts if isinstance(parts, list) else ():
+            url = part.get("image_url", {}).get("url", "") if isinstance(part, dict) else ""
+            if url.startswith("data:image/png;base64,"):
+                head = base64.b64decode(url.split(",", 1)[1][:32])
+                width, height = struct.unpack(">II", head[16:24])
+                tokens += -(-width // 28) * -(-height // 28)
+    return tokens
+
+
 def make_app(first_ms: float, token_ms: float, jitter: float, per_stream_ms: float = 0.0,
              slots: int | None = None, reasoning: int = 0,
              reasoning_style: str = "field", drift_ms_per_s: float = 0.0,
-             drift_from: float | None = None) -> web.Application:
+             drift_from: float | None = None, image_token_ms: float = 0.0) -> web.Application:
     counter = iter(range(1, 10**9))
     streaming = [0]
     gate = asyncio.Semaphore(slots) if slots else None
@@ -65,6 +85,7 @@ def make_app(first_ms: float, token_ms: float, jitter: float, per_stream_ms: flo
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.json()
         tokens = int(body.get("max_tokens") or 16)
+        seen = image_tokens(body.get("messages"))
         rng = random.Random(next(counter))
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
@@ -76,7 +97,7 @@ def make_app(first_ms: float, token_ms: float, jitter: float, per_stream_ms: flo
             # the event loop's lateness on a busy machine does not add up over an answer: the
             # delays delivered are the ones injected.
             loop = asyncio.get_running_loop()
-            due = loop.time() + first_ms / 1000
+            due = loop.time() + (first_ms + image_token_ms * seen) / 1000
             await asyncio.sleep(max(0.0, due - loop.time()))
             for index in range(tokens):
                 if index:
@@ -92,8 +113,8 @@ def make_app(first_ms: float, token_ms: float, jitter: float, per_stream_ms: flo
                 gate.release()
         await response.write(_chunk({"choices": [{"index": 0, "delta": {},
                                                   "finish_reason": "length"}]}))
-        usage: dict[str, object] = {"prompt_tokens": 12, "completion_tokens": tokens,
-                                    "total_tokens": 12 + tokens}
+        usage: dict[str, object] = {"prompt_tokens": 12 + seen, "completion_tokens": tokens,
+                                    "total_tokens": 12 + seen + tokens}
         if reasoning and reasoning_style == "field":
             usage["completion_tokens_details"] = {"reasoning_tokens": min(reasoning, tokens)}
         await response.write(_chunk({"choices": [], "usage": usage}))
@@ -157,9 +178,11 @@ def main() -> None:
     parser.add_argument("--reasoning-style", choices=("field", "think"), default="field")
     parser.add_argument("--drift-ms-per-s", type=float, default=0.0)
     parser.add_argument("--drift-from", type=float, default=None)
+    parser.add_argument("--image-token-ms", type=float, default=0.0)
     args = parser.parse_args()
     app = make_app(args.first_ms, args.token_ms, args.jitter, args.per_stream_ms, args.slots,
-                   args.reasoning, args.reasoning_style, args.drift_ms_per_s, args.drift_from)
+                   args.reasoning, args.reasoning_style, args.drift_ms_per_s, args.drift_from,
+                   args.image_token_ms)
     web.run_app(app, host="127.0.0.1", port=args.port, print=None,
                 handle_signals=True)
 
