@@ -24,7 +24,6 @@ left absent.  A failed read is counted and said in the window's notes, never rai
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import Protocol
 
 from pytest_llmperf.observe.exposition import Sample, parse_exposition
 from pytest_llmperf.observe.family_capture import Fetch, fetch_text, lines_of
+from pytest_llmperf.observe.gpu_samples import integrated_energy_j, timelines
 from pytest_llmperf.observe.process import mean_peak
 from pytest_llmperf.results.resources import GPU_FIGURES, GpuTimeline, GpuUse, MeanPeak
 
@@ -146,19 +146,12 @@ class DcgmSampler:
         counter = gpu.energy_mj
         if len(counter) >= 2 and counter[-1] >= counter[0]:
             return round((counter[-1] - counter[0]) / 1000, 3), "DCGM energy counter"
-        powers = gpu.samples.get("power_w", [])
-        points = [(t, p) for t, p in zip(self._t, powers, strict=False) if p is not None]
-        if len(points) < 2:
-            return None, None
-        joules = sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in itertools.pairwise(points))
-        return round(joules, 3), "integrated power samples"
+        joules = integrated_energy_j(self._t, gpu.samples.get("power_w", []))
+        return (joules, "integrated power samples") if joules is not None else (None, None)
 
     def timeline(self) -> tuple[GpuTimeline, ...]:
         """Per GPU, util/memory/power at each sample, one decimal: enough for a chart."""
-        return tuple(GpuTimeline(*(tuple(None if v is None else round(v, 1)
-                                         for v in gpu.samples.get(name, []))
-                                   for name in ("util_pct", "memory_used_mib", "power_w")))
-                     for gpu in self._gpus.values())
+        return timelines(gpu.samples for gpu in self._gpus.values())
 
 
 class LocalAndRemoteGpus:

@@ -8,13 +8,13 @@ absent field is "not measured", never zero.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pynvml
 
+from pytest_llmperf.observe.gpu_samples import integrated_energy_j, timelines
 from pytest_llmperf.observe.gpus import GpuInfo, GpuInventory, gpu_inventory
 from pytest_llmperf.observe.process import MIB, mean_peak
 from pytest_llmperf.results.resources import GPU_FIGURES, GpuTimeline, GpuUse, MeanPeak
@@ -148,19 +148,12 @@ class GpuSampler:
         if gpu.energy_start_mj is not None and end is not None and end >= gpu.energy_start_mj:
             return round((end - gpu.energy_start_mj) / 1000, 3), "NVML energy counter"
         # No counter on this board: integrate power over the samples (trapezoids).
-        powers = gpu.samples.get("power_w", [])
-        points = [(t, p) for t, p in zip(self._t, powers, strict=True) if p is not None]
-        if len(points) < 2:
-            return None, None
-        joules = sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in itertools.pairwise(points))
-        return round(joules, 3), "integrated power samples"
+        joules = integrated_energy_j(self._t, gpu.samples.get("power_w", []))
+        return (joules, "integrated power samples") if joules is not None else (None, None)
 
     def timeline(self) -> tuple[GpuTimeline, ...]:
         """Per GPU, util/memory/power at each sample, one decimal: enough for a chart."""
-        return tuple(GpuTimeline(*(tuple(None if v is None else round(v, 1)
-                                         for v in gpu.samples.get(name, []))
-                                   for name in ("util_pct", "memory_used_mib", "power_w")))
-                     for gpu in self._gpus)
+        return timelines(gpu.samples for gpu in self._gpus)
 
 
 def host_gpu_facts(nvml: Any = None) -> dict[str, Any]:

@@ -11,10 +11,23 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 
-__all__ = ["parse_statistic", "percentile", "statistic"]
+__all__ = ["parse_statistic", "percentile", "quantile_of", "statistic"]
 
 
 _PERCENTILE = re.compile(r"p(\d{1,3}(?:\.\d+)?)")
+
+
+def quantile_of(statistic: str | None) -> float | None:
+    """The quantile a statistic names (median 0.5, p95 0.95); None for mean, max, ..."""
+    if statistic == "median":
+        return 0.5
+    if statistic is None or not statistic.startswith("p"):
+        return None
+    try:
+        value = float(statistic[1:]) / 100.0
+    except ValueError:
+        return None
+    return value if 0.0 < value < 1.0 else None
 
 
 def parse_statistic(name: str) -> Callable[[Sequence[float]], float] | None:

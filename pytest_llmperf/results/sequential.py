@@ -31,6 +31,7 @@ from typing import Literal
 
 from pytest_llmperf.results.jsonfields import Fields, JSONObject
 from pytest_llmperf.results.metrics import DISTRIBUTIONS, summarize
+from pytest_llmperf.results.percentiles import quantile_of
 from pytest_llmperf.results.records import LoadRun, RequestRecord
 from pytest_llmperf.results.thresholds import Check
 
@@ -43,19 +44,6 @@ FIRST_SHARE = 0.8  # the most of alpha the first look may spend
 _MAX_LOOKS = 8
 
 Decision = Literal["pass", "fail"] | None
-
-
-def quantile_of(statistic: str | None) -> float | None:
-    """The quantile a statistic names (median 0.5, p95 0.95); None for mean, max, ..."""
-    if statistic == "median":
-        return 0.5
-    if statistic is None or not statistic.startswith("p"):
-        return None
-    try:
-        value = float(statistic[1:]) / 100.0
-    except ValueError:
-        return None
-    return value if 0.0 < value < 1.0 else None
 
 
 def judged(check: Check) -> bool:

@@ -42,6 +42,7 @@ from pytest_llmperf.results.jsonfields import (
     read_number,
     rounded,
 )
+from pytest_llmperf.results.percentiles import quantile_of
 
 __all__ = [
     "STATISTICS",
@@ -75,7 +76,7 @@ def is_ratio(family: str) -> bool:
 
 def family_statistics(statistic: str) -> str | None:
     """Why ``statistic`` is no statistic of any family (None: it is one)."""
-    if statistic in _ALL_STATISTICS or _quantile(statistic) is not None:
+    if statistic in _ALL_STATISTICS or quantile_of(statistic) is not None:
         return None
     return (f"unknown statistic {statistic!r}: a counter takes delta or rate, a histogram "
             "count, sum, mean, median or a percentile such as p95, a gauge peak, mean or min")
@@ -112,7 +113,7 @@ class FamilyWindow:
                 return self.total
             if statistic == "mean":
                 return self.total / self.count if self.count and self.total is not None else None
-            quantile = _quantile(statistic)
+            quantile = quantile_of(statistic)
             if self.kind == "histogram" and quantile is not None:
                 return histogram_quantile(quantile, self.buckets)
         return None
@@ -253,9 +254,9 @@ def server_value(scraped: Sequence[ScrapedFamilies], family: str,
     if value is not None and math.isfinite(value):
         return value, None
     allowed = STATISTICS[found.kind]
-    if statistic not in allowed and _quantile(statistic) is None:
+    if statistic not in allowed and quantile_of(statistic) is None:
         return None, f"{family} is a {found.kind}: its statistics are {', '.join(allowed)}"
-    if found.kind != "histogram" and _quantile(statistic) is not None:
+    if found.kind != "histogram" and quantile_of(statistic) is not None:
         return None, f"{family} is a {found.kind}: its statistics are {', '.join(allowed)}"
     return None, f"{family} gave no {statistic} over this window" + _first_note(together.notes)
 
@@ -280,18 +281,6 @@ def histogram_quantile(quantile: float, buckets: Sequence[tuple[float, float]]) 
             return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
         lower, below = bound, cumulative
     return None
-
-
-def _quantile(statistic: str) -> float | None:
-    if statistic == "median":
-        return 0.5
-    if not statistic.startswith("p"):
-        return None
-    try:
-        value = float(statistic[1:]) / 100.0
-    except ValueError:
-        return None
-    return value if 0.0 < value < 1.0 else None
 
 
 def _bucket(path: str, item: object) -> tuple[float, float]:

@@ -6,7 +6,6 @@ on a machine without a GPU."""
 
 from __future__ import annotations
 
-import http.server
 import threading
 from collections.abc import Iterator
 
@@ -16,6 +15,7 @@ from pytest_llmperf.observe.dcgm import DcgmSampler
 from pytest_llmperf.observe.telemetry import Telemetry
 from pytest_llmperf.results.slo import evaluate
 from pytest_llmperf.results.thresholds import parse_check
+from tests.fakes.metrics_page import serving_page
 
 
 class NoNvml:
@@ -56,33 +56,8 @@ def exporter_page(read: int) -> str:
 @pytest.fixture
 def exporter() -> Iterator[tuple[str, list[int]]]:
     """The exporter's URL and the reads it has answered (one entry each)."""
-    reads: list[int] = []
-    lock = threading.Lock()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            with lock:
-                read = len(reads)
-                reads.append(read)
-            body = exporter_page(read).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/metrics", reads
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving_page(exporter_page, "text/plain; version=0.0.4; charset=utf-8") as served:
+        yield served
 
 
 def test_a_remote_exporter_s_gpus_give_the_window_s_gpu_metrics(

@@ -6,7 +6,6 @@ is in tests/integration/test_server_metrics.py.
 
 from __future__ import annotations
 
-import http.server
 import json
 import socket
 import threading
@@ -22,6 +21,7 @@ from pytest_llmperf.observe.server_metrics import (
     ServerMetricsProbe,
     fetch_text,
 )
+from tests.fakes.metrics_page import serving_page
 
 # --- the probe -----------------------------------------------------------------------------
 
@@ -201,27 +201,10 @@ def test_non_finite_values_never_reach_the_result() -> None:
 
 @pytest.fixture
 def metrics_server() -> Iterator[str]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            # A UTF-8 label value, and no charset named, as llama.cpp answers.
-            body = 'llamacpp:tokens_predicted_total{model="café"} 7\n'.encode()
-            self.send_response(200 if self.path == "/metrics" else 404)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/metrics"
-    finally:
-        server.shutdown()
-        server.server_close()
+    # A UTF-8 label value, and no charset named, as llama.cpp answers.
+    with serving_page(lambda read: 'llamacpp:tokens_predicted_total{model="café"} 7\n') as (
+            url, _):
+        yield url
 
 
 def test_fetch_text_reads_a_metrics_endpoint(metrics_server: str) -> None:
