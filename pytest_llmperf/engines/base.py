@@ -124,7 +124,10 @@ class ServedModel:
 
     def watching(self, urls: Sequence[str]) -> ServedModel:
         """This served model with ``urls`` (--llmperf-metrics-url) captured around windows."""
-        return dataclasses.replace(self, more_metrics_urls=tuple(urls)) if urls else self
+        if not urls:
+            return self
+        return dataclasses.replace(self, more_metrics_urls=tuple(dict.fromkeys(
+            (*self.more_metrics_urls, *urls))))
 
     def with_api(self, api: Api) -> ServedModel:
         """This served model driven through ``api`` (--llmperf-endpoint): chat, completions
@@ -170,6 +173,7 @@ BACKEND_CLASSES: dict[str, tuple[str, str]] = {
     "llamacpp": ("pytest_llmperf.engines.llamacpp", "LlamaCppBackend"),
     "transformers": ("pytest_llmperf.engines.transformers", "TransformersBackend"),
     "vllm": ("pytest_llmperf.engines.vllm", "VLLMBackend"),
+    "xinference": ("pytest_llmperf.engines.xinference", "XinferenceBackend"),
     "sglang": ("pytest_llmperf.engines.sglang", "SGLangBackend"),
     "lmdeploy": ("pytest_llmperf.engines.lmdeploy", "LMDeployBackend"),
     "tgi": ("pytest_llmperf.engines.tgi", "TGIBackend"),

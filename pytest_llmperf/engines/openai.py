@@ -70,9 +70,11 @@ def attached_metric_names() -> ServerMetricNames:
     from pytest_llmperf.engines.sglang import SGLangBackend
     from pytest_llmperf.engines.tgi import TGIBackend
     from pytest_llmperf.engines.vllm import VLLMBackend
+    from pytest_llmperf.engines.xinference import XinferenceBackend
 
     return ServerMetricNames.union([backend.metric_names for backend in (
-        VLLMBackend, SGLangBackend, LlamaCppBackend, TGIBackend, LMDeployBackend)])
+        VLLMBackend, SGLangBackend, LlamaCppBackend, TGIBackend, LMDeployBackend,
+        XinferenceBackend)])
 
 
 def replica_urls(settings: ServerSettings) -> tuple[str, ...]:

@@ -27,11 +27,12 @@ def families_markdown(scraped: Sequence[ScrapedFamilies]) -> list[str]:
                  if _moved(family)}
         lines.append(f"Server metrics at {one.url}: {len(moved)} of {len(one.families)} "
                      f"families moved over the window ({one.seconds:.1f} s between the "
-                     "scrapes); any of them is an SLO as `server[NAME].STAT`.")
+                     "scrapes); any of them is an SLO as `server[NAME].STAT` (a counter "
+                     "with or without its `_total`).")
         lines.append("")
         if not moved:
             continue
-        rows = [[f"`{_shown_name(name, family)}`", family.kind,
+        rows = [[f"`{name}`", family.kind,
                  ", ".join(f"{stat} {count_cell(value)}"
                            for stat, value in family.summary(one.seconds).items())]
                 for name, family in list(moved.items())[:MOST_ROWS]]
@@ -49,6 +50,3 @@ def _moved(family: FamilyWindow) -> bool:
     return bool(family.delta) or bool(family.peak) or bool(family.low)
 
 
-def _shown_name(name: str, family: FamilyWindow) -> str:
-    """A counter as its samples are named on the page (``NAME_total``)."""
-    return f"{name}_total" if family.kind == "counter" else name

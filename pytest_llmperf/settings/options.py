@@ -328,7 +328,7 @@ OPTIONS: tuple[Option[Any], ...] = (
            "run this llama-server binary instead of the embedded xllamacpp engine",
            parse.path, None, groups=("server",), aliases=("--llamacpp-bin",)),
     Option("engine_python", "--llmperf-engine-python",
-           "Python that runs Python engines (vLLM, SGLang, LMDeploy): PATH for all, or "
+           "Python that runs Python engines (vLLM, SGLang, LMDeploy, Xinference): PATH for all, or "
            "'vllm: PATH; sglang: PATH' (default: this interpreter)", parse.per_backend_path, None,
            groups=("server",)),
     Option("ngl", "--llmperf-ngl",

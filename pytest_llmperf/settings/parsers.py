@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 __all__ = ["BACKENDS"]  # and the parsers, used by pytest_llmperf.settings.options
 
 BACKENDS: tuple[str, ...] = (
-    "llamacpp", "transformers", "vllm", "sglang", "lmdeploy", "tgi", "ollama", "openai",
+    "llamacpp", "transformers", "vllm", "sglang", "lmdeploy", "tgi", "ollama", "xinference",
+    "openai",
 )
 T = TypeVar("T")
 

@@ -96,4 +96,4 @@ def test_an_attached_engine_s_metrics_reach_the_report_and_its_slos(
     # The engine's own figure beside the client's, found among every engine's names.
     assert "(decode time / generated tokens)" in report
     assert f"Server metrics at {smollm2_served.metrics_url}:" in report
-    assert "`llamacpp:tokens_predicted_total`" in report
+    assert "`llamacpp:tokens_predicted`" in report

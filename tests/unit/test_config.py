@@ -189,6 +189,7 @@ def test_sources_name_each_setting_separately(tmp_path: Path) -> None:
         "rate_stages": "default", "replica_policy": "default", "metrics_url": "default",
         "dcgm_url": "default",
         "endpoint": "default", "embedding_batch": "default", "rerank_documents": "default",
+        "images": "default",
         "seed": "default",
         "json": "default",
         "save": "default",

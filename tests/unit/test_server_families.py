@@ -282,7 +282,7 @@ def test_the_report_shows_the_families_that_moved() -> None:
     text = "\n".join(families_markdown([captured(BEFORE, AFTER)]))
     assert ("Server metrics at http://h:8000/metrics: 6 of 6 families moved over the window "
             "(10.0 s between the scrapes)") in text
-    assert re.search(r"\| `vllm:num_preemptions_total` +\| counter +\| delta 2, rate 0.2 +\|",
+    assert re.search(r"\| `vllm:num_preemptions` +\| counter +\| delta 2, rate 0.2 +\|",
                      text)
     assert re.search(r"\| `vllm:request_queue_time_seconds` +\| histogram +\| count 20, "
                      r"mean 0.275, p50 0.1, p95 0.875 +\|", text)
