@@ -11,7 +11,7 @@ from pytest_llmperf.results.capacity import CapacityResult
 from pytest_llmperf.results.errors import error_summary
 from pytest_llmperf.results.goodput import GOODPUT, goodput_figures, no_goodput_reason
 from pytest_llmperf.results.metric_names import NOT_STREAMED, STREAMED_ONLY
-from pytest_llmperf.results.metrics import GPU_METRICS, RESOURCES
+from pytest_llmperf.results.metrics import ENGINE, GPU_METRICS, RESOURCES
 from pytest_llmperf.results.server_families import family_of, is_server_metric, server_value
 from pytest_llmperf.results.slo import Verdict, evaluate, failure_message
 from pytest_llmperf.results.thresholds import Check
@@ -39,7 +39,14 @@ def judge_window(window: WindowResult, checks: Sequence[Check], *, require_gpu: 
     no_goodput = no_goodput_reason(window.run, checks)
     if no_goodput is not None:
         unmeasured.update({name: no_goodput for name in GOODPUT})
-    metrics = window.metrics.with_scalars({**goodput_figures(window.run, checks),
+    # The engine's own figures (server.NAME), where its metrics endpoint gave them.
+    engine = {f"server.{name}": value for name, value in (window.server_metrics or {}).items()
+              if f"server.{name}" in ENGINE}
+    why = "; ".join(window.server_notes) or "the engine's metrics did not give it"
+    unmeasured.update({name: (f"{window.served.description} has no metrics endpoint"
+                              if window.server_metrics is None else why)
+                       for name in ENGINE if name not in engine})
+    metrics = window.metrics.with_scalars({**goodput_figures(window.run, checks), **engine,
                                            **_server_values(window, checks, unmeasured)})
     # A window sized by its SLOs is judged at its looks' confidence (results.sequential).
     confidence = 0.95 if window.sizing is None else window.sizing.confidence

@@ -14,6 +14,7 @@ from pytest_llmperf.results.errors import metric_name
 __all__ = [
     "CAPACITY",
     "DISTRIBUTIONS",
+    "ENGINE",
     "GPU_METRICS",
     "NOT_STREAMED",
     "REPORTED_STATISTICS",
@@ -155,6 +156,27 @@ CAPACITY: Mapping[str, MetricInfo] = MappingProxyType(
     }
 )
 
+# The engine's own figures over a window (observe.server_metrics), by the names junit gives
+# them: ``"server.spec_acceptance_rate >= 0.6"``; absent where the engine does not offer them.
+ENGINE: Mapping[str, MetricInfo] = MappingProxyType({f"server.{name}": info for name, info in {
+    "server_ttft_ms_mean": MetricInfo("ms", False, "the engine's TTFT histogram's mean"),
+    "server_tpot_ms_mean": MetricInfo("ms", False, "the engine's TPOT histogram's mean"),
+    "server_e2e_ms_mean": MetricInfo("ms", False, "the engine's request latency mean"),
+    "server_queue_ms_mean": MetricInfo("ms", False, "the engine's queue time mean"),
+    "server_decode_ms_per_token": MetricInfo("ms", False, "decode seconds / generated tokens"),
+    "server_prefill_ms_per_token": MetricInfo("ms", False, "prompt seconds / prompt tokens"),
+    "prompt_tokens": MetricInfo("tok", False, "the engine's prompt-token counter's change"),
+    "generation_tokens": MetricInfo("tok", True, "the engine's generated-token counter's change"),
+    "preemptions": MetricInfo("req", False, "the engine's preemption counter's change"),
+    "prefix_cache_hit_rate": MetricInfo("", True, "prefix-cache hit tokens / queried tokens"),
+    "spec_acceptance_rate": MetricInfo("", True, "accepted / proposed draft tokens"),
+    "spec_acceptance_length": MetricInfo("tok", True, "tokens per target-model step"),
+    "kv_cache_usage_peak": MetricInfo("", False, "largest KV-cache usage (0..1)"),
+    "kv_cache_usage_mean": MetricInfo("", False, "mean KV-cache usage (0..1)"),
+    "requests_running_peak": MetricInfo("req", False, "most requests in the engine's batch"),
+    "requests_waiting_peak": MetricInfo("req", False, "most requests in the engine's queue"),
+}.items()})
+
 # The statistics shown in reports for every distribution.
 REPORTED_STATISTICS: tuple[str, ...] = (
     "mean", "median", "p90", "p95", "p99", "min", "max", "stdev",
@@ -169,7 +191,7 @@ def metric_info(name: str) -> MetricInfo:
     """The unit, direction and description of any metric name (KeyError if unknown)."""
     if name.startswith("server[") and name.endswith("]"):
         return SERVER_FAMILY
-    for table in (DISTRIBUTIONS, SCALARS, RESOURCES, CAPACITY):
+    for table in (DISTRIBUTIONS, SCALARS, RESOURCES, CAPACITY, ENGINE):
         if name in table:
             return table[name]
     raise KeyError(name)

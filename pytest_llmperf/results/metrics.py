@@ -77,6 +77,7 @@ from pytest_llmperf.results.errors import error_counts, metric_name
 from pytest_llmperf.results.metric_names import (
     CAPACITY,
     DISTRIBUTIONS,
+    ENGINE,
     GPU_METRICS,
     REPORTED_STATISTICS,
     RESOURCES,
@@ -92,6 +93,7 @@ from pytest_llmperf.results.records import LoadRun, RequestRecord
 __all__ = [
     "CAPACITY",
     "DISTRIBUTIONS",
+    "ENGINE",
     "GPU_METRICS",
     "PER_REQUEST",
     "REPORTED_STATISTICS",
@@ -194,7 +196,7 @@ class RunMetrics:
 
     def value(self, metric: str, stat: str | None = None) -> float | None:
         """``metric`` (with ``stat`` for a distribution); None when nothing measured it."""
-        if metric in SCALARS or metric in RESOURCES or metric in CAPACITY:
+        if metric in SCALARS or metric in RESOURCES or metric in CAPACITY or metric in ENGINE:
             return self.scalars.get(metric)
         if metric.startswith("server["):  # a server's family, judged with its statistic
             return self.scalars.get(f"{metric}.{stat}")

@@ -34,6 +34,7 @@ from typing import Any
 from pytest_llmperf.results.metrics import (
     CAPACITY,
     DISTRIBUTIONS,
+    ENGINE,
     RESOURCES,
     SCALARS,
     metric_info,
@@ -127,7 +128,7 @@ def _dotted(metric: str, stat: str | None) -> tuple[str, str | None]:
     dot in it (the error kinds) read whole; anything else as it came."""
     if stat is not None:
         dotted, _, rest = stat.partition(".")
-        if f"{metric}.{dotted}" in SCALARS:
+        if f"{metric}.{dotted}" in SCALARS or f"{metric}.{dotted}" in ENGINE:
             return f"{metric}.{dotted}", rest or None
     return metric, stat
 
@@ -147,7 +148,7 @@ def _check_metric(metric: str, stat: str | None, text: str, origin: str) -> None
                 "valid: mean, median, min, max, stdev, or a percentile p0..p100 such as p95 or "
                 "p99.9"
             )
-    elif metric in SCALARS or metric in RESOURCES or metric in CAPACITY:
+    elif metric in SCALARS or metric in RESOURCES or metric in CAPACITY or metric in ENGINE:
         if stat is not None:
             raise ThresholdError(
                 f"{origin}: {text!r}: {metric} is a whole-run number and takes no statistic"
@@ -157,8 +158,8 @@ def _check_metric(metric: str, stat: str | None, text: str, origin: str) -> None
             f"{origin}: {text!r}: unknown metric {metric!r}; per-request metrics (use "
             f"metric.statistic): {', '.join(DISTRIBUTIONS)}; whole-run metrics: "
             f"{', '.join(SCALARS)}; resource metrics: {', '.join(RESOURCES)}; capacity "
-            f"search results: {', '.join(CAPACITY)}; a server's Prometheus metric: "
-            "server[NAME].STATISTIC"
+            f"search results: {', '.join(CAPACITY)}; the engine's own figures: "
+            f"{', '.join(ENGINE)}; a server's Prometheus metric: server[NAME].STATISTIC"
         )
 
 
@@ -198,7 +199,7 @@ def parse_gate(text: str, origin: str) -> Gate:
         )
     metric, stat = _dotted(match["metric"], match["stat"])
     _check_metric(metric, stat, text, origin)
-    if is_server_metric(metric):
+    if is_server_metric(metric) or metric in ENGINE:
         raise ThresholdError(
             f"{origin}: {text!r}: a server's own metric cannot be compared with a baseline; "
             "hold it to an SLO instead (e.g. 'server[NAME].delta <= 0')")

@@ -286,3 +286,18 @@ def test_the_report_shows_the_families_that_moved() -> None:
                      text)
     assert re.search(r"\| `vllm:request_queue_time_seconds` +\| histogram +\| count 20, "
                      r"mean 0.275, p50 0.1, p95 0.875 +\|", text)
+
+
+def test_the_engine_s_own_figures_are_slos_under_their_junit_names() -> None:
+    checks = [parse_check("server.spec_acceptance_rate >= 0.5", "t"),
+              parse_check("server.spec_acceptance_rate >= 0.7", "t"),
+              parse_check("server.preemptions <= 0", "t")]
+    measured = dataclasses.replace(window(()), server_metrics={"spec_acceptance_rate": 0.6})
+    verdicts = judge_window(measured, checks)
+    assert [(v.measured, v.state) for v in verdicts] == [(0.6, "pass"), (0.6, "fail"),
+                                                        (None, "fail")]
+    assert "the engine's metrics did not give it" in verdicts[2].describe()
+    verdict, = judge_window(window(()), checks[:1])  # no metrics endpoint at all
+    assert verdict.state == "fail" and "has no metrics endpoint" in verdict.describe()
+    with pytest.raises(ThresholdError, match="cannot be compared with a baseline"):
+        parse_gate("server.preemptions:10%", "--llmperf-compare-fail")
