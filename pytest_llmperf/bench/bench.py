@@ -167,32 +167,16 @@ class Bench:
                  duration_s: float | None, warmup: int, max_tokens: int | None,
                  prompts: PromptSource | None, label: str,
                  stop: StopRule | None = None) -> WindowResult:
-        prompts = prompts or self.prompts
-        if self.load.images and (served.endpoint is None or served.endpoint.api == "chat"):
-            from pytest_llmperf.prompts.images import ImagePrompts
+        from pytest_llmperf.prompts.for_endpoint import prompts_for
 
-            if not isinstance(prompts, ImagePrompts):  # one image a request (--llmperf-images)
-                prompts = ImagePrompts(prompts, self.load.images, seed=self.load.seed)
+        api = served.endpoint.api if served.endpoint is not None else None
+        prompts = prompts_for(prompts or self.prompts, api, self.load)
         if served.open_client is not None:  # Ollama's or an in-process engine's own client
             from pytest_llmperf.prompts.tool_calls import openai_only
 
             if (what := openai_only(prompts)) is not None:
                 raise Unsupported(f"{served.description}: {what}, which this engine's own "
                                   "client does not send")
-        if served.endpoint is not None and served.endpoint.api == "embeddings":
-            from pytest_llmperf.prompts.embedding_batches import EmbeddingBatches
-
-            # --llmperf-embedding-batch inputs a request, unless the caller batched them.
-            if self.load.embedding_batch > 1 and not isinstance(prompts, EmbeddingBatches):
-                prompts = EmbeddingBatches(prompts, self.load.embedding_batch)
-        if served.endpoint is not None and served.endpoint.api == "rerank":
-            from pytest_llmperf.prompts.embedding_batches import EmbeddingBatches
-
-            # One query and --llmperf-rerank-documents documents a request.
-            if not isinstance(prompts, EmbeddingBatches):
-                documents = self.load.rerank_documents
-                prompts = EmbeddingBatches(prompts, 1 + documents,
-                                           ("rerank_documents", documents))
         window = self.runner(
             served, prompts, shape=shape, requests=requests,
             duration_s=duration_s, warmup=warmup, max_tokens=max_tokens or self.load.max_tokens,

@@ -76,3 +76,21 @@ def test_the_image_size_survives_the_result_store() -> None:
     run = LoadRun((record, RequestRecord(1, 1000, (2000,), 3000, 1)), 0, 5000, 1, 0)
     again = run_from_json(Fields(json.loads(json.dumps(run_to_json(run)))))
     assert [r.image_size for r in again.records] == ["448x448", None]
+
+
+def test_a_window_s_prompts_are_shaped_by_its_endpoint(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pytest_llmperf.prompts.embedding_batches import EmbeddingBatches
+    from pytest_llmperf.prompts.for_endpoint import prompts_for
+    from pytest_llmperf.settings.resolve import resolve_settings
+
+    load = resolve_settings({"images": "8x8", "embedding_batch": "4",
+                             "rerank_documents": "3"}, {}, {}, tmp_path).load
+    source = BuiltinPrompts()
+    chat = prompts_for(source, "chat", load)
+    assert isinstance(chat, ImagePrompts) and prompts_for(chat, "chat", load) is chat
+    assert isinstance(prompts_for(source, None, load), ImagePrompts)  # an engine's own client
+    embeddings = prompts_for(source, "embeddings", load)
+    assert isinstance(embeddings, EmbeddingBatches) and embeddings.batch == 4
+    rerank = prompts_for(source, "rerank", load)
+    assert isinstance(rerank, EmbeddingBatches) and len(rerank.next_prompt().batch) == 3
+    assert prompts_for(source, "completions", load) is source
