@@ -231,7 +231,9 @@ class Bench:
                max_tokens: int | None = None, prompts: PromptSource | None = None,
                label: str = "") -> SweepResult:
         """Staged rates (results.rate_stages) as one schedule, with the run's arrivals: one
-        window per stage, its requests those scheduled in it (load.staged)."""
+        window per stage, its requests those scheduled in it (load.staged).  With
+        ``--llmperf-repeats K`` the schedule runs K times back to back, each stage's first
+        window with its later ones as ``repeats``."""
         shape = self.load.staged_shape(stages)
         warm = self.load.warmup if warmup is None else warmup
         assert shape.duration_s is not None
@@ -242,18 +244,27 @@ class Bench:
                 f"of {self.load.window_timeout:g} s (--llmperf-window-timeout): shorten the "
                 "stages or raise the deadline")
         served = self.live()
-        whole = self._measure(served, shape, requests=None, duration_s=shape.duration_s,
-                              warmup=warm, max_tokens=max_tokens, prompts=prompts,
-                              label=f"{label} {shape.label}" if label else shape.label)
-        names = []
-        for number, (stage, window) in enumerate(zip(stages, whole.stages, strict=True), 1):
+        repeats = self.load.repeats
+        runs = [self._measure(served, shape, requests=None, duration_s=shape.duration_s,
+                              # The warm-up runs once: the server is warm for the repeats.
+                              warmup=warm if repeat == 1 else 0, max_tokens=max_tokens,
+                              prompts=prompts,
+                              label=f"{label} {shape.label}" if label else shape.label).stages
+                for repeat in range(1, repeats + 1)]
+        names, points = [], []
+        for number, stage in enumerate(stages, 1):
+            windows = [run[number - 1] for run in runs]
             names.append(f"stage {number}: {stage.label}")
-            self._say(f"{label or 'stages'}: stage {number} of {len(stages)} ({stage.label}): "
-                      f"{window.requests} requests, "
-                      f"{window.metrics.value('request_throughput') or 0:.2f} req/s sustained")
-            if self.on_window is not None:
-                self.on_window(window, None)
-        return SweepResult("rate", whole.stages, labels=tuple(names))
+            for repeat, window in enumerate(windows, 1):
+                again = f", repeat {repeat} of {repeats}" if repeats > 1 else ""
+                self._say(f"{label or 'stages'}: stage {number} of {len(stages)} "
+                          f"({stage.label}{again}): {window.requests} requests, "
+                          f"{window.metrics.value('request_throughput') or 0:.2f} req/s "
+                          "sustained")
+                if self.on_window is not None:
+                    self.on_window(window, repeat if repeats > 1 else None)
+            points.append(dataclasses.replace(windows[0], repeats=tuple(windows[1:])))
+        return SweepResult("rate", tuple(points), labels=tuple(names))
 
     def capacity(self, dimension: str = "users", checks: Sequence[Check] = (), *,
                  start: float | None = None, maximum: float | None = None,

@@ -54,12 +54,11 @@ MAX_ARRIVALS = 1_000_000
 @dataclass(frozen=True)
 class Share:
     """One client process's part of a schedule offered from several (load.processes): it
-    sends the arrivals ``index``, ``index + count``, ... of the one schedule, whose arrival 0
-    is due at ``base_ns`` (``perf_counter_ns``: the machine's monotonic clock, the same in
-    every process)."""
+    sends the ``arrivals`` (indices, in order) of the one schedule, whose arrival 0 is due at
+    ``base_ns`` (``perf_counter_ns``: the machine's monotonic clock, the same in every
+    process)."""
 
-    index: int
-    count: int
+    arrivals: tuple[int, ...]
     base_ns: int
 
 
@@ -184,7 +183,8 @@ async def run_open_loop(
         return record
 
     base_ns = time.perf_counter_ns() if share is None else share.base_ns
-    ours = range(len(offsets)) if share is None else range(share.index, len(offsets), share.count)
+    ours: Sequence[int] = (range(len(offsets)) if share is None
+                           else [i for i in share.arrivals if i < len(offsets)])
     cut_ns = None if cut_after_s is None else base_ns + round(cut_after_s * _NS)
     start_ns = base_ns + round(offsets[warmup] * _NS) if measured else base_ns
     warm: list[asyncio.Task[RequestRecord]] = []

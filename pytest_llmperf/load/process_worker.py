@@ -65,6 +65,7 @@ class Job:
     workers: int
     event_loop: str
     prompts: list[list[Prompt]]  # each worker's, in the order it sends them
+    arrivals: list[tuple[int, ...]]  # open loop: each worker's arrivals of the one schedule
     batch: int  # prompts a worker asks for at a time, once its own are sent
     base_ns: int  # open loop: when arrival 0 is due
     started: Any  # multiprocessing Barrier: every worker's warm-up done (closed loop)
@@ -120,7 +121,7 @@ async def _offer_share(job: Job, k: int, pipe: Connection
                     duration_s=job.duration_s, warmup=job.warmup,
                     observers=[_Meeting(None, job.ended), watch], stop=stop,
                     cut_after_s=job.limits.window_s,
-                    share=Share(k, job.workers, job.base_ns))
+                    share=Share(job.arrivals[k], job.base_ns))
             else:
                 run = await run_closed_loop(
                     tally, prompts, users=split(job.shape.users or 1, job.workers)[k],

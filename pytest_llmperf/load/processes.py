@@ -8,8 +8,10 @@ their records merge onto one time line:
 - **closed loop**: worker k of N runs users k, k+N, ... and the requests k, k+N, ... (its
   request ``j`` is the run's ``j * N + k``: the merged ids are those one process gives); the
   measured window starts when every worker has finished its part of the warm-up, as in one.
-- **open loop**: one schedule, due from one absolute time; worker k sends its arrivals k, k+N,
-  ...; a ``max_concurrency`` is split between the workers.
+- **open loop**: one schedule, due from one absolute time, its arrivals dealt round-robin
+  (worker k sends k, k+N, ...) except that every turn of a conversation (``Prompt.session``:
+  a replayed trace's sessions) goes to the worker that sent its first turn, where it waits
+  for the answer to the turn before it; a ``max_concurrency`` is split between the workers.
 - **prompts** are drawn here, in the order one process draws them, and handed to the workers
   (more on request, for a window sized by its duration): no prompt is sent twice, and the
   session's source goes on after them.
@@ -51,7 +53,7 @@ from pytest_llmperf.settings.groups import TimeLimits
 if TYPE_CHECKING:
     from pytest_llmperf.engines.base import ServedModel
 
-__all__ = ["WORKER_FIGURES", "busiest", "offer_from_processes", "worker_count"]
+__all__ = ["WORKER_FIGURES", "busiest", "deal_arrivals", "offer_from_processes", "worker_count"]
 
 _START_S = 0.5  # an open loop's first arrival is due this long after the workers are forked
 
@@ -105,10 +107,11 @@ def offer_from_processes(
     if served.endpoint is None and served.open_client is None:
         raise ValueError(f"{served.description} has no client to fork")
     context = multiprocessing.get_context("fork")
+    dealt, arrivals = _deal_prompts(prompts, shape, workers, requests, duration_s, warmup)
     job = Job(
         served=served, shape=shape, requests=requests, duration_s=duration_s, warmup=warmup,
         max_tokens=max_tokens, limits=limits, stop=stop, workers=workers, event_loop=event_loop,
-        prompts=_deal_prompts(prompts, shape, workers, requests, duration_s, warmup),
+        prompts=dealt, arrivals=arrivals,
         batch=max(16, 2 * (shape.users or 1) // workers),
         base_ns=0, started=context.Barrier(workers + 1), ended=context.Barrier(workers + 1),
         reason=context.Array("c", REASON_BYTES),
@@ -145,19 +148,40 @@ def offer_from_processes(
 
 
 def _deal_prompts(prompts: PromptSource, shape: LoadShape, workers: int, requests: int | None,
-                  duration_s: float | None, warmup: int) -> list[list[Prompt]]:
-    """Each worker's prompts, drawn here in the order one process would send them."""
-    if shape.is_open:  # arrival i gets prompt i; worker k sends arrivals k, k+N, ...
+                  duration_s: float | None, warmup: int
+                  ) -> tuple[list[list[Prompt]], list[tuple[int, ...]]]:
+    """Each worker's prompts, drawn here in the order one process would send them, and (open
+    loop) the arrivals each sends, arrival i with prompt i (:func:`deal_arrivals`)."""
+    if shape.is_open:
         offsets, _ = schedule(shape, warmup, requests, duration_s)
         drawn = [prompts.next_prompt() for _ in offsets]
-        return [drawn[k::workers] for k in range(workers)]
+        arrivals = deal_arrivals([prompt.session for prompt in drawn], workers)
+        return [[drawn[i] for i in ours] for ours in arrivals], arrivals
     warm = [prompts.next_prompt() for _ in range(warmup)]
     if requests is not None:
         measured = [prompts.next_prompt() for _ in range(requests)]
-        return [warm[k::workers] + measured[k::workers] for k in range(workers)]
+        return [warm[k::workers] + measured[k::workers] for k in range(workers)], []
     users = split(shape.users or 1, workers)  # by duration: two rounds each, more on request
     return [warm[k::workers] + [prompts.next_prompt() for _ in range(2 * users[k])]
-            for k in range(workers)]
+            for k in range(workers)], []
+
+
+def deal_arrivals(sessions: Sequence[str | None], workers: int) -> list[tuple[int, ...]]:
+    """Which arrivals each of ``workers`` sends, given each arrival's conversation (None: it
+    is one request on its own): a conversation's later turns go to the worker that sent its
+    first, since only there can a turn wait for the answer before it; every other arrival
+    goes to the worker with the fewest so far (round-robin when there are no
+    conversations)."""
+    dealt: list[list[int]] = [[] for _ in range(workers)]
+    owner: dict[str, int] = {}
+    for index, session in enumerate(sessions):
+        k = owner.get(session) if session is not None else None
+        if k is None:
+            k = min(range(workers), key=lambda w: len(dealt[w]))
+            if session is not None:
+                owner[session] = k
+        dealt[k].append(index)
+    return [tuple(ours) for ours in dealt]
 
 
 async def _lead(job: Job, processes: Sequence[multiprocessing.process.BaseProcess],

@@ -61,3 +61,25 @@ def test_each_stage_is_a_window_sent_on_time(tmp_path: Path) -> None:
     print(f"\nsent after scheduled: median {statistics.median(late_ms):.2f} ms, "
           f"max {max(late_ms):.2f} ms over {len(late_ms)} requests")
     assert statistics.median(late_ms) < 5 and max(late_ms) < 50
+
+
+def test_repeats_run_the_whole_schedule_again_and_each_stage_gets_its_repeats(
+        tmp_path: Path) -> None:
+    shutil.copytree(REPO / "tests" / "perf", tmp_path / "perf")
+    (tmp_path / "thresholds.toml").write_text('[defaults]\nslo = ["error_rate <= 0"]\n')
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    with running_stub("--token-ms", "1", "--first-ms", "5", "--jitter", "0") as url:
+        done = run_suite(tmp_path, url, "--llmperf-rate-stages=5:2,10:2",
+                         "--llmperf-arrivals=constant", "--llmperf-repeats=2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "stage 2 of 2 (10 req/s for 2 s, repeat 2 of 2)" in done.stdout
+    recorded = load_run(tmp_path / "result.json").windows
+    # Stage 1 then its repeat, stage 2 then its repeat: each stage is one load of the test.
+    assert [(w.window.shape.label, w.provenance.repeat) for w in recorded] == [
+        ("5 req/s constant", 1), ("5 req/s constant", 2),
+        ("10 req/s constant", 1), ("10 req/s constant", 2)]
+    assert [w.provenance.call for w in recorded] == [1, 1, 2, 2]
+    # The repeats are the schedule again, without the warm-up: the same requests per stage.
+    assert [w.window.requests for w in recorded] == [10, 10, 20, 20]
+    assert recorded[0].window.run.warmup_requests == 2
+    assert recorded[1].window.run.warmup_requests == 0

@@ -25,14 +25,18 @@ import pytest
 from pytest_llmperf.clients.base import Prompt
 from pytest_llmperf.clients.openai import Endpoint
 from pytest_llmperf.engines.base import ServedModel
+from pytest_llmperf.load.processes import deal_arrivals
 from pytest_llmperf.load.runner import run_load
 from pytest_llmperf.load.shapes import arrival_offsets
 from pytest_llmperf.prompts.builtin import BuiltinPrompts
+from pytest_llmperf.prompts.trace_files import Trace, TraceRequest
+from pytest_llmperf.prompts.trace_prompts import TracePrompts, replay_shape
 from pytest_llmperf.results.load_shape import LoadShape
 from pytest_llmperf.results.records import RequestRecord, TokenSource
 from pytest_llmperf.settings.resolve import SettingError, resolve_settings
 from tests.fakes.signals import default_signals
 from tests.fakes.stub_process import FAST_STUB, running_stub
+from tests.unit.test_datasets import WordTokenizer
 
 
 class Numbered:
@@ -70,8 +74,9 @@ class Echo:
             request_id=request_id, send_ns=sent, chunk_ns=(first, time.perf_counter_ns()),
             end_ns=time.perf_counter_ns(), output_tokens=2,
             output_token_source=TokenSource.USAGE, finish_reason="length",
-            # The prompt's number, where the record keeps a number to the end.
-            input_tokens=int(prompt.text[1:]), input_token_source=TokenSource.USAGE,
+            # The prompt's number (p0, p1, ...), where the record keeps a number to the end.
+            input_tokens=int(prompt.text[1:]) if prompt.text[1:].isdigit() else 0,
+            input_token_source=TokenSource.USAGE,
             server_timings={"pid": float(os.getpid())})
 
 
@@ -181,6 +186,29 @@ def test_a_killed_process_fails_the_run_instead_of_hanging_it() -> None:
     assert time.monotonic() - began < 20
 
 
+def test_arrivals_are_dealt_round_robin_but_a_conversation_stays_with_one_process() -> None:
+    assert deal_arrivals([None] * 7, 3) == [(0, 3, 6), (1, 4), (2, 5)]
+    # "a" starts on worker 0 and keeps it; the others fill whichever worker has fewest.
+    assert deal_arrivals(["a", "a", "b", None, "a", "b", None], 2) == [(0, 1, 4, 6),
+                                                                       (2, 3, 5)]
+
+
+def test_a_conversation_s_turns_wait_for_each_other_across_processes() -> None:
+    # Round-robin would send the second turn of "a" from another process than its first,
+    # where nothing knows the first is still unanswered.
+    trace = Trace(Path("t.jsonl"), "jsonl", (TraceRequest(0.0, 40, 2, session="a", turn=0),
+                                             TraceRequest(0.03, 40, 2, session="a", turn=1),
+                                             TraceRequest(0.06, 40, 2, session="b", turn=0)))
+    result = run_load(served_by(Echo(0.2)), TracePrompts(WordTokenizer(), trace),
+                      shape=replay_shape(trace), requests=3, max_tokens=2, client_processes=2)
+    first, second, other = result.run.records
+    assert first.server_timings["pid"] == second.server_timings["pid"]
+    assert other.server_timings["pid"] != first.server_timings["pid"]
+    assert second.send_ns >= first.end_ns  # the second turn waited for the first's answer
+    assert other.send_ns < first.end_ns  # another conversation did not
+    assert second.queued_ns >= 0.1 * 1e9  # the wait is counted as queued, not as lateness
+
+
 def test_processes_are_never_more_than_the_load_can_use() -> None:
     result = run_load(served_by(Echo(0.01)), Numbered(), users=2, requests=8,
                       max_tokens=2, client_processes=8)
@@ -286,6 +314,7 @@ from pathlib import Path
 from pytest_llmperf.clients.base import Prompt
 from pytest_llmperf.clients.openai import Endpoint
 from pytest_llmperf.engines.base import ServedModel
+from pytest_llmperf.load.processes import deal_arrivals
 from pytest_llmperf.load.runner import run_load
 
 here, mode = Path(sys.argv[1]), sys.argv[2]
