@@ -124,6 +124,7 @@ class ServerMetricsProbe:
                                        poll_interval_s=poll_interval_s,
                                        fetch=fetch or fetch_text)
                          for url in dict.fromkeys(urls)]
+        self._families: tuple[ScrapedFamilies, ...] | None = None  # the last window's, once
 
     @property
     def notes(self) -> list[str]:
@@ -133,18 +134,23 @@ class ServerMetricsProbe:
     # -- WindowObserver ---------------------------------------------------------------------
 
     def window_started(self) -> None:
+        self._families = None
         for capture in self.captures:
             capture.window_started()
 
     def window_ended(self) -> None:
+        self._families = None
         for capture in self.captures:
             capture.window_ended()
 
     # -- results ----------------------------------------------------------------------------
 
     def families(self) -> tuple[ScrapedFamilies, ...]:
-        """Every family of each URL over the window."""
-        return tuple(capture.result() for capture in self.captures)
+        """Every family of each URL over the window (worked out once per window: the
+        result, the notes and the store all read it)."""
+        if self._families is None:
+            self._families = tuple(capture.result() for capture in self.captures)
+        return self._families
 
     def result(self) -> dict[str, float]:
         """What the engine said about the window, JSON-ready; see the module docstring."""
