@@ -9,8 +9,11 @@ is the probes behind it.  Against the lowest capacity among the baseline's runs:
   at, probed at least twice;
 - ``no significant change``: the same capacity;
 - ``inconclusive``: anything else (a boundary probed once, a search cut short by its budget,
-  a search whose edge was disturbed: ``CapacityResult.disturbed``).  A disturbed baseline run
-  is left out while an undisturbed one remains (its capacity is only a lower bound).
+  a search whose edge was disturbed: ``CapacityResult.disturbed``, a load between the two
+  capacities that one search left undecided: it sits at its SLO limit, where one run shows it
+  holding and the next cannot, so 2 and 3 users there are the same capacity).  A disturbed
+  baseline run is left out while an undisturbed one remains (its capacity is only a lower
+  bound).
 
 A gate (``capacity_max_concurrency regresses < 20%``) fails the test only on ``regressed``
 with the capacity lower than the baseline's by more than the tolerance.
@@ -59,9 +62,24 @@ def compare_capacity(baseline: Sequence[CapacityResult], current: CapacityResult
                 f"{max(failed_at):g}")
     else:
         verdict = "inconclusive"
-        note = "the boundary here or in the baseline rests on single probes"
+        note = _grey_zone(current, baseline, now, base) or \
+            "the boundary here or in the baseline rests on single probes"
     failed = False
     if gate is not None and verdict == "regressed":
         allowed = base * (1 - gate.tolerance) if gate.relative else base - gate.tolerance
         failed = (now or 0.0) < allowed
     return CapacityChange(metric, unit, base, now, verdict, note, gate, failed)
+
+
+def _grey_zone(current: CapacityResult, baseline: Sequence[CapacityResult],
+               now: float | None, base: float) -> str | None:
+    """Why two capacities that differ are no change: a load between them was left undecided
+    (searches.capacity_settle) here or in the baseline; None when none was."""
+    low, high = sorted((now or 0.0, base))
+    for search, where in ((current, "here"), *((b, "in the baseline") for b in baseline)):
+        for probe in search.counted:
+            if probe.undecided and low < probe.load <= high:
+                return (f"{search.load_text(probe.load)} was undecided {where}: it held on its "
+                        "point estimates but sits at its SLO limit, where one run shows it "
+                        "holding and the next cannot")
+    return None

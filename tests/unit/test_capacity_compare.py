@@ -65,3 +65,21 @@ def test_a_gate_fails_only_a_confirmed_regression_beyond_its_tolerance() -> None
     assert failing.describe().endswith("[gate capacity_max_concurrency regresses < 10%: FAILED]")
     once = entry(4, 5, [(4, True), (5, False)])
     assert not compare_capacity([BASE], once, tight).failed  # not confirmed: never fails
+
+
+def test_a_load_left_undecided_between_the_two_capacities_is_no_regression() -> None:
+    base = entry(3, 4, [(1, True), (2, True), (4, False), (3, True), (4, False), (3, True)])
+    undecided = ProbeOutcome(3, False, undecided="ttft_ms.p95 not decided: it sits at its limit")
+    now = dataclasses.replace(
+        entry(2, 3, [(1, True), (2, True), (4, False), (3, True), (4, False), (2, True)]),
+        probes=(*entry(2, 3, [(1, True), (2, True), (4, False), (3, True), (4, False),
+                              (2, True)]).probes, undecided))
+    change = compare_capacity([base], now)
+    assert change.verdict == "inconclusive"
+    assert change.note.startswith("3 users was undecided here: it held on its point estimates")
+    # The same grey zone read the other way round: the baseline left 3 users undecided.
+    assert compare_capacity([now], base).note.startswith("3 users was undecided in the baseline")
+    # Without an undecided load, a lower capacity on single probes says so.
+    plain = entry(2, 3, [(2, True), (3, False)])
+    assert compare_capacity([base], plain).note == (
+        "the boundary here or in the baseline rests on single probes")
