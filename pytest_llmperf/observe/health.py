@@ -194,6 +194,11 @@ def judge_health(figures: Mapping[str, float], late_ms: Sequence[float],
         read["send_late_ms_p99"] = round(percentile(list(late_ms), 99), 2)
     bound = list(_crossed(read, limits, ("loop_lag_ms_p99", "client_cpu_pct",
                                          "send_late_ms_p99")))
+    # In a small window the p99 is its latest send: one send late is one hiccup of the machine
+    # (the engine's threads preempting the client on a small host), not a client that cannot
+    # keep its schedule.  Two late sends at the least mark it.
+    if sum(late > limits["send_late_ms_p99"] for late in late_ms) < 2:
+        bound = [crossed for crossed in bound if not crossed.startswith("send_late_ms_p99")]
     own = [r for r in records if r.error_kind == ErrorKind.CLIENT_LIMIT.value]
     if own:
         bound.append(f"client_limit: {len(own)} of {len(records)} requests could not be sent, "

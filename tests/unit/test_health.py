@@ -113,6 +113,15 @@ def test_send_lateness_and_missing_figures() -> None:
     assert "steal_pct" not in health.figures  # not reported by this kernel here: not invented
 
 
+def test_one_late_send_is_a_hiccup_and_two_mark_the_window() -> None:
+    # 12 requests at 0.5 req/s with a 313 ms TTFT median: the limit is 15.7 ms, and the p99
+    # of 12 sends is the latest one.
+    once = judge_health({}, [0.5] * 11 + [18.1], 15.68)
+    assert once.figures["send_late_ms_p99"] > 15.68 and once.client_bound == ()
+    twice = judge_health({}, [0.5] * 10 + [18.1, 17.0], 15.68)
+    assert twice.client_bound == ("send_late_ms_p99 17.98 > 15.68",)
+
+
 def _open_loop(gap_ms: float, ttft_ms: float, late_ms: float, queued_ms: float = 0.0
                ) -> list[RequestRecord]:
     """Twenty requests due ``gap_ms`` apart, each sent ``late_ms`` + ``queued_ms`` after it
